@@ -1,0 +1,30 @@
+# Two entry points set up everything on a fresh machine:
+#   make demo   -> creates .venv, installs srcrn, runs the offline two-stage demo
+#   make test   -> creates .venv, installs srcrn with its test extras, runs the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+# pip's own warnings about this machine's local package mirrors are noise, not errors.
+PIP    := $(BIN)/python -m pip -q --disable-pip-version-check
+
+.PHONY: demo test bench venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -e '.[test,bench]' 2> $(VENV)/pip-warnings.log || (cat $(VENV)/pip-warnings.log; exit 1)
+	touch $@
+
+demo: venv
+	$(BIN)/srcrn demo
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python benchmarks/prepare.py
+	$(BIN)/python benchmarks/segmentation.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,172 @@
+"""``srcrn prepare``: decode every image once, at reduced scale, into a memory-mapped cache.
+
+Layout of a cache folder::
+
+    manifest.json   fingerprint of the inputs + settings; written last, so its presence
+                    means the arrays beside it are complete
+    images.npy      uint8 [N, S, S, 3]
+    masks.npy       uint8 [N, S, S] (0/1), only when every image has a mask
+    index.csv       image_id, melanoma, seborrheic_keratosis, width, height (original size)
+
+Training reads these arrays through ``np.load(mmap_mode="r")`` and never decodes a JPEG
+again. Re-running with the same inputs reuses the cache; any changed, added or removed file
+(path, size or modification time), label or setting changes the fingerprint and rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from srcrn.console import console, progress
+from srcrn.data import images as imageio
+from srcrn.data.isic import IsicDataset, IsicSample
+
+CACHE_FORMAT = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class PreparedData:
+    """A prepared cache, memory-mapped."""
+
+    folder: Path
+    size: int
+    index: pd.DataFrame
+    images: np.ndarray
+    masks: np.ndarray | None
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "PreparedData":
+        folder = Path(folder)
+        manifest = json.loads((folder / MANIFEST).read_text())
+        index = pd.read_csv(folder / "index.csv", dtype={"image_id": str}).set_index("image_id")
+        masks = np.load(folder / "masks.npy", mmap_mode="r") if manifest["has_masks"] else None
+        return cls(folder, manifest["size"], index, np.load(folder / "images.npy", mmap_mode="r"), masks)
+
+    @property
+    def ids(self) -> list[str]:
+        return self.index.index.tolist()
+
+    def positions(self, image_ids: list[str]) -> np.ndarray:
+        """Row numbers of ``image_ids`` in the arrays."""
+        return self.index.index.get_indexer(image_ids)
+
+    @property
+    def melanoma(self) -> np.ndarray:
+        return self.index["melanoma"].to_numpy(dtype=float)
+
+
+def fingerprint(dataset: IsicDataset, size: int) -> str:
+    """Hash of everything the cache depends on; stat-based, so checking it decodes nothing."""
+    digest = hashlib.sha256()
+    settings = (CACHE_FORMAT, size, imageio.DRAFT_OVERSAMPLE, str(imageio.RESAMPLE))
+    digest.update(repr(settings).encode())
+    for sample in dataset.samples:
+        for path in (sample.image_path, sample.mask_path):
+            if path is None:
+                digest.update(b"-")
+                continue
+            stat = path.stat()
+            digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        digest.update(f"{sample.image_id}|{sample.melanoma}|{sample.seborrheic_keratosis}".encode())
+    return digest.hexdigest()
+
+
+def _decode_one(job: tuple[int, IsicSample, int, bool]):
+    """Worker: one image (and mask) at the cache size, with the original size."""
+    position, sample, size, with_mask = job
+    width, height = imageio.image_size(sample.image_path)
+    image = imageio.read_image(sample.image_path, size)
+    mask = None
+    if with_mask:
+        mask = imageio.resize_mask(imageio.read_mask(sample.mask_path, (width, height)), size)
+    return position, image, mask, (width, height)
+
+
+def prepare(
+    dataset: IsicDataset,
+    size: int,
+    out: str | Path,
+    *,
+    workers: int | None = None,
+    show_progress: bool = True,
+) -> PreparedData:
+    """Prepare (or reuse) the cache of ``dataset`` at ``size`` x ``size`` in ``out``."""
+    out = Path(out)
+    key = fingerprint(dataset, size)
+    manifest_path = out / MANIFEST
+    if manifest_path.is_file():
+        try:
+            if json.loads(manifest_path.read_text()).get("fingerprint") == key:
+                if show_progress:
+                    console.print(f"cache up to date: {out} ({len(dataset)} images, {size}px)")
+                return PreparedData.load(out)
+        except (json.JSONDecodeError, OSError):
+            pass  # unreadable manifest: rebuild below
+    out.mkdir(parents=True, exist_ok=True)
+    with_masks = dataset.has_masks
+    workers = workers or os.cpu_count() or 1
+    staging = Path(tempfile.mkdtemp(prefix=".prepare-", dir=out))
+    try:
+        count = len(dataset)
+        images = np.lib.format.open_memmap(staging / "images.npy", "w+", np.uint8, (count, size, size, 3))
+        masks = (
+            np.lib.format.open_memmap(staging / "masks.npy", "w+", np.uint8, (count, size, size)) if with_masks else None
+        )
+        sizes = np.zeros((count, 2), dtype=np.int64)
+        jobs = [(position, sample, size, with_masks) for position, sample in enumerate(dataset.samples)]
+        if workers > 1 and count > 1:
+            # spawn, not fork: the parent may hold torch's thread pools, which do not survive fork.
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+            results = pool.map(_decode_one, jobs, chunksize=max(1, min(32, count // (4 * workers))))
+        else:
+            pool, results = None, map(_decode_one, jobs)
+        try:
+            for position, image, mask, original in progress(results, count, f"prepare {size}px", show_progress):
+                images[position] = image
+                if masks is not None:
+                    masks[position] = mask
+                sizes[position] = original
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        images.flush()
+        if masks is not None:
+            masks.flush()
+        del images, masks
+        index = pd.DataFrame(
+            {
+                "image_id": dataset.ids,
+                "melanoma": dataset.melanoma(),
+                "seborrheic_keratosis": [s.seborrheic_keratosis for s in dataset.samples],
+                "width": sizes[:, 0],
+                "height": sizes[:, 1],
+            }
+        )
+        index.to_csv(staging / "index.csv", index=False)
+        manifest = {"fingerprint": key, "format": CACHE_FORMAT, "size": size, "count": count,
+                    "has_masks": with_masks, "source": str(dataset.root.resolve())}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        # Swap in: the old manifest goes first and the new one comes last, so an
+        # interruption at any point leaves either the old complete cache or no valid one.
+        manifest_path.unlink(missing_ok=True)
+        for name in ("images.npy", "masks.npy", "index.csv"):
+            if (staging / name).exists():
+                os.replace(staging / name, out / name)
+            elif (out / name).exists():
+                (out / name).unlink()
+        os.replace(staging / MANIFEST, manifest_path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return PreparedData.load(out)

@@ -1,0 +1,97 @@
+"""Serve (image, mask, label) batches from a prepared cache, for Lightning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from srcrn.data.cache import PreparedData
+from srcrn.data.splits import Split
+from srcrn.data.transforms import build_transform
+
+
+class PreparedDataset(Dataset):
+    """Rows ``positions`` of a prepared cache, transformed jointly (image and mask).
+
+    The arrays are memory-mapped lazily in each process, so DataLoader workers neither
+    pickle nor copy them.
+    """
+
+    def __init__(self, folder: str | Path, positions: np.ndarray, transform, with_masks: bool = True):
+        self.folder = Path(folder)
+        self.positions = np.asarray(positions, dtype=np.int64)
+        self.transform = transform
+        self.with_masks = with_masks
+        self._data: PreparedData | None = None
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def data(self) -> PreparedData:
+        if self._data is None:
+            self._data = PreparedData.load(self.folder)
+        return self._data
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        row = int(self.positions[item])
+        image = np.asarray(self.data.images[row])
+        fields = {"image": image}
+        if self.with_masks:
+            fields["mask"] = np.asarray(self.data.masks[row])
+        out = self.transform(**fields)
+        sample = {"image": out["image"], "label": torch.tensor(self.data.melanoma[row], dtype=torch.float32),
+                  "index": torch.tensor(row)}
+        if self.with_masks:
+            sample["mask"] = out["mask"].unsqueeze(0).float()
+        return sample
+
+
+class IsicDataModule(L.LightningDataModule):
+    """Train/validation loaders over a prepared cache and a split.
+
+    ``steps_per_epoch`` fixes the number of training batches per epoch (the paper's "steps
+    of 300 iterations"), sampling without replacement across epochs' worth of permutations.
+    """
+
+    def __init__(
+        self,
+        prepared: PreparedData,
+        split: Split,
+        *,
+        batch_size: int = 8,
+        augment: str = "none",
+        steps_per_epoch: int | None = None,
+        num_workers: int = 0,
+        with_masks: bool = True,
+        eval_batch_size: int | None = None,
+    ):
+        super().__init__()
+        self.prepared = prepared
+        self.split = split
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.steps_per_epoch = steps_per_epoch
+        self.num_workers = num_workers
+        self.train_set = PreparedDataset(prepared.folder, prepared.positions(split.train),
+                                         build_transform(augment, train=True), with_masks)
+        self.val_set = PreparedDataset(prepared.folder, prepared.positions(split.val),
+                                       build_transform(augment, train=False), with_masks)
+
+    def _loader(self, dataset, batch_size, sampler=None, shuffle=False) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=shuffle,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.steps_per_epoch:
+            sampler = RandomSampler(self.train_set, num_samples=self.steps_per_epoch * self.batch_size)
+            return self._loader(self.train_set, self.batch_size, sampler=sampler)
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size)

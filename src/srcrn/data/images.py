@@ -1,0 +1,125 @@
+"""Decoding dermoscopic images and lesion masks, with one clear error line per bad file.
+
+Real ISIC originals are JPEGs of up to ~6700x4500 pixels. Decoding them at full size only
+to shrink them to 128x128 wastes most of the time, so JPEGs are decoded at reduced scale
+(libjpeg's DCT scaling through ``Image.draft``) to at least twice the target side, then
+resized with an antialiasing filter.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from srcrn.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+# 6700x4500 (the largest ISIC originals) is 30 MP; far above that is a decompression bomb
+# or a broken header, and decoding it would exhaust memory.
+MAX_PIXELS = 150_000_000
+# Draft to at least this multiple of the target side, so the final resize still antialiases.
+DRAFT_OVERSAMPLE = 2
+RESAMPLE = Image.Resampling.LANCZOS
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open lazily (header only) and refuse unreadable files and absurd sizes."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DataError(path, f"refused: image too large ({error})") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise DataError(path, f"cannot read image ({type(error).__name__}: {error})") from None
+    width, height = image.size
+    if width < 1 or height < 1 or width * height > MAX_PIXELS:
+        raise DataError(path, f"refused: absurd image size {width}x{height} (limit {MAX_PIXELS:,} pixels)")
+    return image
+
+
+def _load_pixels(image: Image.Image, path: Path) -> Image.Image:
+    try:
+        image.load()
+    except (OSError, ValueError, SyntaxError) as error:
+        raise DataError(path, f"image is truncated or corrupt ({error})") from None
+    return image
+
+
+def to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode (greyscale, palette, RGBA, CMYK, 16-bit) to an HxWx3 uint8 array."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        values = np.asarray(image).astype(np.float64)
+        top = 65535.0 if values.max(initial=0) > 255 else 255.0
+        grey = np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
+    """Decode ``path`` to RGB uint8, EXIF orientation applied; resized to size x size if given.
+
+    With ``size``, JPEGs are decoded at the smallest DCT scale that keeps both sides at
+    least ``DRAFT_OVERSAMPLE * size``.
+    """
+    path = Path(path)
+    image = open_image(path)
+    if size is not None and image.format == "JPEG":
+        request = DRAFT_OVERSAMPLE * size
+        image.draft("RGB", (request, request))
+    image = _load_pixels(image, path)
+    image = ImageOps.exif_transpose(image)
+    if size is not None and image.size != (size, size):
+        if image.mode not in ("RGB", "L"):
+            image = Image.fromarray(to_rgb_array(image))
+        image = image.resize((size, size), RESAMPLE)
+    return to_rgb_array(image)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) after EXIF orientation, read from the header only."""
+    image = open_image(path)
+    width, height = image.size
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block must not make an otherwise fine image unreadable
+        orientation = 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode a lesion mask to a boolean HxW array at its own size.
+
+    Masks must be binary: only {0, 255} (ISIC) or {0, 1}. ``expected_size`` is the image's
+    (width, height); a mask of another size is refused.
+    """
+    path = Path(path)
+    mask = _load_pixels(open_image(path), path)
+    if expected_size is not None and mask.size != tuple(expected_size):
+        raise DataError(
+            path,
+            f"mask size {mask.size[0]}x{mask.size[1]} differs from its image's "
+            f"{expected_size[0]}x{expected_size[1]}",
+        )
+    if mask.mode not in ("1", "L", "P", "I", "I;16", "LA"):
+        raise DataError(path, f"mask must be single-channel, found mode {mask.mode}")
+    values = np.asarray(mask.convert("L") if mask.mode in ("1", "P", "LA") else mask)
+    present = np.unique(values)
+    if not (set(present.tolist()) <= {0, 255} or set(present.tolist()) <= {0, 1}):
+        shown = ", ".join(str(v) for v in present[:6]) + (", ..." if present.size > 6 else "")
+        raise DataError(path, f"mask is not binary: {present.size} distinct values ({shown}); expected 0/255")
+    return values > 0
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour resize of a boolean mask to size x size (uint8 0/1)."""
+    image = Image.fromarray(mask.astype(np.uint8) * 255)
+    return (np.asarray(image.resize((size, size), Image.Resampling.NEAREST)) > 127).astype(np.uint8)
