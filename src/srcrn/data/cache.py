@@ -86,12 +86,9 @@ def fingerprint(dataset: IsicDataset, size: int) -> str:
 def _decode_one(job: tuple[int, IsicSample, int, bool]):
     """Worker: one image (and mask) at the cache size, with the original size."""
     position, sample, size, with_mask = job
-    width, height = imageio.image_size(sample.image_path)
-    image = imageio.read_image(sample.image_path, size)
-    mask = None
-    if with_mask:
-        mask = imageio.resize_mask(imageio.read_mask(sample.mask_path, (width, height)), size)
-    return position, image, mask, (width, height)
+    image, original = imageio.decode_image(sample.image_path, size)
+    mask = imageio.read_mask(sample.mask_path, original, size).astype(np.uint8) if with_mask else None
+    return position, image, mask, original
 
 
 def prepare(

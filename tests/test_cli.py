@@ -1,0 +1,24 @@
+"""The command line: prepare reports and reuses, split writes its files."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from srcrn.cli import main
+
+
+def run(*args: str) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    assert done.value.code in (0, None)
+
+
+def test_prepare_and_split_commands(sample, tmp_path, capsys):
+    run("prepare", str(sample), "--out", str(tmp_path / "cache"), "--size", "32", "--workers", "1")
+    assert "prepared 40 images at 32x32" in capsys.readouterr().err
+    run("prepare", str(sample), "--out", str(tmp_path / "cache"), "--size", "32", "--workers", "1")
+    assert "cache up to date" in capsys.readouterr().err
+    run("split", str(sample), "--out", str(tmp_path / "split"), "--method", "official")
+    table = pd.read_csv(tmp_path / "split" / "split.csv")
+    assert (table["subset"] == "val").sum() == 5  # the sample holds 5 ISIC 2017 validation images
