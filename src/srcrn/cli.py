@@ -77,6 +77,98 @@ def split(
     console.print(f"{chosen.method} split: {len(chosen.train)} train, {len(chosen.val)} val -> {path}")
 
 
+segment_app = typer.Typer(help="Stage 1: SRCRN lesion segmentation.", no_args_is_help=True)
+app.add_typer(segment_app, name="segment")
+
+
+@segment_app.command("train")
+def segment_train(
+    data: Annotated[Path, typer.Option("--data", help="ISIC-layout folder with images, masks (labels optional)")],
+    out: Annotated[Path, typer.Option("--out", help="run folder: checkpoints, metrics.csv, curves.png, split")],
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of settings (flags override it)")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="srcrn")] = None,
+    stride: Annotated[Optional[int], typer.Option(help="decoder stride: 8, 16 or 32 (paper 3.1)")] = None,
+    score_channels: Annotated[Optional[int], typer.Option(help="channels of the stride score maps (paper: 2)")] = None,
+    encoder_weights: Annotated[Optional[str], typer.Option(help="none | imagenet | PATH")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="epochs (default 10)")] = None,
+    steps_per_epoch: Annotated[Optional[int], typer.Option(help="training batches per epoch (paper: 300); 0 = one pass")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="batch size (paper: 8)")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="square input side, a multiple of 32 (paper: 128)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="learning rate (paper: Adam 1e-3)")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adam | adamw")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="bce | bce+dice")] = None,
+    augment: Annotated[Optional[str], typer.Option(help="none | flip | strong")] = None,
+    split: Annotated[Optional[str], typer.Option(help="paper | official | random")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="seed of everything random")] = None,
+    num_workers: Annotated[Optional[int], typer.Option(help="data-loading processes")] = None,
+    accelerator: Annotated[Optional[str], typer.Option(help="auto | cpu | gpu")] = None,
+    devices: Annotated[Optional[str], typer.Option(help="number of devices, or auto")] = None,
+    num_nodes: Annotated[Optional[int], typer.Option(help="machines (DDP)")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="auto | ddp | ...")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="32-true | bf16-mixed | ...")] = None,
+    time_budget: Annotated[Optional[str], typer.Option(help="stop after this wall time, e.g. 25m")] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="prepared-cache folder (default: under ~/.cache/srcrn)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")] = False,
+    progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Train SRCRN with the paper's recipe (every part overridable)."""
+    from srcrn.training.config import SegmentationConfig, load_config
+    from srcrn.training.segmentation import train_segmentation
+
+    if resume and config is None and (out / "config.yaml").is_file():
+        config = out / "config.yaml"  # resume with the settings the run started with
+    settings = load_config(
+        SegmentationConfig, config, arch=arch, stride=stride, score_channels=score_channels,
+        encoder_weights=encoder_weights, epochs=epochs,
+        steps_per_epoch=None if steps_per_epoch is None else (steps_per_epoch or None),
+        batch_size=batch_size, image_size=image_size, lr=lr, optimizer=optimizer, loss=loss, augment=augment,
+        split=split, seed=seed, num_workers=num_workers, accelerator=accelerator, devices=devices,
+        num_nodes=num_nodes, strategy=strategy, precision=precision, time_budget=time_budget,
+        cache=str(cache) if cache else None,
+    )
+    if settings.image_size % 32:
+        raise SrcrnError(f"--image-size {settings.image_size}: SRCRN needs a multiple of 32 (e.g. 128)")
+    summary = train_segmentation(settings, data, out, resume=resume, progress=progress_bar)
+    if summary:
+        console.print(
+            f"trained {summary['epochs']} epochs in {summary['wall_seconds']:.0f}s; best val Jaccard "
+            f"{summary['best_val_jaccard'] if summary['best_val_jaccard'] is not None else 'n/a'}; "
+            f"checkpoint {summary['best_checkpoint']}", soft_wrap=True)
+
+
+@segment_app.command("eval")
+def segment_eval(
+    model: Annotated[Path, typer.Option("--model", help="checkpoint (.ckpt) of segment train")],
+    data: Annotated[Path, typer.Option("--data", help="ISIC-layout folder; masks give the scores")],
+    out: Annotated[Path, typer.Option("--out", help="folder for masks/, per_image.csv, metrics.json")],
+    split_file: Annotated[Optional[Path], typer.Option("--split", help="split.csv (or its run folder) to pick images from")] = None,
+    subset: Annotated[str, typer.Option(help="with --split: train | val")] = "val",
+    batch_size: Annotated[int, typer.Option(help="inference batch size")] = 32,
+    tta: Annotated[bool, typer.Option("--tta", help="average horizontal/vertical flips")] = False,
+    cache: Annotated[Optional[Path], typer.Option(help="prepared-cache folder")] = None,
+    progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Predict masks at the original size and score them as the ISIC challenge does."""
+    import pandas as pd
+
+    from srcrn.data.isic import IsicDataset
+    from srcrn.evaluation.segmentation import evaluate_segmentation
+    from srcrn.training.segmentation import default_cache_dir, load_segmenter
+
+    task = load_segmenter(model)
+    dataset = IsicDataset.from_dir(data)
+    if split_file is not None:
+        split_csv = split_file / "split.csv" if split_file.is_dir() else split_file
+        table = pd.read_csv(split_csv, dtype=str)
+        dataset = dataset.subset(table.loc[table["subset"] == subset, "image_id"].tolist())
+    size = int(task.hparams.image_size)
+    metrics = evaluate_segmentation(task.model, dataset, out, image_size=size,
+                                    cache=cache or default_cache_dir(data, size), batch_size=batch_size,
+                                    tta=tta, show_progress=progress_bar)
+    shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+    console.print(f"{out / 'metrics.json'}: {shown}", soft_wrap=True)
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="folder for the demo's outputs")] = Path("demo-out"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from srcrn.data.cache import PreparedData
 from srcrn.data.splits import Split
@@ -39,10 +39,10 @@ class PreparedDataset(Dataset):
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         row = int(self.positions[item])
-        image = np.asarray(self.data.images[row])
-        fields = {"image": image}
+        # np.array copies out of the read-only memory map: transforms and torch need writable arrays.
+        fields = {"image": np.array(self.data.images[row])}
         if self.with_masks:
-            fields["mask"] = np.asarray(self.data.masks[row])
+            fields["mask"] = np.array(self.data.masks[row])
         out = self.transform(**fields)
         sample = {"image": out["image"], "label": torch.tensor(self.data.melanoma[row], dtype=torch.float32),
                   "index": torch.tensor(row)}
@@ -51,11 +51,34 @@ class PreparedDataset(Dataset):
         return sample
 
 
+class EpochSampler(Sampler[int]):
+    """``num_samples`` indices per epoch, taken from successive seeded random permutations of
+    the dataset, so an epoch can be longer (or shorter) than one pass.
+
+    Not a RandomSampler on purpose: under DDP, Lightning replaces a RandomSampler with a
+    plain DistributedSampler (one pass, num_samples lost) but wraps any other sampler, which
+    shares these indices among the processes.
+    """
+
+    def __init__(self, size: int, num_samples: int, seed: int = 0):
+        self.size, self.num_samples, self.seed, self.epoch = size, num_samples, seed, 0
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        passes = -(-self.num_samples // self.size)
+        order = torch.cat([torch.randperm(self.size, generator=generator) for _ in range(passes)])
+        return iter(order[: self.num_samples].tolist())
+
+
 class IsicDataModule(L.LightningDataModule):
     """Train/validation loaders over a prepared cache and a split.
 
     ``steps_per_epoch`` fixes the number of training batches per epoch (the paper's "steps
-    of 300 iterations"), sampling without replacement across epochs' worth of permutations.
+    of 300 iterations"); under DDP the processes share them.
     """
 
     def __init__(
@@ -69,6 +92,7 @@ class IsicDataModule(L.LightningDataModule):
         num_workers: int = 0,
         with_masks: bool = True,
         eval_batch_size: int | None = None,
+        seed: int = 0,
     ):
         super().__init__()
         self.prepared = prepared
@@ -77,6 +101,7 @@ class IsicDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.steps_per_epoch = steps_per_epoch
         self.num_workers = num_workers
+        self.seed = seed
         self.train_set = PreparedDataset(prepared.folder, prepared.positions(split.train),
                                          build_transform(augment, train=True), with_masks)
         self.val_set = PreparedDataset(prepared.folder, prepared.positions(split.val),
@@ -89,7 +114,7 @@ class IsicDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         if self.steps_per_epoch:
-            sampler = RandomSampler(self.train_set, num_samples=self.steps_per_epoch * self.batch_size)
+            sampler = EpochSampler(len(self.train_set), self.steps_per_epoch * self.batch_size, self.seed)
             return self._loader(self.train_set, self.batch_size, sampler=sampler)
         return self._loader(self.train_set, self.batch_size, shuffle=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import albumentations as A
+import numpy as np
 import cv2
 from albumentations.pytorch import ToTensorV2
 
@@ -30,3 +31,14 @@ def build_transform(augment: str = "none", *, train: bool = True) -> A.Compose:
         ]
     steps += [A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD), ToTensorV2()]
     return A.Compose(steps)
+
+
+def normalize_batch(images) -> "torch.Tensor":
+    """uint8 NHWC images (numpy) to the float NCHW tensor the models take: the same
+    arithmetic as ``A.Normalize`` in ``build_transform``, vectorised for inference."""
+    import torch
+
+    batch = torch.from_numpy(np.array(images, dtype=np.uint8))  # a writable copy.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (batch - mean) / std

@@ -1,0 +1,1 @@
+"""Evaluation: metric definitions identical to the official ISIC scorer, and eval runs."""

@@ -1,0 +1,5 @@
+"""Models: they know nothing of data files or training."""
+
+from srcrn.models.srcrn import SRCRN, build_segmenter
+
+__all__ = ["SRCRN", "build_segmenter"]

@@ -1,0 +1,96 @@
+"""SRCRN: a ResNet-50 encoder whose stride-32, -16 and -8 score maps are fused by transposed
+convolutions into a full-size lesion map ("stride regulation", FCN-8s style).
+
+Encoder blocks (torchvision ``resnet50``): the end of ``layer2`` (block 7, stride 8, 512
+channels), ``layer3`` (block 13, stride 16, 1024) and ``layer4`` (block 16, stride 32, 2048).
+``stride`` picks the decoder of the paper's section 3.1 ablation:
+
+* 32: C5 only, one transposed convolution x32;
+* 16: C5 upsampled x2 + a 1x1 score of C4, then x16;
+* 8 (default): as 16, upsampled x2 again + a 1x1 score of C3, then x8.
+
+``forward`` returns logits (one channel, the input's size); the sigmoid belongs to the loss
+and to prediction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models._utils import IntermediateLayerGetter
+
+from srcrn.errors import ConfigError
+from srcrn.models.weights import resnet50_backbone
+
+STRIDES = (8, 16, 32)
+ENCODER_LAYERS = {"layer2": "c3", "layer3": "c4", "layer4": "c5"}
+ENCODER_CHANNELS = {"c3": 512, "c4": 1024, "c5": 2048}
+INPUT_MULTIPLE = 32
+
+
+def _upsample(in_channels: int, out_channels: int, factor: int) -> nn.ConvTranspose2d:
+    """A transposed convolution that multiplies height and width by exactly ``factor``."""
+    return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2 * factor, stride=factor, padding=factor // 2)
+
+
+class StrideRegulationDecoder(nn.Module):
+    def __init__(self, stride: int = 8, score_channels: int = 2):
+        super().__init__()
+        if stride not in STRIDES:
+            raise ConfigError(f"stride must be one of {STRIDES}, got {stride}")
+        self.stride = stride
+        k = score_channels
+        if stride == 32:
+            self.final = _upsample(ENCODER_CHANNELS["c5"], 1, 32)
+            return
+        self.up32 = _upsample(ENCODER_CHANNELS["c5"], k, 2)
+        self.score16 = nn.Conv2d(ENCODER_CHANNELS["c4"], k, kernel_size=1)
+        if stride == 16:
+            self.final = _upsample(k, 1, 16)
+            return
+        self.up16 = _upsample(k, k, 2)
+        self.score8 = nn.Conv2d(ENCODER_CHANNELS["c3"], k, kernel_size=1)
+        self.final = _upsample(k, 1, 8)
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.stride == 32:
+            return self.final(features["c5"])
+        y = self.up32(features["c5"]) + self.score16(features["c4"])
+        if self.stride == 8:
+            y = self.up16(y) + self.score8(features["c3"])
+        return self.final(y)
+
+
+class SRCRN(nn.Module):
+    """Encoder + stride-regulation decoder. ``forward_features`` / ``forward_head`` split it
+    the timm way, so the encoder can be reused (e.g. as a classifier backbone)."""
+
+    def __init__(self, stride: int = 8, score_channels: int = 2, encoder_weights: str | Path | None = None):
+        super().__init__()
+        self.stride = stride
+        self.encoder = IntermediateLayerGetter(resnet50_backbone(encoder_weights), return_layers=ENCODER_LAYERS)
+        self.decoder = StrideRegulationDecoder(stride, score_channels)
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        height, width = x.shape[-2:]
+        if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
+            raise ValueError(
+                f"SRCRN input sides must be multiples of {INPUT_MULTIPLE}; got {height}x{width} "
+                f"(resize or pad, e.g. to {128}x{128})"
+            )
+        return self.encoder(x)
+
+    def forward_head(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.decoder(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def build_segmenter(arch: str = "srcrn", **kwargs) -> nn.Module:
+    """Every segmentation model by name, built the same way (the training code sees only this)."""
+    if arch == "srcrn":
+        return SRCRN(**kwargs)
+    raise ConfigError(f"unknown segmentation architecture '{arch}'; choose srcrn")

@@ -1,0 +1,53 @@
+"""ResNet-50 weights: torchvision's ImageNet weights (only from the local cache: no network
+at run time), a local file, or none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import ResNet50_Weights, resnet50
+
+from srcrn.errors import ConfigError
+
+IMAGENET = ResNet50_Weights.IMAGENET1K_V1
+
+
+def imagenet_weights_file() -> Path:
+    """Where torchvision looks for the ImageNet ResNet-50 weights before downloading them."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(IMAGENET.url).name
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a torch file (a Lightning checkpoint included)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: weights file not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def resnet50_backbone(weights: str | Path | None = None) -> nn.Module:
+    """torchvision ResNet-50 with ``weights``: None/"none" (random init), "imagenet", or a file."""
+    if weights in (None, "none"):
+        return resnet50(weights=None)
+    if weights == "imagenet":
+        cached = imagenet_weights_file()
+        if not cached.is_file():
+            # Never download at run time: say exactly what to put where.
+            raise ConfigError(
+                f"ImageNet weights are not available offline: put {Path(IMAGENET.url).name} "
+                f"(from {IMAGENET.url}) at {cached}, or pass a local weights file instead"
+            )
+        return resnet50(weights=IMAGENET)
+    model = resnet50(weights=None)
+    state = load_state_dict_file(weights)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if len(missing) == len(model.state_dict()):
+        raise ConfigError(f"{weights}: holds no ResNet-50 weights (none of its keys match)")
+    return model

@@ -1,0 +1,1 @@
+"""Training: LightningModules and the loops that configure them."""

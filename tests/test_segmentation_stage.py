@@ -1,0 +1,152 @@
+"""Stage 1 end to end: it learns, checkpoints round-trip and resume, eval equals the ISIC
+scorer, the CLI refuses impossible settings, and DDP runs on two CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from isic_challenge_scoring.segmentation import SegmentationScore
+from PIL import Image
+
+from srcrn.cli import main
+from srcrn.data.cache import prepare
+from srcrn.data.isic import IsicDataset
+from srcrn.data.transforms import normalize_batch
+from srcrn.errors import ConfigError
+from srcrn.training.config import SegmentationConfig, load_config
+from srcrn.training.segmentation import SegmentationTask, load_segmenter, train_segmentation
+
+
+def run(*args: str) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    assert done.value.code in (0, None), done.value.code
+
+
+def _small_config(tmp_path, **changes) -> SegmentationConfig:
+    settings = dict(image_size=64, batch_size=4, epochs=1, steps_per_epoch=2, eval_batch_size=8,
+                    cache=str(tmp_path / "cache"))
+    settings.update(changes)
+    return load_config(SegmentationConfig, **settings)
+
+
+def test_loss_decreases_on_a_tiny_overfit_set(sample, tmp_path):
+    dataset = IsicDataset.from_dir(sample, require_masks=True)
+    prepared = prepare(dataset.subset(dataset.ids[:4]), 64, tmp_path / "cache", workers=1, show_progress=False)
+    images = normalize_batch(prepared.images[:])
+    masks = torch.from_numpy(np.array(prepared.masks[:])).float()[:, None]
+    torch.manual_seed(0)
+    task = SegmentationTask(image_size=64)
+    optimizer = task.configure_optimizers()
+    task.train()
+    losses = []
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = task.loss_fn(task(images), masks)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3]), losses
+
+
+def test_checkpoint_round_trip_and_resume(sample, tmp_path):
+    out = tmp_path / "run"
+    summary = train_segmentation(_small_config(tmp_path), sample, out, progress=False)
+    assert summary["epochs"] == 1 and summary["global_step"] == 2
+    for name in ("best.ckpt", "last.ckpt"):
+        assert (out / "checkpoints" / name).is_file()
+    assert {"config.yaml", "split.csv", "split.json", "metrics.csv", "curves.png", "summary.json"} <= {
+        p.name for p in out.iterdir()}
+    # Round trip: the loaded model holds exactly the saved weights and predicts identically.
+    saved = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    loaded = load_segmenter(out / "checkpoints" / "last.ckpt")
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), load_segmenter(out / "checkpoints" / "last.ckpt")(x))
+    # Starting again on the same folder without --resume is refused: it would lose work.
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train_segmentation(_small_config(tmp_path), sample, out, progress=False)
+    # Resume continues the step count and keeps the first epoch's log rows.
+    summary = train_segmentation(_small_config(tmp_path, epochs=2), sample, out, resume=True, progress=False)
+    assert summary["epochs"] == 2 and summary["global_step"] == 4
+    log = pd.read_csv(out / "metrics.csv")
+    assert sorted(log["epoch"].unique()) == [0, 1]
+    assert log["val/jaccard"].notna().sum() == 2 and log["train/loss"].notna().sum() == 2
+
+
+def test_eval_metrics_equal_the_official_isic_scorer(sample, tmp_path):
+    config = _small_config(tmp_path, steps_per_epoch=3)
+    train_segmentation(config, sample, tmp_path / "run", progress=False)
+    out = tmp_path / "eval"
+    run("segment", "eval", "--model", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--data", str(sample),
+        "--out", str(out), "--cache", str(tmp_path / "cache"), "--no-progress")
+    ours = json.loads((out / "metrics.json").read_text())
+    assert ours["n_images"] == 40
+    # Masks are written at each image's original size, as 0/255.
+    for path in sorted((sample / "images").glob("*.jpg"))[:5]:
+        mask = Image.open(out / "masks" / f"{path.stem}_segmentation.png")
+        assert mask.size == Image.open(path).size and mask.mode == "L"
+        assert set(np.unique(np.asarray(mask))) <= {0, 255}
+    official = SegmentationScore.from_dir(sample / "masks", out / "masks").macro_average
+    for name in ("accuracy", "sensitivity", "specificity", "jaccard", "threshold_jaccard", "dice"):
+        assert ours[name] == pytest.approx(float(official[name]), abs=1e-6), name
+    per_image = pd.read_csv(out / "per_image.csv")
+    assert len(per_image) == 40 and per_image["jaccard"].mean() == pytest.approx(ours["jaccard"], abs=1e-12)
+    assert (out / "overlays.png").stat().st_size > 10_000
+
+
+def test_eval_on_a_runs_validation_split(sample, tmp_path):
+    train_segmentation(_small_config(tmp_path), sample, tmp_path / "run", progress=False)
+    run("segment", "eval", "--model", str(tmp_path / "run" / "checkpoints" / "best.ckpt"), "--data", str(sample),
+        "--out", str(tmp_path / "eval"), "--split", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"),
+        "--no-progress")
+    val = pd.read_csv(tmp_path / "run" / "split.csv").query("subset == 'val'")["image_id"]
+    assert sorted(pd.read_csv(tmp_path / "eval" / "per_image.csv")["image_id"]) == sorted(val)
+
+
+def test_cli_refuses_impossible_settings(sample, tmp_path, capsys):
+    for args, expected in (
+        (["--image-size", "100"], "multiple of 32"),
+        (["--resume"], "nothing to resume from"),
+        (["--stride", "4"], "stride must be one of"),
+        (["--loss", "focal"], "unknown loss 'focal'"),
+    ):
+        with pytest.raises(SystemExit) as done:
+            main(["segment", "train", "--data", str(sample), "--out", str(tmp_path / "x"), "--no-progress",
+                  "--cache", str(tmp_path / "cache"), "--epochs", "1", "--steps-per-epoch", "1", *args])
+        assert done.value.code == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and expected in errors[0], (args, errors)
+
+
+def test_config_file_with_an_unknown_key_is_refused(tmp_path):
+    (tmp_path / "c.yaml").write_text("epochs: 3\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="unknown setting\\(s\\) learning_rate"):
+        load_config(SegmentationConfig, tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("epochs: 3\nstride: 16\n")
+    assert load_config(SegmentationConfig, tmp_path / "d.yaml", stride=32).stride == 32  # flags win
+    assert load_config(SegmentationConfig, tmp_path / "d.yaml").epochs == 3
+
+
+def test_ddp_on_two_cpu_processes_completes_a_step(sample, tmp_path):
+    srcrn = Path(sys.executable).parent / "srcrn"
+    command = [str(srcrn), "segment", "train", "--data", str(sample), "--out", str(tmp_path / "ddp"),
+               "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--epochs", "1",
+               "--steps-per-epoch", "1", "--batch-size", "2", "--image-size", "64",
+               "--cache", str(tmp_path / "cache"), "--no-progress"]
+    environment = dict(os.environ, OMP_NUM_THREADS="1", MASTER_PORT=str(29500 + os.getpid() % 1000))
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "distributed_backend=gloo" in finished.stderr or "gloo" in finished.stdout + finished.stderr
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["global_step"] == 1 and (tmp_path / "ddp" / "checkpoints" / "last.ckpt").is_file()
