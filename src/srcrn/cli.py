@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from srcrn.console import console
@@ -149,52 +148,162 @@ def segment_eval(
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Predict masks at the original size and score them as the ISIC challenge does."""
-    import pandas as pd
-
     from srcrn.data.isic import IsicDataset
     from srcrn.evaluation.segmentation import evaluate_segmentation
-    from srcrn.training.segmentation import default_cache_dir, load_segmenter
+    from srcrn.data.cache import default_cache_dir
+    from srcrn.training.segmentation import load_segmenter
 
     task = load_segmenter(model)
     dataset = IsicDataset.from_dir(data)
-    if split_file is not None:
-        split_csv = split_file / "split.csv" if split_file.is_dir() else split_file
-        table = pd.read_csv(split_csv, dtype=str)
-        dataset = dataset.subset(table.loc[table["subset"] == subset, "image_id"].tolist())
+    ids = _split_ids(split_file, subset)
     size = int(task.hparams.image_size)
-    metrics = evaluate_segmentation(task.model, dataset, out, image_size=size,
+    metrics = evaluate_segmentation(task.model, dataset, out, image_size=size, ids=ids,
                                     cache=cache or default_cache_dir(data, size), batch_size=batch_size,
                                     tta=tta, show_progress=progress_bar)
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
     console.print(f"{out / 'metrics.json'}: {shown}", soft_wrap=True)
 
 
+classify_app = typer.Typer(help="Stage 2: melanoma classification of SRCRN-segmented lesions.", no_args_is_help=True)
+app.add_typer(classify_app, name="classify")
+
+
+def _classification_settings(config, **flags):
+    from srcrn.training.config import ClassificationConfig, load_config
+
+    return load_config(ClassificationConfig, config, **flags)
+
+
+ClassifyData = Annotated[Path, typer.Option("--data", help="ISIC-layout folder with images and labels")]
+ClassifyOut = Annotated[Path, typer.Option("--out", help="run folder")]
+Segmenter = Annotated[Optional[Path], typer.Option("--segmenter", help="SRCRN checkpoint giving the lesion masks")]
+Input = Annotated[Optional[str], typer.Option("--input", help="full | masked | crop")]
+Balance = Annotated[Optional[str], typer.Option(help="none | augment | extra")]
+Weights = Annotated[Optional[str], typer.Option(help="imagenet | none | PATH | srcrn:CKPT")]
+
+
+@classify_app.command("train")
+def classify_train(
+    data: ClassifyData,
+    out: ClassifyOut,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of settings (flags override it)")] = None,
+    segmenter: Segmenter = None,
+    input: Input = None,
+    margin: Annotated[Optional[float], typer.Option(help="crop margin, a fraction of the lesion box")] = None,
+    balance: Balance = None,
+    ratio: Annotated[Optional[float], typer.Option(help="target melanoma : benign ratio")] = None,
+    augment: Annotated[Optional[str], typer.Option(help="geometry | colour | axis | mix (balance augment)")] = None,
+    extra: Annotated[Optional[Path], typer.Option(help="labelled extra images (balance extra)")] = None,
+    weights: Weights = None,
+    finetune: Annotated[Optional[bool], typer.Option("--finetune/--frozen", help="train the backbone too")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="batch size (paper best: 32)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="epochs (paper: 100)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="SGD learning rate (paper: 0.01)")] = None,
+    lr_decay: Annotated[Optional[float], typer.Option(help="inverse-time decay per update (paper: 5e-4)")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="L2 weight decay (default 0)")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="square input side (paper: 128)")] = None,
+    split: Annotated[Optional[str], typer.Option(help="paper | official | random")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="seed of everything random")] = None,
+    num_workers: Annotated[Optional[int], typer.Option(help="data-loading processes")] = None,
+    accelerator: Annotated[Optional[str], typer.Option(help="auto | cpu | gpu")] = None,
+    devices: Annotated[Optional[str], typer.Option(help="number of devices, or auto")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="auto | ddp | ...")] = None,
+    time_budget: Annotated[Optional[str], typer.Option(help="stop after this wall time, e.g. 25m")] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="prepared-cache folder")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
+    progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Train the melanoma classifier with the paper's recipe (every part overridable)."""
+    from srcrn.training.classification import train_classification
+
+    if resume and config is None and (out / "config.yaml").is_file():
+        config = out / "config.yaml"
+    settings = _classification_settings(
+        config, segmenter=str(segmenter) if segmenter else None, input=input, margin=margin, balance=balance,
+        ratio=ratio, augment=augment, extra=str(extra) if extra else None, weights=weights, finetune=finetune,
+        batch_size=batch_size, epochs=epochs, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+        image_size=image_size, split=split, seed=seed, num_workers=num_workers, accelerator=accelerator,
+        devices=devices, strategy=strategy, time_budget=time_budget, cache=str(cache) if cache else None)
+    summary = train_classification(settings, data, out, resume=resume, progress=progress_bar)
+    if summary:
+        console.print(f"trained {summary['epochs']} epochs in {summary['wall_seconds']:.0f}s; best val AUC "
+                      f"{summary['best_val_auc']}; checkpoint {summary['best_checkpoint']}", soft_wrap=True)
+
+
+@classify_app.command("eval")
+def classify_eval(
+    model: Annotated[Path, typer.Option("--model", help="checkpoint (.ckpt) of classify train")],
+    data: ClassifyData,
+    out: Annotated[Path, typer.Option("--out", help="folder for predictions.csv, metrics.json, roc.png")],
+    segmenter: Segmenter = None,
+    split_file: Annotated[Optional[Path], typer.Option("--split", help="split.csv (or its run folder) to pick images from")] = None,
+    subset: Annotated[str, typer.Option(help="with --split: train | val")] = "val",
+    cache: Annotated[Optional[Path], typer.Option(help="prepared-cache folder")] = None,
+    progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Melanoma probabilities for every image; AUC (bootstrap 95 % CI), accuracy, sensitivity..."""
+    from srcrn.evaluation.classification import evaluate_classifier
+    from srcrn.training.classification import load_classifier
+
+    metrics = evaluate_classifier(load_classifier(model), data, out, ids=_split_ids(split_file, subset),
+                                  segmenter=str(segmenter) if segmenter else None, cache=cache,
+                                  show_progress=progress_bar)
+    shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+    console.print(f"{out / 'predictions.csv'}" + (f"; {out / 'metrics.json'}: {shown}" if metrics else ""),
+                  soft_wrap=True)
+
+
+@classify_app.command("sweep")
+def classify_sweep(
+    data: ClassifyData,
+    out: ClassifyOut,
+    batch_sizes: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "4,8,16,32,64",
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of settings")] = None,
+    segmenter: Segmenter = None,
+    input: Input = None,
+    balance: Balance = None,
+    weights: Weights = None,
+    epochs: Annotated[Optional[int], typer.Option(help="epochs per run")] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="prepared-cache folder")] = None,
+    progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """The batch-size study (paper Table 3): one run per batch size, a table and a figure."""
+    from srcrn.training.sweep import batch_size_sweep, markdown_table
+
+    try:
+        sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
+    except ValueError:
+        raise SrcrnError(f"--batch-sizes '{batch_sizes}': expected integers such as 4,8,16,32,64") from None
+    settings = _classification_settings(config, segmenter=str(segmenter) if segmenter else None, input=input,
+                                        balance=balance, weights=weights, epochs=epochs,
+                                        cache=str(cache) if cache else None)
+    table = batch_size_sweep(settings, data, out, sizes, progress=progress_bar)
+    console.print(markdown_table(table), soft_wrap=True)
+    console.print(f"table: {out / 'sweep.csv'}, {out / 'sweep.md'}; figure: {out / 'sweep.png'}")
+
+
+def _split_ids(split_file: Path | None, subset: str) -> list[str] | None:
+    """Ids of ``subset`` in a run's split.csv (or None: every image)."""
+    if split_file is None:
+        return None
+    import pandas as pd
+
+    split_csv = split_file / "split.csv" if split_file.is_dir() else split_file
+    if not split_csv.is_file():
+        raise SrcrnError(f"{split_csv}: split file not found")
+    table = pd.read_csv(split_csv, dtype=str)
+    return table.loc[table["subset"] == subset, "image_id"].tolist()
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="folder for the demo's outputs")] = Path("demo-out"),
+    progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Run the pipeline offline on the embedded real sample (40 ISIC 2017 images)."""
-    from srcrn.data.cache import prepare as prepare_cache
-    from srcrn.data.isic import IsicDataset
-    from srcrn.data.splits import make_split
-    from srcrn.sample import sample_dir
+    from srcrn.demo import run_demo
 
-    dataset = IsicDataset.from_dir(sample_dir(), require_masks=True, require_labels=True)
-    console.print(f"sample: {len(dataset)} ISIC 2017 images from {sample_dir()} (see ATTRIBUTION.md there)")
-    prepared = prepare_cache(dataset, 128, out / "cache")
-    chosen = make_split(dataset, "paper", seed=0)
-    for note in chosen.notes:
-        console.print(f"note: {note}", soft_wrap=True)
-    chosen.save(out)
-    table = Table(title="demo: data stage")
-    for column in ("subset", "images", "melanoma", "lesion area (mean % of image)"):
-        table.add_column(column)
-    for name, ids in (("train", chosen.train), ("val", chosen.val)):
-        rows = prepared.positions(ids)
-        area = float(prepared.masks[rows].mean()) * 100
-        table.add_row(name, str(len(ids)), str(int(prepared.melanoma[rows].sum())), f"{area:.1f}")
-    console.print(table)
-    console.print(f"cache: {prepared.folder}  split: {out / 'split.csv'}")
+    run_demo(out, progress=progress_bar)
 
 
 if __name__ == "__main__":

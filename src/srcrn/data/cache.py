@@ -67,6 +67,13 @@ class PreparedData:
         return self.index["melanoma"].to_numpy(dtype=float)
 
 
+def default_cache_dir(data: Path, size: int) -> Path:
+    """Per data folder and size, under $SRCRN_CACHE_DIR (default ~/.cache/srcrn/prepared)."""
+    data = Path(data).resolve()
+    root = Path(os.environ.get("SRCRN_CACHE_DIR", Path.home() / ".cache" / "srcrn" / "prepared"))
+    return root / f"{data.name}-{hashlib.sha1(str(data).encode()).hexdigest()[:12]}-{size}px"
+
+
 def fingerprint(dataset: IsicDataset, size: int) -> str:
     """Hash of everything the cache depends on; stat-based, so checking it decodes nothing."""
     digest = hashlib.sha256()

@@ -136,10 +136,6 @@ class IsicDataset:
     def has_masks(self) -> bool:
         return all(sample.mask_path is not None for sample in self.samples)
 
-    @property
-    def has_labels(self) -> bool:
-        return all(sample.melanoma is not None for sample in self.samples)
-
     def melanoma(self) -> np.ndarray:
         """Melanoma labels as a float array; NaN where unknown."""
         return np.array([np.nan if s.melanoma is None else s.melanoma for s in self.samples], dtype=float)

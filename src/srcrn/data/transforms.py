@@ -38,7 +38,65 @@ def normalize_batch(images) -> "torch.Tensor":
     arithmetic as ``A.Normalize`` in ``build_transform``, vectorised for inference."""
     import torch
 
-    batch = torch.from_numpy(np.array(images, dtype=np.uint8))  # a writable copy.permute(0, 3, 1, 2).float().div_(255.0)
+    # np.array: a writable copy (the cache is a read-only memory map).
+    batch = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (batch - mean) / std
+
+
+AUGMENT_FAMILIES = ("geometry", "colour", "axis", "mix")
+
+
+def _geometry() -> A.Compose:
+    return A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5),
+                      A.Affine(scale=(0.85, 1.15), rotate=(-180, 180), border_mode=cv2.BORDER_REFLECT_101, p=1.0)])
+
+
+def _colour() -> A.Compose:
+    return A.Compose([A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.0, hue=0.04, p=1.0)])
+
+
+def lesion_axis_distortion(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+                           stretch: tuple[float, float] = (0.8, 1.25)) -> np.ndarray:
+    """Stretch or squeeze the image along the lesion's principal axis (from its mask's second
+    moments), about the lesion's centre: the lesion changes shape the way lesions do, not
+    the way the camera turns. An empty mask uses the image centre and the horizontal axis."""
+    height, width = mask.shape
+    rows, columns = np.nonzero(mask)
+    if rows.size >= 3:
+        centre = np.array([columns.mean(), rows.mean()])
+        eigenvalues, eigenvectors = np.linalg.eigh(np.cov(np.stack([columns, rows])))
+        axis = eigenvectors[:, np.argmax(eigenvalues)]
+    else:
+        centre, axis = np.array([width / 2, height / 2]), np.array([1.0, 0.0])
+    factor = rng.uniform(*stretch)
+    # A = I + (factor - 1) * a a^T stretches along the unit axis a and keeps the normal.
+    matrix = np.eye(2) + (factor - 1.0) * np.outer(axis, axis)
+    affine = np.hstack([matrix, (centre - matrix @ centre)[:, None]]).astype(np.float32)
+    return cv2.warpAffine(image, affine, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+class MelanomaAugmenter:
+    """The augmentation of one balancing copy: ``geometry`` (flips, rotation, scale),
+    ``colour`` (brightness, contrast, hue), ``axis`` (lesion-axis distortion) or ``mix`` (one
+    of the three, at random, per copy)."""
+
+    def __init__(self, family: str, seed: int = 0):
+        if family not in AUGMENT_FAMILIES:
+            raise ConfigError(f"unknown augmentation family '{family}'; choose one of {', '.join(AUGMENT_FAMILIES)}")
+        self.family = family
+        self.rng = np.random.default_rng(seed)
+        self.geometry, self.colour = _geometry(), _colour()
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        family = self.family
+        if family == "mix":
+            family = ("geometry", "colour", "axis")[self.rng.integers(3)]
+        if family == "geometry":
+            return self.geometry(image=image)["image"]
+        if family == "colour":
+            return self.colour(image=image)["image"]
+        if mask is None:
+            raise ConfigError("axis augmentation needs lesion masks (a --segmenter, or data with masks)")
+        return lesion_axis_distortion(image, mask, self.rng)

@@ -54,6 +54,7 @@ def evaluate_segmentation(
     *,
     image_size: int,
     cache: str | Path,
+    ids: list[str] | None = None,
     batch_size: int = 32,
     tta: bool = False,
     show_progress: bool = True,
@@ -61,7 +62,11 @@ def evaluate_segmentation(
     out = Path(out)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     model = model.eval()
+    # The cache always holds the whole folder (so training and evaluation share it); ``ids``
+    # picks the images to evaluate, e.g. a run's validation split.
     prepared = prepare(dataset, image_size, cache, show_progress=show_progress)
+    if ids is not None:
+        dataset = dataset.subset(list(ids))
     scored = dataset.has_masks
     rows, overlay_cases = [], []
     batches = range(0, len(dataset), batch_size)

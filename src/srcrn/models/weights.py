@@ -32,8 +32,28 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
+SRCRN_PREFIX = "srcrn:"
+SRCRN_ENCODER_KEY = "model.encoder."  # where a SegmentationTask checkpoint keeps the encoder
+
+
+def srcrn_encoder_state(checkpoint: str | Path) -> dict[str, torch.Tensor]:
+    """The ResNet-50 weights of a trained SRCRN's encoder, from its ``segment train`` checkpoint."""
+    state = load_state_dict_file(checkpoint)
+    encoder = {k[len(SRCRN_ENCODER_KEY):]: v for k, v in state.items() if k.startswith(SRCRN_ENCODER_KEY)}
+    if not encoder:
+        raise ConfigError(f"{checkpoint}: holds no SRCRN encoder (expected a checkpoint of 'srcrn segment train')")
+    return encoder
+
+
 def resnet50_backbone(weights: str | Path | None = None) -> nn.Module:
-    """torchvision ResNet-50 with ``weights``: None/"none" (random init), "imagenet", or a file."""
+    """torchvision ResNet-50 with ``weights``: None/"none" (random init), "imagenet",
+    "srcrn:CKPT" (the encoder of a trained SRCRN, which works offline), or a weights file."""
+    if isinstance(weights, str) and weights.startswith(SRCRN_PREFIX):
+        model = resnet50(weights=None)
+        missing, _ = model.load_state_dict(srcrn_encoder_state(weights[len(SRCRN_PREFIX):]), strict=False)
+        if set(missing) - {"fc.weight", "fc.bias"}:  # SRCRN has no fc: everything else must load
+            raise ConfigError(f"{weights}: encoder lacks {len(missing)} ResNet-50 tensors, e.g. {missing[0]}")
+        return model
     if weights in (None, "none"):
         return resnet50(weights=None)
     if weights == "imagenet":

@@ -48,6 +48,7 @@ def segmentation_overlays(cases: list[dict], out: Path, per_row: int = 4) -> Pat
     from srcrn.data.images import read_image
 
     ranked = sorted(cases, key=lambda case: case["jaccard"], reverse=True)
+    per_row = max(1, min(per_row, len(ranked) // 3))  # few cases: no image shown twice
     middle = max(0, len(ranked) // 2 - per_row // 2)
     rows = [("best", ranked[:per_row]), ("middling", ranked[middle:middle + per_row]), ("worst", ranked[-per_row:])]
     rows = [(label, row) for label, row in rows if row]
@@ -65,4 +66,39 @@ def segmentation_overlays(cases: list[dict], out: Path, per_row: int = 4) -> Pat
                     axis.contour(mask.astype(float), levels=[0.5], colors=colour, linewidths=1.2)
             axis.set_title(f"{label}: {case['image_id']}\nJaccard {case['jaccard']:.3f}", fontsize=8)
     figure.suptitle("truth (green) and prediction (red)", fontsize=10)
+    return save_figure(figure, out)
+
+
+def roc_curve_figure(fpr: np.ndarray, tpr: np.ndarray, metrics: dict, out: Path) -> Path:
+    figure, axis = plt.subplots(figsize=(4.2, 4.2))
+    axis.plot(fpr, tpr, lw=2, label=f"AUC {metrics['auc']:.3f} "
+              f"(95% CI {metrics['auc_ci95_low']:.3f}-{metrics['auc_ci95_high']:.3f})")
+    axis.plot([0, 1], [0, 1], "--", color="grey", lw=1)
+    axis.scatter([1 - metrics["specificity"]], [metrics["sensitivity"]], color="red", zorder=3,
+                 label=f"threshold {metrics['threshold']:.2f}")
+    axis.set_xlabel("1 - specificity")
+    axis.set_ylabel("sensitivity")
+    axis.set_title(f"melanoma ROC ({metrics['n_melanoma']} melanoma, {metrics['n_benign']} benign)", fontsize=9)
+    axis.legend(loc="lower right", fontsize=8)
+    axis.grid(alpha=0.3)
+    return save_figure(figure, out)
+
+
+def sweep_curves(runs: dict[int, Path], out: Path, metrics=("loss", "auc", "accuracy", "sensitivity")) -> Path:
+    """Validation curves of every batch size of a sweep, one panel per metric (paper Fig. 6)."""
+    figure, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2))
+    for batch_size, path in runs.items():
+        if not Path(path).is_file():
+            continue
+        table = pd.read_csv(path)
+        for axis, name in zip(axes, metrics):
+            column = f"val/{name}"
+            if column in table:
+                series = table[["epoch", column]].dropna().groupby("epoch")[column].last()
+                axis.plot(series.index + 1, series.values, "-o", markersize=3, label=f"batch {batch_size}")
+    for axis, name in zip(axes, metrics):
+        axis.set_title(f"validation {name}")
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
     return save_figure(figure, out)

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import re
-import warnings
-import os
-import time
 from pathlib import Path
 
 import lightning as L
-import pandas as pd
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger
 from torchmetrics import MeanMetric
 
-from srcrn.atomic import atomic_path, write_json
+from srcrn.atomic import write_json
 from srcrn.console import console
-from srcrn.data.cache import PreparedData, prepare
+from srcrn.data.cache import PreparedData, default_cache_dir, prepare
 from srcrn.data.datamodule import IsicDataModule
 from srcrn.data.isic import IsicDataset
 from srcrn.data.splits import make_split
@@ -27,26 +18,11 @@ from srcrn.errors import ConfigError
 from srcrn.evaluation.metrics import confusion_counts, scores_from_counts
 from srcrn.models import build_segmenter
 from srcrn.training.config import SegmentationConfig
+from srcrn.reporting.figures import training_curves
 from srcrn.training.losses import segmentation_loss
+from srcrn.training.runner import check_run_folder, fit
 
 LOGGED = ("loss", "accuracy", "jaccard", "dice")
-# Lightning noise that says nothing about the run (advertising, a deprecation inside
-# Lightning itself, and the logging-interval hint for short epochs).
-_NOISE = ("isinstance(treespec, LeafSpec)", "is smaller than the logging interval", "Tip: For seamless cloud",
-          # we refuse to reuse a run folder without --resume, and keep earlier logs ourselves:
-          "Experiment logs directory", "exists and is not empty")
-
-
-class _DropNoise(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(text in record.getMessage() for text in _NOISE)
-
-
-def quiet_lightning() -> None:
-    for handler in logging.getLogger("lightning.pytorch").handlers:
-        handler.addFilter(_DropNoise())
-    for text in _NOISE:
-        warnings.filterwarnings("ignore", message=f".*{re.escape(text)}.*")
 MONITOR = "val/jaccard"
 
 
@@ -119,50 +95,6 @@ def load_segmenter(checkpoint: str | Path) -> SegmentationTask:
     return task.eval()
 
 
-def default_cache_dir(data: Path, size: int) -> Path:
-    """Per data folder and size, under $SRCRN_CACHE_DIR (default ~/.cache/srcrn/prepared)."""
-    root = Path(os.environ.get("SRCRN_CACHE_DIR", Path.home() / ".cache" / "srcrn" / "prepared"))
-    key = hashlib.sha1(str(data.resolve()).encode()).hexdigest()[:12]
-    return root / f"{data.resolve().name}-{key}-{size}px"
-
-
-def _parse_devices(devices: str):
-    return int(devices) if str(devices).isdigit() else devices
-
-
-def _max_time(budget: str | None):
-    """'25m', '90s', '2h' or 'DD:HH:MM:SS' to Lightning's max_time."""
-    if not budget:
-        return None
-    if ":" in budget:
-        return budget
-    units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        seconds = float(budget[:-1]) * units[budget[-1]] if budget[-1] in units else float(budget)
-    except ValueError:
-        raise ConfigError(f"time budget '{budget}': use e.g. 25m, 90s, 2h") from None
-    return {"seconds": int(seconds)}
-
-
-def _keep_earlier_logs(folder: Path) -> None:
-    """Lightning's CSV logger deletes an existing metrics.csv: keep a resumed run's history."""
-    current = folder / "metrics.csv"
-    if current.is_file():
-        attempt = len(list(folder.glob("metrics.part*.csv")))
-        current.rename(folder / f"metrics.part{attempt:02d}.csv")
-
-
-def _merge_logs(folder: Path, target: Path) -> bool:
-    """All attempts' per-epoch rows, in step order, as one ``metrics.csv``."""
-    parts = sorted(folder.glob("metrics.part*.csv")) + [p for p in [folder / "metrics.csv"] if p.is_file()]
-    if not parts:
-        return False
-    merged = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True).sort_values(["epoch", "step"], kind="stable")
-    with atomic_path(target) as temporary:
-        merged.to_csv(temporary, index=False)
-    return True
-
-
 def train_segmentation(
     config: SegmentationConfig, data: str | Path, out: str | Path, *, resume: bool = False, progress: bool = True
 ) -> dict:
@@ -170,11 +102,7 @@ def train_segmentation(
     log per-epoch metrics to ``metrics.csv`` and draw the curves. Returns a summary."""
     data, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    last = out / "checkpoints" / "last.ckpt"
-    if resume and not last.is_file():
-        raise ConfigError(f"{last}: nothing to resume from")
-    if not resume and last.is_file():
-        raise ConfigError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
+    check_run_folder(out, resume)
     L.seed_everything(config.seed, workers=True, verbose=False)
 
     dataset = IsicDataset.from_dir(data, require_masks=True)
@@ -192,49 +120,12 @@ def train_segmentation(
     task = SegmentationTask(arch=config.arch, stride=config.stride, score_channels=config.score_channels,
                             encoder_weights=config.encoder_weights, lr=config.lr, optimizer=config.optimizer,
                             weight_decay=config.weight_decay, loss=config.loss, image_size=config.image_size)
-    quiet_lightning()
-    checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=MONITOR, mode="max",
-                                  save_last=True, auto_insert_metric_name=False)
-    trainer = L.Trainer(
-        default_root_dir=out,
-        max_epochs=config.epochs,
-        max_time=_max_time(config.time_budget),
-        accelerator=config.accelerator,
-        devices=_parse_devices(config.devices),
-        num_nodes=config.num_nodes,
-        strategy=config.strategy,
-        precision=config.precision,
-        logger=CSVLogger(out, name="logs", version=""),
-        callbacks=[checkpoints] + ([RichProgressBar(console_kwargs={"stderr": True})] if progress else []),
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        log_every_n_steps=10,
-        num_sanity_val_steps=0,
-    )
-    _keep_earlier_logs(out / "logs")
-    started = time.perf_counter()
-    trainer.fit(task, datamodule=module, ckpt_path=str(last) if resume else None)
-    wall = time.perf_counter() - started
-    if not last.is_file() or trainer.interrupted or trainer.current_epoch < config.epochs:
-        # A time budget or an interruption can stop mid-epoch, before any epoch-end save.
-        # (Every process calls this: under DDP it is a collective operation.)
-        trainer.save_checkpoint(last)
-    if not trainer.is_global_zero:
-        return {}
-    summary = {
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
-        "wall_seconds": round(wall, 1),
-        "best_checkpoint": checkpoints.best_model_path or str(last),
-        "best_val_jaccard": float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else None,
-        "last_checkpoint": str(last),
-        "n_train": len(split.train),
-        "n_val": len(split.val),
-    }
+    summary = fit(task, module, config, out, monitor=MONITOR, resume=resume, progress=progress)
+    if not summary:
+        return summary
+    summary.update(n_train=len(split.train), n_val=len(split.val))
     write_json(out / "summary.json", summary)
-    from srcrn.reporting.figures import training_curves
-
-    if _merge_logs(out / "logs", out / "metrics.csv"):
+    if (out / "metrics.csv").is_file():
         training_curves(out / "metrics.csv", out / "curves.png", metrics=LOGGED,
                         title=f"{config.arch} stride {config.stride}: training curves")
     return summary

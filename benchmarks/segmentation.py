@@ -1,0 +1,120 @@
+"""Training and inference speed of SRCRN-8s against its peers, in one run, same inputs.
+
+Peers (all without pretrained weights, one output channel):
+* torchvision ``fcn_resnet50`` (dilated ResNet-50, output stride 8, FCN head);
+* segmentation_models_pytorch ``Unet("resnet50")``;
+* SRCRN with stride 8 (ours, the paper's model), and 16 / 32 for the ablation.
+
+Training: Adam 1e-3 + BCE with logits, batch 8, 128x128 (the paper's recipe), images/s over
+timed steps after warm-up. Inference: batch 32, ``torch.inference_mode``. Parameters, and
+forward GFLOPs of one 128x128 image counted by ``torch.utils.flop_counter``.
+
+    .venv/bin/python benchmarks/segmentation.py [--steps 10] [--size 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from srcrn.models import SRCRN
+
+
+class FirstOutput(torch.nn.Module):
+    """torchvision's segmentation models return a dict; keep its 'out' tensor."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)["out"]
+
+
+def peers() -> dict[str, callable]:
+    from torchvision.models.segmentation import fcn_resnet50
+
+    import segmentation_models_pytorch as smp
+
+    return {
+        "SRCRN-8s (ours)": lambda: SRCRN(stride=8),
+        "SRCRN-16s": lambda: SRCRN(stride=16),
+        "SRCRN-32s": lambda: SRCRN(stride=32),
+        "torchvision fcn_resnet50": lambda: FirstOutput(
+            fcn_resnet50(weights=None, weights_backbone=None, num_classes=1, aux_loss=False)),
+        "smp Unet(resnet50)": lambda: smp.Unet("resnet50", encoder_weights=None, classes=1),
+    }
+
+
+def train_speed(model, size: int, steps: int, batch: int = 8) -> float:
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(batch, 3, size, size)
+    y = (torch.rand(batch, 1, size, size) > 0.5).float()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        F.binary_cross_entropy_with_logits(model(x), y).backward()
+        optimizer.step()
+
+    for _ in range(2):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - start)
+
+
+@torch.inference_mode()
+def inference_speed(model, size: int, batches: int, batch: int = 32) -> float:
+    model.eval()
+    x = torch.randn(batch, 3, size, size)
+    model(x)
+    start = time.perf_counter()
+    for _ in range(batches):
+        model(x)
+    return batches * batch / (time.perf_counter() - start)
+
+
+def forward_gflops(model, size: int) -> float:
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.randn(1, 3, size, size))
+    return counter.get_total_flops() / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps per model")
+    parser.add_argument("--batches", type=int, default=3, help="timed inference batches per model")
+    parser.add_argument("--size", type=int, default=128)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    print(f"machine: {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{args.size}px, train batch 8 x {args.steps} steps, inference batch 32 x {args.batches}")
+    results = {}
+    for name, build in peers().items():
+        model = build()
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        results[name] = (params, forward_gflops(model, args.size), train_speed(model, args.size, args.steps),
+                         inference_speed(model, args.size, args.batches))
+        print(f"  {name}: {results[name][2]:.1f} train img/s, {results[name][3]:.1f} inference img/s", flush=True)
+    ours = results["SRCRN-8s (ours)"]
+    print("\n| model | params (M) | GFLOPs/img | train img/s | inference img/s | train speed vs SRCRN-8s | inference vs SRCRN-8s |")
+    print("|---|---|---|---|---|---|---|")
+    for name, (params, gflops, train, infer) in results.items():
+        print(f"| {name} | {params:.1f} | {gflops:.2f} | {train:.1f} | {infer:.1f} | "
+              f"{train / ours[2]:.2f}x | {infer / ours[3]:.2f}x |")
+    unet = results["smp Unet(resnet50)"]
+    print(f"\nSRCRN-8s trains {ours[2] / unet[2]:.2f}x as fast as smp Unet(resnet50) "
+          f"and {ours[2] / results['torchvision fcn_resnet50'][2]:.2f}x as fast as fcn_resnet50.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Classifier batches: in-memory lesion inputs, with balancing copies augmented on the fly."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from srcrn.data.transforms import MelanomaAugmenter, normalize_batch
+
+
+class LesionDataset(Dataset):
+    """``images`` uint8 [N, S, S, 3], ``labels`` 0/1 [N]; rows flagged in ``augmented`` go
+    through ``family``'s augmentation each time they are drawn (``masks`` [N, S, S] give the
+    lesion axis to the ``axis`` family)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, augmented: np.ndarray | None = None,
+                 masks: np.ndarray | None = None, family: str = "mix", seed: int = 0):
+        self.images, self.labels = images, np.asarray(labels, dtype=np.float32)
+        self.augmented = np.zeros(len(images), bool) if augmented is None else np.asarray(augmented, bool)
+        self.masks, self.family, self.seed = masks, family, seed
+        self._augmenter: MelanomaAugmenter | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def augmenter(self) -> MelanomaAugmenter:
+        if self._augmenter is None:  # one per worker process, each with its own seed
+            worker = get_worker_info()
+            self._augmenter = MelanomaAugmenter(self.family, self.seed + (worker.id + 1 if worker else 0))
+        return self._augmenter
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        image = np.array(self.images[item])
+        if self.augmented[item]:
+            image = self.augmenter(image, None if self.masks is None else np.asarray(self.masks[item]))
+        return {"image": normalize_batch(image[None])[0], "label": torch.tensor(self.labels[item]),
+                "index": torch.tensor(item)}
+
+
+class LesionDataModule(L.LightningDataModule):
+    def __init__(self, train: LesionDataset, val: LesionDataset, *, batch_size: int, eval_batch_size: int,
+                 num_workers: int = 0):
+        super().__init__()
+        self.train, self.val = train, val
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val, batch_size=self.eval_batch_size, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)

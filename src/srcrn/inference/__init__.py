@@ -1,0 +1,1 @@
+"""Inference: running trained models over prepared data and single images."""

@@ -1,0 +1,54 @@
+"""Stage 2 model: ResNet-50, global average pooling and a new one-logit melanoma head.
+
+The backbone is frozen by default (the paper's transfer learning): its weights get no
+gradient and its BatchNorm layers stay in eval mode, so their running statistics do not
+drift either. ``finetune=True`` trains everything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from srcrn.models.weights import resnet50_backbone
+
+FEATURES = 2048
+
+
+class MelanomaClassifier(nn.Module):
+    def __init__(self, weights: str | Path | None = None, finetune: bool = False, dropout: float = 0.0):
+        super().__init__()
+        backbone = resnet50_backbone(weights)
+        backbone.fc = nn.Identity()  # conv1 .. layer4 + global average pooling -> 2048 features
+        self.backbone = backbone
+        self.finetune = finetune
+        self.dropout = dropout
+        self.head = self._new_head()
+        self.backbone.requires_grad_(finetune)
+
+    def _new_head(self) -> nn.Module:
+        return nn.Sequential(nn.Dropout(self.dropout), nn.Linear(FEATURES, 1))
+
+    def reset_classifier(self) -> None:
+        self.head = self._new_head()
+
+    def train(self, mode: bool = True) -> "MelanomaClassifier":
+        super().train(mode)
+        if not self.finetune:
+            self.backbone.eval()  # frozen BatchNorm: running statistics stay as loaded
+        return self
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.finetune:
+            return self.backbone(x)
+        with torch.no_grad():  # frozen: no activations kept for a backward pass
+            return self.backbone(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features).squeeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Melanoma logits, shape [N]."""
+        return self.forward_head(self.forward_features(x))

@@ -1,0 +1,175 @@
+"""Stage 2 training: the melanoma classifier's LightningModule and ``train_classification``.
+
+Inputs are built once (SRCRN masks predicted once and cached), then the head (or, with
+``finetune``, the whole network) is trained with SGD, Nesterov momentum and the Keras-style
+inverse-time learning-rate decay the paper used: lr_t = lr0 / (1 + lr_decay * t), t = updates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryRecall, BinarySpecificity
+
+from srcrn.atomic import write_json
+from srcrn.console import console
+from srcrn.data.lesion_dataset import LesionDataModule, LesionDataset
+from srcrn.data.splits import make_split
+from srcrn.errors import ConfigError
+from srcrn.inference.lesions import lesion_data
+from srcrn.models import MelanomaClassifier
+from srcrn.reporting.figures import training_curves
+from srcrn.training.balance import balance_rows, deduplicate
+from srcrn.training.config import ClassificationConfig
+from srcrn.training.runner import check_run_folder, fit
+
+LOGGED = ("loss", "accuracy", "auc", "sensitivity", "specificity")
+MONITOR = "val/auc"
+
+
+def inverse_time_decay(lr_decay: float):
+    """Keras ``SGD(decay=...)``: the factor applied to lr0 after t updates."""
+    return lambda step: 1.0 / (1.0 + lr_decay * step)
+
+
+class ClassificationTask(L.LightningModule):
+    def __init__(
+        self,
+        weights: str | None = "imagenet",
+        finetune: bool = False,
+        dropout: float = 0.0,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        lr_decay: float = 5e-4,
+        weight_decay: float = 0.0,
+        image_size: int = 128,
+        input: str = "full",
+        margin: float = 0.1,
+        segmenter: str | None = None,
+        threshold: float = 0.5,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = MelanomaClassifier(weights=None if weights == "none" else weights, finetune=finetune,
+                                        dropout=dropout)
+        self.meters = torch.nn.ModuleDict()
+        for stage in ("train", "val"):
+            self.meters[f"{stage}_loss"] = MeanMetric()
+            self.meters[f"{stage}_accuracy"] = BinaryAccuracy(threshold=threshold)
+            self.meters[f"{stage}_auc"] = BinaryAUROC()
+            self.meters[f"{stage}_sensitivity"] = BinaryRecall(threshold=threshold)
+            self.meters[f"{stage}_specificity"] = BinarySpecificity(threshold=threshold)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        logits = self(batch["image"])
+        loss = F.binary_cross_entropy_with_logits(logits, batch["label"])
+        probability, target = torch.sigmoid(logits.detach()), batch["label"].long()
+        self.meters[f"{stage}_loss"].update(loss.detach(), weight=len(logits))
+        for name in LOGGED[1:]:
+            self.meters[f"{stage}_{name}"].update(probability, target)
+        for name in LOGGED:
+            self.log(f"{stage}/{name}", self.meters[f"{stage}_{name}"], on_step=False, on_epoch=True,
+                     prog_bar=name in ("loss", "auc"), batch_size=len(logits))
+        return loss
+
+    def training_step(self, batch, batch_index):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_index):
+        self._step(batch, "val")
+
+    def configure_optimizers(self):
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(trainable, lr=self.hparams.lr, momentum=self.hparams.momentum,
+                                    nesterov=self.hparams.nesterov, weight_decay=self.hparams.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, inverse_time_decay(self.hparams.lr_decay))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def load_classifier(checkpoint: str | Path) -> ClassificationTask:
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise ConfigError(f"{checkpoint}: checkpoint not found")
+    # The backbone's weights are in the checkpoint: do not look for the original ones.
+    return ClassificationTask.load_from_checkpoint(checkpoint, map_location="cpu", weights="none").eval()
+
+
+def train_classification(config: ClassificationConfig, data: str | Path, out: str | Path, *, resume: bool = False,
+                         progress: bool = True) -> dict:
+    data, out = Path(data), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    check_run_folder(out, resume)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    if config.balance == "extra" and not config.extra:
+        raise ConfigError("balance 'extra' needs --extra DIR (labelled images; masks not needed)")
+    need_masks = config.balance == "augment" and config.augment in ("axis", "mix")
+    main = lesion_data(data, image_size=config.image_size, input_mode=config.input, margin=config.margin,
+                       segmenter=config.segmenter, need_masks=need_masks, cache=config.cache, progress=progress)
+    split = make_split(main.dataset, config.split, seed=config.seed, val_fraction=config.val_fraction)
+    notes = list(split.notes)
+    train_rows, val_rows = main.prepared.positions(split.train), main.prepared.positions(split.val)
+    labels = main.prepared.melanoma
+
+    extra, extra_rows, extra_labels = None, np.zeros(0, np.int64), None
+    if config.balance == "extra":
+        extra = lesion_data(config.extra, image_size=config.image_size, input_mode=config.input, margin=config.margin,
+                            segmenter=config.segmenter, progress=progress)
+        # Never train on an image that is also evaluated: drop extra images sharing an id or
+        # the pixels with any image of the main data (validation included).
+        extra_rows, dropped = deduplicate(extra.prepared.ids, np.asarray(extra.prepared.images),
+                                          set(main.prepared.ids), np.asarray(main.prepared.images))
+        extra_labels = extra.prepared.melanoma[extra_rows]
+        notes.append(f"extra: {len(extra.prepared.ids)} images read, {dropped['same_id']} dropped for a shared id, "
+                     f"{dropped['same_pixels']} for shared pixel content, {len(extra_rows)} kept")
+    balanced = balance_rows(labels[train_rows], config.balance, ratio=config.ratio, extra_labels=extra_labels,
+                            seed=config.seed)
+    notes += balanced.notes
+    for note in notes:
+        console.print(f"note: {note}", soft_wrap=True)
+
+    def pick(source: int, kind: str) -> np.ndarray | None:
+        rows = balanced.row[balanced.source == source]
+        rows = train_rows[rows] if source == 0 else extra_rows[rows]
+        origin = main if source == 0 else extra
+        if kind == "labels":
+            return origin.prepared.melanoma[rows]
+        array = origin.inputs if kind == "inputs" else origin.masks
+        return None if array is None else np.asarray(array)[rows]
+
+    sources = [0, 1] if extra is not None else [0]
+    train_masks = [pick(s, "masks") for s in sources]
+    train_set = LesionDataset(
+        np.concatenate([pick(s, "inputs") for s in sources]), np.concatenate([pick(s, "labels") for s in sources]),
+        np.concatenate([balanced.augmented[balanced.source == s] for s in sources]),
+        None if any(m is None for m in train_masks) else np.concatenate(train_masks),
+        family=config.augment, seed=config.seed)
+    val_set = LesionDataset(main.inputs[val_rows], labels[val_rows])
+    module = LesionDataModule(train_set, val_set, batch_size=config.batch_size,
+                              eval_batch_size=config.eval_batch_size, num_workers=config.num_workers)
+
+    split.save(out)
+    config.save(out / "config.yaml")
+    task = ClassificationTask(weights=config.weights, finetune=config.finetune, dropout=config.dropout, lr=config.lr,
+                              momentum=config.momentum, nesterov=config.nesterov, lr_decay=config.lr_decay,
+                              weight_decay=config.weight_decay, image_size=config.image_size, input=config.input,
+                              margin=config.margin, segmenter=config.segmenter)
+    summary = fit(task, module, config, out, monitor=MONITOR, resume=resume, progress=progress)
+    if not summary:
+        return summary
+    n_melanoma = int(train_set.labels.sum())
+    summary.update(n_train=len(train_set), n_train_melanoma=n_melanoma, n_train_benign=len(train_set) - n_melanoma,
+                   n_augmented=int(train_set.augmented.sum()), n_val=len(val_set), notes=notes)
+    write_json(out / "summary.json", summary)
+    if (out / "metrics.csv").is_file():
+        training_curves(out / "metrics.csv", out / "curves.png", metrics=LOGGED[:4],
+                        title=f"classifier ({config.input}, balance {config.balance}, batch {config.batch_size})")
+    return summary

@@ -1,0 +1,133 @@
+"""What every training run shares: run-folder safety, the Lightning Trainer, checkpoints
+(best and last), resumable CSV logs, time budgets and quiet output."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from srcrn.atomic import atomic_path
+from srcrn.errors import ConfigError
+
+# Lightning noise that says nothing about the run (advertising, a deprecation inside
+# Lightning itself, the logging-interval hint for short epochs); we refuse to reuse a run
+# folder without --resume, and keep earlier logs ourselves.
+_NOISE = ("isinstance(treespec, LeafSpec)", "is smaller than the logging interval", "Tip: For seamless cloud",
+          "Experiment logs directory", "exists and is not empty")
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in _NOISE)
+
+
+def quiet_lightning() -> None:
+    for handler in logging.getLogger("lightning.pytorch").handlers:
+        handler.addFilter(_DropNoise())
+    for text in _NOISE:
+        warnings.filterwarnings("ignore", message=f".*{re.escape(text)}.*")
+
+
+def last_checkpoint(out: Path) -> Path:
+    return out / "checkpoints" / "last.ckpt"
+
+
+def check_run_folder(out: Path, resume: bool) -> None:
+    """Refuse to start over a finished or interrupted run (that would lose it) unless resuming."""
+    last = last_checkpoint(out)
+    if resume and not last.is_file():
+        raise ConfigError(f"{last}: nothing to resume from")
+    if not resume and last.is_file():
+        raise ConfigError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
+
+
+def parse_devices(devices: str):
+    return int(devices) if str(devices).isdigit() else devices
+
+
+def max_time(budget: str | None):
+    """'25m', '90s', '2h' or 'DD:HH:MM:SS' to Lightning's max_time."""
+    if not budget:
+        return None
+    if ":" in budget:
+        return budget
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        seconds = float(budget[:-1]) * units[budget[-1]] if budget[-1] in units else float(budget)
+    except ValueError:
+        raise ConfigError(f"time budget '{budget}': use e.g. 25m, 90s, 2h") from None
+    return {"seconds": int(seconds)}
+
+
+def _keep_earlier_logs(folder: Path) -> None:
+    """Lightning's CSV logger deletes an existing metrics.csv: keep a resumed run's history."""
+    current = folder / "metrics.csv"
+    if current.is_file():
+        attempt = len(list(folder.glob("metrics.part*.csv")))
+        current.rename(folder / f"metrics.part{attempt:02d}.csv")
+
+
+def merge_logs(folder: Path, target: Path) -> bool:
+    """All attempts' per-epoch rows, in step order, as one ``metrics.csv``."""
+    parts = sorted(folder.glob("metrics.part*.csv")) + [p for p in [folder / "metrics.csv"] if p.is_file()]
+    if not parts:
+        return False
+    merged = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True).sort_values(["epoch", "step"], kind="stable")
+    with atomic_path(target) as temporary:
+        merged.to_csv(temporary, index=False)
+    return True
+
+
+def fit(task: L.LightningModule, datamodule: L.LightningDataModule, settings, out: Path, *, monitor: str,
+        resume: bool, progress: bool) -> dict:
+    """Train ``task`` with the Trainer settings of ``settings`` (epochs, devices, strategy,
+    precision, time budget...). Returns the run's summary (empty on non-zero ranks)."""
+    last = last_checkpoint(out)
+    quiet_lightning()
+    checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode="max",
+                                  save_last=True, auto_insert_metric_name=False)
+    trainer = L.Trainer(
+        default_root_dir=out,
+        max_epochs=settings.epochs,
+        max_time=max_time(settings.time_budget),
+        accelerator=settings.accelerator,
+        devices=parse_devices(settings.devices),
+        num_nodes=settings.num_nodes,
+        strategy=settings.strategy,
+        precision=settings.precision,
+        logger=CSVLogger(out, name="logs", version=""),
+        callbacks=[checkpoints] + ([RichProgressBar(console_kwargs={"stderr": True})] if progress else []),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=10,
+        num_sanity_val_steps=0,
+    )
+    _keep_earlier_logs(out / "logs")
+    started = time.perf_counter()
+    trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    wall = time.perf_counter() - started
+    if not last.is_file() or trainer.interrupted or trainer.current_epoch < settings.epochs:
+        # A time budget or an interruption can stop mid-epoch, before any epoch-end save.
+        # (Every process calls this: under DDP it is a collective operation.)
+        trainer.save_checkpoint(last)
+    if not trainer.is_global_zero:
+        return {}
+    merge_logs(out / "logs", out / "metrics.csv")
+    best = checkpoints.best_model_score
+    return {
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "wall_seconds": round(wall, 1),
+        "seconds_per_epoch": round(wall / max(1, trainer.current_epoch), 1),
+        "best_checkpoint": checkpoints.best_model_path or str(last),
+        f"best_{monitor.replace('/', '_')}": float(best) if best is not None else None,
+        "last_checkpoint": str(last),
+    }
