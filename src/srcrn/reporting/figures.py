@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -36,8 +37,9 @@ def training_curves(metrics_csv: Path, out: Path, metrics=("loss", "accuracy", "
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
         axis.legend()
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
-        figure.suptitle(title)
+        figure.suptitle(title, y=1.03)
     return save_figure(figure, out)
 
 

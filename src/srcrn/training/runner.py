@@ -114,7 +114,8 @@ def fit(task: L.LightningModule, datamodule: L.LightningDataModule, settings, ou
     started = time.perf_counter()
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume else None)
     wall = time.perf_counter() - started
-    if not last.is_file() or trainer.interrupted or trainer.current_epoch < settings.epochs:
+    completed = trainer.fit_loop.epoch_progress.current.completed  # whole epochs, not a cut-off one
+    if not last.is_file() or trainer.interrupted or completed < settings.epochs:
         # A time budget or an interruption can stop mid-epoch, before any epoch-end save.
         # (Every process calls this: under DDP it is a collective operation.)
         trainer.save_checkpoint(last)
@@ -123,10 +124,10 @@ def fit(task: L.LightningModule, datamodule: L.LightningDataModule, settings, ou
     merge_logs(out / "logs", out / "metrics.csv")
     best = checkpoints.best_model_score
     return {
-        "epochs": trainer.current_epoch,
+        "epochs": completed,
         "global_step": trainer.global_step,
         "wall_seconds": round(wall, 1),
-        "seconds_per_epoch": round(wall / max(1, trainer.current_epoch), 1),
+        "seconds_per_epoch": round(wall / max(1, trainer.global_step) * trainer.num_training_batches, 1),
         "best_checkpoint": checkpoints.best_model_path or str(last),
         f"best_{monitor.replace('/', '_')}": float(best) if best is not None else None,
         "last_checkpoint": str(last),
