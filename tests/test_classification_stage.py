@@ -38,7 +38,7 @@ def test_frozen_backbone_gets_no_update_batchnorm_included():
     torch.manual_seed(0)
     task = ClassificationTask(weights="none", image_size=64)
     before = {k: v.clone() for k, v in task.model.backbone.state_dict().items()}
-    head_before = task.model.head[1].weight.clone()
+    head_before = task.model.head[-1].weight.clone()
     optimizer = task.configure_optimizers()["optimizer"]
     task.train()
     for _ in range(3):
@@ -51,7 +51,7 @@ def test_frozen_backbone_gets_no_update_batchnorm_included():
     assert any("running_mean" in k for k in after)
     for key, value in before.items():  # weights, running means/variances, batch counters
         assert torch.equal(value, after[key]), key
-    assert not torch.equal(head_before, task.model.head[1].weight)
+    assert not torch.equal(head_before, task.model.head[-1].weight)
     assert all(not p.requires_grad for p in task.model.backbone.parameters())
 
 

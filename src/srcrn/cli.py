@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.table import Table
 from rich.text import Text
 
 from srcrn.console import console
@@ -238,16 +239,22 @@ def classify_eval(
     segmenter: Segmenter = None,
     split_file: Annotated[Optional[Path], typer.Option("--split", help="split.csv (or its run folder) to pick images from")] = None,
     subset: Annotated[str, typer.Option(help="with --split: train | val")] = "val",
+    target_sensitivity: Annotated[Optional[float], typer.Option(
+        help="choose the threshold reaching this sensitivity on these images, and store it in --model")] = None,
     cache: Annotated[Optional[Path], typer.Option(help="prepared-cache folder")] = None,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Melanoma probabilities for every image; AUC (bootstrap 95 % CI), accuracy, sensitivity..."""
+    """Melanoma probabilities for every image; AUC (bootstrap 95 % CI), accuracy, sensitivity...
+    With --target-sensitivity, also pick the operating threshold and store it in the checkpoint."""
     from srcrn.evaluation.classification import evaluate_classifier
     from srcrn.training.classification import load_classifier
 
+    if target_sensitivity is not None and not 0 < target_sensitivity <= 1:
+        raise SrcrnError(f"--target-sensitivity {target_sensitivity}: choose a value in (0, 1]")
     metrics = evaluate_classifier(load_classifier(model), data, out, ids=_split_ids(split_file, subset),
                                   segmenter=str(segmenter) if segmenter else None, cache=cache,
-                                  show_progress=progress_bar)
+                                  show_progress=progress_bar, target_sensitivity=target_sensitivity,
+                                  checkpoint=model)
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
     console.print(f"{out / 'predictions.csv'}" + (f"; {out / 'metrics.json'}: {shown}" if metrics else ""),
                   soft_wrap=True)
@@ -280,6 +287,36 @@ def classify_sweep(
     table = batch_size_sweep(settings, data, out, sizes, progress=progress_bar)
     console.print(markdown_table(table), soft_wrap=True)
     console.print(f"table: {out / 'sweep.csv'}, {out / 'sweep.md'}; figure: {out / 'sweep.png'}")
+
+
+@app.command()
+def predict(
+    inputs: Annotated[list[Path], typer.Argument(help="images and/or folders of images")],
+    segmenter: Annotated[Path, typer.Option("--segmenter", help="SRCRN checkpoint (segment train)")],
+    classifier: Annotated[Path, typer.Option("--classifier", help="classifier checkpoint (classify train)")],
+    out: Annotated[Path, typer.Option("--out", help="folder for masks/, overlays/, predictions.csv/.json")],
+    threshold: Annotated[Optional[float], typer.Option(help="decision threshold (default: the checkpoint's)")] = None,
+    batch_size: Annotated[int, typer.Option(help="images per batch")] = 8,
+    progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Both stages for each image: lesion mask (original size), measurements, melanoma
+    probability and decision, overlay. A bad file is reported and skipped."""
+    from srcrn.inference.pipeline import TwoStagePipeline, predict_images
+
+    pipeline = TwoStagePipeline.from_checkpoints(segmenter, classifier, threshold)
+    results, errors = predict_images(pipeline, inputs, out, batch_size=batch_size, show_progress=progress_bar)
+    table = Table(title=f"{len(results)} images predicted, {len(errors)} skipped")
+    for column in ("image", "melanoma", "decision", "diameter px", "flags"):
+        table.add_column(column, no_wrap=column == "image")
+    for r in results[:20]:
+        m = r.measurements
+        flags = " ".join(f for f, on in (("empty", m["empty_mask"]), ("border", m["touches_border"])) if on)
+        table.add_row(r.image_id, f"{r.melanoma:.3f}", r.decision, f"{m['longest_diameter_pixels']:.0f}", flags)
+    if len(results) > 20:
+        table.caption = f"first 20 of {len(results)}: all are in predictions.csv"
+    console.print(table)
+    console.print(f"{out / 'predictions.csv'}, {out / 'predictions.json'}, masks in {out / 'masks'}, "
+                  f"overlays in {out / 'overlays'}", soft_wrap=True)
 
 
 def _split_ids(split_file: Path | None, subset: str) -> list[str] | None:

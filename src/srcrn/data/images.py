@@ -152,3 +152,21 @@ def decode_crop(path: str | Path, box: tuple[float, float, float, float], size: 
               max(int(np.ceil(right * width)), int(np.floor(left * width)) + 1),
               max(int(np.ceil(bottom * height)), int(np.floor(top * height)) + 1))
     return to_rgb_array(image.crop(pixels).resize((size, size), RESAMPLE))
+
+
+def decode_image_fit(path: str | Path, max_side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """RGB uint8 with EXIF orientation applied, shrunk (aspect kept) so that its longer side is
+    at most ``max_side``, decoded at reduced scale; also the original (width, height)."""
+    path = Path(path)
+    image = open_image(path)
+    original = _oriented_size(image)
+    scale = min(1.0, max_side / max(original))
+    if image.format == "JPEG" and scale < 1.0:
+        image.draft("RGB", (int(original[0] * scale) + 1, int(original[1] * scale) + 1))
+    image = ImageOps.exif_transpose(_load_pixels(image, path))
+    if image.mode not in ("RGB", "L"):
+        image = Image.fromarray(to_rgb_array(image))
+    target = (max(1, round(original[0] * scale)), max(1, round(original[1] * scale)))
+    if image.size != target:
+        image = image.resize(target, RESAMPLE)
+    return to_rgb_array(image), original

@@ -27,6 +27,27 @@ def lesion_box(mask: np.ndarray, margin: float = 0.1) -> tuple[float, float, flo
     return (max(0.0, left - grow_x), max(0.0, top - grow_y), min(1.0, right + grow_x), min(1.0, bottom + grow_y))
 
 
+def lesion_input(image: np.ndarray, mask: np.ndarray | None, mode: str, image_path=None, *,
+                 margin: float = 0.1) -> np.ndarray:
+    """One classifier input (uint8 S x S x 3) from the image and its lesion mask at that size.
+
+    ``crop`` decodes the lesion's box again from ``image_path`` at reduced scale, so the crop
+    keeps the detail a 128-px whole image has lost. An empty mask leaves the image whole:
+    zeroing or cropping it would leave nothing to classify."""
+    if mode not in INPUT_MODES:
+        raise ConfigError(f"unknown input '{mode}'; choose one of {', '.join(INPUT_MODES)}")
+    if mode == "full":
+        return image
+    if mask is None:
+        raise ConfigError(f"input '{mode}' needs lesion masks: pass --segmenter CKPT")
+    mask = np.asarray(mask).astype(bool)
+    if not mask.any():
+        return image
+    if mode == "masked":
+        return np.where(mask[..., None], image, 0).astype(np.uint8)
+    return decode_crop(image_path, lesion_box(mask, margin), image.shape[0])
+
+
 def classifier_inputs(
     prepared: PreparedData,
     dataset: IsicDataset,
@@ -36,24 +57,17 @@ def classifier_inputs(
     margin: float = 0.1,
     show_progress: bool = True,
 ) -> np.ndarray:
-    """uint8 [N, S, S, 3] inputs in the order of ``prepared``. ``masks`` (uint8/bool
-    [N, S, S], e.g. SRCRN's predictions) are needed by ``masked`` and ``crop``; an empty mask
-    leaves the image whole, since zeroing or cropping it would leave nothing to classify."""
+    """``lesion_input`` for every image of a prepared cache: uint8 [N, S, S, 3] in its order.
+    ``masks`` (uint8/bool [N, S, S], e.g. SRCRN's predictions) are needed by ``masked`` and
+    ``crop``."""
     if mode not in INPUT_MODES:
         raise ConfigError(f"unknown input '{mode}'; choose one of {', '.join(INPUT_MODES)}")
-    images = np.asarray(prepared.images)
-    if mode == "full":
-        return np.array(images)
-    if masks is None:
+    if mode != "full" and masks is None:
         raise ConfigError(f"input '{mode}' needs lesion masks: pass --segmenter CKPT")
-    masks = np.asarray(masks).astype(bool)
-    if mode == "masked":
-        empty = ~masks.any(axis=(1, 2))
-        return np.where((masks | empty[:, None, None])[..., None], images, 0).astype(np.uint8)
-    size = prepared.size
-    out = np.array(images)
-    for position in progress(range(len(out)), len(out), "crop lesions", show_progress):
-        box = lesion_box(masks[position], margin)
-        if box is not None:
-            out[position] = decode_crop(dataset.sample(prepared.ids[position]).image_path, box, size)
+    out = np.array(prepared.images)
+    if mode == "full":
+        return out
+    for position in progress(range(len(out)), len(out), f"{mode} lesions", show_progress and mode == "crop"):
+        path = dataset.sample(prepared.ids[position]).image_path
+        out[position] = lesion_input(out[position], masks[position], mode, path, margin=margin)
     return out

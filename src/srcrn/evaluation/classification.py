@@ -18,6 +18,7 @@ from torchmetrics.functional.classification import binary_auroc, binary_roc
 from srcrn.atomic import atomic_path, write_json
 from srcrn.console import progress
 from srcrn.data.transforms import normalize_batch
+from srcrn.errors import SrcrnError
 from srcrn.reporting.figures import roc_curve_figure
 
 BOOTSTRAP_SAMPLES = 1000
@@ -95,11 +96,36 @@ def write_classification_outputs(out: Path, ids: list[str], probabilities: np.nd
     return metrics
 
 
+def threshold_for_sensitivity(labels: np.ndarray, probabilities: np.ndarray, target: float) -> float:
+    """The highest threshold t whose decision ``probability > t`` reaches ``target``
+    sensitivity: midway between the k-th most probable melanoma (k = ceil(target x melanomas))
+    and the next lower probability of any image, so that these images sit clear of it."""
+    melanoma = np.sort(probabilities[labels == 1])[::-1]
+    if len(melanoma) == 0:
+        raise ValueError("choosing a threshold for a sensitivity needs melanoma images")
+    kth = melanoma[int(np.ceil(target * len(melanoma))) - 1]
+    below = probabilities[probabilities < kth]
+    return float((kth + below.max()) / 2 if len(below) else kth / 2)
+
+
+def store_threshold(checkpoint: str | Path, threshold: float, target_sensitivity: float) -> None:
+    """Write the operating threshold into a classifier checkpoint (atomically), where
+    ``predict`` takes its default from."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state["hyper_parameters"]["threshold"] = threshold
+    state["hyper_parameters"]["threshold_target_sensitivity"] = target_sensitivity
+    with atomic_path(checkpoint) as temporary:
+        torch.save(state, temporary)
+
+
 def evaluate_classifier(task, data: str | Path, out: str | Path, *, ids: list[str] | None = None,
                         segmenter: str | None = None, cache: str | Path | None = None,
-                        show_progress: bool = True) -> dict:
+                        show_progress: bool = True, target_sensitivity: float | None = None,
+                        checkpoint: str | Path | None = None) -> dict:
     """Predict every image of ``data`` (or ``ids``) with a trained ClassificationTask, built
-    into inputs exactly as in its training (input mode, margin, size, segmenter)."""
+    into inputs exactly as in its training (input mode, margin, size, segmenter). With
+    ``target_sensitivity``, the threshold reaching it on these images is chosen, used for the
+    metrics, and stored in ``checkpoint``."""
     from srcrn.inference.lesions import lesion_data
 
     settings = task.hparams
@@ -111,4 +137,15 @@ def evaluate_classifier(task, data: str | Path, out: str | Path, *, ids: list[st
     rows = lesions.prepared.positions(ids)
     probabilities = predict_melanoma(task.model, lesions.inputs[rows], show_progress=show_progress)
     labels = lesions.prepared.melanoma[rows]
-    return write_classification_outputs(Path(out), ids, probabilities, labels, float(settings.threshold))
+    threshold = float(settings.threshold)
+    if target_sensitivity is not None:
+        if np.isnan(labels).any():
+            raise SrcrnError("--target-sensitivity needs labelled images")
+        threshold = threshold_for_sensitivity(labels, probabilities, target_sensitivity)
+        if checkpoint is not None:
+            store_threshold(checkpoint, threshold, target_sensitivity)
+    metrics = write_classification_outputs(Path(out), ids, probabilities, labels, threshold)
+    if target_sensitivity is not None and metrics:
+        metrics["target_sensitivity"] = target_sensitivity
+        write_json(Path(out) / "metrics.json", metrics)
+    return metrics

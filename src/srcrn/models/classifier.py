@@ -1,4 +1,5 @@
-"""Stage 2 model: ResNet-50, global average pooling and a new one-logit melanoma head.
+"""Stage 2 model: ResNet-50, global average pooling and a new one-logit melanoma head
+(batch normalisation of the 2048 pooled features, dropout, linear).
 
 The backbone is frozen by default (the paper's transfer learning): its weights get no
 gradient and its BatchNorm layers stay in eval mode, so their running statistics do not
@@ -29,7 +30,9 @@ class MelanomaClassifier(nn.Module):
         self.backbone.requires_grad_(finetune)
 
     def _new_head(self) -> nn.Module:
-        return nn.Sequential(nn.Dropout(self.dropout), nn.Linear(FEATURES, 1))
+        # BatchNorm first: pooled features of a frozen backbone can be of any scale (an SRCRN
+        # encoder's are far from ImageNet's), and SGD at lr 0.01 on raw ones diverges.
+        return nn.Sequential(nn.BatchNorm1d(FEATURES), nn.Dropout(self.dropout), nn.Linear(FEATURES, 1))
 
     def reset_classifier(self) -> None:
         self.head = self._new_head()

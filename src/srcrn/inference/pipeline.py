@@ -1,0 +1,191 @@
+"""Both stages for any dermoscopic image: mask at the original size, measurements, melanoma
+probability and decision, and an overlay a clinician can check at a glance.
+
+Preprocessing is exactly the training one: the segmenter sees the image decoded and
+resized as ``srcrn prepare`` does; the classifier sees ``lesion_input`` of the predicted
+mask, with the input mode, margin and size stored in its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from srcrn.atomic import atomic_path
+from srcrn.console import console, progress
+from srcrn.data.images import IMAGE_SUFFIXES, decode_image, decode_image_fit
+from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
+from srcrn.data.lesion import lesion_input
+from srcrn.data.transforms import normalize_batch
+from srcrn.errors import DataError, SrcrnError
+from srcrn.evaluation.segmentation import predict_probabilities, write_mask
+from srcrn.inference.measurements import measure_lesion
+
+# Measurements and overlays use the image at this longer side at most (lengths are scaled
+# back to original pixels): precise enough for a lesion, cheap even for 6700x4500 originals.
+WORKING_SIDE = 1024
+
+
+@dataclass
+class Prediction:
+    image_id: str
+    source: str
+    width: int
+    height: int
+    melanoma: float
+    decision: str
+    threshold: float
+    measurements: dict = field(default_factory=dict)
+    mask: str = ""
+    overlay: str = ""
+
+
+def find_images(inputs: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files from files and folders (not recursive); unknown paths become errors."""
+    found, errors = [], []
+    for item in inputs:
+        if item.is_dir():
+            found += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                            and not p.stem.endswith(NON_IMAGE_STEM_SUFFIXES))
+        elif item.is_file():
+            found.append(item)
+        else:
+            errors.append((str(item), "file not found"))
+    return found, errors
+
+
+class TwoStagePipeline:
+    def __init__(self, segmenter, classifier, threshold: float | None = None):
+        self.segmenter, self.classifier = segmenter.model.eval(), classifier.model.eval()
+        self.segment_size = int(segmenter.hparams.image_size)
+        settings = classifier.hparams
+        self.classify_size, self.input_mode, self.margin = int(settings.image_size), settings.input, float(settings.margin)
+        self.threshold = float(settings.threshold if threshold is None else threshold)
+
+    @classmethod
+    def from_checkpoints(cls, segmenter: str | Path, classifier: str | Path, threshold: float | None = None):
+        from srcrn.training.classification import load_classifier
+        from srcrn.training.segmentation import load_segmenter
+
+        return cls(load_segmenter(segmenter), load_classifier(classifier), threshold)
+
+    @torch.inference_mode()
+    def predict(self, paths: list[Path], out: Path) -> list[Prediction]:
+        """One batch of images (all decodable): masks and overlays written under ``out``."""
+        decoded = [decode_image(path, self.segment_size) for path in paths]
+        probabilities = predict_probabilities(self.segmenter, np.stack([image for image, _ in decoded]))
+        inputs, masks_at_input = [], []
+        for path, (image, _), probability in zip(paths, decoded, probabilities):
+            at_input = probability
+            if self.classify_size != self.segment_size:
+                at_input = F.interpolate(probability[None], size=(self.classify_size,) * 2, mode="bilinear",
+                                         align_corners=False)[0]
+            mask = (at_input[0] > 0.5).numpy()
+            image_at_input = image if self.classify_size == self.segment_size else decode_image(path, self.classify_size)[0]
+            inputs.append(lesion_input(image_at_input, mask, self.input_mode, path, margin=self.margin))
+        melanoma = torch.sigmoid(self.classifier(normalize_batch(np.stack(inputs)))).numpy()
+        results = []
+        for path, (_, (width, height)), probability, score in zip(paths, decoded, probabilities, melanoma):
+            results.append(self._finish(path, width, height, probability, float(score), out))
+        return results
+
+    def _finish(self, path: Path, width: int, height: int, probability: torch.Tensor, score: float,
+                out: Path) -> Prediction:
+        full = F.interpolate(probability[None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+        mask_path = out / "masks" / f"{path.stem}_segmentation.png"
+        write_mask(mask_path, (full > 0.5).numpy())
+        work, _ = decode_image_fit(path, WORKING_SIDE)
+        work_mask = (F.interpolate(probability[None], size=work.shape[:2], mode="bilinear",
+                                   align_corners=False)[0, 0] > 0.5).numpy()
+        measurements = measure_lesion(work_mask, work, scale=width / work.shape[1]).to_dict()
+        decision = "melanoma" if score > self.threshold else "benign"
+        overlay_path = out / "overlays" / f"{path.stem}_overlay.png"
+        draw_overlay(work, work_mask, f"P(melanoma) {score:.3f} -> {decision} (threshold {self.threshold:.3f})",
+                     overlay_path)
+        return Prediction(path.stem, str(path), width, height, score, decision, self.threshold, measurements,
+                          str(mask_path), str(overlay_path))
+
+
+OVERLAY_MIN_WIDTH = 640
+
+
+def draw_overlay(image: np.ndarray, mask: np.ndarray, caption: str, path: Path) -> None:
+    """The image with the lesion contour and a caption band, as PNG (small images are
+    enlarged so that the caption stays legible)."""
+    factor = max(1.0, OVERLAY_MIN_WIDTH / image.shape[1])
+    if factor > 1.0:
+        size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+        mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+    canvas = np.ascontiguousarray(image[..., ::-1])  # OpenCV draws in BGR
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(canvas, contours, -1, (0, 255, 255), max(2, round(canvas.shape[1] / 320)))
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, canvas.shape[1] / 900
+    (text_width, text_height), _ = cv2.getTextSize(caption, font, scale, 1)
+    scale *= min(1.0, (canvas.shape[1] - 16) / text_width)  # shrink the caption to fit the width
+    band = int(text_height * 2.2)
+    canvas = cv2.copyMakeBorder(canvas, band, 0, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    cv2.putText(canvas, caption, (8, int(band * 0.7)), font, scale, (255, 255, 255), max(1, round(scale * 2)),
+                cv2.LINE_AA)
+    with atomic_path(path) as temporary:
+        Image.fromarray(canvas[..., ::-1]).save(temporary, format="PNG")
+
+
+def predict_images(pipeline: TwoStagePipeline, inputs: list[Path], out: Path, *, batch_size: int = 8,
+                   show_progress: bool = True) -> tuple[list[Prediction], list[tuple[str, str]]]:
+    """Every image of ``inputs`` in batches; a bad file is reported and skipped, the rest go on."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths, errors = find_images(inputs)
+    seen: dict[str, Path] = {}
+    readable = []
+    for path in paths:
+        if path.stem in seen and seen[path.stem].resolve() == path.resolve():
+            continue  # the same file named twice (e.g. alone and through its folder)
+        if path.stem in seen:
+            errors.append((str(path), f"same image id as {seen[path.stem]}: its outputs would be overwritten"))
+            continue
+        seen[path.stem] = path
+        readable.append(path)
+    results: list[Prediction] = []
+    batches = [readable[i:i + batch_size] for i in range(0, len(readable), batch_size)]
+    for batch in progress(batches, len(batches), "predict", show_progress):
+        try:
+            results += pipeline.predict(batch, out)
+        except SrcrnError:
+            for path in batch:  # find the bad file(s); predict the good ones one by one
+                try:
+                    results += pipeline.predict([path], out)
+                except DataError as error:
+                    errors.append((str(error.path), error.problem))
+    for source, problem in errors:
+        console.print(f"skipped {source}: {problem}", soft_wrap=True, markup=False)
+    write_predictions(results, errors, out)
+    return results, errors
+
+
+def write_predictions(results: list[Prediction], errors: list[tuple[str, str]], out: Path) -> None:
+    rows = [{k: v for k, v in vars(r).items() if k != "measurements"} | r.measurements for r in results]
+    with atomic_path(out / "predictions.csv") as temporary:
+        pd.DataFrame(rows).to_csv(temporary, index=False)
+    payload = {"predictions": [_clean(vars(r)) for r in results],
+               "errors": [{"source": s, "problem": p} for s, p in errors]}
+    with atomic_path(out / "predictions.json") as temporary:
+        temporary.write_text(json.dumps(payload, indent=2))
+
+
+def _clean(value):
+    """JSON has no NaN: write null."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -1,0 +1,96 @@
+"""Two-stage prediction: outputs for real sample images, bad files skipped, thresholds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from srcrn.cli import main
+from srcrn.evaluation.classification import threshold_for_sensitivity
+from srcrn.training.classification import load_classifier, train_classification
+from srcrn.training.config import ClassificationConfig, SegmentationConfig, load_config
+from srcrn.training.segmentation import train_segmentation
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, sample):
+    out = tmp_path_factory.mktemp("models")
+    segmenter = train_segmentation(load_config(SegmentationConfig, image_size=64, batch_size=4, epochs=1,
+                                               steps_per_epoch=2, cache=str(out / "cache")),
+                                   sample, out / "segmenter", progress=False)["last_checkpoint"]
+    classifier = train_classification(load_config(ClassificationConfig, image_size=64, batch_size=8, epochs=1,
+                                                  weights=f"srcrn:{segmenter}", segmenter=segmenter, input="crop",
+                                                  cache=str(out / "cache")),
+                                      sample, out / "classifier", progress=False)["last_checkpoint"]
+    return segmenter, classifier
+
+
+def run(*args: str) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    assert done.value.code in (0, None), done.value.code
+
+
+def test_predict_a_folder_with_a_bad_file(models, sample, tmp_path, capsys):
+    segmenter, classifier = models
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ids = sorted(p.stem for p in (sample / "images").glob("*.jpg"))[:3]
+    for image_id in ids:
+        shutil.copy(sample / "images" / f"{image_id}.jpg", folder)
+    (folder / "ISIC_0000999.jpg").write_bytes((sample / "images" / f"{ids[0]}.jpg").read_bytes()[:1500])  # truncated
+    big = Image.open(sample / "images" / f"{ids[1]}.jpg").resize((1200, 900))  # another size, RGBA, PNG
+    big.convert("RGBA").save(folder / "ISIC_0000998.png")
+    out = tmp_path / "out"
+    run("predict", str(folder), "--segmenter", segmenter, "--classifier", classifier, "--out", str(out),
+        "--batch-size", "2", "--no-progress")
+    err = capsys.readouterr().err
+    assert "skipped" in err and "ISIC_0000999.jpg" in err and "truncated" in err
+    table = pd.read_csv(out / "predictions.csv")
+    assert sorted(table["image_id"]) == sorted(ids + ["ISIC_0000998"])
+    assert table["melanoma"].between(0, 1).all()
+    assert set(table["decision"]) <= {"melanoma", "benign"}
+    for row in table.itertuples():
+        mask = Image.open(out / "masks" / f"{row.image_id}_segmentation.png")
+        source = Image.open(row.source)
+        assert mask.size == source.size == (row.width, row.height)
+        assert set(np.unique(np.asarray(mask))) <= {0, 255}
+        assert (out / "overlays" / f"{row.image_id}_overlay.png").is_file()
+        assert row.area_fraction == pytest.approx(np.asarray(mask).mean() / 255, abs=0.02)
+    payload = json.loads((out / "predictions.json").read_text())
+    assert len(payload["predictions"]) == 4 and payload["errors"][0]["source"].endswith("ISIC_0000999.jpg")
+    measured = payload["predictions"][0]["measurements"]
+    assert {"area_pixels", "asymmetry_major_axis", "compactness", "colour_count", "longest_diameter_pixels",
+            "empty_mask", "touches_border"} <= set(measured)
+
+
+def test_predict_uses_the_stored_threshold(models, sample, tmp_path):
+    segmenter, classifier = models
+    stored = tmp_path / "classifier.ckpt"
+    shutil.copy(classifier, stored)
+    run("classify", "eval", "--model", str(stored), "--data", str(sample), "--out", str(tmp_path / "eval"),
+        "--target-sensitivity", "0.9", "--cache", str(tmp_path / "cache"), "--no-progress")
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["sensitivity"] >= 0.9 and metrics["target_sensitivity"] == 0.9
+    assert load_classifier(stored).hparams.threshold == pytest.approx(metrics["threshold"])
+    image = sorted((sample / "images").glob("*.jpg"))[0]
+    run("predict", str(image), "--segmenter", segmenter, "--classifier", str(stored), "--out", str(tmp_path / "p"),
+        "--no-progress")
+    row = pd.read_csv(tmp_path / "p" / "predictions.csv").iloc[0]
+    assert row["threshold"] == pytest.approx(metrics["threshold"])
+    assert row["decision"] == ("melanoma" if row["melanoma"] > row["threshold"] else "benign")
+
+
+def test_threshold_for_sensitivity_is_the_highest_that_reaches_it():
+    labels = np.array([1, 1, 1, 1, 0, 0, 0])
+    scores = np.array([0.9, 0.8, 0.3, 0.2, 0.5, 0.25, 0.1])
+    threshold = threshold_for_sensitivity(labels, scores, 0.75)  # 3 of 4 melanomas: down to 0.3
+    assert 0.25 < threshold < 0.3
+    assert ((scores > threshold) & (labels == 1)).sum() == 3
+    assert threshold_for_sensitivity(labels, scores, 1.0) < 0.2
