@@ -94,3 +94,35 @@ def test_threshold_for_sensitivity_is_the_highest_that_reaches_it():
     assert 0.25 < threshold < 0.3
     assert ((scores > threshold) & (labels == 1)).sum() == 3
     assert threshold_for_sensitivity(labels, scores, 1.0) < 0.2
+
+
+def test_onnx_engine_equals_eager_and_needs_no_torch(models, sample, tmp_path):
+    import subprocess
+    import sys
+
+    segmenter, classifier = models
+    run("export", "onnx", "--segmenter", segmenter, "--classifier", classifier, "--out", str(tmp_path / "bundle"))
+    manifest = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
+    assert manifest["format"] == "srcrn-bundle" and manifest["version"] == 1
+    assert manifest["classifier"]["input"] == "crop" and manifest["segmenter"]["image_size"] == 64
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for path in sorted((sample / "images").glob("*.jpg"))[:6]:
+        shutil.copy(path, folder)
+    run("predict", str(folder), "--segmenter", segmenter, "--classifier", classifier, "--out", str(tmp_path / "eager"),
+        "--no-progress")
+    # The ONNX path in a fresh interpreter where importing torch fails: it must not need it.
+    script = ("import sys; sys.modules['torch'] = None\n"
+              "from srcrn.cli import main\n"
+              f"main(['predict', {str(folder)!r}, '--engine', 'onnx', '--model', {str(tmp_path / 'bundle')!r}, "
+              f"'--out', {str(tmp_path / 'onnx')!r}, '--no-progress'])\n")
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    eager = pd.read_csv(tmp_path / "eager" / "predictions.csv").set_index("image_id")
+    onnx = pd.read_csv(tmp_path / "onnx" / "predictions.csv").set_index("image_id")
+    assert len(onnx) == 6
+    assert np.abs(onnx["melanoma"] - eager.loc[onnx.index, "melanoma"]).max() < 1e-4
+    for image_id in onnx.index:
+        a = np.asarray(Image.open(tmp_path / "eager" / "masks" / f"{image_id}_segmentation.png"))
+        b = np.asarray(Image.open(tmp_path / "onnx" / "masks" / f"{image_id}_segmentation.png"))
+        assert (a == b).mean() > 0.999

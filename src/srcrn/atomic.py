@@ -39,3 +39,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_json(path: str | Path, payload: dict) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(payload, indent=2))
+
+
+def write_mask(path: str | Path, mask) -> None:
+    """An ISIC mask file: single channel, 0/255 PNG."""
+    import numpy as np
+    from PIL import Image
+
+    with atomic_path(path) as temporary:
+        Image.fromarray(np.asarray(mask).astype(np.uint8) * 255).save(temporary, format="PNG")

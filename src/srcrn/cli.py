@@ -292,9 +292,11 @@ def classify_sweep(
 @app.command()
 def predict(
     inputs: Annotated[list[Path], typer.Argument(help="images and/or folders of images")],
-    segmenter: Annotated[Path, typer.Option("--segmenter", help="SRCRN checkpoint (segment train)")],
-    classifier: Annotated[Path, typer.Option("--classifier", help="classifier checkpoint (classify train)")],
     out: Annotated[Path, typer.Option("--out", help="folder for masks/, overlays/, predictions.csv/.json")],
+    segmenter: Annotated[Optional[Path], typer.Option("--segmenter", help="SRCRN checkpoint (engine torch)")] = None,
+    classifier: Annotated[Optional[Path], typer.Option("--classifier", help="classifier checkpoint (engine torch)")] = None,
+    engine: Annotated[str, typer.Option(help="torch (checkpoints) | onnx (a bundle of srcrn export onnx)")] = "torch",
+    model: Annotated[Optional[Path], typer.Option("--model", help="bundle folder (engine onnx)")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="decision threshold (default: the checkpoint's)")] = None,
     batch_size: Annotated[int, typer.Option(help="images per batch")] = 8,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
@@ -303,7 +305,16 @@ def predict(
     probability and decision, overlay. A bad file is reported and skipped."""
     from srcrn.inference.pipeline import TwoStagePipeline, predict_images
 
-    pipeline = TwoStagePipeline.from_checkpoints(segmenter, classifier, threshold)
+    if engine == "torch":
+        if segmenter is None or classifier is None:
+            raise SrcrnError("engine torch needs --segmenter CKPT and --classifier CKPT")
+        pipeline = TwoStagePipeline.from_checkpoints(segmenter, classifier, threshold)
+    elif engine == "onnx":
+        if model is None:
+            raise SrcrnError("engine onnx needs --model DIR (a bundle written by 'srcrn export onnx')")
+        pipeline = TwoStagePipeline.from_bundle(model, threshold)
+    else:
+        raise SrcrnError(f"unknown engine '{engine}'; choose torch or onnx")
     results, errors = predict_images(pipeline, inputs, out, batch_size=batch_size, show_progress=progress_bar)
     table = Table(title=f"{len(results)} images predicted, {len(errors)} skipped")
     for column in ("image", "melanoma", "decision", "diameter px", "flags"):
@@ -317,6 +328,24 @@ def predict(
     console.print(table)
     console.print(f"{out / 'predictions.csv'}, {out / 'predictions.json'}, masks in {out / 'masks'}, "
                   f"overlays in {out / 'overlays'}", soft_wrap=True)
+
+
+export_app = typer.Typer(help="Export trained models for deployment.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("onnx")
+def export_onnx_command(
+    segmenter: Annotated[Path, typer.Option("--segmenter", help="SRCRN checkpoint (segment train)")],
+    classifier: Annotated[Path, typer.Option("--classifier", help="classifier checkpoint (classify train)")],
+    out: Annotated[Path, typer.Option("--out", help="bundle folder: both models + bundle.json")],
+) -> None:
+    """Both stages as ONNX models with their preprocessing settings, threshold and version:
+    run them with `srcrn predict --engine onnx --model DIR` (no torch needed)."""
+    from srcrn.inference.engines import export_onnx
+
+    folder = export_onnx(segmenter, classifier, out)
+    console.print(f"bundle written: {folder} (segmenter.onnx, classifier.onnx, bundle.json)")
 
 
 def _split_ids(split_file: Path | None, subset: str) -> list[str] | None:

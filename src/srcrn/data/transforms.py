@@ -7,11 +7,9 @@ import numpy as np
 import cv2
 from albumentations.pytorch import ToTensorV2
 
+from srcrn.data.normalization import IMAGENET_MEAN, IMAGENET_STD, normalize_numpy  # noqa: F401
 from srcrn.errors import ConfigError
 
-# The ResNet-50 encoders were designed (and, with ImageNet weights, trained) on these statistics.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 AUGMENTATIONS = ("none", "flip", "strong")
 
 

@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from srcrn.atomic import atomic_path, write_json
+from srcrn.atomic import write_json, write_mask
 from srcrn.console import progress
 from srcrn.data.cache import prepare
 from srcrn.data.images import read_mask
@@ -27,12 +26,6 @@ from srcrn.evaluation.metrics import SEGMENTATION_METRICS, segmentation_scores
 from srcrn.reporting.figures import segmentation_overlays
 
 OVERLAY_CASES = 4  # per row
-
-
-def write_mask(path: Path, mask: np.ndarray) -> None:
-    """An ISIC mask file: single channel, 0/255 PNG."""
-    with atomic_path(path) as temporary:
-        Image.fromarray(mask.astype(np.uint8) * 255).save(temporary, format="PNG")
 
 
 @torch.inference_mode()

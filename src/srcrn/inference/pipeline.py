@@ -3,31 +3,29 @@ probability and decision, and an overlay a clinician can check at a glance.
 
 Preprocessing is exactly the training one: the segmenter sees the image decoded and
 resized as ``srcrn prepare`` does; the classifier sees ``lesion_input`` of the predicted
-mask, with the input mode, margin and size stored in its checkpoint.
+mask, with the input mode, margin and size stored in its checkpoint (or bundle). This module
+imports no torch: with the ONNX Runtime engine, torch is not needed at all.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from srcrn.atomic import atomic_path
+from srcrn.atomic import atomic_path, write_mask
 from srcrn.console import console, progress
 from srcrn.data.images import IMAGE_SUFFIXES, decode_image, decode_image_fit
 from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
 from srcrn.data.lesion import lesion_input
-from srcrn.data.transforms import normalize_batch
 from srcrn.errors import DataError, SrcrnError
-from srcrn.evaluation.segmentation import predict_probabilities, write_mask
 from srcrn.inference.measurements import measure_lesion
 
 # Measurements and overlays use the image at this longer side at most (lengths are scaled
@@ -64,48 +62,60 @@ def find_images(inputs: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
 
 
 class TwoStagePipeline:
-    def __init__(self, segmenter, classifier, threshold: float | None = None):
-        self.segmenter, self.classifier = segmenter.model.eval(), classifier.model.eval()
-        self.segment_size = int(segmenter.hparams.image_size)
-        settings = classifier.hparams
-        self.classify_size, self.input_mode, self.margin = int(settings.image_size), settings.input, float(settings.margin)
-        self.threshold = float(settings.threshold if threshold is None else threshold)
+    """Both stages over an engine (eager PyTorch or ONNX Runtime): every step before and
+    after the two models is shared, so both engines give the same outputs."""
+
+    def __init__(self, engine, threshold: float | None = None):
+        self.engine = engine
+        settings = engine.settings
+        self.segment_size, self.classify_size = settings["segment_size"], settings["classify_size"]
+        self.input_mode, self.margin = settings["input"], settings["margin"]
+        self.threshold = float(settings["threshold"] if threshold is None else threshold)
+        self.seconds = {"decode": 0.0, "segment": 0.0, "classify": 0.0, "outputs": 0.0}
 
     @classmethod
     def from_checkpoints(cls, segmenter: str | Path, classifier: str | Path, threshold: float | None = None):
-        from srcrn.training.classification import load_classifier
-        from srcrn.training.segmentation import load_segmenter
+        from srcrn.inference.engines import TorchEngine
 
-        return cls(load_segmenter(segmenter), load_classifier(classifier), threshold)
+        return cls(TorchEngine.from_checkpoints(segmenter, classifier), threshold)
 
-    @torch.inference_mode()
+    @classmethod
+    def from_bundle(cls, bundle: str | Path, threshold: float | None = None):
+        from srcrn.inference.engines import OnnxEngine
+
+        return cls(OnnxEngine(bundle), threshold)
+
     def predict(self, paths: list[Path], out: Path) -> list[Prediction]:
         """One batch of images (all decodable): masks and overlays written under ``out``."""
+        started = time.perf_counter()
         decoded = [decode_image(path, self.segment_size) for path in paths]
-        probabilities = predict_probabilities(self.segmenter, np.stack([image for image, _ in decoded]))
-        inputs, masks_at_input = [], []
+        self.seconds["decode"] += time.perf_counter() - started
+        started = time.perf_counter()
+        probabilities = self.engine.segment(np.stack([image for image, _ in decoded]))
+        self.seconds["segment"] += time.perf_counter() - started
+        started = time.perf_counter()
+        inputs = []
         for path, (image, _), probability in zip(paths, decoded, probabilities):
-            at_input = probability
             if self.classify_size != self.segment_size:
-                at_input = F.interpolate(probability[None], size=(self.classify_size,) * 2, mode="bilinear",
-                                         align_corners=False)[0]
-            mask = (at_input[0] > 0.5).numpy()
-            image_at_input = image if self.classify_size == self.segment_size else decode_image(path, self.classify_size)[0]
-            inputs.append(lesion_input(image_at_input, mask, self.input_mode, path, margin=self.margin))
-        melanoma = torch.sigmoid(self.classifier(normalize_batch(np.stack(inputs)))).numpy()
-        results = []
-        for path, (_, (width, height)), probability, score in zip(paths, decoded, probabilities, melanoma):
-            results.append(self._finish(path, width, height, probability, float(score), out))
+                probability = resize_probability(probability, self.classify_size, self.classify_size)
+                image = decode_image(path, self.classify_size)[0]
+            inputs.append(lesion_input(image, probability > 0.5, self.input_mode, path, margin=self.margin))
+        self.seconds["decode"] += time.perf_counter() - started
+        started = time.perf_counter()
+        melanoma = self.engine.classify(np.stack(inputs))
+        self.seconds["classify"] += time.perf_counter() - started
+        started = time.perf_counter()
+        results = [self._finish(path, width, height, probability, float(score), out)
+                   for path, (_, (width, height)), probability, score in zip(paths, decoded, probabilities, melanoma)]
+        self.seconds["outputs"] += time.perf_counter() - started
         return results
 
-    def _finish(self, path: Path, width: int, height: int, probability: torch.Tensor, score: float,
+    def _finish(self, path: Path, width: int, height: int, probability: np.ndarray, score: float,
                 out: Path) -> Prediction:
-        full = F.interpolate(probability[None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
         mask_path = out / "masks" / f"{path.stem}_segmentation.png"
-        write_mask(mask_path, (full > 0.5).numpy())
+        write_mask(mask_path, resize_probability(probability, width, height) > 0.5)
         work, _ = decode_image_fit(path, WORKING_SIDE)
-        work_mask = (F.interpolate(probability[None], size=work.shape[:2], mode="bilinear",
-                                   align_corners=False)[0, 0] > 0.5).numpy()
+        work_mask = resize_probability(probability, work.shape[1], work.shape[0]) > 0.5
         measurements = measure_lesion(work_mask, work, scale=width / work.shape[1]).to_dict()
         decision = "melanoma" if score > self.threshold else "benign"
         overlay_path = out / "overlays" / f"{path.stem}_overlay.png"
@@ -113,6 +123,14 @@ class TwoStagePipeline:
                      overlay_path)
         return Prediction(path.stem, str(path), width, height, score, decision, self.threshold, measurements,
                           str(mask_path), str(overlay_path))
+
+
+def resize_probability(probability: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear resize of a probability map (pixel centres aligned, as torch's
+    ``align_corners=False``)."""
+    if probability.shape == (height, width):
+        return probability
+    return cv2.resize(np.asarray(probability, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 OVERLAY_MIN_WIDTH = 640
