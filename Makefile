@@ -25,6 +25,7 @@ test: venv
 bench: venv
 	$(BIN)/python benchmarks/prepare.py
 	$(BIN)/python benchmarks/segmentation.py
+	$(BIN)/python benchmarks/predict.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
