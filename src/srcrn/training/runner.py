@@ -114,7 +114,8 @@ def fit(task: L.LightningModule, datamodule: L.LightningDataModule, settings, ou
     started = time.perf_counter()
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume else None)
     wall = time.perf_counter() - started
-    completed = trainer.fit_loop.epoch_progress.current.completed  # whole epochs, not a cut-off one
+    # Whole epochs run (Lightning counts an epoch cut off by the time budget as completed).
+    completed = trainer.global_step // max(1, trainer.num_training_batches)
     if not last.is_file() or trainer.interrupted or completed < settings.epochs:
         # A time budget or an interruption can stop mid-epoch, before any epoch-end save.
         # (Every process calls this: under DDP it is a collective operation.)
