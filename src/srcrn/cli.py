@@ -348,6 +348,24 @@ def export_onnx_command(
     console.print(f"bundle written: {folder} (segmenter.onnx, classifier.onnx, bundle.json)")
 
 
+@app.command()
+def reproduce(
+    config: Annotated[Path, typer.Option("--config", help="YAML: configs/paper.yaml, dev.yaml or demo.yaml")],
+    out: Annotated[Path, typer.Option("--out", help="folder for the runs and report.md / report.html")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="ISIC-layout folder (default: the embedded sample)")] = None,
+    extra: Annotated[Optional[Path], typer.Option("--extra", help="labelled extra images for balance 'extra'")] = None,
+    progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """The paper's experiments (Tables 1-3, figures) as one resumable command, with a report."""
+    from srcrn.reporting.reproduce import load_reproduce_config, reproduce as run_reproduction
+    from srcrn.sample import sample_dir
+
+    settings = load_reproduce_config(config)
+    report = run_reproduction(settings, data or sample_dir(), out, extra=extra, config_path=config,
+                              progress=progress_bar)
+    console.print(f"report: {report} and {report.with_suffix('.html')}")
+
+
 def _split_ids(split_file: Path | None, subset: str) -> list[str] | None:
     """Ids of ``subset`` in a run's split.csv (or None: every image)."""
     if split_file is None:

@@ -1,0 +1,68 @@
+"""`srcrn reproduce` with configs/demo.yaml: every table, numbers equal to the experiments'
+metrics.json files, the figures, resumption, and config validation."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from srcrn.cli import main
+from srcrn.errors import ConfigError
+from srcrn.reporting.reproduce import load_reproduce_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_demo_config_end_to_end(tmp_path, capsys):
+    out = tmp_path / "reproduce"
+    with pytest.raises(SystemExit) as done:
+        main(["reproduce", "--config", str(CONFIGS / "demo.yaml"), "--out", str(out), "--no-progress"])
+    assert done.value.code in (0, None)
+    report = (out / "report.md").read_text()
+    for heading in ("## Data", "## Leakage check", "## Table 1: segmentation", "## Table 2: class balancing",
+                    "## Table 3: batch size", "## Settings and software"):
+        assert heading in report, heading
+    assert "No image id and no identical pixel content is shared" in report
+    for stride in (32, 16, 8):
+        metrics = json.loads((out / "segmentation" / f"stride-{stride}" / "eval" / "metrics.json").read_text())
+        row = next(line for line in report.splitlines() if line.startswith(f"| SRCRN stride {stride} (measured)"))
+        for name in ("accuracy", "dice", "jaccard"):
+            assert f"{metrics[name]:.3f} (" in row, (stride, name)
+    for folder, label in (("balance-none", "balance none"), ("balance-augment", "balance augment"),
+                          ("batch-4", "batch 4"), ("batch-8", "batch 8")):
+        metrics = json.loads((out / "classification" / folder / "eval" / "metrics.json").read_text())
+        row = next(line for line in report.splitlines() if line.startswith(f"| {label} (measured)"))
+        assert f"{metrics['accuracy']:.3f} (" in row and f"{metrics['auc']:.3f} (" in row, folder
+    assert "0.845" in report and "(published)" in report
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert "segmentation-overlays.png" in figures and "balance-none-roc.png" in figures and len(figures) == 10
+    for name in figures:
+        assert f"figures/{name}" in report
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 10 and "Table 3: batch size" in html
+
+    # Started again, it skips every finished experiment and writes the same tables.
+    stamp = os.stat(out / "segmentation" / "stride-8" / "checkpoints" / "best.ckpt").st_mtime_ns
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--config", str(CONFIGS / "demo.yaml"), "--out", str(out), "--no-progress"])
+    assert "training" not in capsys.readouterr().err
+    assert os.stat(out / "segmentation" / "stride-8" / "checkpoints" / "best.ckpt").st_mtime_ns == stamp
+    assert (out / "report.md").read_text() == report
+
+
+def test_every_shipped_config_is_valid():
+    for name in ("paper.yaml", "dev.yaml", "demo.yaml"):
+        load_reproduce_config(CONFIGS / name)
+
+
+def test_unknown_keys_are_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text("experiments: [segmentation]\nsegmentation:\n  stridez: [8]\n")
+    with pytest.raises(ConfigError, match=r"a.yaml > segmentation: unknown setting\(s\) stridez"):
+        load_reproduce_config(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text("experiments: [tables]\n")
+    with pytest.raises(ConfigError, match="unknown experiment"):
+        load_reproduce_config(tmp_path / "b.yaml")
