@@ -169,23 +169,13 @@ def _segmentation_run(config: ReproduceConfig, data: Path, out: Path, stride: in
             "per_image": pd.read_csv(evaluation / "per_image.csv")}
 
 
-def _classification_run(config: ReproduceConfig, data: Path, extra: Path | None, out: Path, run: Path,
-                        segmenter: str, progress: bool, **changes) -> dict:
-    from srcrn.data.splits import Split
-    from srcrn.evaluation.classification import evaluate_classifier
-    from srcrn.training.classification import load_classifier, train_classification
+def _classification_run(config: ReproduceConfig, data: Path, extra: Path | None, run: Path, segmenter: str,
+                        progress: bool, **changes) -> dict:
+    from srcrn.training.sweep import train_and_evaluate
 
-    evaluation = run / "eval"
-    if not (evaluation / "metrics.json").is_file():
-        settings = classification_settings(config, segmenter, extra, **changes)
-        if not (run / "summary.json").is_file():
-            console.print(f"Table 2/3: training the classifier in {run}")
-            train_classification(settings, data, run, resume=(run / "checkpoints" / "last.ckpt").is_file(),
-                                 progress=progress)
-        evaluate_classifier(load_classifier(_json(run / "summary.json")["best_checkpoint"]), data, evaluation,
-                            ids=Split.load(run).val, show_progress=progress)
-    return {"run": run, "summary": _json(run / "summary.json"), "metrics": _json(evaluation / "metrics.json"),
-            "per_image": pd.read_csv(evaluation / "per_image.csv")}
+    done = train_and_evaluate(classification_settings(config, segmenter, extra, **changes), data, run,
+                              progress=progress)
+    return {"run": run, **done, "per_image": pd.read_csv(run / "eval" / "per_image.csv")}
 
 
 def classification_settings(config: ReproduceConfig, segmenter: str, extra: Path | None, **changes):
@@ -278,12 +268,12 @@ def reproduce(config: ReproduceConfig, data: str | Path, out: str | Path, *, ext
                 results["notes"].append("balance 'extra' skipped: no --extra folder was given")
                 continue
             run = out / "classification" / f"balance-{balance}"
-            results["balancing"][balance] = _classification_run(config, data, extra, out, run, segmenter, progress,
+            results["balancing"][balance] = _classification_run(config, data, extra, run, segmenter, progress,
                                                                 balance=balance)
     if "batch_size" in config.experiments:
         for batch_size in config.classification.batch_sizes:
             run = out / "classification" / f"batch-{batch_size}"
-            results["batch_size"][batch_size] = _classification_run(config, data, extra, out, run, segmenter,
+            results["batch_size"][batch_size] = _classification_run(config, data, extra, run, segmenter,
                                                                     progress, batch_size=batch_size,
                                                                     balance=config.classification.sweep_balance)
     split_run = out / "segmentation" / "stride-8"

@@ -21,25 +21,32 @@ COLUMNS = ("batch_size", "accuracy", "auc", "auc_ci95_low", "auc_ci95_high", "se
            "balanced_accuracy", "epochs", "seconds_per_epoch")
 
 
+def train_and_evaluate(settings: ClassificationConfig, data: str | Path, run: Path, *, progress: bool = True) -> dict:
+    """Train a classifier in ``run`` (resuming an interrupted run) and evaluate its best
+    checkpoint on the run's validation split in ``run/eval``; both are skipped when done."""
+    evaluation = run / "eval"
+    if not (evaluation / "metrics.json").is_file():
+        if not (run / "summary.json").is_file():
+            console.print(f"training the classifier in {run}")
+            train_classification(settings, data, run, resume=(run / "checkpoints" / "last.ckpt").is_file(),
+                                 progress=progress)
+        summary = json.loads((run / "summary.json").read_text())
+        evaluate_classifier(load_classifier(summary["best_checkpoint"]), data, evaluation, ids=Split.load(run).val,
+                            cache=settings.cache, show_progress=progress)
+    else:
+        console.print(f"{run}: finished earlier, reusing {evaluation / 'metrics.json'}")
+    return {"summary": json.loads((run / "summary.json").read_text()),
+            "metrics": json.loads((evaluation / "metrics.json").read_text())}
+
+
 def batch_size_sweep(config: ClassificationConfig, data: str | Path, out: str | Path, batch_sizes: list[int], *,
                      progress: bool = True) -> pd.DataFrame:
     out = Path(out)
     rows = []
     for batch_size in batch_sizes:
-        run = out / f"batch-{batch_size}"
-        evaluation = run / "eval"
-        if not (evaluation / "metrics.json").is_file():
-            console.print(f"batch size {batch_size}: training in {run}")
-            resume = (run / "checkpoints" / "last.ckpt").is_file()
-            settings = dataclasses.replace(config, batch_size=batch_size)
-            train_classification(settings, data, run, resume=resume, progress=progress)
-            summary = json.loads((run / "summary.json").read_text())
-            evaluate_classifier(load_classifier(summary["best_checkpoint"]), data, evaluation,
-                                ids=Split.load(run).val, cache=config.cache, show_progress=progress)
-        else:
-            console.print(f"batch size {batch_size}: finished earlier, reusing {evaluation / 'metrics.json'}")
-        metrics = json.loads((evaluation / "metrics.json").read_text())
-        summary = json.loads((run / "summary.json").read_text())
+        done = train_and_evaluate(dataclasses.replace(config, batch_size=batch_size), data,
+                                  out / f"batch-{batch_size}", progress=progress)
+        metrics, summary = done["metrics"], done["summary"]
         rows.append({"batch_size": batch_size, **{k: metrics[k] for k in COLUMNS[1:8]},
                      "epochs": summary["epochs"], "seconds_per_epoch": summary["seconds_per_epoch"]})
     table = pd.DataFrame(rows, columns=COLUMNS)
