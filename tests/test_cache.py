@@ -129,3 +129,12 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotated 90 degrees
     image.save(tmp_path / "rotated.jpg", exif=exif)
     assert read_image(tmp_path / "rotated.jpg").shape == (40, 20, 3)
+
+
+def test_unknown_ids_are_refused_not_read_as_the_last_row(tmp_path, sample):
+    from srcrn.errors import DataError
+
+    prepared = _prepare(sample, tmp_path / "cache")
+    assert prepared.positions(prepared.ids[:2]).tolist() == [0, 1]
+    with pytest.raises(DataError, match="unknown image id 'ISIC_9999999'"):
+        prepared.positions([prepared.ids[0], "ISIC_9999999"])

@@ -15,6 +15,7 @@ again. Re-running with the same inputs reuses the cache; any changed, added or r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ import pandas as pd
 from srcrn.console import console, progress
 from srcrn.data import images as imageio
 from srcrn.data.isic import IsicDataset, IsicSample
+from srcrn.errors import DataError
 
 CACHE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -59,11 +61,17 @@ class PreparedData:
         return self.index.index.tolist()
 
     def positions(self, image_ids: list[str]) -> np.ndarray:
-        """Row numbers of ``image_ids`` in the arrays."""
-        return self.index.index.get_indexer(image_ids)
+        """Row numbers of ``image_ids`` in the arrays; an id not in the cache is refused
+        (pandas would answer -1, which numpy reads as the last row)."""
+        rows = self.index.index.get_indexer(image_ids)
+        if (rows < 0).any():
+            missing = [i for i, r in zip(image_ids, rows) if r < 0]
+            raise DataError(self.folder, f"unknown image id '{missing[0]}' ({len(missing)} not in this cache)")
+        return rows
 
-    @property
+    @functools.cached_property
     def melanoma(self) -> np.ndarray:
+        """Labels as floats (NaN where unknown); computed once: datasets read it per sample."""
         return self.index["melanoma"].to_numpy(dtype=float)
 
 
