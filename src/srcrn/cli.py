@@ -86,7 +86,8 @@ def segment_train(
     data: Annotated[Path, typer.Option("--data", help="ISIC-layout folder with images, masks (labels optional)")],
     out: Annotated[Path, typer.Option("--out", help="run folder: checkpoints, metrics.csv, curves.png, split")],
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of settings (flags override it)")] = None,
-    arch: Annotated[Optional[str], typer.Option(help="srcrn")] = None,
+    recipe: Annotated[Optional[str], typer.Option(help="paper (default) | strong: named defaults, see docs")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="srcrn | unet | fpn (smp baselines, same protocol)")] = None,
     stride: Annotated[Optional[int], typer.Option(help="decoder stride: 8, 16 or 32 (paper 3.1)")] = None,
     score_channels: Annotated[Optional[int], typer.Option(help="channels of the stride score maps (paper: 2)")] = None,
     encoder_weights: Annotated[Optional[str], typer.Option(help="none | imagenet | PATH")] = None,
@@ -96,8 +97,13 @@ def segment_train(
     image_size: Annotated[Optional[int], typer.Option(help="square input side, a multiple of 32 (paper: 128)")] = None,
     lr: Annotated[Optional[float], typer.Option(help="learning rate (paper: Adam 1e-3)")] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="adam | adamw")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="weight decay (decoupled with adamw)")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="constant | cosine | onecycle (ends with --epochs or --time-budget)")] = None,
+    warmup_epochs: Annotated[Optional[float], typer.Option(help="linear warm-up, in epochs (fractions allowed)")] = None,
+    ema_decay: Annotated[Optional[float], typer.Option(help="moving average of the weights, e.g. 0.998; 0 = off")] = None,
     loss: Annotated[Optional[str], typer.Option(help="bce | bce+dice")] = None,
     augment: Annotated[Optional[str], typer.Option(help="none | flip | strong")] = None,
+    tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="default of segment eval for this model")] = None,
     split: Annotated[Optional[str], typer.Option(help="paper | official | random")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed of everything random")] = None,
     num_workers: Annotated[Optional[int], typer.Option(help="data-loading processes")] = None,
@@ -111,17 +117,19 @@ def segment_train(
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint")] = False,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Train SRCRN with the paper's recipe (every part overridable)."""
+    """Train SRCRN (or a baseline) with a named recipe: the paper's by default, or 'strong';
+    every part of a recipe can be overridden by --config or a flag."""
     from srcrn.training.config import SegmentationConfig, load_config
     from srcrn.training.segmentation import train_segmentation
 
     if resume and config is None and (out / "config.yaml").is_file():
         config = out / "config.yaml"  # resume with the settings the run started with
     settings = load_config(
-        SegmentationConfig, config, arch=arch, stride=stride, score_channels=score_channels,
+        SegmentationConfig, config, recipe=recipe, arch=arch, stride=stride, score_channels=score_channels,
         encoder_weights=encoder_weights, epochs=epochs,
         steps_per_epoch=None if steps_per_epoch is None else (steps_per_epoch or None),
-        batch_size=batch_size, image_size=image_size, lr=lr, optimizer=optimizer, loss=loss, augment=augment,
+        batch_size=batch_size, image_size=image_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+        schedule=schedule, warmup_epochs=warmup_epochs, ema_decay=ema_decay, loss=loss, augment=augment, tta=tta,
         split=split, seed=seed, num_workers=num_workers, accelerator=accelerator, devices=devices,
         num_nodes=num_nodes, strategy=strategy, precision=precision, time_budget=time_budget,
         cache=str(cache) if cache else None,
@@ -144,7 +152,8 @@ def segment_eval(
     split_file: Annotated[Optional[Path], typer.Option("--split", help="split.csv (or its run folder) to pick images from")] = None,
     subset: Annotated[str, typer.Option(help="with --split: train | val")] = "val",
     batch_size: Annotated[int, typer.Option(help="inference batch size")] = 32,
-    tta: Annotated[bool, typer.Option("--tta", help="average horizontal/vertical flips")] = False,
+    tta: Annotated[Optional[bool], typer.Option(
+        "--tta/--no-tta", help="average the four flips (default: as the model's recipe says)")] = None,
     cache: Annotated[Optional[Path], typer.Option(help="prepared-cache folder")] = None,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
@@ -158,6 +167,8 @@ def segment_eval(
     dataset = IsicDataset.from_dir(data)
     ids = _split_ids(split_file, subset)
     size = int(task.hparams.image_size)
+    if tta is None:
+        tta = bool(task.hparams.get("tta", False))
     metrics = evaluate_segmentation(task.model, dataset, out, image_size=size, ids=ids,
                                     cache=cache or default_cache_dir(data, size), batch_size=batch_size,
                                     tta=tta, show_progress=progress_bar)

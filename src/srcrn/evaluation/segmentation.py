@@ -26,17 +26,19 @@ from srcrn.evaluation.metrics import SEGMENTATION_METRICS, segmentation_scores
 from srcrn.reporting.figures import segmentation_overlays
 
 OVERLAY_CASES = 4  # per row
+TTA_FLIPS = ((3,), (2,), (2, 3))  # dims of NCHW to flip: horizontal, vertical, both
 
 
 @torch.inference_mode()
 def predict_probabilities(model: torch.nn.Module, images: np.ndarray, tta: bool = False) -> torch.Tensor:
-    """Sigmoid probabilities [N, 1, S, S] for uint8 NHWC images; ``tta`` averages flips."""
+    """Sigmoid probabilities [N, 1, S, S] for uint8 NHWC images; ``tta`` averages the four
+    flips (none, horizontal, vertical, both), each mapped back before averaging."""
     batch = normalize_batch(images)
     probability = torch.sigmoid(model(batch))
     if tta:
-        for dims in ((3,), (2,)):
+        for dims in TTA_FLIPS:
             probability += torch.sigmoid(model(batch.flip(dims))).flip(dims)
-        probability /= 3
+        probability /= 1 + len(TTA_FLIPS)
     return probability
 
 

@@ -89,8 +89,17 @@ class SRCRN(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def build_segmenter(arch: str = "srcrn", **kwargs) -> nn.Module:
-    """Every segmentation model by name, built the same way (the training code sees only this)."""
+ARCHITECTURES = ("srcrn", "unet", "fpn")
+
+
+def build_segmenter(arch: str = "srcrn", stride: int = 8, score_channels: int = 2,
+                    encoder_weights: str | Path | None = None) -> nn.Module:
+    """Every segmentation model by name, built the same way (the training code sees only this).
+    ``stride`` and ``score_channels`` shape SRCRN's decoder; the baselines have their own."""
     if arch == "srcrn":
-        return SRCRN(**kwargs)
-    raise ConfigError(f"unknown segmentation architecture '{arch}'; choose srcrn")
+        return SRCRN(stride=stride, score_channels=score_channels, encoder_weights=encoder_weights)
+    if arch in ("unet", "fpn"):
+        from srcrn.models.baselines import smp_baseline
+
+        return smp_baseline(arch, encoder_weights)
+    raise ConfigError(f"unknown segmentation architecture '{arch}'; choose one of {', '.join(ARCHITECTURES)}")

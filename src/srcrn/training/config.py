@@ -42,6 +42,7 @@ class SegmentationConfig(RunSettings):
     """Paper 2.3.2: Adam 1e-3, binary cross-entropy, batch 8, 128x128, first 100 ids held out,
     steps of 300 iterations. The paper does not state the number of epochs."""
 
+    recipe: str = "paper"
     arch: str = "srcrn"
     stride: int = 8
     score_channels: int = 2
@@ -53,6 +54,10 @@ class SegmentationConfig(RunSettings):
     weight_decay: float = 0.0
     loss: str = "bce"
     augment: str = "none"
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    ema_decay: float = 0.0
+    tta: bool = False
     eval_batch_size: int = 32
 
 
@@ -82,8 +87,9 @@ class ClassificationConfig(RunSettings):
 
 
 def load_config(cls, path: str | Path | None = None, **overrides):
-    """Defaults of ``cls``, updated from the YAML file at ``path``, then by the non-None
-    ``overrides``. Unknown keys are refused with the file named."""
+    """Defaults of ``cls``, then those of the named recipe (when ``cls`` has recipes), updated
+    from the YAML file at ``path``, then by the non-None ``overrides``. Unknown keys are
+    refused with the file named."""
     values: dict[str, Any] = {}
     known = {f.name for f in fields(cls)}
     if path is not None:
@@ -104,4 +110,9 @@ def load_config(cls, path: str | Path | None = None, **overrides):
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
+    if "recipe" in known:
+        from srcrn.training.recipes import recipe_defaults
+
+        # The recipe fills what neither the file nor the flags set.
+        values = recipe_defaults(values.get("recipe", "paper")) | values
     return cls(**values)

@@ -87,9 +87,10 @@ def merge_logs(folder: Path, target: Path) -> bool:
 
 
 def fit(task: L.LightningModule, datamodule: L.LightningDataModule, settings, out: Path, *, monitor: str,
-        resume: bool, progress: bool) -> dict:
+        resume: bool, progress: bool, callbacks: list | None = None) -> dict:
     """Train ``task`` with the Trainer settings of ``settings`` (epochs, devices, strategy,
-    precision, time budget...). Returns the run's summary (empty on non-zero ranks)."""
+    precision, time budget...) and any extra ``callbacks`` (schedules, weight averaging).
+    Returns the run's summary (empty on non-zero ranks)."""
     last = last_checkpoint(out)
     quiet_lightning()
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode="max",
@@ -104,7 +105,7 @@ def fit(task: L.LightningModule, datamodule: L.LightningDataModule, settings, ou
         strategy=settings.strategy,
         precision=settings.precision,
         logger=CSVLogger(out, name="logs", version=""),
-        callbacks=[checkpoints] + ([RichProgressBar(console_kwargs={"stderr": True})] if progress else []),
+        callbacks=[checkpoints, *(callbacks or [])] + ([RichProgressBar(console_kwargs={"stderr": True})] if progress else []),
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=10,
@@ -128,6 +129,7 @@ def fit(task: L.LightningModule, datamodule: L.LightningDataModule, settings, ou
         "epochs": completed,
         "global_step": trainer.global_step,
         "wall_seconds": round(wall, 1),
+        "train_images_per_second": round(trainer.global_step * getattr(datamodule, "batch_size", 0) * trainer.world_size / max(wall, 1e-9), 2),
         "seconds_per_epoch": round(wall / max(1, trainer.global_step) * trainer.num_training_batches, 1),
         "best_checkpoint": checkpoints.best_model_path or str(last),
         f"best_{monitor.replace('/', '_')}": float(best) if best is not None else None,

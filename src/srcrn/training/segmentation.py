@@ -21,6 +21,7 @@ from srcrn.training.config import SegmentationConfig
 from srcrn.reporting.figures import training_curves
 from srcrn.training.losses import segmentation_loss
 from srcrn.training.runner import check_run_folder, fit
+from srcrn.training.schedules import BudgetedSchedule
 
 LOGGED = ("loss", "accuracy", "jaccard", "dice")
 MONITOR = "val/jaccard"
@@ -40,7 +41,11 @@ class SegmentationTask(L.LightningModule):
         weight_decay: float = 0.0,
         loss: str = "bce",
         image_size: int = 128,
+        recipe: str = "paper",
+        tta: bool = False,
     ):
+        """``recipe`` and ``tta`` are kept for evaluation: ``segment eval`` uses flip test-time
+        augmentation by default when the recipe trained for it."""
         super().__init__()
         self.save_hyperparameters()
         self.model = build_segmenter(arch, stride=stride, score_channels=score_channels,
@@ -95,6 +100,22 @@ def load_segmenter(checkpoint: str | Path) -> SegmentationTask:
     return task.eval()
 
 
+def training_callbacks(config: SegmentationConfig) -> list[L.Callback]:
+    """The learning-rate schedule and, when asked for, the moving average of the weights.
+    With the average, validation and every checkpoint's ``state_dict`` hold the averaged
+    weights (the raw ones stay in the checkpoint, for resuming)."""
+    callbacks: list[L.Callback] = []
+    if config.schedule != "constant" or config.warmup_epochs:
+        callbacks.append(BudgetedSchedule(config.schedule, config.warmup_epochs))
+    if config.ema_decay:
+        if not 0 < config.ema_decay < 1:
+            raise ConfigError(f"ema_decay {config.ema_decay}: choose a value in (0, 1), e.g. 0.998, or 0 for none")
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        callbacks.append(EMAWeightAveraging(decay=config.ema_decay))
+    return callbacks
+
+
 def train_segmentation(
     config: SegmentationConfig, data: str | Path, out: str | Path, *, resume: bool = False, progress: bool = True
 ) -> dict:
@@ -119,8 +140,10 @@ def train_segmentation(
                             eval_batch_size=config.eval_batch_size, seed=config.seed)
     task = SegmentationTask(arch=config.arch, stride=config.stride, score_channels=config.score_channels,
                             encoder_weights=config.encoder_weights, lr=config.lr, optimizer=config.optimizer,
-                            weight_decay=config.weight_decay, loss=config.loss, image_size=config.image_size)
-    summary = fit(task, module, config, out, monitor=MONITOR, resume=resume, progress=progress)
+                            weight_decay=config.weight_decay, loss=config.loss, image_size=config.image_size,
+                            recipe=config.recipe, tta=config.tta)
+    summary = fit(task, module, config, out, monitor=MONITOR, resume=resume, progress=progress,
+                  callbacks=training_callbacks(config))
     if not summary:
         return summary
     summary.update(n_train=len(split.train), n_val=len(split.val))
