@@ -51,7 +51,9 @@ def peers() -> dict[str, callable]:
     }
 
 
-def train_speed(model, size: int, steps: int, batch: int = 8) -> float:
+def train_speed(model, size: int, steps: int, batch: int = 8, bf16: bool = False) -> float:
+    """Images/s of Adam + BCE steps; ``bf16``: the forward pass under CPU bfloat16 autocast
+    (what Lightning's ``--precision bf16-mixed`` does on a CPU)."""
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.randn(batch, 3, size, size)
@@ -59,7 +61,9 @@ def train_speed(model, size: int, steps: int, batch: int = 8) -> float:
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        F.binary_cross_entropy_with_logits(model(x), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        F.binary_cross_entropy_with_logits(logits.float(), y).backward()
         optimizer.step()
 
     for _ in range(2):
@@ -71,13 +75,14 @@ def train_speed(model, size: int, steps: int, batch: int = 8) -> float:
 
 
 @torch.inference_mode()
-def inference_speed(model, size: int, batches: int, batch: int = 32) -> float:
+def inference_speed(model, size: int, batches: int, batch: int = 32, bf16: bool = False) -> float:
     model.eval()
     x = torch.randn(batch, 3, size, size)
-    model(x)
-    start = time.perf_counter()
-    for _ in range(batches):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         model(x)
+        start = time.perf_counter()
+        for _ in range(batches):
+            model(x)
     return batches * batch / (time.perf_counter() - start)
 
 

@@ -31,6 +31,11 @@ def test_demo_config_end_to_end(tmp_path, capsys):
         row = next(line for line in report.splitlines() if line.startswith(f"| SRCRN stride {stride} (measured)"))
         for name in ("accuracy", "dice", "jaccard"):
             assert f"{metrics[name]:.3f} (" in row, (stride, name)
+    # The measured baseline row: an smp U-Net trained and evaluated by the same code.
+    metrics = json.loads((out / "segmentation" / "unet" / "eval" / "metrics.json").read_text())
+    row = next(line for line in report.splitlines() if line.startswith("| smp U-Net (ResNet-50), same recipe (measured)"))
+    assert f"{metrics['jaccard']:.3f} (" in row and f"{metrics['dice']:.3f} (" in row
+    assert "arch: unet" in (out / "segmentation" / "unet" / "config.yaml").read_text()
     for folder, label in (("balance-none", "balance none"), ("balance-augment", "balance augment"),
                           ("batch-4", "batch 4"), ("batch-8", "batch 8")):
         metrics = json.loads((out / "classification" / folder / "eval" / "metrics.json").read_text())

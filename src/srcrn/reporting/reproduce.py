@@ -43,6 +43,9 @@ PUBLISHED_CLASSIFICATION = [("SRCRN + ResNet-50, batch 32", 0.939, 0.973),
                             ("ISIC 2017 1st (accuracy; melanoma AUC)", 0.872, 0.874)]
 
 
+BASELINE_NAMES = {"unet": "smp U-Net (ResNet-50)", "fpn": "smp FPN (ResNet-50)"}
+
+
 @dataclass
 class SegmentationPart:
     strides: list[int] = field(default_factory=lambda: [32, 16, 8])
@@ -51,6 +54,9 @@ class SegmentationPart:
     steps_per_epoch: int | None = 300
     batch_size: int = 8
     time_budget: str | None = None
+    recipe: str = "paper"  # srcrn segment train --recipe, for every row of Table 1
+    # Measured baseline rows (smp, ResNet-50 encoder, no pretrained weights), same recipe and budget.
+    baselines: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -141,8 +147,10 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _segmentation_run(config: ReproduceConfig, data: Path, out: Path, stride: int, progress: bool) -> dict:
-    """Train (or resume, or reuse) one SRCRN variant and evaluate it on the validation split."""
+def _segmentation_run(config: ReproduceConfig, data: Path, out: Path, stride: int, progress: bool,
+                      arch: str = "srcrn") -> dict:
+    """Train (or resume, or reuse) one SRCRN variant, or a baseline ``arch``, and evaluate it on
+    the validation split."""
     from srcrn.data.cache import default_cache_dir
     from srcrn.data.isic import IsicDataset
     from srcrn.data.splits import Split
@@ -150,20 +158,24 @@ def _segmentation_run(config: ReproduceConfig, data: Path, out: Path, stride: in
     from srcrn.training.config import SegmentationConfig
     from srcrn.training.segmentation import load_segmenter, train_segmentation
 
-    run, evaluation = out / "segmentation" / f"stride-{stride}", out / "segmentation" / f"stride-{stride}" / "eval"
+    from srcrn.training.config import load_config
+
+    run = out / "segmentation" / (f"stride-{stride}" if arch == "srcrn" else arch)
+    evaluation = run / "eval"
     if not (evaluation / "metrics.json").is_file():
         part = config.segmentation
-        settings = SegmentationConfig(stride=stride, image_size=part.image_size, epochs=part.epochs,
-                                      steps_per_epoch=part.steps_per_epoch, batch_size=part.batch_size,
-                                      time_budget=part.time_budget, split=config.split, seed=config.seed,
-                                      accelerator=config.accelerator, devices=config.devices)
+        settings = load_config(SegmentationConfig, recipe=part.recipe, arch=arch, stride=stride,
+                               image_size=part.image_size, epochs=part.epochs, steps_per_epoch=part.steps_per_epoch,
+                               batch_size=part.batch_size, time_budget=part.time_budget, split=config.split,
+                               seed=config.seed, accelerator=config.accelerator, devices=config.devices)
         if not (run / "summary.json").is_file():
-            console.print(f"Table 1: training SRCRN stride {stride} in {run}")
+            console.print(f"Table 1: training {arch} stride {stride} in {run}" if arch == "srcrn"
+                          else f"Table 1: training baseline {arch} in {run}")
             train_segmentation(settings, data, run, resume=(run / "checkpoints" / "last.ckpt").is_file(),
                                progress=progress)
         summary = _json(run / "summary.json")
         evaluate_segmentation(load_segmenter(summary["best_checkpoint"]).model, IsicDataset.from_dir(data), evaluation,
-                              image_size=part.image_size, ids=Split.load(run).val,
+                              image_size=part.image_size, ids=Split.load(run).val, tta=settings.tta,
                               cache=default_cache_dir(data, part.image_size), show_progress=progress)
     return {"run": run, "summary": _json(run / "summary.json"), "metrics": _json(evaluation / "metrics.json"),
             "per_image": pd.read_csv(evaluation / "per_image.csv")}
@@ -253,13 +265,16 @@ def reproduce(config: ReproduceConfig, data: str | Path, out: str | Path, *, ext
     extra = Path(extra) if extra else None
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
-    results: dict[str, Any] = {"segmentation": {}, "balancing": {}, "batch_size": {}, "notes": []}
+    results: dict[str, Any] = {"segmentation": {}, "baselines": {}, "balancing": {}, "batch_size": {}, "notes": []}
 
     strides = config.segmentation.strides if "segmentation" in config.experiments else []
     if 8 not in strides and {"balancing", "batch_size"} & set(config.experiments):
         strides = [*strides, 8]  # the classifier needs the stride-8 segmenter
     for stride in strides:
         results["segmentation"][stride] = _segmentation_run(config, data, out, stride, progress)
+    if "segmentation" in config.experiments:
+        for arch in config.segmentation.baselines:
+            results["baselines"][arch] = _segmentation_run(config, data, out, 8, progress, arch=arch)
     segmenter = results["segmentation"][8]["summary"]["best_checkpoint"] if 8 in results["segmentation"] else None
 
     if "balancing" in config.experiments:
@@ -327,10 +342,14 @@ def write_report(config: ReproduceConfig, results: dict, out: Path, config_path=
 
     if results["segmentation"]:
         add(("h2", "Table 1: segmentation"))
+        measured = [(f"SRCRN stride {stride}", run) for stride, run in sorted(results["segmentation"].items(),
+                                                                              reverse=True)]
+        measured += [(f"{BASELINE_NAMES.get(arch, arch)}, same recipe", run)
+                     for arch, run in results.get("baselines", {}).items()]
         rows = []
-        for stride, run in sorted(results["segmentation"].items(), reverse=True):
+        for name, run in measured:
             m, per_image = run["metrics"], run["per_image"]
-            rows.append([f"SRCRN stride {stride} (measured)"] + [
+            rows.append([f"{name} (measured)"] + [
                 _with_ci(m[k], bootstrap_mean_ci(per_image[k], samples, config.seed)) for k in ("accuracy", "dice", "jaccard")]
                 + [f"{run['summary']['epochs']} ({run['summary']['wall_seconds']:.0f} s)"])
         rows += [[f"{name} (published)", _f(a), _f(d), _f(j), "—"] for name, a, d, j in PUBLISHED_SEGMENTATION]
@@ -390,8 +409,8 @@ def write_report(config: ReproduceConfig, results: dict, out: Path, config_path=
 
 def _numbers(results: dict) -> dict:
     """The measured metrics behind the tables, by experiment (what the report's tables show)."""
-    return {part: {str(k): run["metrics"] for k, run in results[part].items()}
-            for part in ("segmentation", "balancing", "batch_size")}
+    return {part: {str(k): run["metrics"] for k, run in results.get(part, {}).items()}
+            for part in ("segmentation", "baselines", "balancing", "batch_size")}
 
 
 def _markdown(blocks: list, out: Path) -> str:

@@ -100,6 +100,20 @@ def load_segmenter(checkpoint: str | Path) -> SegmentationTask:
     return task.eval()
 
 
+def check_settings(config: SegmentationConfig) -> None:
+    """Refuse unknown names and impossible values before any data is read."""
+    from srcrn.data.transforms import build_transform
+    from srcrn.models.srcrn import ARCHITECTURES
+
+    if config.arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown segmentation architecture '{config.arch}'; choose one of {', '.join(ARCHITECTURES)}")
+    if config.optimizer not in ("adam", "adamw"):
+        raise ConfigError(f"unknown optimizer '{config.optimizer}'; choose adam or adamw")
+    segmentation_loss(config.loss)
+    build_transform(config.augment)
+    training_callbacks(config)
+
+
 def training_callbacks(config: SegmentationConfig) -> list[L.Callback]:
     """The learning-rate schedule and, when asked for, the moving average of the weights.
     With the average, validation and every checkpoint's ``state_dict`` hold the averaged
@@ -122,6 +136,7 @@ def train_segmentation(
     """Prepare the data, split it, train, checkpoint (best by validation Jaccard, and last),
     log per-epoch metrics to ``metrics.csv`` and draw the curves. Returns a summary."""
     data, out = Path(data), Path(out)
+    check_settings(config)
     out.mkdir(parents=True, exist_ok=True)
     check_run_folder(out, resume)
     L.seed_everything(config.seed, workers=True, verbose=False)
