@@ -204,7 +204,7 @@ def test_arch_unet_trains_and_evaluates_through_the_same_code(sample, tmp_path, 
     run("segment", "train", "--data", str(sample), "--out", str(out), "--arch", "unet", "--image-size", "64",
         "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "2", "--cache", str(tmp_path / "cache"),
         "--no-progress")
-    assert "trained 1 epochs" in capsys.readouterr().out
+    assert "trained 1 epochs" in capsys.readouterr().err
     task = load_segmenter(out / "checkpoints" / "best.ckpt")
     assert type(task.model).__name__ == "Unet" and task.hparams.arch == "unet"
     run("segment", "eval", "--model", str(out / "checkpoints" / "best.ckpt"), "--data", str(sample),
