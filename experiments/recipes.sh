@@ -28,4 +28,9 @@ done
 python experiments/raw_weights.py "$R/srcrn-strong/checkpoints/best.ckpt" "$R/srcrn-strong/raw-best.ckpt"
 srcrn segment eval --model "$R/srcrn-strong/raw-best.ckpt" --data "$D" --split "$R/srcrn-strong" --subset val \
       --out "$R/srcrn-strong/eval-val-raw" --no-progress
+# Post-processing: keep the largest region, holes filled (recipe default TTA).
+for name in srcrn-strong unet-strong srcrn-paper unet-paper; do
+  srcrn segment eval --model "$R/$name/checkpoints/best.ckpt" --data "$D" --split "$R/$name" --subset val \
+        --out "$R/$name/eval-val-largest" --keep-largest --no-progress
+done
 python benchmarks/precision.py

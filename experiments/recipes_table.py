@@ -17,7 +17,11 @@ ABLATIONS = (("srcrn-paper", "eval-val-tta", "paper recipe + TTA"),
              ("unet-paper", "eval-val-tta", "paper recipe + TTA"),
              ("srcrn-strong", "eval-val-notta", "strong recipe without TTA"),
              ("unet-strong", "eval-val-notta", "strong recipe without TTA"),
-             ("srcrn-strong", "eval-val-raw", "strong recipe, raw weights instead of the EMA"))
+             ("srcrn-strong", "eval-val-raw", "strong recipe, raw weights instead of the EMA"),
+             ("srcrn-strong", "eval-val-largest", "strong recipe + largest region kept"),
+             ("unet-strong", "eval-val-largest", "strong recipe + largest region kept"),
+             ("srcrn-paper", "eval-val-largest", "paper recipe + largest region kept"),
+             ("unet-paper", "eval-val-largest", "paper recipe + largest region kept"))
 
 
 def _load(path: Path) -> dict | None:

@@ -8,16 +8,19 @@ import json
 import math
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
 from lightning.pytorch.callbacks import Timer
+from PIL import Image
 
 from srcrn.cli import main
 from srcrn.errors import ConfigError
 from srcrn.evaluation.segmentation import predict_probabilities
+from srcrn.inference.postprocess import keep_largest_region
 from srcrn.models import SRCRN, build_segmenter
 from srcrn.training.config import SegmentationConfig, load_config
 from srcrn.training.recipes import RECIPES
@@ -135,9 +138,32 @@ def test_time_budget_stops_training_and_leaves_a_loadable_checkpoint(sample, tmp
     with torch.no_grad():
         assert task(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
     run("segment", "eval", "--model", str(last), "--data", str(sample), "--out", str(tmp_path / "eval"),
-        "--split", str(out), "--cache", str(tmp_path / "cache"), "--no-progress")
+        "--split", str(out), "--cache", str(tmp_path / "cache"), "--keep-largest", "--no-progress")
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["tta"] is True and 0 <= metrics["jaccard"] <= 1  # the strong recipe evaluates with TTA
+    assert metrics["keep_largest"] is True
+    for path in (tmp_path / "eval" / "masks").glob("*.png"):
+        count, _ = cv2.connectedComponents((np.asarray(Image.open(path)) > 0).astype(np.uint8), connectivity=8)
+        assert count <= 2, path  # background + at most one lesion
+
+
+def test_keep_largest_region_drops_specks_and_fills_holes():
+    mask = np.zeros((20, 20), bool)
+    mask[2:10, 2:10] = True
+    mask[5, 5] = False  # a hole
+    mask[4:6, 6:8] = False  # another
+    mask[15:17, 15:17] = True  # a speck
+    kept = keep_largest_region(mask)
+    assert kept.sum() == 64 and kept[5, 5] and not kept[15:17, 15:17].any()
+    touching = np.zeros((10, 10), bool)
+    touching[0:5, :] = True
+    touching[2, 3] = False
+    assert keep_largest_region(touching).sum() == 50  # a notch open to nothing is still a hole
+    edge = np.zeros((10, 10), bool)
+    edge[:, :4] = True
+    edge[0, 2] = False  # a bay open to the image border is background, not a hole
+    assert keep_largest_region(edge).sum() == 39
+    assert not keep_largest_region(np.zeros((4, 4), bool)).any()
 
 
 class _Pointwise(torch.nn.Module):

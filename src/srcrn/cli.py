@@ -154,6 +154,8 @@ def segment_eval(
     batch_size: Annotated[int, typer.Option(help="inference batch size")] = 32,
     tta: Annotated[Optional[bool], typer.Option(
         "--tta/--no-tta", help="average the four flips (default: as the model's recipe says)")] = None,
+    keep_largest: Annotated[bool, typer.Option(
+        "--keep-largest", help="keep the largest predicted region, holes filled (one lesion per image)")] = False,
     cache: Annotated[Optional[Path], typer.Option(help="prepared-cache folder")] = None,
     progress_bar: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
@@ -171,7 +173,7 @@ def segment_eval(
         tta = bool(task.hparams.get("tta", False))
     metrics = evaluate_segmentation(task.model, dataset, out, image_size=size, ids=ids,
                                     cache=cache or default_cache_dir(data, size), batch_size=batch_size,
-                                    tta=tta, show_progress=progress_bar)
+                                    tta=tta, keep_largest=keep_largest, show_progress=progress_bar)
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
     console.print(f"{out / 'metrics.json'}: {shown}", soft_wrap=True)
 

@@ -23,6 +23,7 @@ from srcrn.data.images import read_mask
 from srcrn.data.isic import IsicDataset
 from srcrn.data.transforms import normalize_batch
 from srcrn.evaluation.metrics import SEGMENTATION_METRICS, segmentation_scores
+from srcrn.inference.postprocess import keep_largest_region
 from srcrn.reporting.figures import segmentation_overlays
 
 OVERLAY_CASES = 4  # per row
@@ -52,8 +53,10 @@ def evaluate_segmentation(
     ids: list[str] | None = None,
     batch_size: int = 32,
     tta: bool = False,
+    keep_largest: bool = False,
     show_progress: bool = True,
 ) -> dict:
+    """``keep_largest``: keep only the largest predicted region, holes filled, at the original size."""
     out = Path(out)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     model = model.eval()
@@ -73,6 +76,8 @@ def evaluate_segmentation(
             width, height = (int(v) for v in prepared.index.iloc[position][["width", "height"]])
             full = F.interpolate(probability[None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
             prediction = (full > 0.5).numpy()
+            if keep_largest:
+                prediction = keep_largest_region(prediction)
             write_mask(out / "masks" / f"{sample.image_id}_segmentation.png", prediction)
             row = {"image_id": sample.image_id, "width": width, "height": height,
                    "lesion_fraction": float(prediction.mean())}
@@ -84,7 +89,7 @@ def evaluate_segmentation(
             rows.append(row)
     per_image = pd.DataFrame(rows)
     per_image.to_csv(out / "per_image.csv", index=False)
-    metrics: dict = {"n_images": len(per_image), "image_size": image_size, "tta": tta}
+    metrics: dict = {"n_images": len(per_image), "image_size": image_size, "tta": tta, "keep_largest": keep_largest}
     if scored:
         metrics.update({name: float(per_image[name].mean()) for name in SEGMENTATION_METRICS})
         segmentation_overlays(overlay_cases, out / "overlays.png", per_row=OVERLAY_CASES)
