@@ -34,3 +34,9 @@ for name in srcrn-strong unet-strong srcrn-paper unet-paper; do
         --out "$R/$name/eval-val-largest" --keep-largest --no-progress
 done
 python benchmarks/precision.py
+# Follow-up: the strong recipe under bfloat16 autocast (benchmarks/precision.py: 1.5x here).
+srcrn segment train --data "$D" --out "$R/srcrn-strong-bf16" --arch srcrn --recipe strong --precision bf16-mixed \
+      --split official --epochs 100 --time-budget 25m --no-progress
+srcrn segment eval --model "$R/srcrn-strong-bf16/checkpoints/best.ckpt" --data "$D" --split "$R/srcrn-strong-bf16" \
+      --subset val --out "$R/srcrn-strong-bf16/eval-val" --no-progress
+python experiments/recipes_table.py "$R" docs/results/recipes/curves.png

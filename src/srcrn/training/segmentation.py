@@ -117,7 +117,8 @@ def check_settings(config: SegmentationConfig) -> None:
 def training_callbacks(config: SegmentationConfig) -> list[L.Callback]:
     """The learning-rate schedule and, when asked for, the moving average of the weights.
     With the average, validation and every checkpoint's ``state_dict`` hold the averaged
-    weights (the raw ones stay in the checkpoint, for resuming)."""
+    weights; checkpoints saved during training also keep the raw ones, for resuming (Lightning
+    copies the average into the model when training ends, so a final save holds it twice)."""
     callbacks: list[L.Callback] = []
     if config.schedule != "constant" or config.warmup_epochs:
         callbacks.append(BudgetedSchedule(config.schedule, config.warmup_epochs))
