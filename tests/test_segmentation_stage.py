@@ -143,7 +143,9 @@ def test_ddp_on_two_cpu_processes_completes_a_step(sample, tmp_path):
     command = [str(srcrn), "segment", "train", "--data", str(sample), "--out", str(tmp_path / "ddp"),
                "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--epochs", "1",
                "--steps-per-epoch", "1", "--batch-size", "2", "--image-size", "64",
-               "--cache", str(tmp_path / "cache"), "--no-progress"]
+               "--cache", str(tmp_path / "cache"), "--no-progress",
+               # The strong recipe: EMA, and a schedule whose time-based progress rank 0 broadcasts.
+               "--recipe", "strong", "--time-budget", "10m"]
     environment = dict(os.environ, OMP_NUM_THREADS="1", MASTER_PORT=str(29500 + os.getpid() % 1000))
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
     assert finished.returncode == 0, finished.stderr[-3000:]

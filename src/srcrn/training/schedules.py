@@ -50,7 +50,7 @@ class BudgetedSchedule(Callback):
         self.base_lrs: list[float] | None = None
 
     def progress(self, trainer: L.Trainer, warmup_steps: int) -> float:
-        planned = trainer.max_epochs * trainer.num_training_batches if trainer.max_epochs else 0
+        planned = trainer.max_epochs * trainer.num_training_batches if (trainer.max_epochs or 0) > 0 else 0
         steps = (trainer.global_step - warmup_steps) / max(1, planned - warmup_steps) if planned else 0.0
         timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
         remaining = timer.time_remaining("train") if timer is not None else None
@@ -67,7 +67,12 @@ class BudgetedSchedule(Callback):
             for group, base in zip(optimizer.param_groups, self.base_lrs):
                 group["initial_lr"] = base
         warmup_steps = round(self.warmup_epochs * trainer.num_training_batches)
-        factor = lr_factor(self.schedule, trainer.global_step, warmup_steps, self.progress(trainer, warmup_steps))
+        progress = self.progress(trainer, warmup_steps)
+        if getattr(trainer, "world_size", 1) > 1:
+            # Each process reads its own clock: use rank 0's progress everywhere, or the
+            # processes would step with different learning rates and their weights drift apart.
+            progress = trainer.strategy.broadcast(progress, src=0)
+        factor = lr_factor(self.schedule, trainer.global_step, warmup_steps, progress)
         for group, base in zip(optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
         pl_module.log("lr", self.base_lrs[0] * factor, on_step=False, on_epoch=True)
