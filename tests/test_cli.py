@@ -5,13 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from srcrn.cli import main
+from conftest import run_cli as run
 
-
-def run(*args: str) -> None:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    assert done.value.code in (0, None)
 
 
 def test_prepare_and_split_commands(sample, tmp_path, capsys):

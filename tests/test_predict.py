@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from srcrn.cli import main
+from conftest import run_cli as run
 from srcrn.evaluation.classification import threshold_for_sensitivity
 from srcrn.training.classification import load_classifier, train_classification
 from srcrn.training.config import ClassificationConfig, SegmentationConfig, load_config
@@ -30,11 +30,6 @@ def models(tmp_path_factory, sample):
                                       sample, out / "classifier", progress=False)["last_checkpoint"]
     return segmenter, classifier
 
-
-def run(*args: str) -> None:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    assert done.value.code in (0, None), done.value.code
 
 
 def test_predict_a_folder_with_a_bad_file(models, sample, tmp_path, capsys):

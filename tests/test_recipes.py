@@ -17,6 +17,8 @@ import yaml
 from lightning.pytorch.callbacks import Timer
 from PIL import Image
 
+from conftest import run_cli as run
+from conftest import small_segmentation_config as _small
 from srcrn.cli import main
 from srcrn.errors import ConfigError
 from srcrn.evaluation.segmentation import predict_probabilities
@@ -28,17 +30,7 @@ from srcrn.training.schedules import ONECYCLE_START, BudgetedSchedule, lr_factor
 from srcrn.training.segmentation import load_segmenter, train_segmentation
 
 
-def run(*args: str) -> None:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    assert done.value.code in (0, None), done.value.code
 
-
-def _small(tmp_path, **changes) -> SegmentationConfig:
-    settings = dict(image_size=64, batch_size=4, epochs=1, steps_per_epoch=2, eval_batch_size=8,
-                    cache=str(tmp_path / "cache"))
-    settings.update(changes)
-    return load_config(SegmentationConfig, **settings)
 
 
 def test_recipes_are_defaults_that_files_and_flags_override(tmp_path):
@@ -245,6 +237,7 @@ def test_cli_refuses_unknown_recipe_and_architecture(sample, tmp_path, capsys):
     for args, expected in ((["--recipe", "fast"], "unknown recipe 'fast'"),
                            (["--arch", "deeplab"], "unknown segmentation architecture 'deeplab'"),
                            (["--schedule", "step"], "unknown learning-rate schedule 'step'"),
+                           (["--optimizer", "sgd"], "unknown optimizer 'sgd'; choose adam or adamw"),
                            (["--ema-decay", "1.5"], "ema_decay 1.5")):
         with pytest.raises(SystemExit) as done:
             main(["segment", "train", "--data", str(sample), "--out", str(tmp_path / "x"), "--no-progress",

@@ -16,6 +16,8 @@ import torch
 from isic_challenge_scoring.segmentation import SegmentationScore
 from PIL import Image
 
+from conftest import run_cli as run
+from conftest import small_segmentation_config as _small_config
 from srcrn.cli import main
 from srcrn.data.cache import prepare
 from srcrn.data.isic import IsicDataset
@@ -25,17 +27,7 @@ from srcrn.training.config import SegmentationConfig, load_config
 from srcrn.training.segmentation import SegmentationTask, load_segmenter, train_segmentation
 
 
-def run(*args: str) -> None:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    assert done.value.code in (0, None), done.value.code
 
-
-def _small_config(tmp_path, **changes) -> SegmentationConfig:
-    settings = dict(image_size=64, batch_size=4, epochs=1, steps_per_epoch=2, eval_batch_size=8,
-                    cache=str(tmp_path / "cache"))
-    settings.update(changes)
-    return load_config(SegmentationConfig, **settings)
 
 
 def test_loss_decreases_on_a_tiny_overfit_set(sample, tmp_path):

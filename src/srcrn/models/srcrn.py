@@ -92,14 +92,18 @@ class SRCRN(nn.Module):
 ARCHITECTURES = ("srcrn", "unet", "fpn")
 
 
+def check_architecture(arch: str) -> None:
+    if arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown segmentation architecture '{arch}'; choose one of {', '.join(ARCHITECTURES)}")
+
+
 def build_segmenter(arch: str = "srcrn", stride: int = 8, score_channels: int = 2,
                     encoder_weights: str | Path | None = None) -> nn.Module:
     """Every segmentation model by name, built the same way (the training code sees only this).
     ``stride`` and ``score_channels`` shape SRCRN's decoder; the baselines have their own."""
+    check_architecture(arch)
     if arch == "srcrn":
         return SRCRN(stride=stride, score_channels=score_channels, encoder_weights=encoder_weights)
-    if arch in ("unet", "fpn"):
-        from srcrn.models.baselines import smp_baseline
+    from srcrn.models.baselines import smp_baseline
 
-        return smp_baseline(arch, encoder_weights)
-    raise ConfigError(f"unknown segmentation architecture '{arch}'; choose one of {', '.join(ARCHITECTURES)}")
+    return smp_baseline(arch, encoder_weights)

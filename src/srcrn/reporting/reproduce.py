@@ -102,15 +102,10 @@ def _build(cls, values: dict, where: str):
 
 
 def load_reproduce_config(path: str | Path) -> ReproduceConfig:
+    from srcrn.training.config import read_settings_file
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings")
+    values = read_settings_file(path)
     config = _build(ReproduceConfig, values, str(path))
     wrong = sorted(set(config.experiments) - set(EXPERIMENTS))
     if wrong:

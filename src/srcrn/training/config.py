@@ -86,6 +86,19 @@ class ClassificationConfig(RunSettings):
     eval_batch_size: int = 64
 
 
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """The mapping in a YAML settings file, or one error line naming the file."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    return loaded
+
+
 def load_config(cls, path: str | Path | None = None, **overrides):
     """Defaults of ``cls``, then those of the named recipe (when ``cls`` has recipes), updated
     from the YAML file at ``path``, then by the non-None ``overrides``. Unknown keys are
@@ -94,14 +107,7 @@ def load_config(cls, path: str | Path | None = None, **overrides):
     known = {f.name for f in fields(cls)}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings")
+        loaded = read_settings_file(path)
         unknown = sorted(set(loaded) - known)
         if unknown:
             raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")

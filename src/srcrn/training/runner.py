@@ -129,7 +129,8 @@ def fit(task: L.LightningModule, datamodule: L.LightningDataModule, settings, ou
         "epochs": completed,
         "global_step": trainer.global_step,
         "wall_seconds": round(wall, 1),
-        "train_images_per_second": round(trainer.global_step * getattr(datamodule, "batch_size", 0) * trainer.world_size / max(wall, 1e-9), 2),
+        "train_images_per_second": round(
+            trainer.global_step * getattr(datamodule, "batch_size", 0) * trainer.world_size / max(wall, 1e-9), 2),
         "seconds_per_epoch": round(wall / max(1, trainer.global_step) * trainer.num_training_batches, 1),
         "best_checkpoint": checkpoints.best_model_path or str(last),
         f"best_{monitor.replace('/', '_')}": float(best) if best is not None else None,

@@ -27,6 +27,15 @@ LOGGED = ("loss", "accuracy", "jaccard", "dice")
 MONITOR = "val/jaccard"
 
 
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer '{name}'; choose {' or '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name]
+
+
 class SegmentationTask(L.LightningModule):
     """Trains any segmenter of ``build_segmenter`` with per-image (ISIC-style) metrics."""
 
@@ -81,13 +90,8 @@ class SegmentationTask(L.LightningModule):
         self._step(batch, "val")
 
     def configure_optimizers(self):
-        params = self.model.parameters()
-        name = self.hparams.optimizer
-        if name == "adam":
-            return torch.optim.Adam(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if name == "adamw":
-            return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        raise ConfigError(f"unknown optimizer '{name}'; choose adam or adamw")
+        return optimizer_class(self.hparams.optimizer)(self.model.parameters(), lr=self.hparams.lr,
+                                                       weight_decay=self.hparams.weight_decay)
 
 
 def load_segmenter(checkpoint: str | Path) -> SegmentationTask:
@@ -103,12 +107,10 @@ def load_segmenter(checkpoint: str | Path) -> SegmentationTask:
 def check_settings(config: SegmentationConfig) -> None:
     """Refuse unknown names and impossible values before any data is read."""
     from srcrn.data.transforms import build_transform
-    from srcrn.models.srcrn import ARCHITECTURES
+    from srcrn.models.srcrn import check_architecture
 
-    if config.arch not in ARCHITECTURES:
-        raise ConfigError(f"unknown segmentation architecture '{config.arch}'; choose one of {', '.join(ARCHITECTURES)}")
-    if config.optimizer not in ("adam", "adamw"):
-        raise ConfigError(f"unknown optimizer '{config.optimizer}'; choose adam or adamw")
+    check_architecture(config.arch)
+    optimizer_class(config.optimizer)
     segmentation_loss(config.loss)
     build_transform(config.augment)
     training_callbacks(config)
