@@ -13,6 +13,8 @@ import torch
 from isic_challenge_scoring.classification import ClassificationMetric, ClassificationScore
 from PIL import Image
 
+from helpers import small_segmentation_config
+
 from srcrn.data.cache import prepare
 from srcrn.data.isic import IsicDataset
 from srcrn.data.lesion import classifier_inputs, lesion_box
@@ -21,22 +23,27 @@ from srcrn.errors import ConfigError
 from srcrn.evaluation.classification import write_classification_outputs
 from srcrn.models import MelanomaClassifier
 from srcrn.training.balance import balance_rows, deduplicate
-from srcrn.training.classification import ClassificationTask, load_classifier, train_classification
-from srcrn.training.config import ClassificationConfig, SegmentationConfig, load_config
+from srcrn.inference.checkpoints import read_checkpoint
+from srcrn.settings import ClassifyTrainSettings, load_settings
+from srcrn.training.classification import ClassificationTask, train_classification
 from srcrn.training.segmentation import train_segmentation
-from srcrn.training.sweep import batch_size_sweep
+from srcrn.workflows.classify import batch_size_sweep, train_classifier
 
 
-def _config(tmp_path, **changes) -> ClassificationConfig:
+def _config(tmp_path, **changes) -> ClassifyTrainSettings:
     settings = dict(weights="none", image_size=64, batch_size=8, epochs=1, eval_batch_size=16,
                     cache=str(tmp_path / "cache"))
     settings.update(changes)
-    return load_config(ClassificationConfig, **settings)
+    return load_settings(ClassifyTrainSettings, **settings)
+
+
+def _task(**settings) -> ClassificationTask:
+    return ClassificationTask(load_settings(ClassifyTrainSettings, **settings))
 
 
 def test_frozen_backbone_gets_no_update_batchnorm_included():
     torch.manual_seed(0)
-    task = ClassificationTask(weights="none", image_size=64)
+    task = _task(weights="none", image_size=64)
     before = {k: v.clone() for k, v in task.model.backbone.state_dict().items()}
     head_before = task.model.head[-1].weight.clone()
     optimizer = task.configure_optimizers()["optimizer"]
@@ -57,7 +64,7 @@ def test_frozen_backbone_gets_no_update_batchnorm_included():
 
 def test_finetune_trains_the_backbone():
     torch.manual_seed(0)
-    task = ClassificationTask(weights="none", finetune=True, image_size=64)
+    task = _task(weights="none", finetune=True, image_size=64)
     before = task.model.backbone.conv1.weight.clone()
     optimizer = task.configure_optimizers()["optimizer"]
     task.train()
@@ -68,7 +75,7 @@ def test_finetune_trains_the_backbone():
 
 
 def test_learning_rate_follows_keras_inverse_time_decay():
-    task = ClassificationTask(weights="none", lr=0.01, lr_decay=5e-4)
+    task = _task(weights="none", lr=0.01, lr_decay=5e-4)
     configured = task.configure_optimizers()
     optimizer, schedule = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
     assert configured["lr_scheduler"]["interval"] == "step"
@@ -177,8 +184,7 @@ def test_imagenet_weights_offline_give_a_clear_message(tmp_path, monkeypatch):
 def segmenter(tmp_path_factory, sample):
     """A briefly trained SRCRN on the sample (64 px): the source of masks and of srcrn: weights."""
     out = tmp_path_factory.mktemp("segmenter")
-    config = load_config(SegmentationConfig, image_size=64, batch_size=4, epochs=1, steps_per_epoch=2,
-                         cache=str(out / "cache"))
+    config = small_segmentation_config(out)
     return train_segmentation(config, sample, out / "run", progress=False)["last_checkpoint"]
 
 
@@ -197,8 +203,8 @@ def test_srcrn_weights_are_the_segmenters_encoder(segmenter):
 
 def test_train_and_eval_match_the_official_scorer(segmenter, sample, tmp_path):
     run = tmp_path / "run"
-    summary = train_classification(_config(tmp_path, segmenter=segmenter, input="crop", balance="augment",
-                                           weights=f"srcrn:{segmenter}"), sample, run, progress=False)
+    summary = train_classifier(_config(tmp_path, segmenter=segmenter, input="crop", balance="augment",
+                                       weights=f"srcrn:{segmenter}"), sample, run, progress=False)
     assert summary["n_train_melanoma"] == summary["n_train_benign"]  # ratio 1.0 reached
     assert {"curves.png", "metrics.csv", "split.csv", "config.yaml"} <= {p.name for p in run.iterdir()}
     from srcrn.cli import main
@@ -222,13 +228,14 @@ def test_train_and_eval_match_the_official_scorer(segmenter, sample, tmp_path):
     assert ours["auc_ci95_low"] <= ours["auc"] <= ours["auc_ci95_high"]
     assert (out / "roc.png").is_file()
     # The checkpoint carries its preprocessing: loading it needs no ImageNet file.
-    assert load_classifier(summary["best_checkpoint"]).hparams.input == "crop"
+    stored = read_checkpoint(summary["best_checkpoint"], expect="classifier")
+    assert stored.settings["input"] == "crop" and stored.settings["segmenter"] == segmenter
 
 
 def test_metrics_on_known_predictions(tmp_path):
     labels = np.array([1, 1, 0, 0, 0])
     probabilities = np.array([0.9, 0.4, 0.6, 0.1, 0.2])
-    metrics = write_classification_outputs(tmp_path, list("abcde"), probabilities, labels.astype(float))
+    metrics = write_classification_outputs(tmp_path, list("abcde"), probabilities, labels.astype(float)).metrics
     assert metrics["auc"] == pytest.approx(5 / 6)  # 5 of 6 melanoma/benign pairs ranked right
     assert (metrics["sensitivity"], metrics["specificity"]) == (0.5, pytest.approx(2 / 3))
     assert metrics["balanced_accuracy"] == pytest.approx((0.5 + 2 / 3) / 2)

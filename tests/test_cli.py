@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from conftest import run_cli as run
+from helpers import run_cli as run
 
 
 

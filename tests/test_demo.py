@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
-from srcrn import demo
+from helpers import run_cli as run
+from srcrn.workflows import demo
 
 
+@pytest.mark.slow
 def test_demo_runs_both_stages(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "DEMO_SEGMENTATION", dict(image_size=64, batch_size=4, epochs=1, steps_per_epoch=2))
     monkeypatch.setattr(demo, "DEMO_CLASSIFICATION", dict(image_size=64, batch_size=8, epochs=1, input="crop",
                                                           balance="augment", augment="mix"))
-    metrics = demo.run_demo(tmp_path, progress=False)
-    assert metrics["n_images"] == 8 and 0 <= metrics["jaccard"] <= 1
+    run("demo", "--out", str(tmp_path), "--no-progress")
+    err = capsys.readouterr().err
+    assert "threshold_jaccard" in err and "P(melanoma)" in err  # the two tables
+    assert "smoke run" in err and "stage 2: training the melanoma classifier" in err  # logged by the library
     predictions = pd.read_csv(tmp_path / "predictions" / "predictions.csv")
     assert len(predictions) == 8 and predictions["melanoma"].between(0, 1).all()
-    assert "smoke run" in capsys.readouterr().err
+    per_image = pd.read_csv(tmp_path / "segmentation-eval" / "per_image.csv")
+    assert len(per_image) == 8 and per_image["jaccard"].between(0, 1).all()

@@ -17,7 +17,7 @@ from srcrn.data.cache import prepare
 from srcrn.data.isic import IsicDataset, read_labels
 from srcrn.errors import DataError
 
-from conftest import write_image
+from helpers import write_image
 
 
 def test_reads_the_embedded_sample(sample):

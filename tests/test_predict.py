@@ -11,25 +11,27 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli as run
+from helpers import run_cli as run
+from helpers import small_classification_config, small_segmentation_config
 from srcrn.evaluation.classification import threshold_for_sensitivity
-from srcrn.training.classification import load_classifier, train_classification
-from srcrn.training.config import ClassificationConfig, SegmentationConfig, load_config
+from srcrn.inference.checkpoints import read_checkpoint
+from srcrn.training.classification import train_classification
 from srcrn.training.segmentation import train_segmentation
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, sample):
+    """A segmenter whose recipe asks for flip TTA and keep-largest (so that every prediction path
+    must honour them) and a crop classifier on its masks."""
     out = tmp_path_factory.mktemp("models")
-    segmenter = train_segmentation(load_config(SegmentationConfig, image_size=64, batch_size=4, epochs=1,
-                                               steps_per_epoch=2, cache=str(out / "cache")),
-                                   sample, out / "segmenter", progress=False)["last_checkpoint"]
-    classifier = train_classification(load_config(ClassificationConfig, image_size=64, batch_size=8, epochs=1,
-                                                  weights=f"srcrn:{segmenter}", segmenter=segmenter, input="crop",
-                                                  cache=str(out / "cache")),
+    segmenter = train_segmentation(small_segmentation_config(out, tta=True, keep_largest=True), sample,
+                                   out / "segmenter", progress=False)["last_checkpoint"]
+    classifier = train_classification(small_classification_config(out, weights=f"srcrn:{segmenter}",
+                                                                   segmenter=segmenter, input="crop"),
                                       sample, out / "classifier", progress=False)["last_checkpoint"]
     return segmenter, classifier
-
 
 
 def test_predict_a_folder_with_a_bad_file(models, sample, tmp_path, capsys):
@@ -73,7 +75,8 @@ def test_predict_uses_the_stored_threshold(models, sample, tmp_path):
         "--target-sensitivity", "0.9", "--cache", str(tmp_path / "cache"), "--no-progress")
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["sensitivity"] >= 0.9 and metrics["target_sensitivity"] == 0.9
-    assert load_classifier(stored).hparams.threshold == pytest.approx(metrics["threshold"])
+    assert read_checkpoint(stored).threshold == pytest.approx(metrics["threshold"])
+    assert read_checkpoint(stored).extras["target_sensitivity"] == 0.9
     image = sorted((sample / "images").glob("*.jpg"))[0]
     run("predict", str(image), "--segmenter", segmenter, "--classifier", str(stored), "--out", str(tmp_path / "p"),
         "--no-progress")
@@ -98,8 +101,10 @@ def test_onnx_engine_equals_eager_and_needs_no_torch(models, sample, tmp_path):
     segmenter, classifier = models
     run("export", "onnx", "--segmenter", segmenter, "--classifier", classifier, "--out", str(tmp_path / "bundle"))
     manifest = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
-    assert manifest["format"] == "srcrn-bundle" and manifest["version"] == 1
+    assert manifest["format"] == "srcrn-bundle" and manifest["version"] == 2
     assert manifest["classifier"]["input"] == "crop" and manifest["segmenter"]["image_size"] == 64
+    assert manifest["segmenter"]["tta"] is True and manifest["segmenter"]["keep_largest"] is True
+    assert "/" not in manifest["segmenter"]["source"]  # no machine paths in a bundle
     folder = tmp_path / "in"
     folder.mkdir()
     for path in sorted((sample / "images").glob("*.jpg"))[:6]:
@@ -117,7 +122,28 @@ def test_onnx_engine_equals_eager_and_needs_no_torch(models, sample, tmp_path):
     onnx = pd.read_csv(tmp_path / "onnx" / "predictions.csv").set_index("image_id")
     assert len(onnx) == 6
     assert np.abs(onnx["melanoma"] - eager.loc[onnx.index, "melanoma"]).max() < 1e-4
+    # One prediction path: the masks predict writes (either engine) are the masks segment eval
+    # writes and scores for the same images and model (its TTA and keep-largest included).
+    run("segment", "eval", "--model", segmenter, "--data", str(folder), "--out", str(tmp_path / "eval"),
+        "--cache", str(tmp_path / "cache"), "--no-progress")
     for image_id in onnx.index:
-        a = np.asarray(Image.open(tmp_path / "eager" / "masks" / f"{image_id}_segmentation.png"))
-        b = np.asarray(Image.open(tmp_path / "onnx" / "masks" / f"{image_id}_segmentation.png"))
-        assert (a == b).mean() > 0.999
+        evaluated = np.asarray(Image.open(tmp_path / "eval" / "masks" / f"{image_id}_segmentation.png"))
+        for engine in ("eager", "onnx"):
+            predicted = np.asarray(Image.open(tmp_path / engine / "masks" / f"{image_id}_segmentation.png"))
+            assert (predicted == evaluated).mean() > (0.9999 if engine == "onnx" else 1 - 1e-12), (engine, image_id)
+
+
+def test_each_image_is_decoded_once_per_size(models, sample, tmp_path, monkeypatch):
+    from srcrn.inference import pipeline
+
+    segmenter, classifier = models
+    calls: list[tuple[str, object]] = []
+    for name in ("decode_image", "decode_image_fit"):
+        original = getattr(pipeline, name)
+        monkeypatch.setattr(pipeline, name, lambda path, size, _f=original, _n=name: calls.append((_n, size))
+                            or _f(path, size))
+    images = sorted((sample / "images").glob("*.jpg"))[:3]
+    model = pipeline.TwoStagePipeline.from_checkpoints(segmenter, classifier)
+    model.predict(images, tmp_path / "out")
+    # The models' size (64 for both) once per image, and the working size for outputs once.
+    assert sorted(calls) == sorted([("decode_image", 64)] * 3 + [("decode_image_fit", pipeline.WORKING_SIDE)] * 3)

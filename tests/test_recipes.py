@@ -17,37 +17,44 @@ import yaml
 from lightning.pytorch.callbacks import Timer
 from PIL import Image
 
-from conftest import run_cli as run
-from conftest import small_segmentation_config as _small
+from helpers import run_cli as run
+from helpers import small_segmentation_config as _small
 from srcrn.cli import main
 from srcrn.errors import ConfigError
-from srcrn.evaluation.segmentation import predict_probabilities
+from srcrn.inference.checkpoints import build_model, read_checkpoint
 from srcrn.inference.postprocess import keep_largest_region
+from srcrn.inference.predictor import Segmenter, SegmenterSpec
+from srcrn.inference.runtimes import TorchRuntime
 from srcrn.models import SRCRN, build_segmenter
-from srcrn.training.config import SegmentationConfig, load_config
-from srcrn.training.recipes import RECIPES
+from srcrn.settings import RECIPES, SegmentTrainSettings, load_settings
 from srcrn.training.schedules import ONECYCLE_START, BudgetedSchedule, lr_factor
-from srcrn.training.segmentation import load_segmenter, train_segmentation
+from srcrn.training.segmentation import train_segmentation
+
+STRONG = RECIPES[SegmentTrainSettings]["strong"]
 
 
+def predict_probabilities(model: torch.nn.Module, images: np.ndarray, tta: bool = False) -> torch.Tensor:
+    """[N, 1, S, S] probabilities through the one prediction path."""
+    segmenter = Segmenter(TorchRuntime(model), SegmenterSpec(images.shape[1], tta=tta))
+    return torch.from_numpy(segmenter.probabilities(images))[:, None]
 
 
 
 def test_recipes_are_defaults_that_files_and_flags_override(tmp_path):
-    paper = load_config(SegmentationConfig)
-    assert paper == SegmentationConfig()  # the paper's recipe is the dataclass defaults
+    paper = load_settings(SegmentTrainSettings)
+    assert paper == SegmentTrainSettings()  # the paper's recipe is the schema's defaults
     assert (paper.optimizer, paper.loss, paper.augment, paper.schedule, paper.ema_decay, paper.tta) == (
         "adam", "bce", "none", "constant", 0.0, False)
-    strong = load_config(SegmentationConfig, recipe="strong")
-    for name, value in RECIPES["strong"].items():
+    strong = load_settings(SegmentTrainSettings, recipe="strong")
+    for name, value in STRONG.items():
         assert getattr(strong, name) == value, name
-    assert load_config(SegmentationConfig, recipe="strong", loss="bce", score_channels=2).loss == "bce"
+    assert load_settings(SegmentTrainSettings, recipe="strong", loss="bce", score_channels=2).loss == "bce"
     (tmp_path / "c.yaml").write_text("recipe: strong\nema_decay: 0.0\n")
-    from_file = load_config(SegmentationConfig, tmp_path / "c.yaml")
+    from_file = load_settings(SegmentTrainSettings, tmp_path / "c.yaml")
     assert from_file.ema_decay == 0.0 and from_file.optimizer == "adamw"
-    assert load_config(SegmentationConfig, tmp_path / "c.yaml", recipe="paper").optimizer == "adam"
-    with pytest.raises(ConfigError, match="unknown recipe 'fast'; choose one of paper, strong"):
-        load_config(SegmentationConfig, recipe="fast")
+    assert load_settings(SegmentTrainSettings, tmp_path / "c.yaml", flags={"recipe": "paper"}).optimizer == "adam"
+    with pytest.raises(ConfigError, match="--recipe: unknown recipe 'fast'; choose one of paper, strong"):
+        load_settings(SegmentTrainSettings, flags={"recipe": "fast"})
 
 
 @pytest.mark.parametrize("recipe", ["paper", "strong"])
@@ -56,11 +63,13 @@ def test_each_recipe_builds_and_runs_two_steps(sample, tmp_path, recipe):
     summary = train_segmentation(_small(tmp_path, recipe=recipe), sample, out, progress=False)
     assert summary["global_step"] == 2 and summary["train_images_per_second"] > 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["recipe"] == recipe and all(saved[k] == v for k, v in RECIPES[recipe].items())
+    recipe_defaults = RECIPES[SegmentTrainSettings][recipe]
+    assert saved["recipe"] == recipe and all(saved[k] == v for k, v in recipe_defaults.items())
     checkpoint = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    task = load_segmenter(out / "checkpoints" / "last.ckpt")
-    assert task.hparams.recipe == recipe and task.hparams.tta == (recipe == "strong")
-    assert task.model.decoder.score8.out_channels == (64 if recipe == "strong" else 2)
+    stored = read_checkpoint(out / "checkpoints" / "last.ckpt")
+    assert stored.settings["recipe"] == recipe and stored.settings["tta"] == (recipe == "strong")
+    model = build_model(stored)
+    assert model.decoder.score8.out_channels == (64 if recipe == "strong" else 2)
     if recipe == "strong":
         # EMA: the checkpoint's weights (what eval and predict load) are the average; the raw
         # weights are kept beside them for resuming, and differ after two steps.
@@ -68,7 +77,7 @@ def test_each_recipe_builds_and_runs_two_steps(sample, tmp_path, recipe):
         averaged = checkpoint["state_dict"]
         key = "model.decoder.final.weight"
         assert not torch.equal(raw[key], averaged[key])
-        assert torch.equal(task.state_dict()[key], averaged[key])
+        assert torch.equal(model.state_dict()[key.removeprefix("model.")], averaged[key])
         log = pd.read_csv(out / "metrics.csv")
         assert "lr" in log.columns  # the schedule logs the learning rate it set
     else:
@@ -126,9 +135,9 @@ def test_time_budget_stops_training_and_leaves_a_loadable_checkpoint(sample, tmp
     last = out / "checkpoints" / "last.ckpt"
     assert last.is_file() and json.loads((out / "summary.json").read_text())["global_step"] == summary["global_step"]
     assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == summary["global_step"]
-    task = load_segmenter(last)
+    model = build_model(read_checkpoint(last))
     with torch.no_grad():
-        assert task(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
+        assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
     run("segment", "eval", "--model", str(last), "--data", str(sample), "--out", str(tmp_path / "eval"),
         "--split", str(out), "--cache", str(tmp_path / "cache"), "--keep-largest", "--no-progress")
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -223,8 +232,8 @@ def test_arch_unet_trains_and_evaluates_through_the_same_code(sample, tmp_path, 
         "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "2", "--cache", str(tmp_path / "cache"),
         "--no-progress")
     assert "trained 1 epochs" in capsys.readouterr().err
-    task = load_segmenter(out / "checkpoints" / "best.ckpt")
-    assert type(task.model).__name__ == "Unet" and task.hparams.arch == "unet"
+    stored = read_checkpoint(out / "checkpoints" / "best.ckpt")
+    assert type(build_model(stored)).__name__ == "Unet" and stored.settings["arch"] == "unet"
     run("segment", "eval", "--model", str(out / "checkpoints" / "best.ckpt"), "--data", str(sample),
         "--out", str(tmp_path / "eval"), "--split", str(out), "--cache", str(tmp_path / "cache"), "--no-progress")
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -234,11 +243,11 @@ def test_arch_unet_trains_and_evaluates_through_the_same_code(sample, tmp_path, 
 
 
 def test_cli_refuses_unknown_recipe_and_architecture(sample, tmp_path, capsys):
-    for args, expected in ((["--recipe", "fast"], "unknown recipe 'fast'"),
-                           (["--arch", "deeplab"], "unknown segmentation architecture 'deeplab'"),
-                           (["--schedule", "step"], "unknown learning-rate schedule 'step'"),
-                           (["--optimizer", "sgd"], "unknown optimizer 'sgd'; choose adam or adamw"),
-                           (["--ema-decay", "1.5"], "ema_decay 1.5")):
+    for args, expected in ((["--recipe", "fast"], "--recipe: unknown recipe 'fast'"),
+                           (["--arch", "deeplab"], "--arch: Input should be 'srcrn', 'unet' or 'fpn' (given 'deeplab')"),
+                           (["--schedule", "step"], "--schedule: Input should be 'constant', 'cosine' or 'onecycle'"),
+                           (["--optimizer", "sgd"], "--optimizer: Input should be 'adam' or 'adamw' (given 'sgd')"),
+                           (["--ema-decay", "1.5"], "--ema-decay: Input should be less than 1 (given 1.5)")):
         with pytest.raises(SystemExit) as done:
             main(["segment", "train", "--data", str(sample), "--out", str(tmp_path / "x"), "--no-progress",
                   "--cache", str(tmp_path / "cache"), "--image-size", "64", "--epochs", "1",

@@ -16,18 +16,19 @@ import torch
 from isic_challenge_scoring.segmentation import SegmentationScore
 from PIL import Image
 
-from conftest import run_cli as run
-from conftest import small_segmentation_config as _small_config
+from helpers import run_cli as run
+from helpers import small_segmentation_config as _small_config
 from srcrn.cli import main
 from srcrn.data.cache import prepare
 from srcrn.data.isic import IsicDataset
 from srcrn.data.transforms import normalize_batch
 from srcrn.errors import ConfigError
-from srcrn.training.config import SegmentationConfig, load_config
-from srcrn.training.segmentation import SegmentationTask, load_segmenter, train_segmentation
+from srcrn.inference.checkpoints import build_model, read_checkpoint
+from srcrn.settings import SegmentTrainSettings, load_settings
+from srcrn.training.segmentation import SegmentationTask, train_segmentation
+from srcrn.workflows.segment import train_segmenter
 
-
-
+pytestmark = pytest.mark.slow
 
 
 def test_loss_decreases_on_a_tiny_overfit_set(sample, tmp_path):
@@ -36,7 +37,7 @@ def test_loss_decreases_on_a_tiny_overfit_set(sample, tmp_path):
     images = normalize_batch(prepared.images[:])
     masks = torch.from_numpy(np.array(prepared.masks[:])).float()[:, None]
     torch.manual_seed(0)
-    task = SegmentationTask(image_size=64)
+    task = SegmentationTask(load_settings(SegmentTrainSettings, image_size=64))
     optimizer = task.configure_optimizers()
     task.train()
     losses = []
@@ -51,20 +52,22 @@ def test_loss_decreases_on_a_tiny_overfit_set(sample, tmp_path):
 
 def test_checkpoint_round_trip_and_resume(sample, tmp_path):
     out = tmp_path / "run"
-    summary = train_segmentation(_small_config(tmp_path), sample, out, progress=False)
+    summary = train_segmenter(_small_config(tmp_path), sample, out, progress=False)
     assert summary["epochs"] == 1 and summary["global_step"] == 2
     for name in ("best.ckpt", "last.ckpt"):
         assert (out / "checkpoints" / name).is_file()
     assert {"config.yaml", "split.csv", "split.json", "metrics.csv", "curves.png", "summary.json"} <= {
         p.name for p in out.iterdir()}
     # Round trip: the loaded model holds exactly the saved weights and predicts identically.
-    saved = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-    loaded = load_segmenter(out / "checkpoints" / "last.ckpt")
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    saved = state["state_dict"]
+    assert state["srcrn"]["kind"] == "segmenter" and state["srcrn"]["settings"]["image_size"] == 64
+    loaded = build_model(read_checkpoint(out / "checkpoints" / "last.ckpt"))
     for key, value in loaded.state_dict().items():
-        assert torch.equal(value, saved[key]), key
+        assert torch.equal(value, saved[f"model.{key}"]), key
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert torch.equal(loaded(x), load_segmenter(out / "checkpoints" / "last.ckpt")(x))
+        assert torch.equal(loaded(x), build_model(read_checkpoint(out / "checkpoints" / "last.ckpt"))(x))
     # Starting again on the same folder without --resume is refused: it would lose work.
     with pytest.raises(ConfigError, match="already holds a run"):
         train_segmentation(_small_config(tmp_path), sample, out, progress=False)
@@ -110,8 +113,9 @@ def test_cli_refuses_impossible_settings(sample, tmp_path, capsys):
     for args, expected in (
         (["--image-size", "100"], "multiple of 32"),
         (["--resume"], "nothing to resume from"),
-        (["--stride", "4"], "stride must be one of"),
-        (["--loss", "focal"], "unknown loss 'focal'"),
+        (["--stride", "4"], "--stride: Input should be 8, 16 or 32 (given 4)"),
+        (["--loss", "focal"], "--loss: Input should be 'bce' or 'bce+dice' (given 'focal')"),
+        (["--lr", "fast"], "'--lr'"),
     ):
         with pytest.raises(SystemExit) as done:
             main(["segment", "train", "--data", str(sample), "--out", str(tmp_path / "x"), "--no-progress",
@@ -123,11 +127,11 @@ def test_cli_refuses_impossible_settings(sample, tmp_path, capsys):
 
 def test_config_file_with_an_unknown_key_is_refused(tmp_path):
     (tmp_path / "c.yaml").write_text("epochs: 3\nlearning_rate: 0.1\n")
-    with pytest.raises(ConfigError, match="unknown setting\\(s\\) learning_rate"):
-        load_config(SegmentationConfig, tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match=r"c.yaml: learning_rate: unknown setting; known: image_size"):
+        load_settings(SegmentTrainSettings, tmp_path / "c.yaml")
     (tmp_path / "d.yaml").write_text("epochs: 3\nstride: 16\n")
-    assert load_config(SegmentationConfig, tmp_path / "d.yaml", stride=32).stride == 32  # flags win
-    assert load_config(SegmentationConfig, tmp_path / "d.yaml").epochs == 3
+    assert load_settings(SegmentTrainSettings, tmp_path / "d.yaml", flags={"stride": 32}).stride == 32  # flags win
+    assert load_settings(SegmentTrainSettings, tmp_path / "d.yaml").epochs == 3
 
 
 def test_ddp_on_two_cpu_processes_completes_a_step(sample, tmp_path):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -29,10 +30,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from srcrn.console import console, progress
+from srcrn.console import progress
 from srcrn.data import images as imageio
 from srcrn.data.isic import IsicDataset, IsicSample
 from srcrn.errors import DataError
+
+log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -122,7 +125,7 @@ def prepare(
         try:
             if json.loads(manifest_path.read_text()).get("fingerprint") == key:
                 if show_progress:
-                    console.print(f"cache up to date: {out} ({len(dataset)} images, {size}px)")
+                    log.info("cache up to date: %s (%d images, %dpx)", out, len(dataset), size)
                 return PreparedData.load(out)
         except (json.JSONDecodeError, OSError):
             pass  # unreadable manifest: rebuild below

@@ -58,6 +58,18 @@ class Split:
         return cls(meta["method"], subsets["train"], subsets["val"], meta.get("seed", 0), meta.get("notes", []), subsets["dropped"])
 
 
+def split_ids(path: str | Path, subset: str) -> list[str]:
+    """Ids of ``subset`` (train | val) in a split.csv, or in the split.csv of a run folder."""
+    path = Path(path)
+    split_csv = path / "split.csv" if path.is_dir() else path
+    if not split_csv.is_file():
+        raise DataError(split_csv, "split file not found")
+    table = pd.read_csv(split_csv, dtype=str)
+    if not {"image_id", "subset"} <= set(table.columns):
+        raise DataError(split_csv, f"not a split file: columns {', '.join(table.columns)}; expected image_id,subset")
+    return table.loc[table["subset"] == subset, "image_id"].tolist()
+
+
 def make_split(
     dataset: IsicDataset, method: str = "paper", *, seed: int = 0, val_fraction: float = 0.2
 ) -> Split:

@@ -1,68 +1,41 @@
-"""``srcrn classify eval``: melanoma probabilities for every image, ISIC metrics, ROC.
+"""Stage-2 evaluation: melanoma probabilities for every image through the one prediction path,
+and the ISIC metrics.
 
 Metrics follow the ISIC scorer: AUC of the probabilities; accuracy, sensitivity and
 specificity of the decision probability > threshold (0.5 unless chosen otherwise);
-balanced accuracy = mean of sensitivity and specificity. The AUC gets a seeded bootstrap
-95 % interval (resampling images).
+balanced accuracy = mean of sensitivity and specificity. The AUC gets a 95 % bootstrap
+interval (``srcrn.stats``, BCa where it applies).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torchmetrics.functional.classification import binary_auroc, binary_roc
 
 from srcrn.atomic import atomic_path, write_json
-from srcrn.console import progress
-from srcrn.data.transforms import normalize_batch
 from srcrn.errors import SrcrnError
-from srcrn.reporting.figures import roc_curve_figure
-
-BOOTSTRAP_SAMPLES = 1000
-
-
-@torch.inference_mode()
-def predict_melanoma(model: torch.nn.Module, inputs: np.ndarray, batch_size: int = 64,
-                     show_progress: bool = True) -> np.ndarray:
-    model = model.eval()
-    starts = range(0, len(inputs), batch_size)
-    chunks = [torch.sigmoid(model(normalize_batch(inputs[s:s + batch_size]))).numpy()
-              for s in progress(starts, len(starts), "classify", show_progress)]
-    return np.concatenate(chunks) if chunks else np.zeros(0)
+from srcrn.inference.predictor import Classifier
+from srcrn.stats import DEFAULT_RESAMPLES, auc, auc_interval
 
 
-def auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    return float(binary_auroc(torch.as_tensor(probabilities, dtype=torch.float64), torch.as_tensor(labels).long()))
-
-
-def bootstrap_auc(labels: np.ndarray, probabilities: np.ndarray, samples: int = BOOTSTRAP_SAMPLES,
-                  seed: int = 0) -> tuple[float, float]:
-    """2.5th and 97.5th percentiles of the AUC over resamplings that hold both classes."""
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(samples):
-        rows = rng.integers(0, len(labels), len(labels))
-        if 0 < labels[rows].sum() < len(rows):
-            values.append(auc(labels[rows], probabilities[rows]))
-    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
-
-
-def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict:
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5,
+                           resamples: int = DEFAULT_RESAMPLES) -> dict[str, Any]:
     labels, probabilities = np.asarray(labels, dtype=int), np.asarray(probabilities, dtype=float)
     decided = probabilities > threshold
     tp, tn = int((decided & (labels == 1)).sum()), int((~decided & (labels == 0)).sum())
     fp, fn = int((decided & (labels == 0)).sum()), int((~decided & (labels == 1)).sum())
     sensitivity = tp / (tp + fn) if tp + fn else 1.0  # the scorer's convention for an absent class
     specificity = tn / (tn + fp) if tn + fp else 1.0
-    both = 0 < labels.sum() < len(labels)
-    low, high = bootstrap_auc(labels, probabilities) if both else (float("nan"), float("nan"))
+    interval = auc_interval(labels, probabilities, resamples)
     return {
-        "auc": auc(labels, probabilities) if both else float("nan"),
-        "auc_ci95_low": low,
-        "auc_ci95_high": high,
+        "auc": auc(labels, probabilities),
+        "auc_ci95_low": interval.low,
+        "auc_ci95_high": interval.high,
+        "auc_ci_method": interval.method,
         "accuracy": (tp + tn) / len(labels),
         "sensitivity": sensitivity,
         "specificity": specificity,
@@ -75,25 +48,37 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, thresh
     }
 
 
+def roc_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates at every distinct threshold, from (0, 0) to (1, 1)."""
+    labels, scores = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
+    order = np.argsort(-scores, kind="mergesort")
+    labels, scores = labels[order], scores[order]
+    last_of_each = np.r_[np.nonzero(np.diff(scores))[0], len(scores) - 1]
+    tps, fps = np.cumsum(labels)[last_of_each], (last_of_each + 1) - np.cumsum(labels)[last_of_each]
+    return np.r_[0.0, fps / max(1, fps[-1])], np.r_[0.0, tps / max(1, tps[-1])]
+
+
+@dataclass
+class ClassificationEvaluation:
+    metrics: dict[str, Any]  # empty without labels
+    predictions: pd.DataFrame  # image_id, melanoma (+ truth, decision with labels)
+
+
 def write_classification_outputs(out: Path, ids: list[str], probabilities: np.ndarray, labels: np.ndarray | None,
-                                 threshold: float = 0.5) -> dict:
-    """``predictions.csv`` (image_id,melanoma), and with labels ``metrics.json``,
-    ``per_image.csv`` and ``roc.png``."""
+                                 threshold: float = 0.5) -> ClassificationEvaluation:
+    """``predictions.csv`` (image_id,melanoma), and with labels ``metrics.json`` and ``per_image.csv``."""
     out.mkdir(parents=True, exist_ok=True)
     predictions = pd.DataFrame({"image_id": ids, "melanoma": probabilities})
     with atomic_path(out / "predictions.csv") as temporary:
         predictions.to_csv(temporary, index=False)
     if labels is None or np.isnan(labels).any():
-        return {}
+        return ClassificationEvaluation({}, predictions)
     metrics = classification_metrics(labels, probabilities, threshold)
     write_json(out / "metrics.json", metrics)
     per_image = predictions.assign(truth=labels.astype(int), decision=(probabilities > threshold).astype(int))
     with atomic_path(out / "per_image.csv") as temporary:
         per_image.to_csv(temporary, index=False)
-    if 0 < labels.sum() < len(labels):
-        fpr, tpr, _ = binary_roc(torch.as_tensor(probabilities, dtype=torch.float64), torch.as_tensor(labels).long())
-        roc_curve_figure(fpr.numpy(), tpr.numpy(), metrics, out / "roc.png")
-    return metrics
+    return ClassificationEvaluation(metrics, per_image)
 
 
 def threshold_for_sensitivity(labels: np.ndarray, probabilities: np.ndarray, target: float) -> float:
@@ -108,44 +93,32 @@ def threshold_for_sensitivity(labels: np.ndarray, probabilities: np.ndarray, tar
     return float((kth + below.max()) / 2 if len(below) else kth / 2)
 
 
-def store_threshold(checkpoint: str | Path, threshold: float, target_sensitivity: float) -> None:
-    """Write the operating threshold into a classifier checkpoint (atomically), where
-    ``predict`` takes its default from."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    state["hyper_parameters"]["threshold"] = threshold
-    state["hyper_parameters"]["threshold_target_sensitivity"] = target_sensitivity
-    with atomic_path(checkpoint) as temporary:
-        torch.save(state, temporary)
-
-
-def evaluate_classifier(task, data: str | Path, out: str | Path, *, ids: list[str] | None = None,
+def evaluate_classifier(classifier: Classifier, data: str | Path, out: str | Path, *, ids: list[str] | None = None,
                         segmenter: str | None = None, cache: str | Path | None = None,
-                        show_progress: bool = True, target_sensitivity: float | None = None,
-                        checkpoint: str | Path | None = None) -> dict:
-    """Predict every image of ``data`` (or ``ids``) with a trained ClassificationTask, built
-    into inputs exactly as in its training (input mode, margin, size, segmenter). With
-    ``target_sensitivity``, the threshold reaching it on these images is chosen, used for the
-    metrics, and stored in ``checkpoint``."""
+                        show_progress: bool = True, target_sensitivity: float | None = None
+                        ) -> ClassificationEvaluation:
+    """Predict every image of ``data`` (or ``ids``), its inputs built exactly as in training
+    (input mode, margin, size, segmenter). With ``target_sensitivity``, the threshold reaching
+    it on these images is chosen and used for the metrics (``metrics['threshold']``); storing
+    it in the checkpoint is the caller's choice."""
     from srcrn.inference.lesions import lesion_data
 
-    settings = task.hparams
-    segmenter = segmenter or settings.segmenter
-    lesions = lesion_data(data, image_size=int(settings.image_size), input_mode=settings.input,
-                          margin=float(settings.margin), segmenter=segmenter if settings.input != "full" else None,
-                          require_labels=False, cache=cache, progress=show_progress)
+    spec = classifier.spec
+    segmenter = segmenter or spec.segmenter
+    lesions = lesion_data(data, image_size=spec.image_size, input_mode=spec.input, margin=spec.margin,
+                          segmenter=segmenter if spec.input != "full" else None, require_labels=False, cache=cache,
+                          progress=show_progress)
     ids = list(ids) if ids is not None else lesions.prepared.ids
     rows = lesions.prepared.positions(ids)
-    probabilities = predict_melanoma(task.model, lesions.inputs[rows], show_progress=show_progress)
+    probabilities = classifier.probabilities(lesions.inputs[rows])
     labels = lesions.prepared.melanoma[rows]
-    threshold = float(settings.threshold)
+    threshold = spec.threshold
     if target_sensitivity is not None:
         if np.isnan(labels).any():
             raise SrcrnError("--target-sensitivity needs labelled images")
         threshold = threshold_for_sensitivity(labels, probabilities, target_sensitivity)
-        if checkpoint is not None:
-            store_threshold(checkpoint, threshold, target_sensitivity)
-    metrics = write_classification_outputs(Path(out), ids, probabilities, labels, threshold)
-    if target_sensitivity is not None and metrics:
-        metrics["target_sensitivity"] = target_sensitivity
-        write_json(Path(out) / "metrics.json", metrics)
-    return metrics
+    result = write_classification_outputs(Path(out), ids, probabilities, labels, threshold)
+    if target_sensitivity is not None and result.metrics:
+        result.metrics["target_sensitivity"] = target_sensitivity
+        write_json(Path(out) / "metrics.json", result.metrics)
+    return result

@@ -1,97 +1,90 @@
-"""``srcrn segment eval``: predict every image, score it at its original size, write ISIC files.
+"""Stage-1 evaluation: predict every image through the one prediction path, score it at its
+original size exactly as the ISIC scorer does, and write ISIC files.
 
-For each image the probability map (model input size) is upsampled bilinearly to the
-image's original size and thresholded at 0.5; the mask is written as
-``masks/<id>_segmentation.png`` (0/255) and scored against the truth exactly as the ISIC
-scorer does. Outputs: ``metrics.json`` (macro averages + ``n_images``), ``per_image.csv``
-and ``overlays.png`` (best, middling and worst cases).
+For each image, ``Segmenter.mask`` gives the mask at the original size (the model's TTA
+and post-processing included); it is written as ``masks/<id>_segmentation.png`` (0/255)
+and scored against the truth. Outputs: ``metrics.json`` (macro averages + ``n_images``) and
+``per_image.csv``. The returned ``SegmentationEvaluation`` also holds the cases a report
+may draw (best, middling, worst): drawing is the reporting layer's job.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
-from srcrn.atomic import write_json, write_mask
+from srcrn.atomic import atomic_path, write_json, write_mask
 from srcrn.console import progress
 from srcrn.data.cache import prepare
 from srcrn.data.images import read_mask
 from srcrn.data.isic import IsicDataset
-from srcrn.data.transforms import normalize_batch
+from srcrn.errors import DataError
 from srcrn.evaluation.metrics import SEGMENTATION_METRICS, segmentation_scores
-from srcrn.inference.postprocess import keep_largest_region
-from srcrn.reporting.figures import segmentation_overlays
-
-OVERLAY_CASES = 4  # per row
-TTA_FLIPS = ((3,), (2,), (2, 3))  # dims of NCHW to flip: horizontal, vertical, both
+from srcrn.inference.predictor import Segmenter
 
 
-@torch.inference_mode()
-def predict_probabilities(model: torch.nn.Module, images: np.ndarray, tta: bool = False) -> torch.Tensor:
-    """Sigmoid probabilities [N, 1, S, S] for uint8 NHWC images; ``tta`` averages the four
-    flips (none, horizontal, vertical, both), each mapped back before averaging."""
-    batch = normalize_batch(images)
-    probability = torch.sigmoid(model(batch))
-    if tta:
-        for dims in TTA_FLIPS:
-            probability += torch.sigmoid(model(batch.flip(dims))).flip(dims)
-        probability /= 1 + len(TTA_FLIPS)
-    return probability
+@dataclass
+class SegmentationEvaluation:
+    metrics: dict[str, Any]
+    per_image: pd.DataFrame
+    cases: list[dict[str, Any]] = field(default_factory=list)  # image path, truth, prediction, jaccard
 
 
 def evaluate_segmentation(
-    model: torch.nn.Module,
+    segmenter: Segmenter,
     dataset: IsicDataset,
     out: str | Path,
     *,
-    image_size: int,
     cache: str | Path,
     ids: list[str] | None = None,
-    batch_size: int = 32,
-    tta: bool = False,
-    keep_largest: bool = False,
+    tta: bool | None = None,
+    keep_largest: bool | None = None,
     show_progress: bool = True,
-) -> dict:
-    """``keep_largest``: keep only the largest predicted region, holes filled, at the original size."""
+) -> SegmentationEvaluation:
+    """``tta`` and ``keep_largest`` default to the model's own settings. Every image to score
+    must have its mask: a missing one is refused before anything is written."""
     out = Path(out)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
-    model = model.eval()
     # The cache always holds the whole folder (so training and evaluation share it); ``ids``
     # picks the images to evaluate, e.g. a run's validation split.
-    prepared = prepare(dataset, image_size, cache, show_progress=show_progress)
+    prepared = prepare(dataset, segmenter.image_size, cache, show_progress=show_progress)
     if ids is not None:
         dataset = dataset.subset(list(ids))
-    scored = dataset.has_masks
-    rows, overlay_cases = [], []
-    batches = range(0, len(dataset), batch_size)
+    with_masks = [s.mask_path is not None for s in dataset.samples]
+    scored = any(with_masks)
+    if scored and not all(with_masks):
+        missing = next(s for s in dataset.samples if s.mask_path is None)
+        raise DataError(missing.image_path, "has no mask, so the segmentation cannot be scored (give every "
+                                            "evaluated image its mask, or none for masks only)")
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    rows, cases = [], []
+    batches = range(0, len(dataset), segmenter.batch_size)
     for start in progress(batches, len(batches), "segment", show_progress):
-        samples = dataset.samples[start:start + batch_size]
+        samples = dataset.samples[start:start + segmenter.batch_size]
         positions = prepared.positions([s.image_id for s in samples])
-        probabilities = predict_probabilities(model, prepared.images[positions], tta)
+        probabilities = segmenter.probabilities(prepared.images[positions], tta=tta)
         for sample, position, probability in zip(samples, positions, probabilities):
             width, height = (int(v) for v in prepared.index.iloc[position][["width", "height"]])
-            full = F.interpolate(probability[None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
-            prediction = (full > 0.5).numpy()
-            if keep_largest:
-                prediction = keep_largest_region(prediction)
+            prediction = segmenter.mask(probability, width, height, keep_largest=keep_largest)
             write_mask(out / "masks" / f"{sample.image_id}_segmentation.png", prediction)
-            row = {"image_id": sample.image_id, "width": width, "height": height,
-                   "lesion_fraction": float(prediction.mean())}
+            row: dict[str, Any] = {"image_id": sample.image_id, "width": width, "height": height,
+                                   "lesion_fraction": float(prediction.mean())}
             if scored:
                 truth = read_mask(sample.mask_path, (width, height))
                 row.update(segmentation_scores(prediction, truth))
-                overlay_cases.append({"image_id": sample.image_id, "jaccard": row["jaccard"],
-                                      "truth": truth, "prediction": prediction, "image": sample.image_path})
+                cases.append({"image_id": sample.image_id, "jaccard": row["jaccard"], "truth": truth,
+                              "prediction": prediction, "image": sample.image_path})
             rows.append(row)
     per_image = pd.DataFrame(rows)
-    per_image.to_csv(out / "per_image.csv", index=False)
-    metrics: dict = {"n_images": len(per_image), "image_size": image_size, "tta": tta, "keep_largest": keep_largest}
+    with atomic_path(out / "per_image.csv") as temporary:
+        per_image.to_csv(temporary, index=False)
+    metrics: dict[str, Any] = {
+        "n_images": len(per_image), "image_size": segmenter.image_size,
+        "tta": segmenter.spec.tta if tta is None else tta,
+        "keep_largest": segmenter.spec.keep_largest if keep_largest is None else keep_largest}
     if scored:
         metrics.update({name: float(per_image[name].mean()) for name in SEGMENTATION_METRICS})
-        segmentation_overlays(overlay_cases, out / "overlays.png", per_row=OVERLAY_CASES)
     write_json(out / "metrics.json", metrics)
-    return metrics
+    return SegmentationEvaluation(metrics, per_image, cases)

@@ -1,20 +1,23 @@
-"""Classifier inputs for a whole folder: prepare it, segment it with SRCRN (once, cached),
-and build the ``full`` / ``masked`` / ``crop`` inputs in the cache's order."""
+"""Classifier inputs for a whole folder: prepare it, segment it with the stage-1 model through
+the one prediction path (masks computed once and cached beside the prepared images), and
+build the ``full`` / ``masked`` / ``crop`` inputs in the cache's order."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from srcrn.data.cache import PreparedData, default_cache_dir, prepare
+from srcrn.atomic import atomic_path
+from srcrn.console import progress
+from srcrn.data.cache import MANIFEST, PreparedData, default_cache_dir, prepare
 from srcrn.data.isic import IsicDataset
 from srcrn.data.lesion import classifier_inputs
 from srcrn.errors import ConfigError
-from srcrn.inference.masks import predicted_masks
+from srcrn.inference.predictor import Segmenter
 
 
 @dataclass
@@ -27,31 +30,53 @@ class LesionData:
     masks: np.ndarray | None
 
 
+def _key(segmenter: Segmenter, prepared: PreparedData, size: int) -> str:
+    checkpoint = Path(segmenter.source)
+    stat = checkpoint.stat()
+    cache_print = json.loads((prepared.folder / MANIFEST).read_text())["fingerprint"]
+    spec = segmenter.spec
+    text = f"{checkpoint.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{cache_print}|{size}|{spec}"
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def predicted_masks(segmenter: Segmenter, prepared: PreparedData, size: int, *, show_progress: bool = True
+                    ) -> np.ndarray:
+    """uint8 0/1 masks [N, size, size] of every image of ``prepared`` (which is at the
+    segmenter's size), stored beside the cache and reused while neither changes."""
+    path = prepared.folder / f"predicted-masks-{_key(segmenter, prepared, size)}.npy"
+    if path.is_file():
+        return np.load(path)
+    masks = np.zeros((len(prepared.ids), size, size), dtype=np.uint8)
+    starts = range(0, len(masks), segmenter.batch_size)
+    for start in progress(starts, len(starts), "segment lesions", show_progress):
+        stop = min(start + segmenter.batch_size, len(masks))
+        masks[start:stop] = segmenter.masks(prepared.images[start:stop], size)
+    with atomic_path(path) as temporary:
+        np.save(temporary, masks)
+    return masks
+
+
 def lesion_data(data: str | Path, *, image_size: int, input_mode: str, margin: float, segmenter: str | None,
                 need_masks: bool = False, require_labels: bool = True, cache: str | Path | None = None,
                 progress: bool = True) -> LesionData:
-    """Prepare ``data`` and build its classifier inputs; lesion masks come from the SRCRN
-    ``segmenter`` (predicted once, cached), or from the data's own masks when there is no
-    segmenter and only augmentation needs them."""
-    from srcrn.training.segmentation import load_segmenter
-
+    """Prepare ``data`` and build its classifier inputs; lesion masks come from the stage-1
+    ``segmenter`` checkpoint, or from the data's own masks when there is no segmenter and
+    only augmentation needs them."""
     data = Path(data)
     dataset = IsicDataset.from_dir(data, require_labels=require_labels)
     prepared = prepare(dataset, image_size, cache or default_cache_dir(data, image_size), show_progress=progress)
     masks = None
     if segmenter:
-        task = load_segmenter(segmenter)
-        size = int(task.hparams.image_size)
+        model = Segmenter.from_checkpoint(segmenter)
+        size = model.image_size
         at_size = prepared if size == image_size else prepare(dataset, size, default_cache_dir(data, size),
                                                               show_progress=progress)
-        masks = predicted_masks(task.model, segmenter, at_size, show_progress=progress)
-        if size != image_size:
-            resized = torch.from_numpy(masks)[:, None].float()
-            masks = (F.interpolate(resized, size=(image_size, image_size), mode="nearest")[:, 0] > 0.5).numpy()
+        masks = predicted_masks(model, at_size, image_size, show_progress=progress)
     elif input_mode != "full" or need_masks:
         if input_mode == "full" and prepared.masks is not None:
             masks = np.asarray(prepared.masks)
         else:
-            raise ConfigError(f"input '{input_mode}' needs lesion masks: pass --segmenter CKPT (a segment train checkpoint)")
+            raise ConfigError(f"input '{input_mode}' needs lesion masks: pass --segmenter CKPT (a segment train "
+                              "checkpoint)")
     inputs = classifier_inputs(prepared, dataset, input_mode, masks, margin=margin, show_progress=progress)
     return LesionData(dataset, prepared, inputs, masks)

@@ -10,6 +10,7 @@ imports no torch: with the ONNX Runtime engine, torch is not needed at all.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,16 +22,18 @@ import pandas as pd
 from PIL import Image
 
 from srcrn.atomic import atomic_path, write_mask
-from srcrn.console import console, progress
+from srcrn.console import progress
 from srcrn.data.images import IMAGE_SUFFIXES, decode_image, decode_image_fit
 from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
 from srcrn.data.lesion import lesion_input
 from srcrn.errors import DataError, SrcrnError
 from srcrn.inference.measurements import measure_lesion
+from srcrn.inference.predictor import Classifier, Segmenter, from_bundle
 
 # Measurements and overlays use the image at this longer side at most (lengths are scaled
 # back to original pixels): precise enough for a lesion, cheap even for 6700x4500 originals.
 WORKING_SIDE = 1024
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,60 +65,63 @@ def find_images(inputs: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
 
 
 class TwoStagePipeline:
-    """Both stages over an engine (eager PyTorch or ONNX Runtime): every step before and
-    after the two models is shared, so both engines give the same outputs."""
+    """Both stages over the one prediction path (``predictor``), whatever runs the networks
+    (eager PyTorch or ONNX Runtime): every step before and after them is shared, so both
+    engines give the same outputs, and the masks are those ``segment eval`` scores."""
 
-    def __init__(self, engine, threshold: float | None = None):
-        self.engine = engine
-        settings = engine.settings
-        self.segment_size, self.classify_size = settings["segment_size"], settings["classify_size"]
-        self.input_mode, self.margin = settings["input"], settings["margin"]
-        self.threshold = float(settings["threshold"] if threshold is None else threshold)
+    def __init__(self, segmenter: Segmenter, classifier: Classifier, threshold: float | None = None):
+        self.segmenter, self.classifier = segmenter, classifier
+        self.segment_size, self.classify_size = segmenter.image_size, classifier.image_size
+        self.input_mode, self.margin = classifier.spec.input, classifier.spec.margin
+        self.threshold = float(classifier.spec.threshold if threshold is None else threshold)
         self.seconds = {"decode": 0.0, "segment": 0.0, "classify": 0.0, "outputs": 0.0}
 
     @classmethod
-    def from_checkpoints(cls, segmenter: str | Path, classifier: str | Path, threshold: float | None = None):
-        from srcrn.inference.engines import TorchEngine
-
-        return cls(TorchEngine.from_checkpoints(segmenter, classifier), threshold)
+    def from_checkpoints(cls, segmenter: str | Path, classifier: str | Path,
+                         threshold: float | None = None) -> TwoStagePipeline:
+        return cls(Segmenter.from_checkpoint(segmenter), Classifier.from_checkpoint(classifier), threshold)
 
     @classmethod
-    def from_bundle(cls, bundle: str | Path, threshold: float | None = None):
-        from srcrn.inference.engines import OnnxEngine
+    def from_bundle(cls, bundle: str | Path, threshold: float | None = None) -> TwoStagePipeline:
+        segmenter, classifier, _ = from_bundle(bundle)
+        return cls(segmenter, classifier, threshold)
 
-        return cls(OnnxEngine(bundle), threshold)
+    def _decode(self, path: Path) -> dict[int, np.ndarray | tuple[int, int]]:
+        """The image at each size the models need, each decoded once, and its original size."""
+        decoded: dict = {}
+        for size in dict.fromkeys((self.segment_size, self.classify_size)):
+            decoded[size], decoded["original"] = decode_image(path, size)
+        return decoded
 
     def predict(self, paths: list[Path], out: Path) -> list[Prediction]:
         """One batch of images (all decodable): masks and overlays written under ``out``."""
         started = time.perf_counter()
-        decoded = [decode_image(path, self.segment_size) for path in paths]
+        decoded = [self._decode(path) for path in paths]
         self.seconds["decode"] += time.perf_counter() - started
         started = time.perf_counter()
-        probabilities = self.engine.segment(np.stack([image for image, _ in decoded]))
+        probabilities = self.segmenter.probabilities(np.stack([d[self.segment_size] for d in decoded]))
         self.seconds["segment"] += time.perf_counter() - started
         started = time.perf_counter()
         inputs = []
-        for path, (image, _), probability in zip(paths, decoded, probabilities):
-            if self.classify_size != self.segment_size:
-                probability = resize_probability(probability, self.classify_size, self.classify_size)
-                image = decode_image(path, self.classify_size)[0]
-            inputs.append(lesion_input(image, probability > 0.5, self.input_mode, path, margin=self.margin))
+        for path, images, probability in zip(paths, decoded, probabilities):
+            mask = self.segmenter.mask(probability, self.classify_size, self.classify_size)
+            inputs.append(lesion_input(images[self.classify_size], mask, self.input_mode, path, margin=self.margin))
         self.seconds["decode"] += time.perf_counter() - started
         started = time.perf_counter()
-        melanoma = self.engine.classify(np.stack(inputs))
+        melanoma = self.classifier.probabilities(np.stack(inputs))
         self.seconds["classify"] += time.perf_counter() - started
         started = time.perf_counter()
-        results = [self._finish(path, width, height, probability, float(score), out)
-                   for path, (_, (width, height)), probability, score in zip(paths, decoded, probabilities, melanoma)]
+        results = [self._finish(path, *images["original"], probability, float(score), out)
+                   for path, images, probability, score in zip(paths, decoded, probabilities, melanoma)]
         self.seconds["outputs"] += time.perf_counter() - started
         return results
 
     def _finish(self, path: Path, width: int, height: int, probability: np.ndarray, score: float,
                 out: Path) -> Prediction:
         mask_path = out / "masks" / f"{path.stem}_segmentation.png"
-        write_mask(mask_path, resize_probability(probability, width, height) > 0.5)
+        write_mask(mask_path, self.segmenter.mask(probability, width, height))
         work, _ = decode_image_fit(path, WORKING_SIDE)
-        work_mask = resize_probability(probability, work.shape[1], work.shape[0]) > 0.5
+        work_mask = self.segmenter.mask(probability, work.shape[1], work.shape[0])
         measurements = measure_lesion(work_mask, work, scale=width / work.shape[1]).to_dict()
         decision = "melanoma" if score > self.threshold else "benign"
         overlay_path = out / "overlays" / f"{path.stem}_overlay.png"
@@ -123,14 +129,6 @@ class TwoStagePipeline:
                      overlay_path)
         return Prediction(path.stem, str(path), width, height, score, decision, self.threshold, measurements,
                           str(mask_path), str(overlay_path))
-
-
-def resize_probability(probability: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Bilinear resize of a probability map (pixel centres aligned, as torch's
-    ``align_corners=False``)."""
-    if probability.shape == (height, width):
-        return probability
-    return cv2.resize(np.asarray(probability, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 OVERLAY_MIN_WIDTH = 640
@@ -186,7 +184,7 @@ def predict_images(pipeline: TwoStagePipeline, inputs: list[Path], out: Path, *,
                 except DataError as error:
                     errors.append((str(error.path), error.problem))
     for source, problem in errors:
-        console.print(f"skipped {source}: {problem}", soft_wrap=True, markup=False)
+        log.warning("skipped %s: %s", source, problem)
     write_predictions(results, errors, out)
     return results, errors
 

@@ -7,6 +7,7 @@ inverse-time learning-rate decay the paper used: lr_t = lr0 / (1 + lr_decay * t)
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -17,17 +18,16 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryRecall, BinarySpecificity
 
 from srcrn.atomic import write_json
-from srcrn.console import console
 from srcrn.data.lesion_dataset import LesionDataModule, LesionDataset
 from srcrn.data.splits import make_split
-from srcrn.errors import ConfigError
+from srcrn.inference.checkpoints import checkpoint_entry
 from srcrn.inference.lesions import lesion_data
 from srcrn.models import MelanomaClassifier
-from srcrn.reporting.figures import training_curves
 from srcrn.training.balance import balance_rows, deduplicate
-from srcrn.training.config import ClassificationConfig
+from srcrn.settings import ClassifyTrainSettings
 from srcrn.training.runner import check_run_folder, fit
 
+log = logging.getLogger(__name__)
 LOGGED = ("loss", "accuracy", "auc", "sensitivity", "specificity")
 MONITOR = "val/auc"
 
@@ -38,26 +38,16 @@ def inverse_time_decay(lr_decay: float):
 
 
 class ClassificationTask(L.LightningModule):
-    def __init__(
-        self,
-        weights: str | None = "imagenet",
-        finetune: bool = False,
-        dropout: float = 0.0,
-        lr: float = 0.01,
-        momentum: float = 0.9,
-        nesterov: bool = True,
-        lr_decay: float = 5e-4,
-        weight_decay: float = 0.0,
-        image_size: int = 128,
-        input: str = "full",
-        margin: float = 0.1,
-        segmenter: str | None = None,
-        threshold: float = 0.5,
-    ):
+    """Trains the melanoma classifier. Its checkpoints say what they hold (``srcrn`` entry)."""
+
+    def __init__(self, settings: ClassifyTrainSettings | dict, threshold: float = 0.5):
         super().__init__()
-        self.save_hyperparameters()
-        self.model = MelanomaClassifier(weights=None if weights == "none" else weights, finetune=finetune,
-                                        dropout=dropout)
+        if isinstance(settings, dict):
+            settings = ClassifyTrainSettings.model_validate(settings)
+        self.settings = settings
+        self.save_hyperparameters({"settings": settings.to_dict()})
+        self.model = MelanomaClassifier(weights=None if settings.weights == "none" else settings.weights,
+                                        finetune=settings.finetune, dropout=settings.dropout)
         self.meters = torch.nn.ModuleDict()
         for stage in ("train", "val"):
             self.meters[f"{stage}_loss"] = MeanMetric()
@@ -65,6 +55,9 @@ class ClassificationTask(L.LightningModule):
             self.meters[f"{stage}_auc"] = BinaryAUROC()
             self.meters[f"{stage}_sensitivity"] = BinaryRecall(threshold=threshold)
             self.meters[f"{stage}_specificity"] = BinarySpecificity(threshold=threshold)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["srcrn"] = checkpoint_entry("classifier", self.settings.to_dict())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
@@ -89,28 +82,19 @@ class ClassificationTask(L.LightningModule):
 
     def configure_optimizers(self):
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(trainable, lr=self.hparams.lr, momentum=self.hparams.momentum,
-                                    nesterov=self.hparams.nesterov, weight_decay=self.hparams.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, inverse_time_decay(self.hparams.lr_decay))
+        s = self.settings
+        optimizer = torch.optim.SGD(trainable, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov,
+                                    weight_decay=s.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, inverse_time_decay(s.lr_decay))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def load_classifier(checkpoint: str | Path) -> ClassificationTask:
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise ConfigError(f"{checkpoint}: checkpoint not found")
-    # The backbone's weights are in the checkpoint: do not look for the original ones.
-    return ClassificationTask.load_from_checkpoint(checkpoint, map_location="cpu", weights="none").eval()
-
-
-def train_classification(config: ClassificationConfig, data: str | Path, out: str | Path, *, resume: bool = False,
+def train_classification(config: ClassifyTrainSettings, data: str | Path, out: str | Path, *, resume: bool = False,
                          progress: bool = True) -> dict:
     data, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     check_run_folder(out, resume)
     L.seed_everything(config.seed, workers=True, verbose=False)
-    if config.balance == "extra" and not config.extra:
-        raise ConfigError("balance 'extra' needs --extra DIR (labelled images; masks not needed)")
     need_masks = config.balance == "augment" and config.augment in ("axis", "mix")
     main = lesion_data(data, image_size=config.image_size, input_mode=config.input, margin=config.margin,
                        segmenter=config.segmenter, need_masks=need_masks, cache=config.cache, progress=progress)
@@ -134,7 +118,7 @@ def train_classification(config: ClassificationConfig, data: str | Path, out: st
                             seed=config.seed)
     notes += balanced.notes
     for note in notes:
-        console.print(f"note: {note}", soft_wrap=True)
+        log.info("note: %s", note)
 
     def pick(source: int, kind: str) -> np.ndarray | None:
         rows = balanced.row[balanced.source == source]
@@ -158,10 +142,7 @@ def train_classification(config: ClassificationConfig, data: str | Path, out: st
 
     split.save(out)
     config.save(out / "config.yaml")
-    task = ClassificationTask(weights=config.weights, finetune=config.finetune, dropout=config.dropout, lr=config.lr,
-                              momentum=config.momentum, nesterov=config.nesterov, lr_decay=config.lr_decay,
-                              weight_decay=config.weight_decay, image_size=config.image_size, input=config.input,
-                              margin=config.margin, segmenter=config.segmenter)
+    task = ClassificationTask(config)
     summary = fit(task, module, config, out, monitor=MONITOR, resume=resume, progress=progress)
     if not summary:
         return summary
@@ -169,7 +150,4 @@ def train_classification(config: ClassificationConfig, data: str | Path, out: st
     summary.update(n_train=len(train_set), n_train_melanoma=n_melanoma, n_train_benign=len(train_set) - n_melanoma,
                    n_augmented=int(train_set.augmented.sum()), n_val=len(val_set), notes=notes)
     write_json(out / "summary.json", summary)
-    if (out / "metrics.csv").is_file():
-        training_curves(out / "metrics.csv", out / "curves.png", metrics=LOGGED[:4],
-                        title=f"classifier ({config.input}, balance {config.balance}, batch {config.batch_size})")
     return summary

@@ -7,6 +7,8 @@ import logging
 import re
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -16,6 +18,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from srcrn.atomic import atomic_path
 from srcrn.errors import ConfigError
+from srcrn.settings import RunSettings
 
 # Lightning noise that says nothing about the run (advertising, a deprecation inside
 # Lightning itself, the logging-interval hint for short epochs); we refuse to reuse a run
@@ -29,11 +32,22 @@ class _DropNoise(logging.Filter):
         return not any(text in record.getMessage() for text in _NOISE)
 
 
-def quiet_lightning() -> None:
-    for handler in logging.getLogger("lightning.pytorch").handlers:
-        handler.addFilter(_DropNoise())
-    for text in _NOISE:
-        warnings.filterwarnings("ignore", message=f".*{re.escape(text)}.*")
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Drop Lightning's noise for the duration of a run only: the warning filters are restored
+    afterwards, so a program that calls us keeps its own."""
+    noise = _DropNoise()
+    handlers = logging.getLogger("lightning.pytorch").handlers
+    for handler in handlers:
+        handler.addFilter(noise)
+    try:
+        with warnings.catch_warnings():
+            for text in _NOISE:
+                warnings.filterwarnings("ignore", message=f".*{re.escape(text)}.*")
+            yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(noise)
 
 
 def last_checkpoint(out: Path) -> Path:
@@ -86,13 +100,19 @@ def merge_logs(folder: Path, target: Path) -> bool:
     return True
 
 
-def fit(task: L.LightningModule, datamodule: L.LightningDataModule, settings, out: Path, *, monitor: str,
+def fit(task: L.LightningModule, datamodule: L.LightningDataModule, settings: RunSettings, out: Path, *, monitor: str,
         resume: bool, progress: bool, callbacks: list | None = None) -> dict:
     """Train ``task`` with the Trainer settings of ``settings`` (epochs, devices, strategy,
     precision, time budget...) and any extra ``callbacks`` (schedules, weight averaging).
     Returns the run's summary (empty on non-zero ranks)."""
+    with quiet_lightning():
+        return _fit(task, datamodule, settings, out, monitor=monitor, resume=resume, progress=progress,
+                    callbacks=callbacks)
+
+
+def _fit(task: L.LightningModule, datamodule: L.LightningDataModule, settings: RunSettings, out: Path, *,
+         monitor: str, resume: bool, progress: bool, callbacks: list | None) -> dict:
     last = last_checkpoint(out)
-    quiet_lightning()
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode="max",
                                   save_last=True, auto_insert_metric_name=False)
     trainer = L.Trainer(

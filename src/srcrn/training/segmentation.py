@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -9,61 +10,48 @@ import torch
 from torchmetrics import MeanMetric
 
 from srcrn.atomic import write_json
-from srcrn.console import console
 from srcrn.data.cache import PreparedData, default_cache_dir, prepare
 from srcrn.data.datamodule import IsicDataModule
 from srcrn.data.isic import IsicDataset
 from srcrn.data.splits import make_split
-from srcrn.errors import ConfigError
 from srcrn.evaluation.metrics import confusion_counts, scores_from_counts
 from srcrn.models import build_segmenter
-from srcrn.training.config import SegmentationConfig
-from srcrn.reporting.figures import training_curves
+from srcrn.inference.checkpoints import checkpoint_entry
+from srcrn.settings import SegmentTrainSettings
 from srcrn.training.losses import segmentation_loss
 from srcrn.training.runner import check_run_folder, fit
 from srcrn.training.schedules import BudgetedSchedule
 
+log = logging.getLogger(__name__)
 LOGGED = ("loss", "accuracy", "jaccard", "dice")
 MONITOR = "val/jaccard"
 
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-
-
-def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer '{name}'; choose {' or '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name]
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 class SegmentationTask(L.LightningModule):
-    """Trains any segmenter of ``build_segmenter`` with per-image (ISIC-style) metrics."""
+    """Trains any segmenter of ``build_segmenter`` with per-image (ISIC-style) metrics. Its
+    checkpoints say what they hold (``srcrn`` entry: kind, version, settings), so that the
+    prediction path can rebuild the model without this class."""
 
-    def __init__(
-        self,
-        arch: str = "srcrn",
-        stride: int = 8,
-        score_channels: int = 2,
-        encoder_weights: str | None = None,
-        lr: float = 1e-3,
-        optimizer: str = "adam",
-        weight_decay: float = 0.0,
-        loss: str = "bce",
-        image_size: int = 128,
-        recipe: str = "paper",
-        tta: bool = False,
-    ):
-        """``recipe`` and ``tta`` are kept for evaluation: ``segment eval`` uses flip test-time
-        augmentation by default when the recipe trained for it."""
+    def __init__(self, settings: SegmentTrainSettings | dict):
         super().__init__()
-        self.save_hyperparameters()
-        self.model = build_segmenter(arch, stride=stride, score_channels=score_channels,
-                                     encoder_weights=None if encoder_weights == "none" else encoder_weights)
-        self.loss_fn = segmentation_loss(loss)
+        if isinstance(settings, dict):
+            settings = SegmentTrainSettings.model_validate(settings)
+        self.settings = settings
+        self.save_hyperparameters({"settings": settings.to_dict()})
+        self.model = build_segmenter(settings.arch, stride=settings.stride, score_channels=settings.score_channels,
+                                     encoder_weights=None if settings.encoder_weights == "none"
+                                     else settings.encoder_weights)
+        self.loss_fn = segmentation_loss(settings.loss)
         # MeanMetric averages per-image scores across batches and, under DDP, across processes.
         self.meters = torch.nn.ModuleDict(
             {f"{stage}_{name}": MeanMetric() for stage in ("train", "val") for name in LOGGED}
         )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["srcrn"] = checkpoint_entry("segmenter", self.settings.to_dict())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
@@ -90,33 +78,11 @@ class SegmentationTask(L.LightningModule):
         self._step(batch, "val")
 
     def configure_optimizers(self):
-        return optimizer_class(self.hparams.optimizer)(self.model.parameters(), lr=self.hparams.lr,
-                                                       weight_decay=self.hparams.weight_decay)
+        return OPTIMIZERS[self.settings.optimizer](self.model.parameters(), lr=self.settings.lr,
+                                                   weight_decay=self.settings.weight_decay)
 
 
-def load_segmenter(checkpoint: str | Path) -> SegmentationTask:
-    """A trained task from its checkpoint, on the CPU, in eval mode. Encoder weights come from
-    the checkpoint, so no ImageNet file is needed."""
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise ConfigError(f"{checkpoint}: checkpoint not found")
-    task = SegmentationTask.load_from_checkpoint(checkpoint, map_location="cpu", encoder_weights=None)
-    return task.eval()
-
-
-def check_settings(config: SegmentationConfig) -> None:
-    """Refuse unknown names and impossible values before any data is read."""
-    from srcrn.data.transforms import build_transform
-    from srcrn.models.srcrn import check_architecture
-
-    check_architecture(config.arch)
-    optimizer_class(config.optimizer)
-    segmentation_loss(config.loss)
-    build_transform(config.augment)
-    training_callbacks(config)
-
-
-def training_callbacks(config: SegmentationConfig) -> list[L.Callback]:
+def training_callbacks(config: SegmentTrainSettings) -> list[L.Callback]:
     """The learning-rate schedule and, when asked for, the moving average of the weights.
     With the average, validation and every checkpoint's ``state_dict`` hold the averaged
     weights; checkpoints saved during training also keep the raw ones, for resuming (Lightning
@@ -125,8 +91,6 @@ def training_callbacks(config: SegmentationConfig) -> list[L.Callback]:
     if config.schedule != "constant" or config.warmup_epochs:
         callbacks.append(BudgetedSchedule(config.schedule, config.warmup_epochs))
     if config.ema_decay:
-        if not 0 < config.ema_decay < 1:
-            raise ConfigError(f"ema_decay {config.ema_decay}: choose a value in (0, 1), e.g. 0.998, or 0 for none")
         from lightning.pytorch.callbacks import EMAWeightAveraging
 
         callbacks.append(EMAWeightAveraging(decay=config.ema_decay))
@@ -134,12 +98,12 @@ def training_callbacks(config: SegmentationConfig) -> list[L.Callback]:
 
 
 def train_segmentation(
-    config: SegmentationConfig, data: str | Path, out: str | Path, *, resume: bool = False, progress: bool = True
+    config: SegmentTrainSettings, data: str | Path, out: str | Path, *, resume: bool = False, progress: bool = True
 ) -> dict:
-    """Prepare the data, split it, train, checkpoint (best by validation Jaccard, and last),
-    log per-epoch metrics to ``metrics.csv`` and draw the curves. Returns a summary."""
+    """Prepare the data, split it, train, checkpoint (best by validation Jaccard, and last)
+    and log per-epoch metrics to ``metrics.csv``. Returns a summary (drawing the curves is
+    the reporting layer's job)."""
     data, out = Path(data), Path(out)
-    check_settings(config)
     out.mkdir(parents=True, exist_ok=True)
     check_run_folder(out, resume)
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -149,24 +113,18 @@ def train_segmentation(
     prepared: PreparedData = prepare(dataset, config.image_size, cache, show_progress=progress)
     split = make_split(dataset, config.split, seed=config.seed, val_fraction=config.val_fraction)
     for note in split.notes:
-        console.print(f"note: {note}", soft_wrap=True)
+        log.info("note: %s", note)
     split.save(out)
     config.save(out / "config.yaml")
 
     module = IsicDataModule(prepared, split, batch_size=config.batch_size, augment=config.augment,
                             steps_per_epoch=config.steps_per_epoch, num_workers=config.num_workers,
                             eval_batch_size=config.eval_batch_size, seed=config.seed)
-    task = SegmentationTask(arch=config.arch, stride=config.stride, score_channels=config.score_channels,
-                            encoder_weights=config.encoder_weights, lr=config.lr, optimizer=config.optimizer,
-                            weight_decay=config.weight_decay, loss=config.loss, image_size=config.image_size,
-                            recipe=config.recipe, tta=config.tta)
+    task = SegmentationTask(config)
     summary = fit(task, module, config, out, monitor=MONITOR, resume=resume, progress=progress,
                   callbacks=training_callbacks(config))
     if not summary:
         return summary
     summary.update(n_train=len(split.train), n_val=len(split.val))
     write_json(out / "summary.json", summary)
-    if (out / "metrics.csv").is_file():
-        training_curves(out / "metrics.csv", out / "curves.png", metrics=LOGGED,
-                        title=f"{config.arch} stride {config.stride}: training curves")
     return summary

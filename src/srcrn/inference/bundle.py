@@ -1,0 +1,77 @@
+"""The deployment bundle of ``srcrn export onnx``: two ONNX models and ``bundle.json``, whose
+schema is declared here (pydantic) and checked whenever a bundle is read. torch-free."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from srcrn.errors import ConfigError
+
+BUNDLE_FILE = "bundle.json"
+BUNDLE_FORMAT = "srcrn-bundle"
+BUNDLE_VERSION = 2  # 2: segmenter tta/keep_largest, classifier target_sensitivity
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    file: str
+    image_size: int = Field(ge=16, le=4096)
+    source: str = ""
+
+
+class SegmenterPart(_Part):
+    output: Literal["logits"] = "logits"
+    tta: bool = False
+    keep_largest: bool = False
+
+
+class ClassifierPart(_Part):
+    output: Literal["logit"] = "logit"
+    input: Literal["full", "masked", "crop"]
+    margin: float = Field(ge=0)
+    threshold: float = Field(ge=0, le=1)
+    target_sensitivity: float | None = None
+
+
+class Normalization(BaseModel):
+    mean: list[float]
+    std: list[float]
+    scale: float
+
+
+class BundleManifest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    format: Literal["srcrn-bundle"]
+    version: int = Field(ge=1, le=BUNDLE_VERSION)
+    srcrn_version: str
+    normalization: Normalization
+    segmenter: SegmenterPart
+    classifier: ClassifierPart
+
+
+def read_manifest(bundle: str | Path) -> BundleManifest:
+    bundle = Path(bundle)
+    path = bundle / BUNDLE_FILE
+    if not path.is_file():
+        raise ConfigError(f"{bundle}: not a model bundle (no {BUNDLE_FILE}); write one with 'srcrn export onnx'")
+    try:
+        manifest = BundleManifest.model_validate(json.loads(path.read_text()))
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {key}: {first['msg']} (this srcrn reads bundle format v1-v{BUNDLE_VERSION})") from None
+    for part in (manifest.segmenter, manifest.classifier):
+        model = (bundle / part.file).resolve()
+        if bundle.resolve() not in model.parents:
+            raise ConfigError(f"{path}: model file {part.file!r} lies outside the bundle")
+        if not model.is_file():
+            raise ConfigError(f"{bundle / part.file}: model file of the bundle is missing")
+    return manifest

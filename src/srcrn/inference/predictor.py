@@ -1,0 +1,158 @@
+"""The one prediction path: every mask and every melanoma probability srcrn gives (``segment
+eval``, ``classify eval``, stage 2's cached lesion masks, ``predict`` with either engine, the
+Python API) comes from ``Segmenter`` and ``Classifier`` here.
+
+A model's own settings decide how it predicts: input size, flip test-time augmentation and
+keeping the largest region for the segmenter; input mode, crop margin and operating
+threshold for the classifier. They travel in the checkpoint and in ``bundle.json``.
+torch-free: the torch runtime imports torch only when it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from srcrn.data.normalization import normalize_numpy
+from srcrn.inference.postprocess import keep_largest_region
+from srcrn.inference.runtimes import Runtime
+
+MASK_THRESHOLD = 0.5
+# Flip test-time augmentation: the image axes (of NHWC) to flip; each prediction is flipped
+# back (axes of NHW are the same numbers) before the four are averaged.
+TTA_FLIPS: tuple[tuple[int, ...], ...] = ((2,), (1,), (1, 2))
+
+
+def sigmoid(values: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.asarray(values, dtype=np.float64)))).astype(np.float32)
+
+
+def resize_probability(probability: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear resize of a probability map, pixel centres aligned (torch's ``align_corners=False``)."""
+    if probability.shape == (height, width):
+        return probability
+    return cv2.resize(np.asarray(probability, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _batched(run: Callable[[np.ndarray], np.ndarray], items: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.concatenate([run(items[i:i + batch_size]) for i in range(0, len(items), batch_size)]) \
+        if len(items) else np.zeros((0,), np.float32)
+
+
+@dataclass(frozen=True)
+class SegmenterSpec:
+    image_size: int
+    tta: bool = False
+    keep_largest: bool = False
+
+
+class Segmenter:
+    """Stage 1: lesion probabilities at the model's size, and masks at any size."""
+
+    def __init__(self, runtime: Runtime, spec: SegmenterSpec, source: str = "", batch_size: int = 32):
+        self.runtime, self.spec, self.source, self.batch_size = runtime, spec, source, batch_size
+
+    @property
+    def image_size(self) -> int:
+        return self.spec.image_size
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> Segmenter:
+        from srcrn.inference.checkpoints import build_model, read_checkpoint
+        from srcrn.inference.runtimes import TorchRuntime
+
+        stored = read_checkpoint(path, expect="segmenter")
+        s = stored.settings
+        spec = SegmenterSpec(s["image_size"], bool(s["tta"]), bool(s["keep_largest"]))
+        return cls(TorchRuntime(build_model(stored)), spec, str(path))
+
+    def _probabilities(self, images: np.ndarray) -> np.ndarray:
+        return sigmoid(self.runtime(normalize_numpy(images))[:, 0])
+
+    def probabilities(self, images: np.ndarray, *, tta: bool | None = None) -> np.ndarray:
+        """float32 [N, S, S] lesion probabilities for uint8 [N, S, S, 3] images at the model's size.
+        ``tta`` (default: the model's own setting) averages the four flips."""
+        images = np.asarray(images, dtype=np.uint8)
+        tta = self.spec.tta if tta is None else tta
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            probability = self._probabilities(batch)
+            if tta:
+                for axes in TTA_FLIPS:
+                    probability = probability + np.flip(self._probabilities(np.flip(batch, axes)), axes)
+                probability = probability / (1 + len(TTA_FLIPS))
+            return probability
+
+        return _batched(run, images, self.batch_size)
+
+    def mask(self, probability: np.ndarray, width: int, height: int, *, keep_largest: bool | None = None) -> np.ndarray:
+        """Boolean mask at width x height: the probability resized bilinearly, thresholded at 0.5,
+        and (as the model's settings say) reduced to its largest region with holes filled."""
+        mask = resize_probability(probability, width, height) > MASK_THRESHOLD
+        if self.spec.keep_largest if keep_largest is None else keep_largest:
+            mask = keep_largest_region(mask)
+        return mask
+
+    def masks(self, images: np.ndarray, size: int) -> np.ndarray:
+        """uint8 0/1 masks [N, size, size] of images at the model's size."""
+        return np.stack([self.mask(p, size, size) for p in self.probabilities(images)]).astype(np.uint8) \
+            if len(images) else np.zeros((0, size, size), np.uint8)
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    image_size: int
+    input: str = "full"
+    margin: float = 0.1
+    threshold: float = 0.5
+    segmenter: str | None = None
+    target_sensitivity: float | None = None
+
+
+class Classifier:
+    """Stage 2: melanoma probabilities of classifier inputs (built by ``data.lesion``)."""
+
+    def __init__(self, runtime: Runtime, spec: ClassifierSpec, source: str = "", batch_size: int = 64):
+        self.runtime, self.spec, self.source, self.batch_size = runtime, spec, source, batch_size
+
+    @property
+    def image_size(self) -> int:
+        return self.spec.image_size
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> Classifier:
+        from srcrn.inference.checkpoints import build_model, read_checkpoint
+        from srcrn.inference.runtimes import TorchRuntime
+
+        stored = read_checkpoint(path, expect="classifier")
+        s = stored.settings
+        spec = ClassifierSpec(s["image_size"], s["input"], float(s["margin"]), stored.threshold, s.get("segmenter"),
+                              stored.extras.get("target_sensitivity"))
+        return cls(TorchRuntime(build_model(stored)), spec, str(path))
+
+    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
+        """float [N] P(melanoma) for uint8 [N, S, S, 3] classifier inputs."""
+        inputs = np.asarray(inputs, dtype=np.uint8)
+        return _batched(lambda batch: sigmoid(self.runtime(normalize_numpy(batch)).reshape(-1)), inputs,
+                        self.batch_size)
+
+
+def from_bundle(bundle: str | Path) -> tuple[Segmenter, Classifier, Any]:
+    """Both models of an ``srcrn export onnx`` bundle, run with ONNX Runtime."""
+    from srcrn.inference.bundle import read_manifest
+    from srcrn.inference.runtimes import OnnxRuntime
+
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    seg, cls = manifest.segmenter, manifest.classifier
+    segmenter = Segmenter(OnnxRuntime(bundle / seg.file), SegmenterSpec(seg.image_size, seg.tta, seg.keep_largest),
+                          str(bundle / seg.file))
+    classifier = Classifier(OnnxRuntime(bundle / cls.file),
+                            ClassifierSpec(cls.image_size, cls.input, cls.margin, cls.threshold, None,
+                                           cls.target_sensitivity), str(bundle / cls.file))
+    return segmenter, classifier, manifest

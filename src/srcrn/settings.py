@@ -1,0 +1,297 @@
+"""Every setting of every training command, declared once, typed and validated (pydantic v2).
+
+A run's settings are merged in this order, each layer overriding the one before:
+the schema's defaults (the paper's recipe), the named recipe's defaults, a YAML file
+(``--config``), then command-line flags. The merged values are validated as one object, and
+a wrong type, value or unknown key is refused with one line that names where it came from
+(the file, the flag or the recipe), the key, what was given and what is allowed.
+
+This module imports neither torch nor the rest of srcrn: the CLI, training, inference and
+``reproduce`` all read the same declarations, and ``pip install srcrn`` (no torch) can too.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from srcrn.errors import ConfigError
+
+SplitMethod = Literal["paper", "official", "random"]
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+Precision = Literal["32-true", "32", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true"]
+Weights = str  # imagenet | none | PATH | srcrn:CKPT: a path cannot be a Literal, checked by the loader
+
+_BUDGET = re.compile(r"^(\d+(\.\d+)?[smh]?|\d+:\d+:\d+:\d+)$")
+
+
+class Settings(BaseModel):
+    """Base of every schema: unknown keys are refused, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def save(self, path: Path) -> None:
+        from srcrn.atomic import atomic_path
+
+        with atomic_path(path) as temporary:
+            temporary.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    def replace(self, **changes: Any) -> Settings:
+        """A validated copy with ``changes`` (``model_copy`` would not validate them)."""
+        return type(self).model_validate(self.to_dict() | changes)
+
+
+class RunSettings(Settings):
+    """What every training run shares: the Lightning Trainer's settings and housekeeping."""
+
+    image_size: int = Field(128, ge=16, le=4096, description="square input side (paper: 128)")
+    epochs: int = Field(10, ge=1, description="epochs")
+    seed: int = Field(0, description="seed of everything random")
+    split: SplitMethod = Field("paper", description="train/validation split")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="validation share of a random split")
+    num_workers: int = Field(0, ge=0, description="data-loading processes")
+    accelerator: Accelerator = Field("auto", description="where to train")
+    devices: str = Field("auto", pattern=r"^(auto|-1|\d+)$", description="number of devices, or auto")
+    num_nodes: int = Field(1, ge=1, description="machines (DDP)")
+    strategy: str = Field("auto", description="Lightning strategy: auto | ddp | ...")
+    precision: Precision = Field("32-true", description="Lightning precision, e.g. bf16-mixed")
+    time_budget: str | None = Field(None, description="stop after this wall time, e.g. 25m, 90s, 2h")
+    cache: str | None = Field(None, description="prepared-cache folder (default: under ~/.cache/srcrn)")
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _devices_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+    @field_validator("time_budget")
+    @classmethod
+    def _budget_format(cls, value: str | None) -> str | None:
+        if value is not None and not _BUDGET.match(value):
+            raise ValueError("use e.g. 25m, 90s, 2h or DD:HH:MM:SS")
+        return value
+
+
+class SegmentTrainSettings(RunSettings):
+    """``srcrn segment train``. Defaults: the paper, section 2.3.2 (Adam 1e-3, binary cross-
+    entropy, batch 8, 128x128, steps of 300 iterations); the paper states no epoch count."""
+
+    recipe: Literal["paper", "strong"] = Field("paper", description="named defaults (see docs)")
+    arch: Literal["srcrn", "unet", "fpn"] = Field("srcrn", description="srcrn, or an smp baseline")
+    stride: Literal[8, 16, 32] = Field(8, description="decoder stride (paper 3.1)")
+    score_channels: int = Field(2, ge=1, le=1024, description="channels of the stride score maps (paper: 2)")
+    encoder_weights: Weights = Field("none", description="none | imagenet | PATH")
+    batch_size: int = Field(8, ge=1, description="batch size (paper: 8)")
+    steps_per_epoch: int | None = Field(300, ge=0, description="training batches per epoch (paper: 300); 0 = one pass")
+    lr: float = Field(1e-3, gt=0, description="learning rate (paper: Adam 1e-3)")
+    optimizer: Literal["adam", "adamw"] = Field("adam", description="optimizer")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay (decoupled with adamw)")
+    loss: Literal["bce", "bce+dice"] = Field("bce", description="training loss")
+    augment: Literal["none", "flip", "strong"] = Field("none", description="joint image + mask augmentation")
+    schedule: Literal["constant", "cosine", "onecycle"] = Field(
+        "constant", description="learning-rate schedule (ends with --epochs or --time-budget)")
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up, in epochs (fractions allowed)")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="moving average of the weights, e.g. 0.998; 0 = off")
+    tta: bool = Field(False, description="flip test-time augmentation when this model predicts")
+    keep_largest: bool = Field(False, description="keep the largest predicted region, holes filled, when predicting")
+    eval_batch_size: int = Field(32, ge=1, description="validation batch size")
+
+    @field_validator("steps_per_epoch")
+    @classmethod
+    def _zero_is_one_pass(cls, value: int | None) -> int | None:
+        return value or None
+
+    @field_validator("image_size")
+    @classmethod
+    def _side_fits_the_strides(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError("SRCRN needs a multiple of 32 (e.g. 128)")
+        return value
+
+
+class ClassifyTrainSettings(RunSettings):
+    """``srcrn classify train``. Defaults: the paper, section 2.4 (ImageNet ResNet-50, frozen, new
+    head; SGD 0.01, Nesterov momentum 0.9, Keras-style inverse-time decay 5e-4 per update;
+    100 epochs; batch 32, the best of 4..64)."""
+
+    recipe: Literal["paper"] = Field("paper", description="named defaults (see docs)")
+    epochs: int = Field(100, ge=1, description="epochs (paper: 100)")
+    weights: Weights = Field("imagenet", description="imagenet | none | PATH | srcrn:CKPT")
+    finetune: bool = Field(False, description="train the backbone too")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the head's linear layer")
+    input: Literal["full", "masked", "crop"] = Field("full", description="classifier input from the SRCRN mask")
+    margin: float = Field(0.1, ge=0, le=2, description="crop margin, a fraction of the lesion box")
+    segmenter: str | None = Field(None, description="SRCRN checkpoint giving the lesion masks")
+    balance: Literal["none", "augment", "extra"] = Field("none", description="class balancing (paper 3.2)")
+    ratio: float = Field(1.0, gt=0, le=10, description="target melanoma : benign ratio")
+    augment: Literal["geometry", "colour", "axis", "mix"] = Field("mix", description="augmentation of balance augment")
+    extra: str | None = Field(None, description="labelled extra images (balance extra)")
+    batch_size: int = Field(32, ge=1, description="batch size (paper best: 32)")
+    lr: float = Field(0.01, gt=0, description="SGD learning rate (paper: 0.01)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (paper: 0.9)")
+    nesterov: bool = Field(True, description="Nesterov momentum (paper: yes)")
+    lr_decay: float = Field(5e-4, ge=0, description="inverse-time decay per update (paper: 5e-4)")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
+    eval_batch_size: int = Field(64, ge=1, description="validation batch size")
+
+    @model_validator(mode="after")
+    def _needs(self) -> ClassifyTrainSettings:
+        if self.balance == "extra" and not self.extra:
+            raise ValueError("balance 'extra' needs extra: a folder of labelled images (masks not needed)")
+        return self
+
+
+# Named recipes: documented defaults between the schema's (the paper's) and a file or flags.
+# Stage 1 'strong' is what a practitioner would use for a short from-scratch CPU budget: joint
+# augmentation, BCE + soft Dice, AdamW with warm-up and cosine decay, 64-channel score maps,
+# weight averaging, flip TTA and keep-largest at prediction (measured in docs/results/recipes.md).
+RECIPES: dict[type[Settings], dict[str, dict[str, Any]]] = {
+    SegmentTrainSettings: {
+        "paper": {},
+        "strong": {
+            "augment": "strong", "loss": "bce+dice", "optimizer": "adamw", "weight_decay": 1e-2,
+            "schedule": "cosine", "warmup_epochs": 1.0, "score_channels": 64, "ema_decay": 0.998, "tta": True,
+        },
+    },
+    ClassifyTrainSettings: {"paper": {}},
+}
+
+
+class SegmentationPart(Settings):
+    """``reproduce`` > ``segmentation``: Table 1 (SRCRN strides) and measured baselines."""
+
+    strides: list[Literal[8, 16, 32]] = Field(default_factory=lambda: [32, 16, 8])
+    image_size: int = Field(128, ge=32, le=4096, multiple_of=32)
+    epochs: int = Field(100, ge=1)
+    steps_per_epoch: int | None = Field(300, ge=0)
+    batch_size: int = Field(8, ge=1)
+    time_budget: str | None = None
+    recipe: Literal["paper", "strong"] = "paper"
+    baselines: list[Literal["unet", "fpn"]] = Field(default_factory=list)
+
+
+class ClassificationPart(Settings):
+    """``reproduce`` > ``classification``: Tables 2 (balancing) and 3 (batch sizes)."""
+
+    input: Literal["full", "masked", "crop"] = "crop"
+    weights: Weights = "srcrn"  # srcrn = the stride-8 run's encoder; or imagenet | none | PATH
+    balances: list[Literal["none", "augment", "extra"]] = Field(default_factory=lambda: ["none", "augment", "extra"])
+    augment: Literal["geometry", "colour", "axis", "mix"] = "mix"
+    image_size: int = Field(128, ge=16, le=4096)
+    batch_size: int = Field(32, ge=1)
+    batch_sizes: list[int] = Field(default_factory=lambda: [4, 8, 16, 32, 64])
+    sweep_balance: Literal["none", "augment", "extra"] = "augment"
+    epochs: int = Field(100, ge=1)
+    time_budget: str | None = None
+
+
+class ReproduceSettings(Settings):
+    """``srcrn reproduce --config FILE``: the paper's experiments as one resumable command."""
+
+    experiments: list[Literal["segmentation", "balancing", "batch_size"]] = Field(
+        default_factory=lambda: ["segmentation", "balancing", "batch_size"])
+    split: SplitMethod = "official"
+    seed: int = 0
+    bootstrap: int = Field(1000, ge=100)
+    accelerator: Accelerator = "auto"
+    devices: str = Field("auto", pattern=r"^(auto|-1|\d+)$")
+    precision: Precision = "32-true"
+    num_workers: int = Field(0, ge=0)
+    segmentation: SegmentationPart = Field(default_factory=SegmentationPart)
+    classification: ClassificationPart = Field(default_factory=ClassificationPart)
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _devices_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """The mapping in a YAML settings file, or one error line naming the file."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    return loaded
+
+
+def flag_name(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _allowed(schema: type[BaseModel], location: tuple[Any, ...]) -> str:
+    """What a key accepts, for the error line."""
+    model: Any = schema
+    for part in location[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return ""
+    if location and isinstance(location[-1], str) and location[-1] not in model.model_fields:
+        return "known: " + ", ".join(model.model_fields)
+    return ""
+
+
+def describe_error(error: ValidationError, schema: type[BaseModel], origin: dict[str, str]) -> str:
+    """The first problem of a ValidationError as one line: where, key, what was given, what is allowed."""
+    first = error.errors()[0]
+    location = tuple(first["loc"])
+    key = ".".join(str(p) for p in location) or "settings"
+    where = origin.get(str(location[0]), "") if location else ""
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = f"unknown setting; {_allowed(schema, location)}"
+    given = first.get("input")
+    shown = "" if first["type"] in ("extra_forbidden", "missing") or isinstance(given, dict) else f" (given {given!r})"
+    if not location:  # a rule over several settings
+        return f"{message}{shown}"
+    if where == flag_name(key):
+        return f"{where}: {message}{shown}"
+    return f"{where + ': ' if where else ''}{key}: {message}{shown}"
+
+
+def validate(schema: type[Settings], values: dict[str, Any], origin: dict[str, str] | None = None) -> Any:
+    """``schema`` built from ``values``; a problem becomes one ConfigError line."""
+    try:
+        return schema.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(describe_error(error, schema, origin or {})) from None
+
+
+def load_settings(schema: type[Settings], path: str | Path | None = None, *, flags: dict[str, Any] | None = None,
+                  **values: Any) -> Any:
+    """Defaults of ``schema``, then those of the recipe named by the file or the flags, then the
+    YAML file at ``path``, then ``flags`` (flags that are None were not given) and ``values``
+    (set by code). Each key's origin is remembered for the error line."""
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    if path is not None:
+        loaded = read_settings_file(Path(path))
+        merged.update(loaded)
+        origin.update({key: str(path) for key in loaded})
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    merged.update(given)
+    origin.update({key: flag_name(key) for key in given})
+    merged.update(values)
+    recipes = RECIPES.get(schema)
+    if recipes is not None:
+        name = merged.get("recipe", "paper")
+        if name not in recipes:
+            where = origin.get("recipe", "recipe")
+            raise ConfigError(f"{where}: unknown recipe {name!r}; choose one of {', '.join(recipes)}")
+        defaults = recipes[name]
+        origin = {key: f"recipe {name}" for key in defaults} | origin
+        merged = defaults | merged
+    return validate(schema, merged, origin)

@@ -1,0 +1,44 @@
+"""Helpers shared by the tests (importable: ``from helpers import ...``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+def write_image(path: Path, size=(64, 48), seed=0, mode="RGB") -> Path:
+    rng = np.random.default_rng(seed)
+    array = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(array).convert(mode).save(path)
+    return path
+
+
+def run_cli(*args: str) -> None:
+    """``srcrn ARGS`` in-process; it must exit successfully."""
+    from srcrn.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    assert done.value.code in (0, None), done.value.code
+
+
+def small_segmentation_config(tmp_path: Path, **changes):
+    """Stage-1 settings for tests: 64 px, batch 4, one epoch of two steps, a private cache."""
+    from srcrn.settings import SegmentTrainSettings, load_settings
+
+    settings: dict[str, Any] = dict(image_size=64, batch_size=4, epochs=1, steps_per_epoch=2, eval_batch_size=8,
+                                    cache=str(tmp_path / "cache"))
+    settings.update(changes)
+    return load_settings(SegmentTrainSettings, **settings)
+
+
+def small_classification_config(tmp_path: Path, **changes):
+    """Stage-2 settings for tests: 64 px, batch 8, one epoch, a private cache."""
+    from srcrn.settings import ClassifyTrainSettings, load_settings
+
+    settings: dict[str, Any] = dict(image_size=64, batch_size=8, epochs=1, cache=str(tmp_path / "cache"))
+    settings.update(changes)
+    return load_settings(ClassifyTrainSettings, **settings)
