@@ -1,26 +1,36 @@
 # Two entry points set up everything on a fresh machine:
 #   make demo   -> creates .venv, installs srcrn, runs the offline two-stage demo
-#   make test   -> creates .venv, installs srcrn with its test extras, runs the test suite
+#   make test   -> creates .venv, installs srcrn with its test extras, lints, type-checks, runs the test suite
+# make test-fast: the same without the tests that train models (marker `slow`), for a quick loop.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 # pip's own warnings about this machine's local package mirrors are noise, not errors.
 PIP    := $(BIN)/python -m pip -q --disable-pip-version-check
+CODE   := src tests benchmarks experiments
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test test-fast lint bench venv clean
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -e '.[test,bench]' 2> $(VENV)/pip-warnings.log || (cat $(VENV)/pip-warnings.log; exit 1)
+	$(PIP) install -e '.[train,test,bench]' 2> $(VENV)/pip-warnings.log || (cat $(VENV)/pip-warnings.log; exit 1)
 	touch $@
 
 demo: venv
 	$(BIN)/srcrn demo
 
-test: venv
+lint: venv
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
+
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: venv
 	$(BIN)/python benchmarks/prepare.py
@@ -28,4 +38,4 @@ bench: venv
 	$(BIN)/python benchmarks/predict.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from srcrn.inference.engines import export_onnx
+from srcrn.inference.export import export_onnx
 from srcrn.inference.pipeline import TwoStagePipeline, predict_images
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,8 +50,9 @@ def main() -> None:
     try:
         export_onnx(args.segmenter, args.classifier, bundle)
         results = {
-            "eager PyTorch": measure(TwoStagePipeline.from_checkpoints(args.segmenter, args.classifier), images,
-                                     args.batch_size),
+            "eager PyTorch": measure(
+                TwoStagePipeline.from_checkpoints(args.segmenter, args.classifier), images, args.batch_size
+            ),
             "ONNX Runtime": measure(TwoStagePipeline.from_bundle(bundle), images, args.batch_size),
         }
     finally:
@@ -60,8 +61,10 @@ def main() -> None:
     print("\n| engine | images/s | vs eager | decode | segmentation | classification | outputs |")
     print("|---|---|---|---|---|---|---|")
     for name, (speed, shares) in results.items():
-        print(f"| {name} | {speed:.1f} | {speed / eager:.2f}x | {shares['decode']:.0%} | {shares['segment']:.0%} | "
-              f"{shares['classify']:.0%} | {shares['outputs']:.0%} |")
+        print(
+            f"| {name} | {speed:.1f} | {speed / eager:.2f}x | {shares['decode']:.0%} | {shares['segment']:.0%} | "
+            f"{shares['classify']:.0%} | {shares['outputs']:.0%} |"
+        )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -53,9 +52,11 @@ def make_stand_ins(dataset: IsicDataset, count: int, folder: Path) -> IsicDatase
     isic = [s for s in dataset if s.image_id.startswith("ISIC_")][:count]
     for sample in isic:
         Image.open(sample.image_path).resize((4000, 3000), Image.Resampling.BICUBIC).save(
-            folder / "images" / f"{sample.image_id}.jpg", quality=90)
+            folder / "images" / f"{sample.image_id}.jpg", quality=90
+        )
         Image.open(sample.mask_path).resize((4000, 3000), Image.Resampling.NEAREST).save(
-            folder / "masks" / f"{sample.image_id}_segmentation.png")
+            folder / "masks" / f"{sample.image_id}_segmentation.png"
+        )
     return IsicDataset.from_dir(folder, require_masks=True)
 
 
@@ -79,8 +80,10 @@ def main() -> None:
             multi = ours(dataset, args.size, cores)
             n = len(dataset)
             rows.append((name, n / base, n / single, n / multi, base / single, base / multi))
-    print(f"\n| input | naive img/s | prepare 1 proc img/s | prepare {cores} procs img/s "
-          f"| ratio 1 proc | ratio {cores} procs |")
+    print(
+        f"\n| input | naive img/s | prepare 1 proc img/s | prepare {cores} procs img/s "
+        f"| ratio 1 proc | ratio {cores} procs |"
+    )
     print("|---|---|---|---|---|---|")
     for name, a, b, c, r1, r2 in rows:
         print(f"| {name} | {a:.1f} | {b:.1f} | {c:.1f} | {r1:.2f}x | {r2:.2f}x |")

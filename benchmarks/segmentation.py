@@ -37,16 +37,16 @@ class FirstOutput(torch.nn.Module):
 
 
 def peers() -> dict[str, callable]:
-    from torchvision.models.segmentation import fcn_resnet50
-
     import segmentation_models_pytorch as smp
+    from torchvision.models.segmentation import fcn_resnet50
 
     return {
         "SRCRN-8s (ours)": lambda: SRCRN(stride=8),
         "SRCRN-16s": lambda: SRCRN(stride=16),
         "SRCRN-32s": lambda: SRCRN(stride=32),
         "torchvision fcn_resnet50": lambda: FirstOutput(
-            fcn_resnet50(weights=None, weights_backbone=None, num_classes=1, aux_loss=False)),
+            fcn_resnet50(weights=None, weights_backbone=None, num_classes=1, aux_loss=False)
+        ),
         "smp Unet(resnet50)": lambda: smp.Unet("resnet50", encoder_weights=None, classes=1),
     }
 
@@ -101,24 +101,36 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     args = parser.parse_args()
     torch.manual_seed(0)
-    print(f"machine: {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.size}px, train batch 8 x {args.steps} steps, inference batch 32 x {args.batches}")
+    print(
+        f"machine: {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{args.size}px, train batch 8 x {args.steps} steps, inference batch 32 x {args.batches}"
+    )
     results = {}
     for name, build in peers().items():
         model = build()
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        results[name] = (params, forward_gflops(model, args.size), train_speed(model, args.size, args.steps),
-                         inference_speed(model, args.size, args.batches))
+        results[name] = (
+            params,
+            forward_gflops(model, args.size),
+            train_speed(model, args.size, args.steps),
+            inference_speed(model, args.size, args.batches),
+        )
         print(f"  {name}: {results[name][2]:.1f} train img/s, {results[name][3]:.1f} inference img/s", flush=True)
     ours = results["SRCRN-8s (ours)"]
-    print("\n| model | params (M) | GFLOPs/img | train img/s | inference img/s | train speed vs SRCRN-8s | inference vs SRCRN-8s |")
+    print(
+        "\n| model | params (M) | GFLOPs/img | train img/s | inference img/s | train speed vs SRCRN-8s | inference vs SRCRN-8s |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, (params, gflops, train, infer) in results.items():
-        print(f"| {name} | {params:.1f} | {gflops:.2f} | {train:.1f} | {infer:.1f} | "
-              f"{train / ours[2]:.2f}x | {infer / ours[3]:.2f}x |")
+        print(
+            f"| {name} | {params:.1f} | {gflops:.2f} | {train:.1f} | {infer:.1f} | "
+            f"{train / ours[2]:.2f}x | {infer / ours[3]:.2f}x |"
+        )
     unet = results["smp Unet(resnet50)"]
-    print(f"\nSRCRN-8s trains {ours[2] / unet[2]:.2f}x as fast as smp Unet(resnet50) "
-          f"and {ours[2] / results['torchvision fcn_resnet50'][2]:.2f}x as fast as fcn_resnet50.")
+    print(
+        f"\nSRCRN-8s trains {ours[2] / unet[2]:.2f}x as fast as smp Unet(resnet50) "
+        f"and {ours[2] / results['torchvision fcn_resnet50'][2]:.2f}x as fast as fcn_resnet50."
+    )
 
 
 if __name__ == "__main__":

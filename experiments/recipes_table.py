@@ -14,15 +14,17 @@ import yaml
 
 RUNS = ("srcrn-paper", "unet-paper", "srcrn-strong", "unet-strong")
 FOLLOW_UP = ("srcrn-strong-bf16",)  # the strong recipe with --precision bf16-mixed
-ABLATIONS = (("srcrn-paper", "eval-val-tta", "paper recipe + TTA"),
-             ("unet-paper", "eval-val-tta", "paper recipe + TTA"),
-             ("srcrn-strong", "eval-val-notta", "strong recipe without TTA"),
-             ("unet-strong", "eval-val-notta", "strong recipe without TTA"),
-             ("srcrn-strong", "eval-val-raw", "strong recipe, raw weights instead of the EMA"),
-             ("srcrn-strong", "eval-val-largest", "strong recipe + largest region kept"),
-             ("unet-strong", "eval-val-largest", "strong recipe + largest region kept"),
-             ("srcrn-paper", "eval-val-largest", "paper recipe + largest region kept"),
-             ("unet-paper", "eval-val-largest", "paper recipe + largest region kept"))
+ABLATIONS = (
+    ("srcrn-paper", "eval-val-tta", "paper recipe + TTA"),
+    ("unet-paper", "eval-val-tta", "paper recipe + TTA"),
+    ("srcrn-strong", "eval-val-notta", "strong recipe without TTA"),
+    ("unet-strong", "eval-val-notta", "strong recipe without TTA"),
+    ("srcrn-strong", "eval-val-raw", "strong recipe, raw weights instead of the EMA"),
+    ("srcrn-strong", "eval-val-largest", "strong recipe + largest region kept"),
+    ("unet-strong", "eval-val-largest", "strong recipe + largest region kept"),
+    ("srcrn-paper", "eval-val-largest", "paper recipe + largest region kept"),
+    ("unet-paper", "eval-val-largest", "paper recipe + largest region kept"),
+)
 
 
 def _load(path: Path) -> dict | None:
@@ -30,20 +32,36 @@ def _load(path: Path) -> dict | None:
 
 
 def _row(name: str, label: str, metrics: dict, summary: dict | None) -> str:
-    cells = [name, label, f"{metrics['jaccard']:.4f}", f"{metrics['dice']:.4f}", f"{metrics['accuracy']:.4f}",
-             f"{metrics['threshold_jaccard']:.4f}", "yes" if metrics.get("tta") else "no"]
+    cells = [
+        name,
+        label,
+        f"{metrics['jaccard']:.4f}",
+        f"{metrics['dice']:.4f}",
+        f"{metrics['accuracy']:.4f}",
+        f"{metrics['threshold_jaccard']:.4f}",
+        "yes" if metrics.get("tta") else "no",
+    ]
     if summary:
-        best_epoch = Path(summary["best_checkpoint"]).name
-        cells += [str(summary["epochs"]), str(summary["global_step"]), f"{summary['wall_seconds']:.0f}",
-                  f"{summary['global_step'] * summary['batch_size'] / summary['wall_seconds']:.1f}",
-                  f"{summary['best_val_jaccard']:.4f}" if summary.get("best_val_jaccard") else "—"]
+        cells += [
+            str(summary["epochs"]),
+            str(summary["global_step"]),
+            f"{summary['wall_seconds']:.0f}",
+            f"{summary['global_step'] * summary['batch_size'] / summary['wall_seconds']:.1f}",
+            f"{summary['best_val_jaccard']:.4f}" if summary.get("best_val_jaccard") else "—",
+        ]
     else:
         cells += ["—"] * 5
     return "| " + " | ".join(cells) + " |"
 
 
-PAIRS = (("srcrn-strong", "unet-paper"), ("srcrn-strong", "srcrn-paper"), ("srcrn-strong", "unet-strong"),
-         ("srcrn-paper", "unet-paper"), ("unet-strong", "unet-paper"), ("srcrn-strong-bf16", "srcrn-strong"))
+PAIRS = (
+    ("srcrn-strong", "unet-paper"),
+    ("srcrn-strong", "srcrn-paper"),
+    ("srcrn-strong", "unet-strong"),
+    ("srcrn-paper", "unet-paper"),
+    ("unet-strong", "unet-paper"),
+    ("srcrn-strong-bf16", "srcrn-strong"),
+)
 
 
 def paired_differences(root: Path, resamples: int = 10000, seed: int = 0) -> None:
@@ -52,19 +70,22 @@ def paired_differences(root: Path, resamples: int = 10000, seed: int = 0) -> Non
     import numpy as np
     import pandas as pd
 
-    rng = np.random.default_rng(seed)
-    print("| A | B | mean Jaccard A - B | 95 % paired bootstrap | images where A > B |")
+    from srcrn.stats import paired_difference_interval
+
+    print("| A | B | mean Jaccard A - B | 95 % paired bootstrap (BCa) | images where A > B |")
     print("|---|---|---|---|---|")
     for first, second in PAIRS:
         paths = [root / name / "eval-val" / "per_image.csv" for name in (first, second)]
         if not all(path.is_file() for path in paths):
             continue
         a, b = (pd.read_csv(path).set_index("image_id")["jaccard"] for path in paths)
-        difference = (a - b.reindex(a.index)).to_numpy()
-        means = difference[rng.integers(0, len(difference), (resamples, len(difference)))].mean(axis=1)
-        low, high = np.percentile(means, [2.5, 97.5])
-        print(f"| {first} | {second} | {difference.mean():+.4f} | {low:+.4f} to {high:+.4f} | "
-              f"{np.mean(difference > 0):.0%} |")
+        b = b.reindex(a.index)
+        difference = (a - b).to_numpy()
+        low, high = paired_difference_interval(a.to_numpy(), b.to_numpy(), resamples, seed).as_tuple()
+        print(
+            f"| {first} | {second} | {difference.mean():+.4f} | {low:+.4f} to {high:+.4f} | "
+            f"{np.mean(difference > 0):.0%} |"
+        )
 
 
 def curves(root: Path, target: Path) -> None:
@@ -85,8 +106,12 @@ def curves(root: Path, target: Path) -> None:
         minutes = (log["step"] + 1) * summary["wall_seconds"] / summary["global_step"] / 60
         axis.plot(minutes, log["val/jaccard"], marker="o", markersize=3, label=name.replace("-", " / "))
     axis.axhline(0.765, color="grey", linestyle=":", label="ISIC 2017 winner (test set, published)")
-    axis.set(xlabel="training wall time (minutes, 2 CPU cores)", ylabel="validation Jaccard (128 px)",
-             ylim=(0.4, 0.8), title="Equal CPU time: 25 minutes per run")
+    axis.set(
+        xlabel="training wall time (minutes, 2 CPU cores)",
+        ylabel="validation Jaccard (128 px)",
+        ylim=(0.4, 0.8),
+        title="Equal CPU time: 25 minutes per run",
+    )
     axis.grid(alpha=0.3)
     axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
@@ -97,8 +122,10 @@ def main(folder: str = "runs/recipes", figure: str | None = None) -> None:
     root = Path(folder)
     if figure:
         curves(root, Path(figure))
-    header = ("| run | evaluation | Jaccard | Dice | accuracy | thresholded Jaccard | TTA | epochs | steps | "
-              "wall s | train img/s | best val Jaccard at 128 px |")
+    header = (
+        "| run | evaluation | Jaccard | Dice | accuracy | thresholded Jaccard | TTA | epochs | steps | "
+        "wall s | train img/s | best val Jaccard at 128 px |"
+    )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for name in RUNS + FOLLOW_UP:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+
 def write_image(path: Path, size=(64, 48), seed=0, mode="RGB") -> Path:
     rng = np.random.default_rng(seed)
     array = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
@@ -29,8 +30,9 @@ def small_segmentation_config(tmp_path: Path, **changes):
     """Stage-1 settings for tests: 64 px, batch 4, one epoch of two steps, a private cache."""
     from srcrn.settings import SegmentTrainSettings, load_settings
 
-    settings: dict[str, Any] = dict(image_size=64, batch_size=4, epochs=1, steps_per_epoch=2, eval_batch_size=8,
-                                    cache=str(tmp_path / "cache"))
+    settings: dict[str, Any] = dict(
+        image_size=64, batch_size=4, epochs=1, steps_per_epoch=2, eval_batch_size=8, cache=str(tmp_path / "cache")
+    )
     settings.update(changes)
     return load_settings(SegmentTrainSettings, **settings)
 

@@ -70,7 +70,9 @@ def test_cache_is_rebuilt_when_an_input_changes(change, isic_copy, tmp_path):
         Image.fromarray(255 - np.asarray(Image.open(path))).save(path)
     elif change == "added image":
         shutil.copy(isic_copy / "images" / f"{image_id}.jpg", isic_copy / "images" / "NEW_1.jpg")
-        shutil.copy(isic_copy / "masks" / f"{image_id}_segmentation.png", isic_copy / "masks" / "NEW_1_segmentation.png")
+        shutil.copy(
+            isic_copy / "masks" / f"{image_id}_segmentation.png", isic_copy / "masks" / "NEW_1_segmentation.png"
+        )
         labels = pd.read_csv(isic_copy / "labels.csv", dtype=str)
         labels.loc[len(labels)] = ["NEW_1", "1.0", "0.0"]
         labels.to_csv(isic_copy / "labels.csv", index=False)

@@ -14,25 +14,25 @@ from isic_challenge_scoring.classification import ClassificationMetric, Classifi
 from PIL import Image
 
 from helpers import small_segmentation_config
-
 from srcrn.data.cache import prepare
 from srcrn.data.isic import IsicDataset
 from srcrn.data.lesion import classifier_inputs, lesion_box
 from srcrn.data.transforms import lesion_axis_distortion
 from srcrn.errors import ConfigError
 from srcrn.evaluation.classification import write_classification_outputs
-from srcrn.models import MelanomaClassifier
-from srcrn.training.balance import balance_rows, deduplicate
 from srcrn.inference.checkpoints import read_checkpoint
+from srcrn.models import MelanomaClassifier
 from srcrn.settings import ClassifyTrainSettings, load_settings
+from srcrn.training.balance import balance_rows, deduplicate
 from srcrn.training.classification import ClassificationTask, train_classification
 from srcrn.training.segmentation import train_segmentation
 from srcrn.workflows.classify import batch_size_sweep, train_classifier
 
 
 def _config(tmp_path, **changes) -> ClassifyTrainSettings:
-    settings = dict(weights="none", image_size=64, batch_size=8, epochs=1, eval_batch_size=16,
-                    cache=str(tmp_path / "cache"))
+    settings = dict(
+        weights="none", image_size=64, batch_size=8, epochs=1, eval_batch_size=16, cache=str(tmp_path / "cache")
+    )
     settings.update(changes)
     return load_settings(ClassifyTrainSettings, **settings)
 
@@ -50,8 +50,9 @@ def test_frozen_backbone_gets_no_update_batchnorm_included():
     task.train()
     for _ in range(3):
         optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(task(torch.randn(4, 3, 64, 64)),
-                                                                    torch.tensor([0.0, 1.0, 0.0, 1.0]))
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            task(torch.randn(4, 3, 64, 64)), torch.tensor([0.0, 1.0, 0.0, 1.0])
+        )
         loss.backward()
         optimizer.step()
     after = task.model.backbone.state_dict()
@@ -188,6 +189,7 @@ def segmenter(tmp_path_factory, sample):
     return train_segmentation(config, sample, out / "run", progress=False)["last_checkpoint"]
 
 
+@pytest.mark.slow
 def test_srcrn_weights_are_the_segmenters_encoder(segmenter):
     saved = torch.load(segmenter, map_location="cpu", weights_only=False)["state_dict"]
     model = MelanomaClassifier(weights=f"srcrn:{segmenter}")
@@ -201,18 +203,36 @@ def test_srcrn_weights_are_the_segmenters_encoder(segmenter):
         MelanomaClassifier(weights=f"srcrn:{path}")
 
 
+@pytest.mark.slow
 def test_train_and_eval_match_the_official_scorer(segmenter, sample, tmp_path):
     run = tmp_path / "run"
-    summary = train_classifier(_config(tmp_path, segmenter=segmenter, input="crop", balance="augment",
-                                       weights=f"srcrn:{segmenter}"), sample, run, progress=False)
+    summary = train_classifier(
+        _config(tmp_path, segmenter=segmenter, input="crop", balance="augment", weights=f"srcrn:{segmenter}"),
+        sample,
+        run,
+        progress=False,
+    )
     assert summary["n_train_melanoma"] == summary["n_train_benign"]  # ratio 1.0 reached
     assert {"curves.png", "metrics.csv", "split.csv", "config.yaml"} <= {p.name for p in run.iterdir()}
     from srcrn.cli import main
 
     out = tmp_path / "eval"
     with pytest.raises(SystemExit) as done:
-        main(["classify", "eval", "--model", summary["best_checkpoint"], "--data", str(sample), "--out", str(out),
-              "--cache", str(tmp_path / "cache"), "--no-progress"])
+        main(
+            [
+                "classify",
+                "eval",
+                "--model",
+                summary["best_checkpoint"],
+                "--data",
+                str(sample),
+                "--out",
+                str(out),
+                "--cache",
+                str(tmp_path / "cache"),
+                "--no-progress",
+            ]
+        )
     assert done.value.code in (0, None)
     ours = json.loads((out / "metrics.json").read_text())
     predictions = pd.read_csv(out / "predictions.csv")
@@ -241,6 +261,7 @@ def test_metrics_on_known_predictions(tmp_path):
     assert metrics["balanced_accuracy"] == pytest.approx((0.5 + 2 / 3) / 2)
 
 
+@pytest.mark.slow
 def test_extra_balancing_drops_duplicates_of_evaluation_images(sample, tmp_path):
     extra = tmp_path / "extra"
     (extra / "images").mkdir(parents=True)
@@ -249,16 +270,19 @@ def test_extra_balancing_drops_duplicates_of_evaluation_images(sample, tmp_path)
     shutil.copy(sample / "images" / f"{ids[1]}.jpg", extra / "images" / "ISIC_9000001.jpg")  # same pixels
     for k in range(2, 5):  # new images (flipped copies: new pixels)
         Image.open(sample / "images" / f"{ids[k]}.jpg").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
-            extra / "images" / f"ISIC_900000{k}.jpg")
+            extra / "images" / f"ISIC_900000{k}.jpg"
+        )
     rows = [(ids[0], 1.0), ("ISIC_9000001", 1.0), ("ISIC_9000002", 1.0), ("ISIC_9000003", 1.0), ("ISIC_9000004", 0.0)]
     pd.DataFrame(rows, columns=["image_id", "melanoma"]).to_csv(extra / "labels.csv", index=False)
-    summary = train_classification(_config(tmp_path, balance="extra", extra=str(extra)), sample, tmp_path / "run",
-                                   progress=False)
+    summary = train_classification(
+        _config(tmp_path, balance="extra", extra=str(extra)), sample, tmp_path / "run", progress=False
+    )
     notes = " ".join(summary["notes"])
     assert "1 dropped for a shared id, 1 for shared pixel content, 3 kept" in notes
     assert "only 2 extra melanoma images" in notes
 
 
+@pytest.mark.slow
 def test_batch_size_sweep_writes_its_table(sample, tmp_path):
     table = batch_size_sweep(_config(tmp_path), sample, tmp_path / "sweep", [4, 16], progress=False)
     assert table["batch_size"].tolist() == [4, 16]

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
 from helpers import run_cli as run
-
 
 
 def test_prepare_and_split_commands(sample, tmp_path, capsys):

@@ -12,8 +12,11 @@ from srcrn.workflows import demo
 @pytest.mark.slow
 def test_demo_runs_both_stages(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "DEMO_SEGMENTATION", dict(image_size=64, batch_size=4, epochs=1, steps_per_epoch=2))
-    monkeypatch.setattr(demo, "DEMO_CLASSIFICATION", dict(image_size=64, batch_size=8, epochs=1, input="crop",
-                                                          balance="augment", augment="mix"))
+    monkeypatch.setattr(
+        demo,
+        "DEMO_CLASSIFICATION",
+        dict(image_size=64, batch_size=8, epochs=1, input="crop", balance="augment", augment="mix"),
+    )
     run("demo", "--out", str(tmp_path), "--no-progress")
     err = capsys.readouterr().err
     assert "threshold_jaccard" in err and "P(melanoma)" in err  # the two tables

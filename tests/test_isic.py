@@ -12,12 +12,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from helpers import write_image
 from srcrn.cli import main
 from srcrn.data.cache import prepare
 from srcrn.data.isic import IsicDataset, read_labels
 from srcrn.errors import DataError
-
-from helpers import write_image
 
 
 def test_reads_the_embedded_sample(sample):
@@ -38,8 +37,10 @@ def test_official_isic2017_folder_names(tmp_path, sample):
     for image_id in ids:
         shutil.copy(sample / "images" / f"{image_id}.jpg", root / "ISIC-2017_Validation_Data")
         # The official download ships superpixel maps beside the images: they are not images.
-        shutil.copy(sample / "masks" / f"{image_id}_segmentation.png",
-                    root / "ISIC-2017_Validation_Data" / f"{image_id}_superpixels.png")
+        shutil.copy(
+            sample / "masks" / f"{image_id}_segmentation.png",
+            root / "ISIC-2017_Validation_Data" / f"{image_id}_superpixels.png",
+        )
         shutil.copy(sample / "masks" / f"{image_id}_segmentation.png", root / "ISIC-2017_Validation_Part1_GroundTruth")
     labels = pd.read_csv(sample / "labels.csv", dtype={"image_id": str}).set_index("image_id").loc[ids]
     labels.to_csv(root / "ISIC-2017_Validation_Part3_GroundTruth.csv")
@@ -60,8 +61,10 @@ def test_official_isic2018_folders_and_task3_labels(tmp_path, sample):
         shutil.copy(sample / "images" / f"{image_id}.jpg", images)
         shutil.copy(sample / "masks" / f"{image_id}_segmentation.png", masks)
     mel = [1.0, 0.0, 0.0, 1.0]
-    rows = [{"image": i, "MEL": m, "NV": 1.0 - m, "BCC": 0.0, "AKIEC": 0.0, "BKL": 0.0, "DF": 0.0, "VASC": 0.0}
-            for i, m in zip(ids, mel)]
+    rows = [
+        {"image": i, "MEL": m, "NV": 1.0 - m, "BCC": 0.0, "AKIEC": 0.0, "BKL": 0.0, "DF": 0.0, "VASC": 0.0}
+        for i, m in zip(ids, mel)
+    ]
     pd.DataFrame(rows).to_csv(labels_dir / "ISIC2018_Task3_Training_GroundTruth.csv", index=False)
     dataset = IsicDataset.from_dir(root, require_masks=True, require_labels=True)
     assert dataset.ids == ids
@@ -150,6 +153,7 @@ def _broken(kind: str, root: Path) -> Path:
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height (no pixel data needed to refuse it)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 

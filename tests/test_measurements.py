@@ -34,7 +34,9 @@ def test_a_squares_compactness_is_four_over_pi():
 def test_an_ellipse_matches_ramanujans_perimeter():
     a, b = 150, 60
     perimeter = math.pi * (3 * (a + b) - math.sqrt((3 * a + b) * (a + 3 * b)))
-    assert measure_lesion(ELLIPSE).compactness == pytest.approx(perimeter**2 / (4 * math.pi * math.pi * a * b), rel=0.02)
+    assert measure_lesion(ELLIPSE).compactness == pytest.approx(
+        perimeter**2 / (4 * math.pi * math.pi * a * b), rel=0.02
+    )
 
 
 def test_a_right_triangle_is_asymmetric_about_its_principal_axes():

@@ -50,7 +50,8 @@ def test_torch_and_numpy_give_the_same_numbers():
     predictions = np.stack([p for p, _ in _cases().values()])
     truths = np.stack([t for _, t in _cases().values()])
     from_numpy = scores_from_counts(*confusion_counts(predictions, truths))
-    from_torch = scores_from_counts(*(c.double() for c in confusion_counts(torch.from_numpy(predictions),
-                                                                          torch.from_numpy(truths))))
+    from_torch = scores_from_counts(
+        *(c.double() for c in confusion_counts(torch.from_numpy(predictions), torch.from_numpy(truths)))
+    )
     for name, values in from_numpy.items():
         assert np.allclose(values, from_torch[name].numpy()), name

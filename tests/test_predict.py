@@ -8,7 +8,6 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from helpers import run_cli as run
@@ -26,11 +25,15 @@ def models(tmp_path_factory, sample):
     """A segmenter whose recipe asks for flip TTA and keep-largest (so that every prediction path
     must honour them) and a crop classifier on its masks."""
     out = tmp_path_factory.mktemp("models")
-    segmenter = train_segmentation(small_segmentation_config(out, tta=True, keep_largest=True), sample,
-                                   out / "segmenter", progress=False)["last_checkpoint"]
-    classifier = train_classification(small_classification_config(out, weights=f"srcrn:{segmenter}",
-                                                                   segmenter=segmenter, input="crop"),
-                                      sample, out / "classifier", progress=False)["last_checkpoint"]
+    segmenter = train_segmentation(
+        small_segmentation_config(out, tta=True, keep_largest=True), sample, out / "segmenter", progress=False
+    )["last_checkpoint"]
+    classifier = train_classification(
+        small_classification_config(out, weights=f"srcrn:{segmenter}", segmenter=segmenter, input="crop"),
+        sample,
+        out / "classifier",
+        progress=False,
+    )["last_checkpoint"]
     return segmenter, classifier
 
 
@@ -45,12 +48,23 @@ def test_predict_a_folder_with_a_bad_file(models, sample, tmp_path, capsys):
     big = Image.open(sample / "images" / f"{ids[1]}.jpg").resize((1200, 900))  # another size, RGBA, PNG
     big.convert("RGBA").save(folder / "ISIC_0000998.png")
     out = tmp_path / "out"
-    run("predict", str(folder), "--segmenter", segmenter, "--classifier", classifier, "--out", str(out),
-        "--batch-size", "2", "--no-progress")
+    run(
+        "predict",
+        str(folder),
+        "--segmenter",
+        segmenter,
+        "--classifier",
+        classifier,
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--no-progress",
+    )
     err = capsys.readouterr().err
     assert "skipped" in err and "ISIC_0000999.jpg" in err and "truncated" in err
     table = pd.read_csv(out / "predictions.csv")
-    assert sorted(table["image_id"]) == sorted(ids + ["ISIC_0000998"])
+    assert sorted(table["image_id"]) == sorted([*ids, "ISIC_0000998"])
     assert table["melanoma"].between(0, 1).all()
     assert set(table["decision"]) <= {"melanoma", "benign"}
     for row in table.itertuples():
@@ -63,23 +77,52 @@ def test_predict_a_folder_with_a_bad_file(models, sample, tmp_path, capsys):
     payload = json.loads((out / "predictions.json").read_text())
     assert len(payload["predictions"]) == 4 and payload["errors"][0]["source"].endswith("ISIC_0000999.jpg")
     measured = payload["predictions"][0]["measurements"]
-    assert {"area_pixels", "asymmetry_major_axis", "compactness", "colour_count", "longest_diameter_pixels",
-            "empty_mask", "touches_border"} <= set(measured)
+    assert {
+        "area_pixels",
+        "asymmetry_major_axis",
+        "compactness",
+        "colour_count",
+        "longest_diameter_pixels",
+        "empty_mask",
+        "touches_border",
+    } <= set(measured)
 
 
 def test_predict_uses_the_stored_threshold(models, sample, tmp_path):
     segmenter, classifier = models
     stored = tmp_path / "classifier.ckpt"
     shutil.copy(classifier, stored)
-    run("classify", "eval", "--model", str(stored), "--data", str(sample), "--out", str(tmp_path / "eval"),
-        "--target-sensitivity", "0.9", "--cache", str(tmp_path / "cache"), "--no-progress")
+    run(
+        "classify",
+        "eval",
+        "--model",
+        str(stored),
+        "--data",
+        str(sample),
+        "--out",
+        str(tmp_path / "eval"),
+        "--target-sensitivity",
+        "0.9",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--no-progress",
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["sensitivity"] >= 0.9 and metrics["target_sensitivity"] == 0.9
     assert read_checkpoint(stored).threshold == pytest.approx(metrics["threshold"])
     assert read_checkpoint(stored).extras["target_sensitivity"] == 0.9
     image = sorted((sample / "images").glob("*.jpg"))[0]
-    run("predict", str(image), "--segmenter", segmenter, "--classifier", str(stored), "--out", str(tmp_path / "p"),
-        "--no-progress")
+    run(
+        "predict",
+        str(image),
+        "--segmenter",
+        segmenter,
+        "--classifier",
+        str(stored),
+        "--out",
+        str(tmp_path / "p"),
+        "--no-progress",
+    )
     row = pd.read_csv(tmp_path / "p" / "predictions.csv").iloc[0]
     assert row["threshold"] == pytest.approx(metrics["threshold"])
     assert row["decision"] == ("melanoma" if row["melanoma"] > row["threshold"] else "benign")
@@ -109,13 +152,24 @@ def test_onnx_engine_equals_eager_and_needs_no_torch(models, sample, tmp_path):
     folder.mkdir()
     for path in sorted((sample / "images").glob("*.jpg"))[:6]:
         shutil.copy(path, folder)
-    run("predict", str(folder), "--segmenter", segmenter, "--classifier", classifier, "--out", str(tmp_path / "eager"),
-        "--no-progress")
+    run(
+        "predict",
+        str(folder),
+        "--segmenter",
+        segmenter,
+        "--classifier",
+        classifier,
+        "--out",
+        str(tmp_path / "eager"),
+        "--no-progress",
+    )
     # The ONNX path in a fresh interpreter where importing torch fails: it must not need it.
-    script = ("import sys; sys.modules['torch'] = None\n"
-              "from srcrn.cli import main\n"
-              f"main(['predict', {str(folder)!r}, '--engine', 'onnx', '--model', {str(tmp_path / 'bundle')!r}, "
-              f"'--out', {str(tmp_path / 'onnx')!r}, '--no-progress'])\n")
+    script = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from srcrn.cli import main\n"
+        f"main(['predict', {str(folder)!r}, '--engine', 'onnx', '--model', {str(tmp_path / 'bundle')!r}, "
+        f"'--out', {str(tmp_path / 'onnx')!r}, '--no-progress'])\n"
+    )
     finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
     eager = pd.read_csv(tmp_path / "eager" / "predictions.csv").set_index("image_id")
@@ -124,8 +178,19 @@ def test_onnx_engine_equals_eager_and_needs_no_torch(models, sample, tmp_path):
     assert np.abs(onnx["melanoma"] - eager.loc[onnx.index, "melanoma"]).max() < 1e-4
     # One prediction path: the masks predict writes (either engine) are the masks segment eval
     # writes and scores for the same images and model (its TTA and keep-largest included).
-    run("segment", "eval", "--model", segmenter, "--data", str(folder), "--out", str(tmp_path / "eval"),
-        "--cache", str(tmp_path / "cache"), "--no-progress")
+    run(
+        "segment",
+        "eval",
+        "--model",
+        segmenter,
+        "--data",
+        str(folder),
+        "--out",
+        str(tmp_path / "eval"),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--no-progress",
+    )
     for image_id in onnx.index:
         evaluated = np.asarray(Image.open(tmp_path / "eval" / "masks" / f"{image_id}_segmentation.png"))
         for engine in ("eager", "onnx"):
@@ -140,8 +205,9 @@ def test_each_image_is_decoded_once_per_size(models, sample, tmp_path, monkeypat
     calls: list[tuple[str, object]] = []
     for name in ("decode_image", "decode_image_fit"):
         original = getattr(pipeline, name)
-        monkeypatch.setattr(pipeline, name, lambda path, size, _f=original, _n=name: calls.append((_n, size))
-                            or _f(path, size))
+        monkeypatch.setattr(
+            pipeline, name, lambda path, size, _f=original, _n=name: calls.append((_n, size)) or _f(path, size)
+        )
     images = sorted((sample / "images").glob("*.jpg"))[:3]
     model = pipeline.TwoStagePipeline.from_checkpoints(segmenter, classifier)
     model.predict(images, tmp_path / "out")

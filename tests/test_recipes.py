@@ -39,12 +39,17 @@ def predict_probabilities(model: torch.nn.Module, images: np.ndarray, tta: bool 
     return torch.from_numpy(segmenter.probabilities(images))[:, None]
 
 
-
 def test_recipes_are_defaults_that_files_and_flags_override(tmp_path):
     paper = load_settings(SegmentTrainSettings)
     assert paper == SegmentTrainSettings()  # the paper's recipe is the schema's defaults
     assert (paper.optimizer, paper.loss, paper.augment, paper.schedule, paper.ema_decay, paper.tta) == (
-        "adam", "bce", "none", "constant", 0.0, False)
+        "adam",
+        "bce",
+        "none",
+        "constant",
+        0.0,
+        False,
+    )
     strong = load_settings(SegmentTrainSettings, recipe="strong")
     for name, value in STRONG.items():
         assert getattr(strong, name) == value, name
@@ -57,6 +62,7 @@ def test_recipes_are_defaults_that_files_and_flags_override(tmp_path):
         load_settings(SegmentTrainSettings, flags={"recipe": "fast"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["paper", "strong"])
 def test_each_recipe_builds_and_runs_two_steps(sample, tmp_path, recipe):
     out = tmp_path / "run"
@@ -113,8 +119,13 @@ def test_schedule_progress_follows_steps_or_the_time_budget_whichever_is_further
     module = SimpleNamespace(log=lambda *a, **k: None)
 
     def trainer(step, timer=None):
-        return SimpleNamespace(max_epochs=10, num_training_batches=100, global_step=step, optimizers=[optimizer],
-                               callbacks=[timer] if timer else [])
+        return SimpleNamespace(
+            max_epochs=10,
+            num_training_batches=100,
+            global_step=step,
+            optimizers=[optimizer],
+            callbacks=[timer] if timer else [],
+        )
 
     schedule = BudgetedSchedule("cosine", warmup_epochs=1)
     schedule.on_train_batch_start(trainer(0), module, None, 0)
@@ -126,6 +137,7 @@ def test_schedule_progress_follows_steps_or_the_time_budget_whichever_is_further
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 0.75)))
 
 
+@pytest.mark.slow
 def test_time_budget_stops_training_and_leaves_a_loadable_checkpoint(sample, tmp_path):
     out = tmp_path / "run"
     config = _small(tmp_path, recipe="strong", epochs=1000, time_budget="3s")
@@ -138,8 +150,22 @@ def test_time_budget_stops_training_and_leaves_a_loadable_checkpoint(sample, tmp
     model = build_model(read_checkpoint(last))
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
-    run("segment", "eval", "--model", str(last), "--data", str(sample), "--out", str(tmp_path / "eval"),
-        "--split", str(out), "--cache", str(tmp_path / "cache"), "--keep-largest", "--no-progress")
+    run(
+        "segment",
+        "eval",
+        "--model",
+        str(last),
+        "--data",
+        str(sample),
+        "--out",
+        str(tmp_path / "eval"),
+        "--split",
+        str(out),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--keep-largest",
+        "--no-progress",
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["tta"] is True and 0 <= metrics["jaccard"] <= 1  # the strong recipe evaluates with TTA
     assert metrics["keep_largest"] is True
@@ -226,16 +252,48 @@ def test_smp_baselines_build_with_our_encoder_weights(tmp_path, arch):
         assert model.eval()(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
 
 
+@pytest.mark.slow
 def test_arch_unet_trains_and_evaluates_through_the_same_code(sample, tmp_path, capsys):
     out = tmp_path / "run"
-    run("segment", "train", "--data", str(sample), "--out", str(out), "--arch", "unet", "--image-size", "64",
-        "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "2", "--cache", str(tmp_path / "cache"),
-        "--no-progress")
+    run(
+        "segment",
+        "train",
+        "--data",
+        str(sample),
+        "--out",
+        str(out),
+        "--arch",
+        "unet",
+        "--image-size",
+        "64",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--no-progress",
+    )
     assert "trained 1 epochs" in capsys.readouterr().err
     stored = read_checkpoint(out / "checkpoints" / "best.ckpt")
     assert type(build_model(stored)).__name__ == "Unet" and stored.settings["arch"] == "unet"
-    run("segment", "eval", "--model", str(out / "checkpoints" / "best.ckpt"), "--data", str(sample),
-        "--out", str(tmp_path / "eval"), "--split", str(out), "--cache", str(tmp_path / "cache"), "--no-progress")
+    run(
+        "segment",
+        "eval",
+        "--model",
+        str(out / "checkpoints" / "best.ckpt"),
+        "--data",
+        str(sample),
+        "--out",
+        str(tmp_path / "eval"),
+        "--split",
+        str(out),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--no-progress",
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     val = pd.read_csv(out / "split.csv").query("subset == 'val'")
     assert metrics["n_images"] == len(val) and {"jaccard", "dice", "accuracy"} <= set(metrics)
@@ -243,15 +301,34 @@ def test_arch_unet_trains_and_evaluates_through_the_same_code(sample, tmp_path, 
 
 
 def test_cli_refuses_unknown_recipe_and_architecture(sample, tmp_path, capsys):
-    for args, expected in ((["--recipe", "fast"], "--recipe: unknown recipe 'fast'"),
-                           (["--arch", "deeplab"], "--arch: Input should be 'srcrn', 'unet' or 'fpn' (given 'deeplab')"),
-                           (["--schedule", "step"], "--schedule: Input should be 'constant', 'cosine' or 'onecycle'"),
-                           (["--optimizer", "sgd"], "--optimizer: Input should be 'adam' or 'adamw' (given 'sgd')"),
-                           (["--ema-decay", "1.5"], "--ema-decay: Input should be less than 1 (given 1.5)")):
+    for args, expected in (
+        (["--recipe", "fast"], "--recipe: unknown recipe 'fast'"),
+        (["--arch", "deeplab"], "--arch: Input should be 'srcrn', 'unet' or 'fpn' (given 'deeplab')"),
+        (["--schedule", "step"], "--schedule: Input should be 'constant', 'cosine' or 'onecycle'"),
+        (["--optimizer", "sgd"], "--optimizer: Input should be 'adam' or 'adamw' (given 'sgd')"),
+        (["--ema-decay", "1.5"], "--ema-decay: Input should be less than 1 (given 1.5)"),
+    ):
         with pytest.raises(SystemExit) as done:
-            main(["segment", "train", "--data", str(sample), "--out", str(tmp_path / "x"), "--no-progress",
-                  "--cache", str(tmp_path / "cache"), "--image-size", "64", "--epochs", "1",
-                  "--steps-per-epoch", "1", *args])
+            main(
+                [
+                    "segment",
+                    "train",
+                    "--data",
+                    str(sample),
+                    "--out",
+                    str(tmp_path / "x"),
+                    "--no-progress",
+                    "--cache",
+                    str(tmp_path / "cache"),
+                    "--image-size",
+                    "64",
+                    "--epochs",
+                    "1",
+                    "--steps-per-epoch",
+                    "1",
+                    *args,
+                ]
+            )
         assert done.value.code == 2, args
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and expected in errors[0], (args, errors)

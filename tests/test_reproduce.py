@@ -23,8 +23,14 @@ def test_demo_config_end_to_end(tmp_path, capsys):
         main(["reproduce", "--config", str(CONFIGS / "demo.yaml"), "--out", str(out), "--no-progress"])
     assert done.value.code in (0, None)
     report = (out / "report.md").read_text()
-    for heading in ("## Data", "## Leakage check", "## Table 1: segmentation", "## Table 2: class balancing",
-                    "## Table 3: batch size", "## Settings and software"):
+    for heading in (
+        "## Data",
+        "## Leakage check",
+        "## Table 1: segmentation",
+        "## Table 2: class balancing",
+        "## Table 3: batch size",
+        "## Settings and software",
+    ):
         assert heading in report, heading
     assert "No image id and no identical pixel content is shared" in report
     for stride in (32, 16, 8):
@@ -34,11 +40,17 @@ def test_demo_config_end_to_end(tmp_path, capsys):
             assert f"{metrics[name]:.3f} (" in row, (stride, name)
     # The measured baseline row: an smp U-Net trained and evaluated by the same code.
     metrics = json.loads((out / "segmentation" / "unet" / "eval" / "metrics.json").read_text())
-    row = next(line for line in report.splitlines() if line.startswith("| smp U-Net (ResNet-50), same recipe (measured)"))
+    row = next(
+        line for line in report.splitlines() if line.startswith("| smp U-Net (ResNet-50), same recipe (measured)")
+    )
     assert f"{metrics['jaccard']:.3f} (" in row and f"{metrics['dice']:.3f} (" in row
     assert "arch: unet" in (out / "segmentation" / "unet" / "config.yaml").read_text()
-    for folder, label in (("balance-none", "balance none"), ("balance-augment", "balance augment"),
-                          ("batch-4", "batch 4"), ("batch-8", "batch 8")):
+    for folder, label in (
+        ("balance-none", "balance none"),
+        ("balance-augment", "balance augment"),
+        ("batch-4", "batch 4"),
+        ("batch-8", "batch 8"),
+    ):
         metrics = json.loads((out / "classification" / folder / "eval" / "metrics.json").read_text())
         row = next(line for line in report.splitlines() if line.startswith(f"| {label} (measured)"))
         assert f"{metrics['accuracy']:.3f} (" in row and f"{metrics['auc']:.3f} (" in row, folder
@@ -71,8 +83,11 @@ def test_unknown_keys_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"a.yaml: segmentation.stridez: unknown setting; known: strides, "):
         load_reproduce_config(tmp_path / "a.yaml")
     (tmp_path / "b.yaml").write_text("experiments: [tables]\n")
-    with pytest.raises(ConfigError, match=r"b.yaml: experiments.0: Input should be 'segmentation', 'balancing' or "
-                                          r"'batch_size' \(given 'tables'\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"b.yaml: experiments.0: Input should be 'segmentation', 'balancing' or "
+        r"'batch_size' \(given 'tables'\)",
+    ):
         load_reproduce_config(tmp_path / "b.yaml")
     (tmp_path / "c.yaml").write_text("classification:\n  epochs: many\n")
     with pytest.raises(ConfigError, match=r"c.yaml: classification.epochs: Input should be a valid integer"):

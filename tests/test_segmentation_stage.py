@@ -57,7 +57,8 @@ def test_checkpoint_round_trip_and_resume(sample, tmp_path):
     for name in ("best.ckpt", "last.ckpt"):
         assert (out / "checkpoints" / name).is_file()
     assert {"config.yaml", "split.csv", "split.json", "metrics.csv", "curves.png", "summary.json"} <= {
-        p.name for p in out.iterdir()}
+        p.name for p in out.iterdir()
+    }
     # Round trip: the loaded model holds exactly the saved weights and predicts identically.
     state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     saved = state["state_dict"]
@@ -83,8 +84,19 @@ def test_eval_metrics_equal_the_official_isic_scorer(sample, tmp_path):
     config = _small_config(tmp_path, steps_per_epoch=3)
     train_segmentation(config, sample, tmp_path / "run", progress=False)
     out = tmp_path / "eval"
-    run("segment", "eval", "--model", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--data", str(sample),
-        "--out", str(out), "--cache", str(tmp_path / "cache"), "--no-progress")
+    run(
+        "segment",
+        "eval",
+        "--model",
+        str(tmp_path / "run" / "checkpoints" / "last.ckpt"),
+        "--data",
+        str(sample),
+        "--out",
+        str(out),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--no-progress",
+    )
     ours = json.loads((out / "metrics.json").read_text())
     assert ours["n_images"] == 40
     # Masks are written at each image's original size, as 0/255.
@@ -102,9 +114,21 @@ def test_eval_metrics_equal_the_official_isic_scorer(sample, tmp_path):
 
 def test_eval_on_a_runs_validation_split(sample, tmp_path):
     train_segmentation(_small_config(tmp_path), sample, tmp_path / "run", progress=False)
-    run("segment", "eval", "--model", str(tmp_path / "run" / "checkpoints" / "best.ckpt"), "--data", str(sample),
-        "--out", str(tmp_path / "eval"), "--split", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"),
-        "--no-progress")
+    run(
+        "segment",
+        "eval",
+        "--model",
+        str(tmp_path / "run" / "checkpoints" / "best.ckpt"),
+        "--data",
+        str(sample),
+        "--out",
+        str(tmp_path / "eval"),
+        "--split",
+        str(tmp_path / "run"),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--no-progress",
+    )
     val = pd.read_csv(tmp_path / "run" / "split.csv").query("subset == 'val'")["image_id"]
     assert sorted(pd.read_csv(tmp_path / "eval" / "per_image.csv")["image_id"]) == sorted(val)
 
@@ -118,8 +142,24 @@ def test_cli_refuses_impossible_settings(sample, tmp_path, capsys):
         (["--lr", "fast"], "'--lr'"),
     ):
         with pytest.raises(SystemExit) as done:
-            main(["segment", "train", "--data", str(sample), "--out", str(tmp_path / "x"), "--no-progress",
-                  "--cache", str(tmp_path / "cache"), "--epochs", "1", "--steps-per-epoch", "1", *args])
+            main(
+                [
+                    "segment",
+                    "train",
+                    "--data",
+                    str(sample),
+                    "--out",
+                    str(tmp_path / "x"),
+                    "--no-progress",
+                    "--cache",
+                    str(tmp_path / "cache"),
+                    "--epochs",
+                    "1",
+                    "--steps-per-epoch",
+                    "1",
+                    *args,
+                ]
+            )
         assert done.value.code == 2
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and expected in errors[0], (args, errors)
@@ -136,12 +176,37 @@ def test_config_file_with_an_unknown_key_is_refused(tmp_path):
 
 def test_ddp_on_two_cpu_processes_completes_a_step(sample, tmp_path):
     srcrn = Path(sys.executable).parent / "srcrn"
-    command = [str(srcrn), "segment", "train", "--data", str(sample), "--out", str(tmp_path / "ddp"),
-               "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--epochs", "1",
-               "--steps-per-epoch", "1", "--batch-size", "2", "--image-size", "64",
-               "--cache", str(tmp_path / "cache"), "--no-progress",
-               # The strong recipe: EMA, and a schedule whose time-based progress rank 0 broadcasts.
-               "--recipe", "strong", "--time-budget", "10m"]
+    command = [
+        str(srcrn),
+        "segment",
+        "train",
+        "--data",
+        str(sample),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "1",
+        "--batch-size",
+        "2",
+        "--image-size",
+        "64",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--no-progress",
+        # The strong recipe: EMA, and a schedule whose time-based progress rank 0 broadcasts.
+        "--recipe",
+        "strong",
+        "--time-budget",
+        "10m",
+    ]
     environment = dict(os.environ, OMP_NUM_THREADS="1", MASTER_PORT=str(29500 + os.getpid() % 1000))
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
     assert finished.returncode == 0, finished.stderr[-3000:]

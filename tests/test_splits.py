@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from srcrn.data.isic import IsicDataset, IsicSample
 from srcrn.data.splits import Split, make_split
@@ -14,11 +13,16 @@ from srcrn.data.splits import Split, make_split
 
 def _synthetic(n: int, melanoma_every: int = 5, groups: dict[str, str] | None = None, official=None) -> IsicDataset:
     ids = [f"ISIC_{i:07d}" for i in range(n)]
-    samples = [IsicSample(i, Path(f"/nowhere/{i}.jpg"), None, float(k % melanoma_every == 0)) for k, i in enumerate(ids)]
+    samples = [
+        IsicSample(i, Path(f"/nowhere/{i}.jpg"), None, float(k % melanoma_every == 0)) for k, i in enumerate(ids)
+    ]
     sources = pd.DataFrame(
-        {"image_id": ids, "source": "isic2017",
-         "isic2017_split": official or [""] * n,
-         "duplicate_group": [(groups or {}).get(i, "") for i in ids]}
+        {
+            "image_id": ids,
+            "source": "isic2017",
+            "isic2017_split": official or [""] * n,
+            "duplicate_group": [(groups or {}).get(i, "") for i in ids],
+        }
     ).set_index("image_id")
     return IsicDataset(Path("/nowhere"), samples, None, sources)
 
@@ -38,7 +42,13 @@ def test_paper_split_falls_back_on_small_data_and_says_so():
 
 
 def test_random_split_is_seeded_stratified_and_keeps_groups_together():
-    groups = {"ISIC_0000001": "g1", "ISIC_0000002": "g1", "ISIC_0000003": "g1", "ISIC_0000007": "g2", "ISIC_0000008": "g2"}
+    groups = {
+        "ISIC_0000001": "g1",
+        "ISIC_0000002": "g1",
+        "ISIC_0000003": "g1",
+        "ISIC_0000007": "g2",
+        "ISIC_0000008": "g2",
+    }
     dataset = _synthetic(500, groups=groups)
     first = make_split(dataset, "random", seed=1)
     assert first.train == make_split(dataset, "random", seed=1).train

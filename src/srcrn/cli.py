@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     except SrcrnError as error:
         _print_error(str(error))
         sys.exit(2)
-    except (click_exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         _print_error("interrupted")
         sys.exit(130)
     sys.exit(result if isinstance(result, int) else 0)
@@ -137,8 +137,13 @@ def segment_train(
     summary = train_segmenter(settings, data, out, resume=resume, progress=progress_bar)
     if summary:
         best = summary["best_val_jaccard"]
-        log.info("trained %s epochs in %.0fs; best val Jaccard %s; checkpoint %s", summary["epochs"],
-                 summary["wall_seconds"], "n/a" if best is None else best, summary["best_checkpoint"])
+        log.info(
+            "trained %s epochs in %.0fs; best val Jaccard %s; checkpoint %s",
+            summary["epochs"],
+            summary["wall_seconds"],
+            "n/a" if best is None else best,
+            summary["best_checkpoint"],
+        )
 
 
 def _split_ids(split_file: Path | None, subset: str) -> list[str] | None:
@@ -162,19 +167,34 @@ def segment_eval(
     split_file: SplitFile = None,
     subset: Subset = "val",
     batch_size: Annotated[int, typer.Option(min=1, help="inference batch size")] = 32,
-    tta: Annotated[Optional[bool], typer.Option(
-        "--tta/--no-tta", help="average the four flips (default: as the model's recipe says)")] = None,
-    keep_largest: Annotated[Optional[bool], typer.Option(
-        "--keep-largest/--no-keep-largest",
-        help="keep the largest predicted region, holes filled (default: as the model's recipe says)")] = None,
+    tta: Annotated[
+        Optional[bool],
+        typer.Option("--tta/--no-tta", help="average the four flips (default: as the model's recipe says)"),
+    ] = None,
+    keep_largest: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--keep-largest/--no-keep-largest",
+            help="keep the largest predicted region, holes filled (default: as the model's recipe says)",
+        ),
+    ] = None,
     cache: Annotated[Optional[Path], typer.Option(help="prepared-cache folder")] = None,
     progress_bar: Progress = True,
 ) -> None:
     """Predict masks at the original size and score them as the ISIC challenge does."""
     from srcrn.workflows.segment import evaluate_segmenter
 
-    result = evaluate_segmenter(model, data, out, ids=_split_ids(split_file, subset), tta=tta,
-                                keep_largest=keep_largest, batch_size=batch_size, cache=cache, progress=progress_bar)
+    result = evaluate_segmenter(
+        model,
+        data,
+        out,
+        ids=_split_ids(split_file, subset),
+        tta=tta,
+        keep_largest=keep_largest,
+        batch_size=batch_size,
+        cache=cache,
+        progress=progress_bar,
+    )
     log.info("%s: %s", out / "metrics.json", _shown(result.metrics))
 
 
@@ -199,8 +219,13 @@ def classify_train(
     settings = _settings(ClassifyTrainSettings, out, config, resume, flags or {})
     summary = train_classifier(settings, data, out, resume=resume, progress=progress_bar)
     if summary:
-        log.info("trained %s epochs in %.0fs; best val AUC %s; checkpoint %s", summary["epochs"],
-                 summary["wall_seconds"], summary["best_val_auc"], summary["best_checkpoint"])
+        log.info(
+            "trained %s epochs in %.0fs; best val AUC %s; checkpoint %s",
+            summary["epochs"],
+            summary["wall_seconds"],
+            summary["best_val_auc"],
+            summary["best_checkpoint"],
+        )
 
 
 @classify_app.command("eval")
@@ -208,13 +233,22 @@ def classify_eval(
     model: Annotated[Path, typer.Option("--model", help="checkpoint (.ckpt) of classify train")],
     data: ClassifyData,
     out: Annotated[Path, typer.Option("--out", help="folder for predictions.csv, metrics.json, roc.png")],
-    segmenter: Annotated[Optional[Path], typer.Option(
-        "--segmenter", help="SRCRN checkpoint giving the lesion masks (default: the one it was trained with)")] = None,
+    segmenter: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--segmenter", help="SRCRN checkpoint giving the lesion masks (default: the one it was trained with)"
+        ),
+    ] = None,
     split_file: SplitFile = None,
     subset: Subset = "val",
-    target_sensitivity: Annotated[Optional[float], typer.Option(
-        min=0.0, max=1.0,
-        help="choose the threshold reaching this sensitivity on these images, and store it in --model")] = None,
+    target_sensitivity: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="choose the threshold reaching this sensitivity on these images, and store it in --model",
+        ),
+    ] = None,
     cache: Annotated[Optional[Path], typer.Option(help="prepared-cache folder")] = None,
     progress_bar: Progress = True,
 ) -> None:
@@ -222,11 +256,19 @@ def classify_eval(
     With --target-sensitivity, also pick the operating threshold and store it in the checkpoint."""
     from srcrn.workflows.classify import evaluate_classifier_checkpoint
 
-    result = evaluate_classifier_checkpoint(model, data, out, ids=_split_ids(split_file, subset),
-                                            segmenter=str(segmenter) if segmenter else None, cache=cache,
-                                            target_sensitivity=target_sensitivity, progress=progress_bar)
-    log.info("%s%s", out / "predictions.csv",
-             f"; {out / 'metrics.json'}: {_shown(result.metrics)}" if result.metrics else "")
+    result = evaluate_classifier_checkpoint(
+        model,
+        data,
+        out,
+        ids=_split_ids(split_file, subset),
+        segmenter=str(segmenter) if segmenter else None,
+        cache=cache,
+        target_sensitivity=target_sensitivity,
+        progress=progress_bar,
+    )
+    log.info(
+        "%s%s", out / "predictions.csv", f"; {out / 'metrics.json'}: {_shown(result.metrics)}" if result.metrics else ""
+    )
 
 
 @classify_app.command("sweep")
@@ -253,8 +295,11 @@ def classify_sweep(
         sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
     except ValueError:
         raise SrcrnError(f"--batch-sizes {batch_sizes!r}: expected integers such as 4,8,16,32,64") from None
-    settings = load_settings(ClassifyTrainSettings, config, flags=dict(
-        segmenter=segmenter, input=input, balance=balance, weights=weights, epochs=epochs, cache=cache))
+    settings = load_settings(
+        ClassifyTrainSettings,
+        config,
+        flags=dict(segmenter=segmenter, input=input, balance=balance, weights=weights, epochs=epochs, cache=cache),
+    )
     table = batch_size_sweep(settings, data, out, sizes, progress=progress_bar)
     console.print(markdown_table(table), soft_wrap=True, markup=False)
     log.info("table: %s, %s; figure: %s", out / "sweep.csv", out / "sweep.md", out / "sweep.png")
@@ -265,12 +310,16 @@ def predict(
     inputs: Annotated[list[Path], typer.Argument(help="images and/or folders of images")],
     out: Annotated[Path, typer.Option("--out", help="folder for masks/, overlays/, predictions.csv/.json")],
     segmenter: Annotated[Optional[Path], typer.Option("--segmenter", help="SRCRN checkpoint (engine torch)")] = None,
-    classifier: Annotated[Optional[Path], typer.Option("--classifier", help="classifier checkpoint (engine torch)")] = None,
-    engine: Annotated[Literal["torch", "onnx"], typer.Option(
-        help="torch (checkpoints) | onnx (a bundle of srcrn export onnx)")] = "torch",
+    classifier: Annotated[
+        Optional[Path], typer.Option("--classifier", help="classifier checkpoint (engine torch)")
+    ] = None,
+    engine: Annotated[
+        Literal["torch", "onnx"], typer.Option(help="torch (checkpoints) | onnx (a bundle of srcrn export onnx)")
+    ] = "torch",
     model: Annotated[Optional[Path], typer.Option("--model", help="bundle folder (engine onnx)")] = None,
-    threshold: Annotated[Optional[float], typer.Option(
-        min=0.0, max=1.0, help="decision threshold (default: the checkpoint's)")] = None,
+    threshold: Annotated[
+        Optional[float], typer.Option(min=0.0, max=1.0, help="decision threshold (default: the checkpoint's)")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="images per batch")] = 8,
     progress_bar: Progress = True,
 ) -> None:
@@ -297,8 +346,13 @@ def predict(
     if len(results) > 20:
         table.caption = f"first 20 of {len(results)}: all are in predictions.csv"
     console.print(table)
-    log.info("%s, %s, masks in %s, overlays in %s", out / "predictions.csv", out / "predictions.json",
-             out / "masks", out / "overlays")
+    log.info(
+        "%s, %s, masks in %s, overlays in %s",
+        out / "predictions.csv",
+        out / "predictions.json",
+        out / "masks",
+        out / "overlays",
+    )
 
 
 export_app = typer.Typer(help="Export trained models for deployment.", no_args_is_help=True)
@@ -323,7 +377,9 @@ def export_onnx_command(
 def reproduce(
     config: Annotated[Path, typer.Option("--config", help="YAML: configs/paper.yaml, dev.yaml or demo.yaml")],
     out: Annotated[Path, typer.Option("--out", help="folder for the runs and report.md / report.html")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="ISIC-layout folder (default: the embedded sample)")] = None,
+    data: Annotated[
+        Optional[Path], typer.Option("--data", help="ISIC-layout folder (default: the embedded sample)")
+    ] = None,
     extra: Annotated[Optional[Path], typer.Option("--extra", help="labelled extra images for balance 'extra'")] = None,
     progress_bar: Progress = True,
 ) -> None:
@@ -333,8 +389,9 @@ def reproduce(
     from srcrn.workflows.reproduce import reproduce as run_reproduction
 
     settings = load_reproduce_config(config)
-    report = run_reproduction(settings, data or sample_dir(), out, extra=extra, config_path=config,
-                              progress=progress_bar)
+    report = run_reproduction(
+        settings, data or sample_dir(), out, extra=extra, config_path=config, progress=progress_bar
+    )
     log.info("report: %s and %s", report, report.with_suffix(".html"))
 
 
@@ -358,13 +415,22 @@ def demo(
     for column in ("image", "truth", "P(melanoma)", "decision", "diameter px", "Jaccard"):
         table.add_column(column)
     for r in result.predictions:
-        table.add_row(r.image_id, result.truth[r.image_id], f"{r.melanoma:.3f}", r.decision,
-                      f"{r.measurements['longest_diameter_pixels']:.0f}", f"{result.jaccard[r.image_id]:.3f}")
+        table.add_row(
+            r.image_id,
+            result.truth[r.image_id],
+            f"{r.melanoma:.3f}",
+            r.decision,
+            f"{r.measurements['longest_diameter_pixels']:.0f}",
+            f"{result.jaccard[r.image_id]:.3f}",
+        )
     console.print(table)
     for what, paths in result.files.items():
         console.print(f"{what + ':':17s}{', '.join(str(p) for p in paths)}", soft_wrap=True, markup=False)
-    console.print("[bold yellow]This is a smoke run:[/] a few minutes of CPU training on a 40-image sample, "
-                  "not a clinical model. Train on full ISIC data for real use.", soft_wrap=True)
+    console.print(
+        "[bold yellow]This is a smoke run:[/] a few minutes of CPU training on a 40-image sample, "
+        "not a clinical model. Train on full ISIC data for real use.",
+        soft_wrap=True,
+    )
 
 
 if __name__ == "__main__":

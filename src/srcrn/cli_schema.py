@@ -42,7 +42,7 @@ def option_for(name: str, field: FieldInfo) -> Any:
     default = field.get_default(call_default_factory=True)
     help_text += f"; default {default}"
     flag = FLAG_NAMES.get(name, f"{flag_name(name)}/--no-{flag_name(name)[2:]}" if base is bool else flag_name(name))
-    return Annotated[Optional[base], typer.Option(flag, help=help_text, show_default=False)]  # noqa: UP045 (typer)
+    return Annotated[Optional[base], typer.Option(flag, help=help_text, show_default=False)]
 
 
 def with_schema_options(schema: type[Settings]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -53,9 +53,11 @@ def with_schema_options(schema: type[Settings]) -> Callable[[Callable[..., Any]]
         own = inspect.signature(function, eval_str=True)
         kept = [p for p in own.parameters.values() if p.name != "flags"]
         taken = {p.name for p in kept}
-        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                   annotation=option_for(name, field))
-                 for name, field in schema.model_fields.items() if name not in taken]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option_for(name, field))
+            for name, field in schema.model_fields.items()
+            if name not in taken
+        ]
 
         @functools.wraps(function)
         def command(**values: Any) -> Any:

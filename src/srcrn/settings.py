@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -43,7 +43,7 @@ class Settings(BaseModel):
         with atomic_path(path) as temporary:
             temporary.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
-    def replace(self, **changes: Any) -> Settings:
+    def replace(self, **changes: Any) -> Self:
         """A validated copy with ``changes`` (``model_copy`` would not validate them)."""
         return type(self).model_validate(self.to_dict() | changes)
 
@@ -95,7 +95,8 @@ class SegmentTrainSettings(RunSettings):
     loss: Literal["bce", "bce+dice"] = Field("bce", description="training loss")
     augment: Literal["none", "flip", "strong"] = Field("none", description="joint image + mask augmentation")
     schedule: Literal["constant", "cosine", "onecycle"] = Field(
-        "constant", description="learning-rate schedule (ends with --epochs or --time-budget)")
+        "constant", description="learning-rate schedule (ends with --epochs or --time-budget)"
+    )
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up, in epochs (fractions allowed)")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="moving average of the weights, e.g. 0.998; 0 = off")
     tta: bool = Field(False, description="flip test-time augmentation when this model predicts")
@@ -155,8 +156,15 @@ RECIPES: dict[type[Settings], dict[str, dict[str, Any]]] = {
     SegmentTrainSettings: {
         "paper": {},
         "strong": {
-            "augment": "strong", "loss": "bce+dice", "optimizer": "adamw", "weight_decay": 1e-2,
-            "schedule": "cosine", "warmup_epochs": 1.0, "score_channels": 64, "ema_decay": 0.998, "tta": True,
+            "augment": "strong",
+            "loss": "bce+dice",
+            "optimizer": "adamw",
+            "weight_decay": 1e-2,
+            "schedule": "cosine",
+            "warmup_epochs": 1.0,
+            "score_channels": 64,
+            "ema_decay": 0.998,
+            "tta": True,
         },
     },
     ClassifyTrainSettings: {"paper": {}},
@@ -166,7 +174,7 @@ RECIPES: dict[type[Settings], dict[str, dict[str, Any]]] = {
 class SegmentationPart(Settings):
     """``reproduce`` > ``segmentation``: Table 1 (SRCRN strides) and measured baselines."""
 
-    strides: list[Literal[8, 16, 32]] = Field(default_factory=lambda: [32, 16, 8])
+    strides: list[Literal[8, 16, 32]] = Field([32, 16, 8])  # pydantic copies defaults per instance
     image_size: int = Field(128, ge=32, le=4096, multiple_of=32)
     epochs: int = Field(100, ge=1)
     steps_per_epoch: int | None = Field(300, ge=0)
@@ -181,7 +189,7 @@ class ClassificationPart(Settings):
 
     input: Literal["full", "masked", "crop"] = "crop"
     weights: Weights = "srcrn"  # srcrn = the stride-8 run's encoder; or imagenet | none | PATH
-    balances: list[Literal["none", "augment", "extra"]] = Field(default_factory=lambda: ["none", "augment", "extra"])
+    balances: list[Literal["none", "augment", "extra"]] = Field(["none", "augment", "extra"])
     augment: Literal["geometry", "colour", "axis", "mix"] = "mix"
     image_size: int = Field(128, ge=16, le=4096)
     batch_size: int = Field(32, ge=1)
@@ -195,7 +203,8 @@ class ReproduceSettings(Settings):
     """``srcrn reproduce --config FILE``: the paper's experiments as one resumable command."""
 
     experiments: list[Literal["segmentation", "balancing", "batch_size"]] = Field(
-        default_factory=lambda: ["segmentation", "balancing", "batch_size"])
+        ["segmentation", "balancing", "batch_size"]
+    )
     split: SplitMethod = "official"
     seed: int = 0
     bootstrap: int = Field(1000, ge=100)
@@ -203,13 +212,16 @@ class ReproduceSettings(Settings):
     devices: str = Field("auto", pattern=r"^(auto|-1|\d+)$")
     precision: Precision = "32-true"
     num_workers: int = Field(0, ge=0)
-    segmentation: SegmentationPart = Field(default_factory=SegmentationPart)
-    classification: ClassificationPart = Field(default_factory=ClassificationPart)
+    segmentation: SegmentationPart = SegmentationPart()
+    classification: ClassificationPart = ClassificationPart()
 
     @field_validator("devices", mode="before")
     @classmethod
     def _devices_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value
+
+
+S = TypeVar("S", bound=Settings)
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:
@@ -262,7 +274,7 @@ def describe_error(error: ValidationError, schema: type[BaseModel], origin: dict
     return f"{where + ': ' if where else ''}{key}: {message}{shown}"
 
 
-def validate(schema: type[Settings], values: dict[str, Any], origin: dict[str, str] | None = None) -> Any:
+def validate(schema: type[S], values: dict[str, Any], origin: dict[str, str] | None = None) -> S:
     """``schema`` built from ``values``; a problem becomes one ConfigError line."""
     try:
         return schema.model_validate(values)
@@ -270,8 +282,9 @@ def validate(schema: type[Settings], values: dict[str, Any], origin: dict[str, s
         raise ConfigError(describe_error(error, schema, origin or {})) from None
 
 
-def load_settings(schema: type[Settings], path: str | Path | None = None, *, flags: dict[str, Any] | None = None,
-                  **values: Any) -> Any:
+def load_settings(
+    schema: type[S], path: str | Path | None = None, *, flags: dict[str, Any] | None = None, **values: Any
+) -> S:
     """Defaults of ``schema``, then those of the recipe named by the file or the flags, then the
     YAML file at ``path``, then ``flags`` (flags that are None were not given) and ``values``
     (set by code). Each key's origin is remembered for the error line."""

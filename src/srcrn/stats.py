@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -44,19 +45,39 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., float], *, paired: bool, vectorized: bool,
-               resamples: int, seed: int, confidence: float = 0.95) -> Interval:
+def _bootstrap(
+    data: tuple[np.ndarray, ...],
+    statistic: Callable[..., Any],
+    *,
+    paired: bool,
+    vectorized: bool,
+    resamples: int,
+    seed: int,
+    confidence: float = 0.95,
+) -> Interval:
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             # scipy warns, and returns NaN, when BCa's jackknife or a resample is degenerate:
             # we fall back to the percentile interval instead.
             warnings.simplefilter("ignore")
-            result = stats.bootstrap(data, statistic, n_resamples=resamples, paired=paired, vectorized=vectorized,
-                                     confidence_level=confidence, method=method, random_state=seed)
+            result = stats.bootstrap(
+                data,
+                statistic,
+                n_resamples=resamples,
+                paired=paired,
+                vectorized=vectorized,
+                confidence_level=confidence,
+                method=method,
+                random_state=seed,
+            )
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
         if np.isfinite(low) and np.isfinite(high):
             return Interval(low, high, method)
     return NO_INTERVAL
+
+
+def _mean(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(values, axis=axis)
 
 
 def mean_interval(values: np.ndarray, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Interval:
@@ -65,12 +86,12 @@ def mean_interval(values: np.ndarray, resamples: int = DEFAULT_RESAMPLES, seed: 
     values = values[np.isfinite(values)]
     if len(values) < 2 or np.ptp(values) == 0:
         return Interval(float(values.mean()), float(values.mean()), "none") if len(values) else NO_INTERVAL
-    return _bootstrap((values,), lambda v, axis=-1: np.mean(v, axis=axis), paired=False, vectorized=True,
-                      resamples=resamples, seed=seed)
+    return _bootstrap((values,), _mean, paired=False, vectorized=True, resamples=resamples, seed=seed)
 
 
-def paired_difference_interval(first: np.ndarray, second: np.ndarray, resamples: int = DEFAULT_RESAMPLES,
-                               seed: int = 0) -> Interval:
+def paired_difference_interval(
+    first: np.ndarray, second: np.ndarray, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> Interval:
     """95 % interval of mean(first) - mean(second) over the same images (paired resampling)."""
     return mean_interval(np.asarray(first, dtype=float) - np.asarray(second, dtype=float), resamples, seed)
 
@@ -83,15 +104,21 @@ def auc_interval(labels: np.ndarray, scores: np.ndarray, resamples: int = DEFAUL
     return _bootstrap((labels, scores), auc, paired=True, vectorized=False, resamples=resamples, seed=seed)
 
 
-def paired_auc_difference_interval(labels: np.ndarray, first: np.ndarray, second: np.ndarray,
-                                   resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Interval:
+def paired_auc_difference_interval(
+    labels: np.ndarray, first: np.ndarray, second: np.ndarray, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> Interval:
     """95 % interval of AUC(first) - AUC(second), two models scored on the same images."""
     labels = np.asarray(labels, dtype=int)
     if not 0 < labels.sum() < len(labels):
         return NO_INTERVAL
-    return _bootstrap((labels, np.asarray(first, float), np.asarray(second, float)),
-                      lambda y, a, b: auc(y, a) - auc(y, b), paired=True, vectorized=False,
-                      resamples=resamples, seed=seed)
+    return _bootstrap(
+        (labels, np.asarray(first, float), np.asarray(second, float)),
+        lambda y, a, b: auc(y, a) - auc(y, b),
+        paired=True,
+        vectorized=False,
+        resamples=resamples,
+        seed=seed,
+    )
 
 
 def rate_interval(hits: np.ndarray, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Interval:

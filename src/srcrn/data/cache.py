@@ -52,7 +52,7 @@ class PreparedData:
     masks: np.ndarray | None
 
     @classmethod
-    def load(cls, folder: str | Path) -> "PreparedData":
+    def load(cls, folder: str | Path) -> PreparedData:
         folder = Path(folder)
         manifest = json.loads((folder / MANIFEST).read_text())
         index = pd.read_csv(folder / "index.csv", dtype={"image_id": str}).set_index("image_id")
@@ -105,7 +105,11 @@ def _decode_one(job: tuple[int, IsicSample, int, bool]):
     """Worker: one image (and mask) at the cache size, with the original size."""
     position, sample, size, with_mask = job
     image, original = imageio.decode_image(sample.image_path, size)
-    mask = imageio.read_mask(sample.mask_path, original, size).astype(np.uint8) if with_mask else None
+    mask = (
+        imageio.read_mask(sample.mask_path, original, size).astype(np.uint8)
+        if with_mask and sample.mask_path is not None
+        else None
+    )
     return position, image, mask, original
 
 
@@ -137,7 +141,9 @@ def prepare(
         count = len(dataset)
         images = np.lib.format.open_memmap(staging / "images.npy", "w+", np.uint8, (count, size, size, 3))
         masks = (
-            np.lib.format.open_memmap(staging / "masks.npy", "w+", np.uint8, (count, size, size)) if with_masks else None
+            np.lib.format.open_memmap(staging / "masks.npy", "w+", np.uint8, (count, size, size))
+            if with_masks
+            else None
         )
         sizes = np.zeros((count, 2), dtype=np.int64)
         jobs = [(position, sample, size, with_masks) for position, sample in enumerate(dataset.samples)]
@@ -170,8 +176,14 @@ def prepare(
             }
         )
         index.to_csv(staging / "index.csv", index=False)
-        manifest = {"fingerprint": key, "format": CACHE_FORMAT, "size": size, "count": count,
-                    "has_masks": with_masks, "source": str(dataset.root.resolve())}
+        manifest = {
+            "fingerprint": key,
+            "format": CACHE_FORMAT,
+            "size": size,
+            "count": count,
+            "has_masks": with_masks,
+            "source": str(dataset.root.resolve()),
+        }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         # Swap in: the old manifest goes first and the new one comes last, so an
         # interruption at any point leaves either the old complete cache or no valid one.

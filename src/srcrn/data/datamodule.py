@@ -41,11 +41,14 @@ class PreparedDataset(Dataset):
         row = int(self.positions[item])
         # np.array copies out of the read-only memory map: transforms and torch need writable arrays.
         fields = {"image": np.array(self.data.images[row])}
-        if self.with_masks:
+        if self.with_masks and self.data.masks is not None:
             fields["mask"] = np.array(self.data.masks[row])
         out = self.transform(**fields)
-        sample = {"image": out["image"], "label": torch.tensor(self.data.melanoma[row], dtype=torch.float32),
-                  "index": torch.tensor(row)}
+        sample = {
+            "image": out["image"],
+            "label": torch.tensor(self.data.melanoma[row], dtype=torch.float32),
+            "index": torch.tensor(row),
+        }
         if self.with_masks:
             sample["mask"] = out["mask"].unsqueeze(0).float()
         return sample
@@ -102,15 +105,23 @@ class IsicDataModule(L.LightningDataModule):
         self.steps_per_epoch = steps_per_epoch
         self.num_workers = num_workers
         self.seed = seed
-        self.train_set = PreparedDataset(prepared.folder, prepared.positions(split.train),
-                                         build_transform(augment, train=True), with_masks)
-        self.val_set = PreparedDataset(prepared.folder, prepared.positions(split.val),
-                                       build_transform(augment, train=False), with_masks)
+        self.train_set = PreparedDataset(
+            prepared.folder, prepared.positions(split.train), build_transform(augment, train=True), with_masks
+        )
+        self.val_set = PreparedDataset(
+            prepared.folder, prepared.positions(split.val), build_transform(augment, train=False), with_masks
+        )
 
     def _loader(self, dataset, batch_size, sampler=None, shuffle=False) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          drop_last=False)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
 
     def train_dataloader(self) -> DataLoader:
         if self.steps_per_epoch:

@@ -103,9 +103,7 @@ def _oriented_size(image: Image.Image) -> tuple[int, int]:
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
-def read_mask(
-    path: str | Path, expected_size: tuple[int, int] | None = None, size: int | None = None
-) -> np.ndarray:
+def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None, size: int | None = None) -> np.ndarray:
     """Decode a lesion mask to a boolean array: at its own size, or nearest-resized to
     size x size.
 
@@ -117,8 +115,7 @@ def read_mask(
     if expected_size is not None and mask.size != tuple(expected_size):
         raise DataError(
             path,
-            f"mask size {mask.size[0]}x{mask.size[1]} differs from its image's "
-            f"{expected_size[0]}x{expected_size[1]}",
+            f"mask size {mask.size[0]}x{mask.size[1]} differs from its image's {expected_size[0]}x{expected_size[1]}",
         )
     if mask.mode not in ("1", "L", "P", "LA"):
         raise DataError(path, f"mask must be a single-channel 8-bit image, found mode {mask.mode}")
@@ -148,9 +145,12 @@ def decode_crop(path: str | Path, box: tuple[float, float, float, float], size: 
     if image.mode not in ("RGB", "L"):
         image = Image.fromarray(to_rgb_array(image))
     width, height = image.size
-    pixels = (int(np.floor(left * width)), int(np.floor(top * height)),
-              max(int(np.ceil(right * width)), int(np.floor(left * width)) + 1),
-              max(int(np.ceil(bottom * height)), int(np.floor(top * height)) + 1))
+    pixels = (
+        int(np.floor(left * width)),
+        int(np.floor(top * height)),
+        max(int(np.ceil(right * width)), int(np.floor(left * width)) + 1),
+        max(int(np.ceil(bottom * height)), int(np.floor(top * height)) + 1),
+    )
     return to_rgb_array(image.crop(pixels).resize((size, size), RESAMPLE))
 
 

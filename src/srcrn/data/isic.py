@@ -71,7 +71,7 @@ class IsicDataset:
         require_masks: bool = False,
         require_labels: bool = False,
         labels: str | Path | None = None,
-    ) -> "IsicDataset":
+    ) -> IsicDataset:
         root = Path(root)
         if not root.is_dir():
             raise DataError(root, "data folder not found")
@@ -86,7 +86,7 @@ class IsicDataset:
             raise DataError(images_dir, f"no images ({', '.join(IMAGE_SUFFIXES)}) found")
         masks = _list_masks(masks_dir, images) if masks_dir is not None else {}
         label_table = read_labels(labels_path) if labels_path is not None else None
-        if label_table is not None:
+        if label_table is not None and labels_path is not None:
             for image_id in label_table.index:
                 if image_id not in images:
                     raise DataError(labels_path, f"label for '{image_id}' has no image in {images_dir}")
@@ -129,7 +129,7 @@ class IsicDataset:
         except KeyError:
             raise DataError(self.root, f"unknown image id '{image_id}'") from None
 
-    def subset(self, image_ids: list[str]) -> "IsicDataset":
+    def subset(self, image_ids: list[str]) -> IsicDataset:
         return IsicDataset(self.root, [self.sample(i) for i in image_ids], self.labels_path, self.sources)
 
     @property

@@ -27,8 +27,9 @@ def lesion_box(mask: np.ndarray, margin: float = 0.1) -> tuple[float, float, flo
     return (max(0.0, left - grow_x), max(0.0, top - grow_y), min(1.0, right + grow_x), min(1.0, bottom + grow_y))
 
 
-def lesion_input(image: np.ndarray, mask: np.ndarray | None, mode: str, image_path=None, *,
-                 margin: float = 0.1) -> np.ndarray:
+def lesion_input(
+    image: np.ndarray, mask: np.ndarray | None, mode: str, image_path=None, *, margin: float = 0.1
+) -> np.ndarray:
     """One classifier input (uint8 S x S x 3) from the image and its lesion mask at that size.
 
     ``crop`` decodes the lesion's box again from ``image_path`` at reduced scale, so the crop
@@ -45,7 +46,10 @@ def lesion_input(image: np.ndarray, mask: np.ndarray | None, mode: str, image_pa
         return image
     if mode == "masked":
         return np.where(mask[..., None], image, 0).astype(np.uint8)
-    return decode_crop(image_path, lesion_box(mask, margin), image.shape[0])
+    box = lesion_box(mask, margin)
+    if box is None or image_path is None:  # no lesion, or nothing to crop from: the whole image
+        return image
+    return decode_crop(image_path, box, image.shape[0])
 
 
 def classifier_inputs(
@@ -67,6 +71,7 @@ def classifier_inputs(
     out = np.array(prepared.images)
     if mode == "full":
         return out
+    assert masks is not None  # checked above
     for position in progress(range(len(out)), len(out), f"{mode} lesions", show_progress and mode == "crop"):
         path = dataset.sample(prepared.ids[position]).image_path
         out[position] = lesion_input(out[position], masks[position], mode, path, margin=margin)

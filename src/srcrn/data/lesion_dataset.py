@@ -15,8 +15,15 @@ class LesionDataset(Dataset):
     through ``family``'s augmentation each time they are drawn (``masks`` [N, S, S] give the
     lesion axis to the ``axis`` family)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, augmented: np.ndarray | None = None,
-                 masks: np.ndarray | None = None, family: str = "mix", seed: int = 0):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        augmented: np.ndarray | None = None,
+        masks: np.ndarray | None = None,
+        family: str = "mix",
+        seed: int = 0,
+    ):
         self.images, self.labels = images, np.asarray(labels, dtype=np.float32)
         self.augmented = np.zeros(len(images), bool) if augmented is None else np.asarray(augmented, bool)
         self.masks, self.family, self.seed = masks, family, seed
@@ -36,21 +43,34 @@ class LesionDataset(Dataset):
         image = np.array(self.images[item])
         if self.augmented[item]:
             image = self.augmenter(image, None if self.masks is None else np.asarray(self.masks[item]))
-        return {"image": normalize_batch(image[None])[0], "label": torch.tensor(self.labels[item]),
-                "index": torch.tensor(item)}
+        return {
+            "image": normalize_batch(image[None])[0],
+            "label": torch.tensor(self.labels[item]),
+            "index": torch.tensor(item),
+        }
 
 
 class LesionDataModule(L.LightningDataModule):
-    def __init__(self, train: LesionDataset, val: LesionDataset, *, batch_size: int, eval_batch_size: int,
-                 num_workers: int = 0):
+    def __init__(
+        self, train: LesionDataset, val: LesionDataset, *, batch_size: int, eval_batch_size: int, num_workers: int = 0
+    ):
         super().__init__()
         self.train, self.val = train, val
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            self.train,
+            batch_size=self.batch_size,
+            shuffle=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val, batch_size=self.eval_batch_size, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            self.val,
+            batch_size=self.eval_batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )

@@ -50,12 +50,21 @@ class Split:
         return folder / "split.csv"
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Split":
+    def load(cls, folder: str | Path) -> Split:
         folder = Path(folder)
         table = pd.read_csv(folder / "split.csv", dtype=str)
         meta = json.loads((folder / "split.json").read_text())
-        subsets = {name: table.loc[table["subset"] == name, "image_id"].tolist() for name in ("train", "val", "dropped")}
-        return cls(meta["method"], subsets["train"], subsets["val"], meta.get("seed", 0), meta.get("notes", []), subsets["dropped"])
+        subsets = {
+            name: table.loc[table["subset"] == name, "image_id"].tolist() for name in ("train", "val", "dropped")
+        }
+        return cls(
+            meta["method"],
+            subsets["train"],
+            subsets["val"],
+            meta.get("seed", 0),
+            meta.get("notes", []),
+            subsets["dropped"],
+        )
 
 
 def split_ids(path: str | Path, subset: str) -> list[str]:
@@ -70,9 +79,7 @@ def split_ids(path: str | Path, subset: str) -> list[str]:
     return table.loc[table["subset"] == subset, "image_id"].tolist()
 
 
-def make_split(
-    dataset: IsicDataset, method: str = "paper", *, seed: int = 0, val_fraction: float = 0.2
-) -> Split:
+def make_split(dataset: IsicDataset, method: str = "paper", *, seed: int = 0, val_fraction: float = 0.2) -> Split:
     if method not in SPLIT_METHODS:
         raise ConfigError(f"unknown split '{method}'; choose one of {', '.join(SPLIT_METHODS)}")
     ids = dataset.ids

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import albumentations as A
-import numpy as np
 import cv2
+import numpy as np
 from albumentations.pytorch import ToTensorV2
 
 from srcrn.data.normalization import IMAGENET_MEAN, IMAGENET_STD, normalize_numpy  # noqa: F401
 from srcrn.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 AUGMENTATIONS = ("none", "flip", "strong")
 
@@ -23,15 +28,20 @@ def build_transform(augment: str = "none", *, train: bool = True) -> A.Compose:
         steps += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=0.5)]
     if train and augment == "strong":
         steps += [
-            A.Affine(scale=(0.8, 1.2), translate_percent=(-0.08, 0.08), rotate=(-180, 180),
-                     border_mode=cv2.BORDER_REFLECT_101, p=0.7),
+            A.Affine(
+                scale=(0.8, 1.2),
+                translate_percent=(-0.08, 0.08),
+                rotate=(-180, 180),
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=0.7,
+            ),
             A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.15, hue=0.03, p=0.7),
         ]
     steps += [A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD), ToTensorV2()]
     return A.Compose(steps)
 
 
-def normalize_batch(images) -> "torch.Tensor":
+def normalize_batch(images) -> torch.Tensor:
     """uint8 NHWC images (numpy) to the float NCHW tensor the models take: the same
     arithmetic as ``A.Normalize`` in ``build_transform``, vectorised for inference."""
     import torch
@@ -47,16 +57,22 @@ AUGMENT_FAMILIES = ("geometry", "colour", "axis", "mix")
 
 
 def _geometry() -> A.Compose:
-    return A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5),
-                      A.Affine(scale=(0.85, 1.15), rotate=(-180, 180), border_mode=cv2.BORDER_REFLECT_101, p=1.0)])
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.VerticalFlip(p=0.5),
+            A.Affine(scale=(0.85, 1.15), rotate=(-180, 180), border_mode=cv2.BORDER_REFLECT_101, p=1.0),
+        ]
+    )
 
 
 def _colour() -> A.Compose:
     return A.Compose([A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.0, hue=0.04, p=1.0)])
 
 
-def lesion_axis_distortion(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-                           stretch: tuple[float, float] = (0.8, 1.25)) -> np.ndarray:
+def lesion_axis_distortion(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, stretch: tuple[float, float] = (0.8, 1.25)
+) -> np.ndarray:
     """Stretch or squeeze the image along the lesion's principal axis (from its mask's second
     moments), about the lesion's centre: the lesion changes shape the way lesions do, not
     the way the camera turns. An empty mask uses the image centre and the horizontal axis."""

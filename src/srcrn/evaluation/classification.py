@@ -22,8 +22,9 @@ from srcrn.inference.predictor import Classifier
 from srcrn.stats import DEFAULT_RESAMPLES, auc, auc_interval
 
 
-def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5,
-                           resamples: int = DEFAULT_RESAMPLES) -> dict[str, Any]:
+def classification_metrics(
+    labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5, resamples: int = DEFAULT_RESAMPLES
+) -> dict[str, Any]:
     labels, probabilities = np.asarray(labels, dtype=int), np.asarray(probabilities, dtype=float)
     decided = probabilities > threshold
     tp, tn = int((decided & (labels == 1)).sum()), int((~decided & (labels == 0)).sum())
@@ -44,7 +45,10 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, thresh
         "n_images": len(labels),
         "n_melanoma": int(labels.sum()),
         "n_benign": int(len(labels) - labels.sum()),
-        "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
     }
 
 
@@ -64,8 +68,9 @@ class ClassificationEvaluation:
     predictions: pd.DataFrame  # image_id, melanoma (+ truth, decision with labels)
 
 
-def write_classification_outputs(out: Path, ids: list[str], probabilities: np.ndarray, labels: np.ndarray | None,
-                                 threshold: float = 0.5) -> ClassificationEvaluation:
+def write_classification_outputs(
+    out: Path, ids: list[str], probabilities: np.ndarray, labels: np.ndarray | None, threshold: float = 0.5
+) -> ClassificationEvaluation:
     """``predictions.csv`` (image_id,melanoma), and with labels ``metrics.json`` and ``per_image.csv``."""
     out.mkdir(parents=True, exist_ok=True)
     predictions = pd.DataFrame({"image_id": ids, "melanoma": probabilities})
@@ -93,10 +98,17 @@ def threshold_for_sensitivity(labels: np.ndarray, probabilities: np.ndarray, tar
     return float((kth + below.max()) / 2 if len(below) else kth / 2)
 
 
-def evaluate_classifier(classifier: Classifier, data: str | Path, out: str | Path, *, ids: list[str] | None = None,
-                        segmenter: str | None = None, cache: str | Path | None = None,
-                        show_progress: bool = True, target_sensitivity: float | None = None
-                        ) -> ClassificationEvaluation:
+def evaluate_classifier(
+    classifier: Classifier,
+    data: str | Path,
+    out: str | Path,
+    *,
+    ids: list[str] | None = None,
+    segmenter: str | None = None,
+    cache: str | Path | None = None,
+    show_progress: bool = True,
+    target_sensitivity: float | None = None,
+) -> ClassificationEvaluation:
     """Predict every image of ``data`` (or ``ids``), its inputs built exactly as in training
     (input mode, margin, size, segmenter). With ``target_sensitivity``, the threshold reaching
     it on these images is chosen and used for the metrics (``metrics['threshold']``); storing
@@ -105,9 +117,16 @@ def evaluate_classifier(classifier: Classifier, data: str | Path, out: str | Pat
 
     spec = classifier.spec
     segmenter = segmenter or spec.segmenter
-    lesions = lesion_data(data, image_size=spec.image_size, input_mode=spec.input, margin=spec.margin,
-                          segmenter=segmenter if spec.input != "full" else None, require_labels=False, cache=cache,
-                          progress=show_progress)
+    lesions = lesion_data(
+        data,
+        image_size=spec.image_size,
+        input_mode=spec.input,
+        margin=spec.margin,
+        segmenter=segmenter if spec.input != "full" else None,
+        require_labels=False,
+        cache=cache,
+        progress=show_progress,
+    )
     ids = list(ids) if ids is not None else lesions.prepared.ids
     rows = lesions.prepared.positions(ids)
     probabilities = classifier.probabilities(lesions.inputs[rows])

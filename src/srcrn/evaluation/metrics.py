@@ -27,8 +27,12 @@ def confusion_counts(prediction: Any, truth: Any) -> tuple[Any, Any, Any, Any]:
     def count(mask):
         return mask.sum(axis=axes) if isinstance(mask, np.ndarray) else mask.sum(dim=axes)
 
-    return (count(prediction & truth), count(prediction & truth_negative),
-            count(prediction_negative & truth_negative), count(prediction_negative & truth))
+    return (
+        count(prediction & truth),
+        count(prediction & truth_negative),
+        count(prediction_negative & truth_negative),
+        count(prediction_negative & truth),
+    )
 
 
 def _ratio(numerator, denominator):

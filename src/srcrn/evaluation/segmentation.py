@@ -56,34 +56,50 @@ def evaluate_segmentation(
     scored = any(with_masks)
     if scored and not all(with_masks):
         missing = next(s for s in dataset.samples if s.mask_path is None)
-        raise DataError(missing.image_path, "has no mask, so the segmentation cannot be scored (give every "
-                                            "evaluated image its mask, or none for masks only)")
+        raise DataError(
+            missing.image_path,
+            "has no mask, so the segmentation cannot be scored (give every "
+            "evaluated image its mask, or none for masks only)",
+        )
     (out / "masks").mkdir(parents=True, exist_ok=True)
     rows, cases = [], []
     batches = range(0, len(dataset), segmenter.batch_size)
     for start in progress(batches, len(batches), "segment", show_progress):
-        samples = dataset.samples[start:start + segmenter.batch_size]
+        samples = dataset.samples[start : start + segmenter.batch_size]
         positions = prepared.positions([s.image_id for s in samples])
         probabilities = segmenter.probabilities(prepared.images[positions], tta=tta)
         for sample, position, probability in zip(samples, positions, probabilities):
             width, height = (int(v) for v in prepared.index.iloc[position][["width", "height"]])
             prediction = segmenter.mask(probability, width, height, keep_largest=keep_largest)
             write_mask(out / "masks" / f"{sample.image_id}_segmentation.png", prediction)
-            row: dict[str, Any] = {"image_id": sample.image_id, "width": width, "height": height,
-                                   "lesion_fraction": float(prediction.mean())}
-            if scored:
+            row: dict[str, Any] = {
+                "image_id": sample.image_id,
+                "width": width,
+                "height": height,
+                "lesion_fraction": float(prediction.mean()),
+            }
+            if scored and sample.mask_path is not None:
                 truth = read_mask(sample.mask_path, (width, height))
                 row.update(segmentation_scores(prediction, truth))
-                cases.append({"image_id": sample.image_id, "jaccard": row["jaccard"], "truth": truth,
-                              "prediction": prediction, "image": sample.image_path})
+                cases.append(
+                    {
+                        "image_id": sample.image_id,
+                        "jaccard": row["jaccard"],
+                        "truth": truth,
+                        "prediction": prediction,
+                        "image": sample.image_path,
+                    }
+                )
             rows.append(row)
     per_image = pd.DataFrame(rows)
     with atomic_path(out / "per_image.csv") as temporary:
         per_image.to_csv(temporary, index=False)
     metrics: dict[str, Any] = {
-        "n_images": len(per_image), "image_size": segmenter.image_size,
+        "n_images": len(per_image),
+        "image_size": segmenter.image_size,
         "tta": segmenter.spec.tta if tta is None else tta,
-        "keep_largest": segmenter.spec.keep_largest if keep_largest is None else keep_largest}
+        "keep_largest": segmenter.spec.keep_largest if keep_largest is None else keep_largest,
+    }
     if scored:
         metrics.update({name: float(per_image[name].mean()) for name in SEGMENTATION_METRICS})
     write_json(out / "metrics.json", metrics)

@@ -67,7 +67,9 @@ def read_manifest(bundle: str | Path) -> BundleManifest:
     except ValidationError as error:
         first = error.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {key}: {first['msg']} (this srcrn reads bundle format v1-v{BUNDLE_VERSION})") from None
+        raise ConfigError(
+            f"{path}: {key}: {first['msg']} (this srcrn reads bundle format v1-v{BUNDLE_VERSION})"
+        ) from None
     for part in (manifest.segmenter, manifest.classifier):
         model = (bundle / part.file).resolve()
         if bundle.resolve() not in model.parents:

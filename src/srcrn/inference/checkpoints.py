@@ -19,7 +19,9 @@ from srcrn.settings import ClassifyTrainSettings, SegmentTrainSettings
 
 Kind = Literal["segmenter", "classifier"]
 SCHEMAS: dict[str, type[SegmentTrainSettings] | type[ClassifyTrainSettings]] = {
-    "segmenter": SegmentTrainSettings, "classifier": ClassifyTrainSettings}
+    "segmenter": SegmentTrainSettings,
+    "classifier": ClassifyTrainSettings,
+}
 WHAT_WRITES = {"segmenter": "srcrn segment train", "classifier": "srcrn classify train"}
 MODEL_PREFIX = "model."  # where the training tasks keep the network in their state dict
 
@@ -71,11 +73,13 @@ def read_checkpoint(path: str | Path, expect: Kind | None = None) -> StoredModel
     if kind not in SCHEMAS:
         raise ConfigError(f"{path}: not a checkpoint of srcrn (it does not say what model it holds)")
     if expect is not None and kind != expect:
-        raise ConfigError(f"{path}: holds a {kind} (of '{WHAT_WRITES[kind]}'), but a {expect} is needed here "
-                          f"(a checkpoint of '{WHAT_WRITES[expect]}')")
+        raise ConfigError(
+            f"{path}: holds a {kind} (of '{WHAT_WRITES[kind]}'), but a {expect} is needed here "
+            f"(a checkpoint of '{WHAT_WRITES[expect]}')"
+        )
     schema = SCHEMAS[kind]
     known = {k: v for k, v in settings.items() if k in schema.model_fields}
-    weights = {k[len(MODEL_PREFIX):]: v for k, v in state["state_dict"].items() if k.startswith(MODEL_PREFIX)}
+    weights = {k[len(MODEL_PREFIX) :]: v for k, v in state["state_dict"].items() if k.startswith(MODEL_PREFIX)}
     return StoredModel(path, kind, schema.model_validate(known).to_dict(), weights, extras)
 
 

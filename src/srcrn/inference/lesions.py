@@ -39,8 +39,9 @@ def _key(segmenter: Segmenter, prepared: PreparedData, size: int) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def predicted_masks(segmenter: Segmenter, prepared: PreparedData, size: int, *, show_progress: bool = True
-                    ) -> np.ndarray:
+def predicted_masks(
+    segmenter: Segmenter, prepared: PreparedData, size: int, *, show_progress: bool = True
+) -> np.ndarray:
     """uint8 0/1 masks [N, size, size] of every image of ``prepared`` (which is at the
     segmenter's size), stored beside the cache and reused while neither changes."""
     path = prepared.folder / f"predicted-masks-{_key(segmenter, prepared, size)}.npy"
@@ -56,9 +57,18 @@ def predicted_masks(segmenter: Segmenter, prepared: PreparedData, size: int, *, 
     return masks
 
 
-def lesion_data(data: str | Path, *, image_size: int, input_mode: str, margin: float, segmenter: str | None,
-                need_masks: bool = False, require_labels: bool = True, cache: str | Path | None = None,
-                progress: bool = True) -> LesionData:
+def lesion_data(
+    data: str | Path,
+    *,
+    image_size: int,
+    input_mode: str,
+    margin: float,
+    segmenter: str | None,
+    need_masks: bool = False,
+    require_labels: bool = True,
+    cache: str | Path | None = None,
+    progress: bool = True,
+) -> LesionData:
     """Prepare ``data`` and build its classifier inputs; lesion masks come from the stage-1
     ``segmenter`` checkpoint, or from the data's own masks when there is no segmenter and
     only augmentation needs them."""
@@ -69,14 +79,18 @@ def lesion_data(data: str | Path, *, image_size: int, input_mode: str, margin: f
     if segmenter:
         model = Segmenter.from_checkpoint(segmenter)
         size = model.image_size
-        at_size = prepared if size == image_size else prepare(dataset, size, default_cache_dir(data, size),
-                                                              show_progress=progress)
+        at_size = (
+            prepared
+            if size == image_size
+            else prepare(dataset, size, default_cache_dir(data, size), show_progress=progress)
+        )
         masks = predicted_masks(model, at_size, image_size, show_progress=progress)
     elif input_mode != "full" or need_masks:
         if input_mode == "full" and prepared.masks is not None:
             masks = np.asarray(prepared.masks)
         else:
-            raise ConfigError(f"input '{input_mode}' needs lesion masks: pass --segmenter CKPT (a segment train "
-                              "checkpoint)")
+            raise ConfigError(
+                f"input '{input_mode}' needs lesion masks: pass --segmenter CKPT (a segment train checkpoint)"
+            )
     inputs = classifier_inputs(prepared, dataset, input_mode, masks, margin=margin, show_progress=progress)
     return LesionData(dataset, prepared, inputs, masks)

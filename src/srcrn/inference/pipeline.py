@@ -55,8 +55,11 @@ def find_images(inputs: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     found, errors = [], []
     for item in inputs:
         if item.is_dir():
-            found += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                            and not p.stem.endswith(NON_IMAGE_STEM_SUFFIXES))
+            found += sorted(
+                p
+                for p in item.iterdir()
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith(NON_IMAGE_STEM_SUFFIXES)
+            )
         elif item.is_file():
             found.append(item)
         else:
@@ -77,8 +80,9 @@ class TwoStagePipeline:
         self.seconds = {"decode": 0.0, "segment": 0.0, "classify": 0.0, "outputs": 0.0}
 
     @classmethod
-    def from_checkpoints(cls, segmenter: str | Path, classifier: str | Path,
-                         threshold: float | None = None) -> TwoStagePipeline:
+    def from_checkpoints(
+        cls, segmenter: str | Path, classifier: str | Path, threshold: float | None = None
+    ) -> TwoStagePipeline:
         return cls(Segmenter.from_checkpoint(segmenter), Classifier.from_checkpoint(classifier), threshold)
 
     @classmethod
@@ -86,12 +90,13 @@ class TwoStagePipeline:
         segmenter, classifier, _ = from_bundle(bundle)
         return cls(segmenter, classifier, threshold)
 
-    def _decode(self, path: Path) -> dict[int, np.ndarray | tuple[int, int]]:
+    def _decode(self, path: Path) -> tuple[dict[int, np.ndarray], tuple[int, int]]:
         """The image at each size the models need, each decoded once, and its original size."""
-        decoded: dict = {}
+        decoded: dict[int, np.ndarray] = {}
+        original = (0, 0)
         for size in dict.fromkeys((self.segment_size, self.classify_size)):
-            decoded[size], decoded["original"] = decode_image(path, size)
-        return decoded
+            decoded[size], original = decode_image(path, size)
+        return decoded, original
 
     def predict(self, paths: list[Path], out: Path) -> list[Prediction]:
         """One batch of images (all decodable): masks and overlays written under ``out``."""
@@ -99,11 +104,11 @@ class TwoStagePipeline:
         decoded = [self._decode(path) for path in paths]
         self.seconds["decode"] += time.perf_counter() - started
         started = time.perf_counter()
-        probabilities = self.segmenter.probabilities(np.stack([d[self.segment_size] for d in decoded]))
+        probabilities = self.segmenter.probabilities(np.stack([d[self.segment_size] for d, _ in decoded]))
         self.seconds["segment"] += time.perf_counter() - started
         started = time.perf_counter()
         inputs = []
-        for path, images, probability in zip(paths, decoded, probabilities):
+        for path, (images, _), probability in zip(paths, decoded, probabilities):
             mask = self.segmenter.mask(probability, self.classify_size, self.classify_size)
             inputs.append(lesion_input(images[self.classify_size], mask, self.input_mode, path, margin=self.margin))
         self.seconds["decode"] += time.perf_counter() - started
@@ -111,13 +116,16 @@ class TwoStagePipeline:
         melanoma = self.classifier.probabilities(np.stack(inputs))
         self.seconds["classify"] += time.perf_counter() - started
         started = time.perf_counter()
-        results = [self._finish(path, *images["original"], probability, float(score), out)
-                   for path, images, probability, score in zip(paths, decoded, probabilities, melanoma)]
+        results = [
+            self._finish(path, width, height, probability, float(score), out)
+            for path, (_, (width, height)), probability, score in zip(paths, decoded, probabilities, melanoma)
+        ]
         self.seconds["outputs"] += time.perf_counter() - started
         return results
 
-    def _finish(self, path: Path, width: int, height: int, probability: np.ndarray, score: float,
-                out: Path) -> Prediction:
+    def _finish(
+        self, path: Path, width: int, height: int, probability: np.ndarray, score: float, out: Path
+    ) -> Prediction:
         mask_path = out / "masks" / f"{path.stem}_segmentation.png"
         write_mask(mask_path, self.segmenter.mask(probability, width, height))
         work, _ = decode_image_fit(path, WORKING_SIDE)
@@ -125,10 +133,21 @@ class TwoStagePipeline:
         measurements = measure_lesion(work_mask, work, scale=width / work.shape[1]).to_dict()
         decision = "melanoma" if score > self.threshold else "benign"
         overlay_path = out / "overlays" / f"{path.stem}_overlay.png"
-        draw_overlay(work, work_mask, f"P(melanoma) {score:.3f} -> {decision} (threshold {self.threshold:.3f})",
-                     overlay_path)
-        return Prediction(path.stem, str(path), width, height, score, decision, self.threshold, measurements,
-                          str(mask_path), str(overlay_path))
+        draw_overlay(
+            work, work_mask, f"P(melanoma) {score:.3f} -> {decision} (threshold {self.threshold:.3f})", overlay_path
+        )
+        return Prediction(
+            path.stem,
+            str(path),
+            width,
+            height,
+            score,
+            decision,
+            self.threshold,
+            measurements,
+            str(mask_path),
+            str(overlay_path),
+        )
 
 
 OVERLAY_MIN_WIDTH = 640
@@ -150,15 +169,17 @@ def draw_overlay(image: np.ndarray, mask: np.ndarray, caption: str, path: Path) 
     scale *= min(1.0, (canvas.shape[1] - 16) / text_width)  # shrink the caption to fit the width
     band = int(text_height * 2.2)
     canvas = cv2.copyMakeBorder(canvas, band, 0, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    cv2.putText(canvas, caption, (8, int(band * 0.7)), font, scale, (255, 255, 255), max(1, round(scale * 2)),
-                cv2.LINE_AA)
+    cv2.putText(
+        canvas, caption, (8, int(band * 0.7)), font, scale, (255, 255, 255), max(1, round(scale * 2)), cv2.LINE_AA
+    )
     with atomic_path(path) as temporary:
         # Light compression: at the default level, PNG encoding of a photo took most of predict's time.
         Image.fromarray(canvas[..., ::-1]).save(temporary, format="PNG", compress_level=1)
 
 
-def predict_images(pipeline: TwoStagePipeline, inputs: list[Path], out: Path, *, batch_size: int = 8,
-                   show_progress: bool = True) -> tuple[list[Prediction], list[tuple[str, str]]]:
+def predict_images(
+    pipeline: TwoStagePipeline, inputs: list[Path], out: Path, *, batch_size: int = 8, show_progress: bool = True
+) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Every image of ``inputs`` in batches; a bad file is reported and skipped, the rest go on."""
     out.mkdir(parents=True, exist_ok=True)
     paths, errors = find_images(inputs)
@@ -173,7 +194,7 @@ def predict_images(pipeline: TwoStagePipeline, inputs: list[Path], out: Path, *,
         seen[path.stem] = path
         readable.append(path)
     results: list[Prediction] = []
-    batches = [readable[i:i + batch_size] for i in range(0, len(readable), batch_size)]
+    batches = [readable[i : i + batch_size] for i in range(0, len(readable), batch_size)]
     for batch in progress(batches, len(batches), "predict", show_progress):
         try:
             results += pipeline.predict(batch, out)
@@ -193,8 +214,10 @@ def write_predictions(results: list[Prediction], errors: list[tuple[str, str]], 
     rows = [{k: v for k, v in vars(r).items() if k != "measurements"} | r.measurements for r in results]
     with atomic_path(out / "predictions.csv") as temporary:
         pd.DataFrame(rows).to_csv(temporary, index=False)
-    payload = {"predictions": [_clean(vars(r)) for r in results],
-               "errors": [{"source": s, "problem": p} for s, p in errors]}
+    payload = {
+        "predictions": [_clean(vars(r)) for r in results],
+        "errors": [{"source": s, "problem": p} for s, p in errors],
+    }
     with atomic_path(out / "predictions.json") as temporary:
         temporary.write_text(json.dumps(payload, indent=2))
 

@@ -40,8 +40,11 @@ def resize_probability(probability: np.ndarray, width: int, height: int) -> np.n
 
 
 def _batched(run: Callable[[np.ndarray], np.ndarray], items: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.concatenate([run(items[i:i + batch_size]) for i in range(0, len(items), batch_size)]) \
-        if len(items) else np.zeros((0,), np.float32)
+    return (
+        np.concatenate([run(items[i : i + batch_size]) for i in range(0, len(items), batch_size)])
+        if len(items)
+        else np.zeros((0,), np.float32)
+    )
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,11 @@ class Segmenter:
 
     def masks(self, images: np.ndarray, size: int) -> np.ndarray:
         """uint8 0/1 masks [N, size, size] of images at the model's size."""
-        return np.stack([self.mask(p, size, size) for p in self.probabilities(images)]).astype(np.uint8) \
-            if len(images) else np.zeros((0, size, size), np.uint8)
+        return (
+            np.stack([self.mask(p, size, size) for p in self.probabilities(images)]).astype(np.uint8)
+            if len(images)
+            else np.zeros((0, size, size), np.uint8)
+        )
 
 
 @dataclass(frozen=True)
@@ -131,15 +137,22 @@ class Classifier:
 
         stored = read_checkpoint(path, expect="classifier")
         s = stored.settings
-        spec = ClassifierSpec(s["image_size"], s["input"], float(s["margin"]), stored.threshold, s.get("segmenter"),
-                              stored.extras.get("target_sensitivity"))
+        spec = ClassifierSpec(
+            s["image_size"],
+            s["input"],
+            float(s["margin"]),
+            stored.threshold,
+            s.get("segmenter"),
+            stored.extras.get("target_sensitivity"),
+        )
         return cls(TorchRuntime(build_model(stored)), spec, str(path))
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         """float [N] P(melanoma) for uint8 [N, S, S, 3] classifier inputs."""
         inputs = np.asarray(inputs, dtype=np.uint8)
-        return _batched(lambda batch: sigmoid(self.runtime(normalize_numpy(batch)).reshape(-1)), inputs,
-                        self.batch_size)
+        return _batched(
+            lambda batch: sigmoid(self.runtime(normalize_numpy(batch)).reshape(-1)), inputs, self.batch_size
+        )
 
 
 def from_bundle(bundle: str | Path) -> tuple[Segmenter, Classifier, Any]:
@@ -150,9 +163,12 @@ def from_bundle(bundle: str | Path) -> tuple[Segmenter, Classifier, Any]:
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     seg, cls = manifest.segmenter, manifest.classifier
-    segmenter = Segmenter(OnnxRuntime(bundle / seg.file), SegmenterSpec(seg.image_size, seg.tta, seg.keep_largest),
-                          str(bundle / seg.file))
-    classifier = Classifier(OnnxRuntime(bundle / cls.file),
-                            ClassifierSpec(cls.image_size, cls.input, cls.margin, cls.threshold, None,
-                                           cls.target_sensitivity), str(bundle / cls.file))
+    segmenter = Segmenter(
+        OnnxRuntime(bundle / seg.file), SegmenterSpec(seg.image_size, seg.tta, seg.keep_largest), str(bundle / seg.file)
+    )
+    classifier = Classifier(
+        OnnxRuntime(bundle / cls.file),
+        ClassifierSpec(cls.image_size, cls.input, cls.margin, cls.threshold, None, cls.target_sensitivity),
+        str(bundle / cls.file),
+    )
     return segmenter, classifier, manifest

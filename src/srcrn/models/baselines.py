@@ -22,9 +22,7 @@ def smp_baseline(arch: str, encoder_weights: str | Path | None = None) -> nn.Mod
     try:
         import segmentation_models_pytorch as smp
     except ImportError:
-        raise ConfigError(
-            f"--arch {arch} needs segmentation_models_pytorch: pip install 'srcrn[baselines]'"
-        ) from None
+        raise ConfigError(f"--arch {arch} needs segmentation_models_pytorch: pip install 'srcrn[baselines]'") from None
     builder = {"unet": smp.Unet, "fpn": smp.FPN}[arch]
     model = builder(encoder_name="resnet50", encoder_weights=None, in_channels=3, classes=1)
     if encoder_weights not in (None, "none"):

@@ -37,7 +37,7 @@ class MelanomaClassifier(nn.Module):
     def reset_classifier(self) -> None:
         self.head = self._new_head()
 
-    def train(self, mode: bool = True) -> "MelanomaClassifier":
+    def train(self, mode: bool = True) -> MelanomaClassifier:
         super().train(mode)
         if not self.finetune:
             self.backbone.eval()  # frozen BatchNorm: running statistics stay as loaded

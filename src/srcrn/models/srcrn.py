@@ -97,8 +97,9 @@ def check_architecture(arch: str) -> None:
         raise ConfigError(f"unknown segmentation architecture '{arch}'; choose one of {', '.join(ARCHITECTURES)}")
 
 
-def build_segmenter(arch: str = "srcrn", stride: int = 8, score_channels: int = 2,
-                    encoder_weights: str | Path | None = None) -> nn.Module:
+def build_segmenter(
+    arch: str = "srcrn", stride: int = 8, score_channels: int = 2, encoder_weights: str | Path | None = None
+) -> nn.Module:
     """Every segmentation model by name, built the same way (the training code sees only this).
     ``stride`` and ``score_channels`` shape SRCRN's decoder; the baselines have their own."""
     check_architecture(arch)

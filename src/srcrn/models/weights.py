@@ -39,7 +39,7 @@ SRCRN_ENCODER_KEY = "model.encoder."  # where a SegmentationTask checkpoint keep
 def srcrn_encoder_state(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     """The ResNet-50 weights of a trained SRCRN's encoder, from its ``segment train`` checkpoint."""
     state = load_state_dict_file(checkpoint)
-    encoder = {k[len(SRCRN_ENCODER_KEY):]: v for k, v in state.items() if k.startswith(SRCRN_ENCODER_KEY)}
+    encoder = {k[len(SRCRN_ENCODER_KEY) :]: v for k, v in state.items() if k.startswith(SRCRN_ENCODER_KEY)}
     if not encoder:
         raise ConfigError(f"{checkpoint}: holds no SRCRN encoder (expected a checkpoint of 'srcrn segment train')")
     return encoder
@@ -50,7 +50,7 @@ def resnet50_backbone(weights: str | Path | None = None) -> nn.Module:
     "srcrn:CKPT" (the encoder of a trained SRCRN, which works offline), or a weights file."""
     if isinstance(weights, str) and weights.startswith(SRCRN_PREFIX):
         model = resnet50(weights=None)
-        missing, _ = model.load_state_dict(srcrn_encoder_state(weights[len(SRCRN_PREFIX):]), strict=False)
+        missing, _ = model.load_state_dict(srcrn_encoder_state(weights[len(SRCRN_PREFIX) :]), strict=False)
         if set(missing) - {"fc.weight", "fc.bias"}:  # SRCRN has no fc: everything else must load
             raise ConfigError(f"{weights}: encoder lacks {len(missing)} ResNet-50 tensors, e.g. {missing[0]}")
         return model
@@ -67,7 +67,7 @@ def resnet50_backbone(weights: str | Path | None = None) -> nn.Module:
         return resnet50(weights=IMAGENET)
     model = resnet50(weights=None)
     state = load_state_dict_file(weights)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, _unexpected = model.load_state_dict(state, strict=False)
     if len(missing) == len(model.state_dict()):
         raise ConfigError(f"{weights}: holds no ResNet-50 weights (none of its keys match)")
     return model

@@ -7,12 +7,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
-from srcrn.atomic import atomic_path  # noqa: E402
+from srcrn.atomic import atomic_path
 
 
 def save_figure(figure, path: Path) -> Path:
@@ -23,7 +23,9 @@ def save_figure(figure, path: Path) -> Path:
     return Path(path)
 
 
-def training_curves(metrics_csv: Path, out: Path, metrics=("loss", "accuracy", "jaccard", "dice"), title: str = "") -> Path:
+def training_curves(
+    metrics_csv: Path, out: Path, metrics=("loss", "accuracy", "jaccard", "dice"), title: str = ""
+) -> Path:
     """One panel per metric, train and validation per epoch, from Lightning's CSV log."""
     table = pd.read_csv(metrics_csv)
     figure, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2))
@@ -52,7 +54,7 @@ def segmentation_overlays(cases: list[dict], out: Path, per_row: int = 4) -> Pat
     ranked = sorted(cases, key=lambda case: case["jaccard"], reverse=True)
     per_row = max(1, min(per_row, len(ranked) // 3))  # few cases: no image shown twice
     middle = max(0, len(ranked) // 2 - per_row // 2)
-    rows = [("best", ranked[:per_row]), ("middling", ranked[middle:middle + per_row]), ("worst", ranked[-per_row:])]
+    rows = [("best", ranked[:per_row]), ("middling", ranked[middle : middle + per_row]), ("worst", ranked[-per_row:])]
     rows = [(label, row) for label, row in rows if row]
     figure, axes = plt.subplots(len(rows), per_row, figsize=(3.2 * per_row, 2.8 * len(rows)), squeeze=False)
     for (label, row), row_axes in zip(rows, axes):
@@ -73,11 +75,20 @@ def segmentation_overlays(cases: list[dict], out: Path, per_row: int = 4) -> Pat
 
 def roc_curve_figure(fpr: np.ndarray, tpr: np.ndarray, metrics: dict, out: Path) -> Path:
     figure, axis = plt.subplots(figsize=(4.2, 4.2))
-    axis.plot(fpr, tpr, lw=2, label=f"AUC {metrics['auc']:.3f} "
-              f"(95% CI {metrics['auc_ci95_low']:.3f}-{metrics['auc_ci95_high']:.3f})")
+    axis.plot(
+        fpr,
+        tpr,
+        lw=2,
+        label=f"AUC {metrics['auc']:.3f} (95% CI {metrics['auc_ci95_low']:.3f}-{metrics['auc_ci95_high']:.3f})",
+    )
     axis.plot([0, 1], [0, 1], "--", color="grey", lw=1)
-    axis.scatter([1 - metrics["specificity"]], [metrics["sensitivity"]], color="red", zorder=3,
-                 label=f"threshold {metrics['threshold']:.2f}")
+    axis.scatter(
+        [1 - metrics["specificity"]],
+        [metrics["sensitivity"]],
+        color="red",
+        zorder=3,
+        label=f"threshold {metrics['threshold']:.2f}",
+    )
     axis.set_xlabel("1 - specificity")
     axis.set_ylabel("sensitivity")
     axis.set_title(f"melanoma ROC ({metrics['n_melanoma']} melanoma, {metrics['n_benign']} benign)", fontsize=9)

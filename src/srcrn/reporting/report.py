@@ -47,8 +47,11 @@ class Report:
         self.blocks.append(Block("img", path=path.relative_to(folder).as_posix(), caption=caption))
 
     def write(self, folder: Path, name: str = "report") -> Path:
-        environment = Environment(loader=PackageLoader("srcrn.reporting", "templates"),
-                                  autoescape=select_autoescape(["html.j2"]), keep_trailing_newline=True)
+        environment = Environment(
+            loader=PackageLoader("srcrn.reporting", "templates"),
+            autoescape=select_autoescape(["html.j2"]),
+            keep_trailing_newline=True,
+        )
         for block in self.blocks:
             if block.kind == "img":
                 block.data = base64.b64encode((folder / block.path).read_bytes()).decode()

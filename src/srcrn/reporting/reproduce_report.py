@@ -29,10 +29,14 @@ PUBLISHED_SEGMENTATION = [
     ("FrCN", 0.940, 0.870, 0.771),
     ("SRCRN", 0.950, 0.912, 0.845),
 ]
-PUBLISHED_BALANCING = [("augment, training accuracy", 0.919),
-                       ("extra: ISIC 2018 melanoma segmented by SRCRN, training accuracy", 0.995)]
-PUBLISHED_CLASSIFICATION = [("SRCRN + ResNet-50, batch 32", 0.939, 0.973),
-                            ("ISIC 2017 1st (accuracy; melanoma AUC)", 0.872, 0.874)]
+PUBLISHED_BALANCING = [
+    ("augment, training accuracy", 0.919),
+    ("extra: ISIC 2018 melanoma segmented by SRCRN, training accuracy", 0.995),
+]
+PUBLISHED_CLASSIFICATION = [
+    ("SRCRN + ResNet-50, batch 32", 0.939, 0.973),
+    ("ISIC 2017 1st (accuracy; melanoma AUC)", 0.872, 0.874),
+]
 BASELINE_NAMES = {"unet": "smp U-Net (ResNet-50)", "fpn": "smp FPN (ResNet-50)"}
 
 
@@ -58,13 +62,20 @@ def _classification_intervals(per_image: pd.DataFrame, threshold: float, samples
     """Bootstrap intervals of accuracy, sensitivity and specificity at ``threshold``."""
     truth = per_image["truth"].to_numpy(int)
     decided = (per_image["melanoma"].to_numpy(float) > threshold).astype(int)
-    return {"accuracy": rate_interval(truth == decided, samples, seed),
-            "sensitivity": rate_interval(decided[truth == 1], samples, seed),
-            "specificity": rate_interval(1 - decided[truth == 0], samples, seed)}
+    return {
+        "accuracy": rate_interval(truth == decided, samples, seed),
+        "sensitivity": rate_interval(decided[truth == 1], samples, seed),
+        "specificity": rate_interval(1 - decided[truth == 0], samples, seed),
+    }
 
 
-def write_report(config: ReproduceSettings, results: dict[str, Any], out: Path, config_path: Path | None = None,
-                 versions: dict[str, str] | None = None) -> Path:
+def write_report(
+    config: ReproduceSettings,
+    results: dict[str, Any],
+    out: Path,
+    config_path: Path | None = None,
+    versions: dict[str, str] | None = None,
+) -> Path:
     """``report.md`` and ``report.html`` (figures embedded) and ``results.json`` in ``out``.
     Paths in the report are relative to it: no machine's absolute paths."""
     samples, seed = config.bootstrap, config.seed
@@ -77,38 +88,54 @@ def write_report(config: ReproduceSettings, results: dict[str, Any], out: Path, 
         f"srcrn {__version__}; config {here(config_path) if config_path else 'config.yaml'}; seed {seed}; split "
         f"'{config.split}'. Measured numbers are ours, on the validation split below, with 95 % bootstrap intervals "
         f"({samples} resamplings of the images; BCa where it applies, else percentile). Published numbers are the "
-        "paper's, on the ISIC 2017 test set: a different set of images, so a comparison, not a replication.")
+        "paper's, on the ISIC 2017 test set: a different set of images, so a comparison, not a replication."
+    )
     data = results["data"]
     report.heading("Data")
-    report.table(["subset", "images", "melanoma", "benign"],
-                 [[name, c["images"], c["melanoma"], c["benign"]] for name, c in data["counts"].items()])
-    report.paragraph(f"Folder {here(data['folder'])}: {data['images']} images; sources: "
-                     + (", ".join(f"{k} {v}" for k, v in data["sources"].items()) or "not stated")
-                     + ". " + " ".join(data["notes"]))
+    report.table(
+        ["subset", "images", "melanoma", "benign"],
+        [[name, c["images"], c["melanoma"], c["benign"]] for name, c in data["counts"].items()],
+    )
+    report.paragraph(
+        f"Folder {here(data['folder'])}: {data['images']} images; sources: "
+        + (", ".join(f"{k} {v}" for k, v in data["sources"].items()) or "not stated")
+        + ". "
+        + " ".join(data["notes"])
+    )
     leakage = results["leakage"]
     report.heading("Leakage check")
-    report.table(["between", "shared ids", "shared pixel contents"],
-                 [[o["between"], o["shared_ids"], o["shared_pixel_contents"]] for o in leakage["overlaps"]])
+    report.table(
+        ["between", "shared ids", "shared pixel contents"],
+        [[o["between"], o["shared_ids"], o["shared_pixel_contents"]] for o in leakage["overlaps"]],
+    )
     report.paragraph(
-        ("No image id and no identical pixel content is shared between training and validation. "
-         if leakage["clean"] else "LEAKAGE: training and validation share images (see the table). ")
+        (
+            "No image id and no identical pixel content is shared between training and validation. "
+            if leakage["clean"]
+            else "LEAKAGE: training and validation share images (see the table). "
+        )
         + f"{leakage['dropped_near_duplicates']} near-duplicates of validation images were dropped from training. "
         "Extra images sharing an id or pixels with the main data are dropped before training (counts in the "
-        "balancing runs' notes).")
+        "balancing runs' notes)."
+    )
 
     if results["segmentation"]:
         report.heading("Table 1: segmentation")
-        measured = [(f"SRCRN stride {stride}", run) for stride, run in sorted(results["segmentation"].items(),
-                                                                              reverse=True)]
-        measured += [(f"{BASELINE_NAMES.get(arch, arch)}, same recipe", run)
-                     for arch, run in results.get("baselines", {}).items()]
+        measured = [
+            (f"SRCRN stride {stride}", run) for stride, run in sorted(results["segmentation"].items(), reverse=True)
+        ]
+        measured += [
+            (f"{BASELINE_NAMES.get(arch, arch)}, same recipe", run)
+            for arch, run in results.get("baselines", {}).items()
+        ]
         rows = []
         for name, run in measured:
             m, per_image = run["metrics"], run["per_image"]
-            rows.append([f"{name} (measured)"]
-                        + [_with_ci(m[k], mean_interval(per_image[k], samples, seed))
-                           for k in ("accuracy", "dice", "jaccard")]
-                        + [f"{run['summary']['epochs']} ({run['summary']['wall_seconds']:.0f} s)"])
+            rows.append(
+                [f"{name} (measured)"]
+                + [_with_ci(m[k], mean_interval(per_image[k], samples, seed)) for k in ("accuracy", "dice", "jaccard")]
+                + [f"{run['summary']['epochs']} ({run['summary']['wall_seconds']:.0f} s)"]
+            )
         rows += [[f"{name} (published)", _f(a), _f(d), _f(j), "—"] for name, a, d, j in PUBLISHED_SEGMENTATION]
         report.table(["method", "accuracy", "Dice", "Jaccard", "epochs (wall)"], rows)
         for stride, run in sorted(results["segmentation"].items(), reverse=True):
@@ -116,8 +143,9 @@ def write_report(config: ReproduceSettings, results: dict[str, Any], out: Path, 
             if figure:
                 report.figure(figure, out, f"Fig. 4-like: training curves, stride {stride}")
         if 8 in results["segmentation"]:
-            figure = _figure(results["segmentation"][8]["run"] / "eval" / "overlays.png", out,
-                             "segmentation-overlays.png")
+            figure = _figure(
+                results["segmentation"][8]["run"] / "eval" / "overlays.png", out, "segmentation-overlays.png"
+            )
             if figure:
                 report.figure(figure, out, "Fig. 5-like: best, middling and worst validation cases, stride 8")
 
@@ -126,11 +154,16 @@ def write_report(config: ReproduceSettings, results: dict[str, Any], out: Path, 
         for key, run in runs.items():
             m = run["metrics"]
             cis = _classification_intervals(run["per_image"], m["threshold"], samples, seed)
-            rows.append([label(key), _with_ci(m["accuracy"], cis["accuracy"]),
-                         _with_ci(m["auc"], (m["auc_ci95_low"], m["auc_ci95_high"])),
-                         _with_ci(m["sensitivity"], cis["sensitivity"]),
-                         _with_ci(m["specificity"], cis["specificity"]),
-                         f"{run['summary']['epochs']} ({run['summary']['seconds_per_epoch']:.0f} s/epoch)"])
+            rows.append(
+                [
+                    label(key),
+                    _with_ci(m["accuracy"], cis["accuracy"]),
+                    _with_ci(m["auc"], (m["auc_ci95_low"], m["auc_ci95_high"])),
+                    _with_ci(m["sensitivity"], cis["sensitivity"]),
+                    _with_ci(m["specificity"], cis["specificity"]),
+                    f"{run['summary']['epochs']} ({run['summary']['seconds_per_epoch']:.0f} s/epoch)",
+                ]
+            )
         return rows
 
     header = ["run", "accuracy", "AUC", "sensitivity", "specificity", "epochs (time)"]
@@ -147,8 +180,9 @@ def write_report(config: ReproduceSettings, results: dict[str, Any], out: Path, 
     if results["batch_size"]:
         report.heading("Table 3: batch size")
         rows = classification_rows(results["batch_size"], lambda b: f"batch {b} (measured)")
-        rows += [[f"{name} (published)", _f(acc), _f(auc), "—", "—", "—"]
-                 for name, acc, auc in PUBLISHED_CLASSIFICATION]
+        rows += [
+            [f"{name} (published)", _f(acc), _f(auc), "—", "—", "—"] for name, acc, auc in PUBLISHED_CLASSIFICATION
+        ]
         report.table(header, rows)
         for batch_size, run in results["batch_size"].items():
             figure = _figure(run["run"] / "curves.png", out, f"batch-{batch_size}-curves.png")
@@ -167,5 +201,7 @@ def write_report(config: ReproduceSettings, results: dict[str, Any], out: Path, 
 
 def _numbers(results: dict) -> dict:
     """The measured metrics behind the tables, by experiment (what the report's tables show)."""
-    return {part: {str(k): run["metrics"] for k, run in results.get(part, {}).items()}
-            for part in ("segmentation", "baselines", "balancing", "batch_size")}
+    return {
+        part: {str(k): run["metrics"] for k, run in results.get(part, {}).items()}
+        for part in ("segmentation", "baselines", "balancing", "batch_size")
+    }

@@ -31,7 +31,7 @@ class BalancedRows:
 
 
 def melanoma_target(n_benign: int, ratio: float) -> int:
-    return int(round(ratio * n_benign))
+    return round(ratio * n_benign)
 
 
 def balance_rows(
@@ -64,19 +64,28 @@ def balance_rows(
         if len(melanoma) == 0:
             raise ConfigError("balance 'augment' needs at least one melanoma image in training")
         # Every melanoma image is copied equally often (the remainder at random).
-        copies = np.concatenate([np.tile(melanoma, missing // len(melanoma)),
-                                 rng.choice(melanoma, missing % len(melanoma), replace=False)])
+        copies = np.concatenate(
+            [np.tile(melanoma, missing // len(melanoma)), rng.choice(melanoma, missing % len(melanoma), replace=False)]
+        )
         notes.append(f"augment: {missing} augmented melanoma copies added to {len(melanoma)} originals")
-        return BalancedRows(np.concatenate([source, np.zeros(missing, np.int64)]), np.concatenate([rows, copies]),
-                            np.concatenate([augmented, np.ones(missing, bool)]), notes)
+        return BalancedRows(
+            np.concatenate([source, np.zeros(missing, np.int64)]),
+            np.concatenate([rows, copies]),
+            np.concatenate([augmented, np.ones(missing, bool)]),
+            notes,
+        )
     extra_melanoma = np.flatnonzero(np.asarray(extra_labels if extra_labels is not None else []) == 1)
     chosen = rng.permutation(extra_melanoma)[:missing]
     if len(chosen) < missing:
         notes.append(f"extra: only {len(chosen)} extra melanoma images for the {missing} needed; ratio not reached")
     else:
         notes.append(f"extra: {len(chosen)} extra melanoma images added")
-    return BalancedRows(np.concatenate([source, np.ones(len(chosen), np.int64)]), np.concatenate([rows, chosen]),
-                        np.concatenate([augmented, np.zeros(len(chosen), bool)]), notes)
+    return BalancedRows(
+        np.concatenate([source, np.ones(len(chosen), np.int64)]),
+        np.concatenate([rows, chosen]),
+        np.concatenate([augmented, np.zeros(len(chosen), bool)]),
+        notes,
+    )
 
 
 def pixel_hashes(images: np.ndarray) -> list[str]:
@@ -85,8 +94,9 @@ def pixel_hashes(images: np.ndarray) -> list[str]:
     return [hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() for image in images]
 
 
-def deduplicate(extra_ids: list[str], extra_images: np.ndarray, forbidden_ids: set[str],
-                forbidden_images: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+def deduplicate(
+    extra_ids: list[str], extra_images: np.ndarray, forbidden_ids: set[str], forbidden_images: np.ndarray
+) -> tuple[np.ndarray, dict[str, int]]:
     """Rows of the extra data to keep: not an id, nor the pixels, of any forbidden image
     (validation and evaluation data), nor a repeat within the extra data."""
     forbidden_hashes = set(pixel_hashes(forbidden_images))

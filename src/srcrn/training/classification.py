@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryRecall, BinarySpecificity
 
 from srcrn.atomic import write_json
 from srcrn.data.lesion_dataset import LesionDataModule, LesionDataset
 from srcrn.data.splits import make_split
 from srcrn.inference.checkpoints import checkpoint_entry
-from srcrn.inference.lesions import lesion_data
+from srcrn.inference.lesions import LesionData, lesion_data
 from srcrn.models import MelanomaClassifier
-from srcrn.training.balance import balance_rows, deduplicate
 from srcrn.settings import ClassifyTrainSettings
+from srcrn.training.balance import balance_rows, deduplicate
 from srcrn.training.runner import check_run_folder, fit
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,11 @@ class ClassificationTask(L.LightningModule):
             settings = ClassifyTrainSettings.model_validate(settings)
         self.settings = settings
         self.save_hyperparameters({"settings": settings.to_dict()})
-        self.model = MelanomaClassifier(weights=None if settings.weights == "none" else settings.weights,
-                                        finetune=settings.finetune, dropout=settings.dropout)
+        self.model = MelanomaClassifier(
+            weights=None if settings.weights == "none" else settings.weights,
+            finetune=settings.finetune,
+            dropout=settings.dropout,
+        )
         self.meters = torch.nn.ModuleDict()
         for stage in ("train", "val"):
             self.meters[f"{stage}_loss"] = MeanMetric()
@@ -59,6 +63,9 @@ class ClassificationTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["srcrn"] = checkpoint_entry("classifier", self.settings.to_dict())
 
+    def _meter(self, name: str) -> Metric:
+        return cast(Metric, self.meters[name])
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
@@ -66,12 +73,18 @@ class ClassificationTask(L.LightningModule):
         logits = self(batch["image"])
         loss = F.binary_cross_entropy_with_logits(logits, batch["label"])
         probability, target = torch.sigmoid(logits.detach()), batch["label"].long()
-        self.meters[f"{stage}_loss"].update(loss.detach(), weight=len(logits))
+        self._meter(f"{stage}_loss").update(loss.detach(), weight=len(logits))
         for name in LOGGED[1:]:
-            self.meters[f"{stage}_{name}"].update(probability, target)
+            self._meter(f"{stage}_{name}").update(probability, target)
         for name in LOGGED:
-            self.log(f"{stage}/{name}", self.meters[f"{stage}_{name}"], on_step=False, on_epoch=True,
-                     prog_bar=name in ("loss", "auc"), batch_size=len(logits))
+            self.log(
+                f"{stage}/{name}",
+                self._meter(f"{stage}_{name}"),
+                on_step=False,
+                on_epoch=True,
+                prog_bar=name in ("loss", "auc"),
+                batch_size=len(logits),
+            )
         return loss
 
     def training_step(self, batch, batch_index):
@@ -83,39 +96,63 @@ class ClassificationTask(L.LightningModule):
     def configure_optimizers(self):
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         s = self.settings
-        optimizer = torch.optim.SGD(trainable, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov,
-                                    weight_decay=s.weight_decay)
+        optimizer = torch.optim.SGD(
+            trainable, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov, weight_decay=s.weight_decay
+        )
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, inverse_time_decay(s.lr_decay))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def train_classification(config: ClassifyTrainSettings, data: str | Path, out: str | Path, *, resume: bool = False,
-                         progress: bool = True) -> dict:
+def train_classification(
+    config: ClassifyTrainSettings, data: str | Path, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> dict:
     data, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     check_run_folder(out, resume)
     L.seed_everything(config.seed, workers=True, verbose=False)
     need_masks = config.balance == "augment" and config.augment in ("axis", "mix")
-    main = lesion_data(data, image_size=config.image_size, input_mode=config.input, margin=config.margin,
-                       segmenter=config.segmenter, need_masks=need_masks, cache=config.cache, progress=progress)
+    main = lesion_data(
+        data,
+        image_size=config.image_size,
+        input_mode=config.input,
+        margin=config.margin,
+        segmenter=config.segmenter,
+        need_masks=need_masks,
+        cache=config.cache,
+        progress=progress,
+    )
     split = make_split(main.dataset, config.split, seed=config.seed, val_fraction=config.val_fraction)
     notes = list(split.notes)
     train_rows, val_rows = main.prepared.positions(split.train), main.prepared.positions(split.val)
     labels = main.prepared.melanoma
 
-    extra, extra_rows, extra_labels = None, np.zeros(0, np.int64), None
-    if config.balance == "extra":
-        extra = lesion_data(config.extra, image_size=config.image_size, input_mode=config.input, margin=config.margin,
-                            segmenter=config.segmenter, progress=progress)
+    extra: LesionData | None = None
+    extra_rows, extra_labels = np.zeros(0, np.int64), None
+    if config.balance == "extra" and config.extra:
+        extra = lesion_data(
+            config.extra,
+            image_size=config.image_size,
+            input_mode=config.input,
+            margin=config.margin,
+            segmenter=config.segmenter,
+            progress=progress,
+        )
         # Never train on an image that is also evaluated: drop extra images sharing an id or
         # the pixels with any image of the main data (validation included).
-        extra_rows, dropped = deduplicate(extra.prepared.ids, np.asarray(extra.prepared.images),
-                                          set(main.prepared.ids), np.asarray(main.prepared.images))
+        extra_rows, dropped = deduplicate(
+            extra.prepared.ids,
+            np.asarray(extra.prepared.images),
+            set(main.prepared.ids),
+            np.asarray(main.prepared.images),
+        )
         extra_labels = extra.prepared.melanoma[extra_rows]
-        notes.append(f"extra: {len(extra.prepared.ids)} images read, {dropped['same_id']} dropped for a shared id, "
-                     f"{dropped['same_pixels']} for shared pixel content, {len(extra_rows)} kept")
-    balanced = balance_rows(labels[train_rows], config.balance, ratio=config.ratio, extra_labels=extra_labels,
-                            seed=config.seed)
+        notes.append(
+            f"extra: {len(extra.prepared.ids)} images read, {dropped['same_id']} dropped for a shared id, "
+            f"{dropped['same_pixels']} for shared pixel content, {len(extra_rows)} kept"
+        )
+    balanced = balance_rows(
+        labels[train_rows], config.balance, ratio=config.ratio, extra_labels=extra_labels, seed=config.seed
+    )
     notes += balanced.notes
     for note in notes:
         log.info("note: %s", note)
@@ -123,7 +160,7 @@ def train_classification(config: ClassifyTrainSettings, data: str | Path, out: s
     def pick(source: int, kind: str) -> np.ndarray | None:
         rows = balanced.row[balanced.source == source]
         rows = train_rows[rows] if source == 0 else extra_rows[rows]
-        origin = main if source == 0 else extra
+        origin = main if source == 0 or extra is None else extra
         if kind == "labels":
             return origin.prepared.melanoma[rows]
         array = origin.inputs if kind == "inputs" else origin.masks
@@ -131,14 +168,23 @@ def train_classification(config: ClassifyTrainSettings, data: str | Path, out: s
 
     sources = [0, 1] if extra is not None else [0]
     train_masks = [pick(s, "masks") for s in sources]
+    present_masks = [m for m in train_masks if m is not None]
     train_set = LesionDataset(
-        np.concatenate([pick(s, "inputs") for s in sources]), np.concatenate([pick(s, "labels") for s in sources]),
+        np.concatenate([cast(np.ndarray, pick(s, "inputs")) for s in sources]),
+        np.concatenate([cast(np.ndarray, pick(s, "labels")) for s in sources]),
         np.concatenate([balanced.augmented[balanced.source == s] for s in sources]),
-        None if any(m is None for m in train_masks) else np.concatenate(train_masks),
-        family=config.augment, seed=config.seed)
+        np.concatenate(present_masks) if len(present_masks) == len(train_masks) else None,
+        family=config.augment,
+        seed=config.seed,
+    )
     val_set = LesionDataset(main.inputs[val_rows], labels[val_rows])
-    module = LesionDataModule(train_set, val_set, batch_size=config.batch_size,
-                              eval_batch_size=config.eval_batch_size, num_workers=config.num_workers)
+    module = LesionDataModule(
+        train_set,
+        val_set,
+        batch_size=config.batch_size,
+        eval_batch_size=config.eval_batch_size,
+        num_workers=config.num_workers,
+    )
 
     split.save(out)
     config.save(out / "config.yaml")
@@ -147,7 +193,13 @@ def train_classification(config: ClassifyTrainSettings, data: str | Path, out: s
     if not summary:
         return summary
     n_melanoma = int(train_set.labels.sum())
-    summary.update(n_train=len(train_set), n_train_melanoma=n_melanoma, n_train_benign=len(train_set) - n_melanoma,
-                   n_augmented=int(train_set.augmented.sum()), n_val=len(val_set), notes=notes)
+    summary.update(
+        n_train=len(train_set),
+        n_train_melanoma=n_melanoma,
+        n_train_benign=len(train_set) - n_melanoma,
+        n_augmented=int(train_set.augmented.sum()),
+        n_val=len(val_set),
+        notes=notes,
+    )
     write_json(out / "summary.json", summary)
     return summary

@@ -22,5 +22,7 @@ def segmentation_loss(name: str):
     if name == "bce":
         return F.binary_cross_entropy_with_logits
     if name == "bce+dice":
-        return lambda logits, target: F.binary_cross_entropy_with_logits(logits, target) + soft_dice_loss(logits, target)
+        return lambda logits, target: (
+            F.binary_cross_entropy_with_logits(logits, target) + soft_dice_loss(logits, target)
+        )
     raise ConfigError(f"unknown loss '{name}'; choose one of {', '.join(LOSSES)}")

@@ -23,8 +23,13 @@ from srcrn.settings import RunSettings
 # Lightning noise that says nothing about the run (advertising, a deprecation inside
 # Lightning itself, the logging-interval hint for short epochs); we refuse to reuse a run
 # folder without --resume, and keep earlier logs ourselves.
-_NOISE = ("isinstance(treespec, LeafSpec)", "is smaller than the logging interval", "Tip: For seamless cloud",
-          "Experiment logs directory", "exists and is not empty")
+_NOISE = (
+    "isinstance(treespec, LeafSpec)",
+    "is smaller than the logging interval",
+    "Tip: For seamless cloud",
+    "Experiment logs directory",
+    "exists and is not empty",
+)
 
 
 class _DropNoise(logging.Filter):
@@ -100,21 +105,46 @@ def merge_logs(folder: Path, target: Path) -> bool:
     return True
 
 
-def fit(task: L.LightningModule, datamodule: L.LightningDataModule, settings: RunSettings, out: Path, *, monitor: str,
-        resume: bool, progress: bool, callbacks: list | None = None) -> dict:
+def fit(
+    task: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    settings: RunSettings,
+    out: Path,
+    *,
+    monitor: str,
+    resume: bool,
+    progress: bool,
+    callbacks: list | None = None,
+) -> dict:
     """Train ``task`` with the Trainer settings of ``settings`` (epochs, devices, strategy,
     precision, time budget...) and any extra ``callbacks`` (schedules, weight averaging).
     Returns the run's summary (empty on non-zero ranks)."""
     with quiet_lightning():
-        return _fit(task, datamodule, settings, out, monitor=monitor, resume=resume, progress=progress,
-                    callbacks=callbacks)
+        return _fit(
+            task, datamodule, settings, out, monitor=monitor, resume=resume, progress=progress, callbacks=callbacks
+        )
 
 
-def _fit(task: L.LightningModule, datamodule: L.LightningDataModule, settings: RunSettings, out: Path, *,
-         monitor: str, resume: bool, progress: bool, callbacks: list | None) -> dict:
+def _fit(
+    task: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    settings: RunSettings,
+    out: Path,
+    *,
+    monitor: str,
+    resume: bool,
+    progress: bool,
+    callbacks: list | None,
+) -> dict:
     last = last_checkpoint(out)
-    checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode="max",
-                                  save_last=True, auto_insert_metric_name=False)
+    checkpoints = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode="max",
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
     trainer = L.Trainer(
         default_root_dir=out,
         max_epochs=settings.epochs,
@@ -125,7 +155,8 @@ def _fit(task: L.LightningModule, datamodule: L.LightningDataModule, settings: R
         strategy=settings.strategy,
         precision=settings.precision,
         logger=CSVLogger(out, name="logs", version=""),
-        callbacks=[checkpoints, *(callbacks or [])] + ([RichProgressBar(console_kwargs={"stderr": True})] if progress else []),
+        callbacks=[checkpoints, *(callbacks or [])]
+        + ([RichProgressBar(console_kwargs={"stderr": True})] if progress else []),
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=10,
@@ -150,7 +181,8 @@ def _fit(task: L.LightningModule, datamodule: L.LightningDataModule, settings: R
         "global_step": trainer.global_step,
         "wall_seconds": round(wall, 1),
         "train_images_per_second": round(
-            trainer.global_step * getattr(datamodule, "batch_size", 0) * trainer.world_size / max(wall, 1e-9), 2),
+            trainer.global_step * getattr(datamodule, "batch_size", 0) * trainer.world_size / max(wall, 1e-9), 2
+        ),
         "seconds_per_epoch": round(wall / max(1, trainer.global_step) * trainer.num_training_batches, 1),
         "best_checkpoint": checkpoints.best_model_path or str(last),
         f"best_{monitor.replace('/', '_')}": float(best) if best is not None else None,

@@ -50,11 +50,12 @@ class BudgetedSchedule(Callback):
         self.base_lrs: list[float] | None = None
 
     def progress(self, trainer: L.Trainer, warmup_steps: int) -> float:
-        planned = trainer.max_epochs * trainer.num_training_batches if (trainer.max_epochs or 0) > 0 else 0
+        max_epochs = trainer.max_epochs or 0
+        planned = int(max_epochs * trainer.num_training_batches) if max_epochs > 0 else 0
         steps = (trainer.global_step - warmup_steps) / max(1, planned - warmup_steps) if planned else 0.0
-        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        timer = next((c for c in getattr(trainer, "callbacks", []) if isinstance(c, Timer)), None)
         remaining = timer.time_remaining("train") if timer is not None else None
-        if remaining is None:
+        if timer is None or remaining is None:
             return steps
         elapsed = timer.time_elapsed("train")
         spent = elapsed / max(1e-9, elapsed + remaining)

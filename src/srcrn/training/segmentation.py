@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 import lightning as L
 import torch
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 
 from srcrn.atomic import write_json
 from srcrn.data.cache import PreparedData, default_cache_dir, prepare
@@ -15,8 +16,8 @@ from srcrn.data.datamodule import IsicDataModule
 from srcrn.data.isic import IsicDataset
 from srcrn.data.splits import make_split
 from srcrn.evaluation.metrics import confusion_counts, scores_from_counts
-from srcrn.models import build_segmenter
 from srcrn.inference.checkpoints import checkpoint_entry
+from srcrn.models import build_segmenter
 from srcrn.settings import SegmentTrainSettings
 from srcrn.training.losses import segmentation_loss
 from srcrn.training.runner import check_run_folder, fit
@@ -41,9 +42,12 @@ class SegmentationTask(L.LightningModule):
             settings = SegmentTrainSettings.model_validate(settings)
         self.settings = settings
         self.save_hyperparameters({"settings": settings.to_dict()})
-        self.model = build_segmenter(settings.arch, stride=settings.stride, score_channels=settings.score_channels,
-                                     encoder_weights=None if settings.encoder_weights == "none"
-                                     else settings.encoder_weights)
+        self.model = build_segmenter(
+            settings.arch,
+            stride=settings.stride,
+            score_channels=settings.score_channels,
+            encoder_weights=None if settings.encoder_weights == "none" else settings.encoder_weights,
+        )
         self.loss_fn = segmentation_loss(settings.loss)
         # MeanMetric averages per-image scores across batches and, under DDP, across processes.
         self.meters = torch.nn.ModuleDict(
@@ -52,6 +56,9 @@ class SegmentationTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["srcrn"] = checkpoint_entry("segmenter", self.settings.to_dict())
+
+    def _meter(self, name: str) -> Metric:
+        return cast(Metric, self.meters[name])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
@@ -63,12 +70,18 @@ class SegmentationTask(L.LightningModule):
             counts = confusion_counts((logits > 0)[:, 0], (batch["mask"] > 0.5)[:, 0])
             scores = scores_from_counts(*(c.double() for c in counts))
             size = len(logits)
-            self.meters[f"{stage}_loss"].update(loss.detach(), weight=size)
+            self._meter(f"{stage}_loss").update(loss.detach(), weight=size)
             for name in ("accuracy", "jaccard", "dice"):
-                self.meters[f"{stage}_{name}"].update(scores[name])
+                self._meter(f"{stage}_{name}").update(scores[name])
         for name in LOGGED:
-            self.log(f"{stage}/{name}", self.meters[f"{stage}_{name}"], on_step=False, on_epoch=True,
-                     prog_bar=name in ("loss", "jaccard"), batch_size=size)
+            self.log(
+                f"{stage}/{name}",
+                self._meter(f"{stage}_{name}"),
+                on_step=False,
+                on_epoch=True,
+                prog_bar=name in ("loss", "jaccard"),
+                batch_size=size,
+            )
         return loss
 
     def training_step(self, batch, batch_index):
@@ -78,8 +91,9 @@ class SegmentationTask(L.LightningModule):
         self._step(batch, "val")
 
     def configure_optimizers(self):
-        return OPTIMIZERS[self.settings.optimizer](self.model.parameters(), lr=self.settings.lr,
-                                                   weight_decay=self.settings.weight_decay)
+        return OPTIMIZERS[self.settings.optimizer](
+            self.model.parameters(), lr=self.settings.lr, weight_decay=self.settings.weight_decay
+        )
 
 
 def training_callbacks(config: SegmentTrainSettings) -> list[L.Callback]:
@@ -117,12 +131,27 @@ def train_segmentation(
     split.save(out)
     config.save(out / "config.yaml")
 
-    module = IsicDataModule(prepared, split, batch_size=config.batch_size, augment=config.augment,
-                            steps_per_epoch=config.steps_per_epoch, num_workers=config.num_workers,
-                            eval_batch_size=config.eval_batch_size, seed=config.seed)
+    module = IsicDataModule(
+        prepared,
+        split,
+        batch_size=config.batch_size,
+        augment=config.augment,
+        steps_per_epoch=config.steps_per_epoch,
+        num_workers=config.num_workers,
+        eval_batch_size=config.eval_batch_size,
+        seed=config.seed,
+    )
     task = SegmentationTask(config)
-    summary = fit(task, module, config, out, monitor=MONITOR, resume=resume, progress=progress,
-                  callbacks=training_callbacks(config))
+    summary = fit(
+        task,
+        module,
+        config,
+        out,
+        monitor=MONITOR,
+        resume=resume,
+        progress=progress,
+        callbacks=training_callbacks(config),
+    )
     if not summary:
         return summary
     summary.update(n_train=len(split.train), n_val=len(split.val))

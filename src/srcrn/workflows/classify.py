@@ -20,28 +20,58 @@ from srcrn.settings import ClassifyTrainSettings
 from srcrn.training.classification import LOGGED, train_classification
 
 log = logging.getLogger(__name__)
-SWEEP_COLUMNS = ("batch_size", "accuracy", "auc", "auc_ci95_low", "auc_ci95_high", "sensitivity", "specificity",
-                 "balanced_accuracy", "epochs", "seconds_per_epoch")
+SWEEP_COLUMNS = (
+    "batch_size",
+    "accuracy",
+    "auc",
+    "auc_ci95_low",
+    "auc_ci95_high",
+    "sensitivity",
+    "specificity",
+    "balanced_accuracy",
+    "epochs",
+    "seconds_per_epoch",
+)
 
 
-def train_classifier(settings: ClassifyTrainSettings, data: str | Path, out: str | Path, *, resume: bool = False,
-                     progress: bool = True) -> dict:
+def train_classifier(
+    settings: ClassifyTrainSettings, data: str | Path, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> dict:
     out = Path(out)
     summary = train_classification(settings, data, out, resume=resume, progress=progress)
     if summary and (out / "metrics.csv").is_file():
-        training_curves(out / "metrics.csv", out / "curves.png", metrics=LOGGED[:4],
-                        title=f"classifier ({settings.input}, balance {settings.balance}, batch {settings.batch_size})")
+        training_curves(
+            out / "metrics.csv",
+            out / "curves.png",
+            metrics=LOGGED[:4],
+            title=f"classifier ({settings.input}, balance {settings.balance}, batch {settings.batch_size})",
+        )
     return summary
 
 
-def evaluate_classifier_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Path, *,
-                                   ids: list[str] | None = None, segmenter: str | None = None,
-                                   cache: str | Path | None = None, target_sensitivity: float | None = None,
-                                   progress: bool = True) -> ClassificationEvaluation:
+def evaluate_classifier_checkpoint(
+    checkpoint: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    ids: list[str] | None = None,
+    segmenter: str | None = None,
+    cache: str | Path | None = None,
+    target_sensitivity: float | None = None,
+    progress: bool = True,
+) -> ClassificationEvaluation:
     """``classify eval``: predictions, metrics, ``roc.png``; with ``target_sensitivity`` the chosen
     threshold is stored in the checkpoint, where ``predict`` and the bundle take it from."""
-    result = evaluate_classifier(Classifier.from_checkpoint(checkpoint), data, out, ids=ids, segmenter=segmenter,
-                                 cache=cache, show_progress=progress, target_sensitivity=target_sensitivity)
+    result = evaluate_classifier(
+        Classifier.from_checkpoint(checkpoint),
+        data,
+        out,
+        ids=ids,
+        segmenter=segmenter,
+        cache=cache,
+        show_progress=progress,
+        target_sensitivity=target_sensitivity,
+    )
     metrics = result.metrics
     if target_sensitivity is not None and metrics:
         store_extras(checkpoint, threshold=metrics["threshold"], target_sensitivity=target_sensitivity)
@@ -58,27 +88,44 @@ def train_and_evaluate(settings: ClassifyTrainSettings, data: str | Path, run: P
     if not (evaluation / "metrics.json").is_file():
         if not (run / "summary.json").is_file():
             log.info("training the classifier in %s", run)
-            train_classifier(settings, data, run, resume=(run / "checkpoints" / "last.ckpt").is_file(),
-                             progress=progress)
+            train_classifier(
+                settings, data, run, resume=(run / "checkpoints" / "last.ckpt").is_file(), progress=progress
+            )
         summary = json.loads((run / "summary.json").read_text())
-        evaluate_classifier_checkpoint(summary["best_checkpoint"], data, evaluation, ids=Split.load(run).val,
-                                       cache=settings.cache, progress=progress)
+        evaluate_classifier_checkpoint(
+            summary["best_checkpoint"],
+            data,
+            evaluation,
+            ids=Split.load(run).val,
+            cache=settings.cache,
+            progress=progress,
+        )
     else:
         log.info("%s: finished earlier, reusing %s", run, evaluation / "metrics.json")
-    return {"summary": json.loads((run / "summary.json").read_text()),
-            "metrics": json.loads((evaluation / "metrics.json").read_text())}
+    return {
+        "summary": json.loads((run / "summary.json").read_text()),
+        "metrics": json.loads((evaluation / "metrics.json").read_text()),
+    }
 
 
-def batch_size_sweep(config: ClassifyTrainSettings, data: str | Path, out: str | Path, batch_sizes: list[int], *,
-                     progress: bool = True) -> pd.DataFrame:
+def batch_size_sweep(
+    config: ClassifyTrainSettings, data: str | Path, out: str | Path, batch_sizes: list[int], *, progress: bool = True
+) -> pd.DataFrame:
     out = Path(out)
     rows = []
     for batch_size in batch_sizes:
-        done = train_and_evaluate(config.replace(batch_size=batch_size), data, out / f"batch-{batch_size}",
-                                  progress=progress)
+        done = train_and_evaluate(
+            config.replace(batch_size=batch_size), data, out / f"batch-{batch_size}", progress=progress
+        )
         metrics, summary = done["metrics"], done["summary"]
-        rows.append({"batch_size": batch_size, **{k: metrics[k] for k in SWEEP_COLUMNS[1:8]},
-                     "epochs": summary["epochs"], "seconds_per_epoch": summary["seconds_per_epoch"]})
+        rows.append(
+            {
+                "batch_size": batch_size,
+                **{k: metrics[k] for k in SWEEP_COLUMNS[1:8]},
+                "epochs": summary["epochs"],
+                "seconds_per_epoch": summary["seconds_per_epoch"],
+            }
+        )
     table = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
     with atomic_path(out / "sweep.csv") as temporary:
         table.to_csv(temporary, index=False)

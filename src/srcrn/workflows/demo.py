@@ -10,6 +10,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -23,8 +24,10 @@ from srcrn.workflows.classify import train_classifier
 from srcrn.workflows.segment import evaluate_segmenter, train_segmenter
 
 log = logging.getLogger(__name__)
-DEMO_SEGMENTATION = dict(image_size=128, batch_size=8, epochs=3, steps_per_epoch=10, augment="flip")
-DEMO_CLASSIFICATION = dict(image_size=128, batch_size=8, epochs=3, input="crop", balance="augment", augment="mix")
+DEMO_SEGMENTATION: dict[str, Any] = dict(image_size=128, batch_size=8, epochs=3, steps_per_epoch=10, augment="flip")
+DEMO_CLASSIFICATION: dict[str, Any] = dict(
+    image_size=128, batch_size=8, epochs=3, input="crop", balance="augment", augment="mix"
+)
 
 
 @dataclass
@@ -39,8 +42,12 @@ class DemoResult:
 def run_demo(out: Path, progress: bool = True) -> DemoResult:
     out = Path(out)
     dataset = IsicDataset.from_dir(sample_dir(), require_masks=True, require_labels=True)
-    log.info("sample: %d ISIC 2017 images (%d melanoma) from %s (see ATTRIBUTION.md there)", len(dataset),
-             int(dataset.melanoma().sum()), sample_dir())
+    log.info(
+        "sample: %d ISIC 2017 images (%d melanoma) from %s (see ATTRIBUTION.md there)",
+        len(dataset),
+        int(dataset.melanoma().sum()),
+        sample_dir(),
+    )
     cache = out / "cache"
     prepare(dataset, DEMO_SEGMENTATION["image_size"], cache, show_progress=progress)
 
@@ -56,13 +63,22 @@ def run_demo(out: Path, progress: bool = True) -> DemoResult:
     split = Split.load(run)
     segmenter = summary["best_checkpoint"]
     evaluation = out / "segmentation-eval"
-    metrics = evaluate_segmenter(segmenter, sample_dir(), evaluation, ids=split.val, cache=cache,
-                                 progress=progress).metrics
+    metrics = evaluate_segmenter(
+        segmenter, sample_dir(), evaluation, ids=split.val, cache=cache, progress=progress
+    ).metrics
 
-    log.info("stage 2: training the melanoma classifier (%d epochs, ResNet-50 backbone = the SRCRN encoder just "
-             "trained, frozen; lesion crops; augmented melanoma copies) ...", DEMO_CLASSIFICATION["epochs"])
-    classifier_config = load_settings(ClassifyTrainSettings, **DEMO_CLASSIFICATION, weights=f"srcrn:{segmenter}",
-                                      segmenter=segmenter, cache=str(cache))
+    log.info(
+        "stage 2: training the melanoma classifier (%d epochs, ResNet-50 backbone = the SRCRN encoder just "
+        "trained, frozen; lesion crops; augmented melanoma copies) ...",
+        DEMO_CLASSIFICATION["epochs"],
+    )
+    classifier_config = load_settings(
+        ClassifyTrainSettings,
+        **DEMO_CLASSIFICATION,
+        weights=f"srcrn:{segmenter}",
+        segmenter=segmenter,
+        cache=str(cache),
+    )
     classifier = train_classifier(classifier_config, sample_dir(), out / "classifier", progress=progress)
 
     log.info("both stages on the held-out images (srcrn predict) ...")
@@ -71,8 +87,10 @@ def run_demo(out: Path, progress: bool = True) -> DemoResult:
     results, _ = predict_images(pipeline, held_out, out / "predictions", show_progress=progress)
     per_image = pd.read_csv(evaluation / "per_image.csv")
     truth = {r.image_id: "melanoma" if dataset.sample(r.image_id).melanoma == 1 else "benign" for r in results}
-    files = {"training curves": [run / "curves.png", out / "classifier" / "curves.png"],
-             "overlays": [evaluation / "overlays.png", out / "predictions" / "overlays"],
-             "predictions": [out / "predictions" / "predictions.csv"],
-             "metrics": [evaluation / "metrics.json"]}
+    files = {
+        "training curves": [run / "curves.png", out / "classifier" / "curves.png"],
+        "overlays": [evaluation / "overlays.png", out / "predictions" / "overlays"],
+        "predictions": [out / "predictions" / "predictions.csv"],
+        "metrics": [evaluation / "metrics.json"],
+    }
     return DemoResult(metrics, results, truth, dict(zip(per_image["image_id"], per_image["jaccard"])), files)

@@ -24,6 +24,7 @@ from srcrn.settings import ClassifyTrainSettings, ReproduceSettings, SegmentTrai
 
 log = logging.getLogger(__name__)
 
+
 def load_reproduce_config(path: str | Path) -> ReproduceSettings:
     return load_settings(ReproduceSettings, path)
 
@@ -32,8 +33,9 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _segmentation_run(config: ReproduceSettings, data: Path, out: Path, stride: int, progress: bool,
-                      arch: str = "srcrn") -> dict:
+def _segmentation_run(
+    config: ReproduceSettings, data: Path, out: Path, stride: int, progress: bool, arch: str = "srcrn"
+) -> dict:
     """Train (or resume, or reuse) one SRCRN variant, or a baseline ``arch``, and evaluate it on
     the validation split."""
     from srcrn.data.splits import Split
@@ -43,40 +45,73 @@ def _segmentation_run(config: ReproduceSettings, data: Path, out: Path, stride: 
     evaluation = run / "eval"
     if not (evaluation / "metrics.json").is_file():
         part = config.segmentation
-        settings = load_settings(SegmentTrainSettings, recipe=part.recipe, arch=arch, stride=stride,
-                                 image_size=part.image_size, epochs=part.epochs, steps_per_epoch=part.steps_per_epoch,
-                                 batch_size=part.batch_size, time_budget=part.time_budget, split=config.split,
-                                 seed=config.seed, accelerator=config.accelerator, devices=config.devices,
-                                 precision=config.precision, num_workers=config.num_workers)
+        settings = load_settings(
+            SegmentTrainSettings,
+            recipe=part.recipe,
+            arch=arch,
+            stride=stride,
+            image_size=part.image_size,
+            epochs=part.epochs,
+            steps_per_epoch=part.steps_per_epoch,
+            batch_size=part.batch_size,
+            time_budget=part.time_budget,
+            split=config.split,
+            seed=config.seed,
+            accelerator=config.accelerator,
+            devices=config.devices,
+            precision=config.precision,
+            num_workers=config.num_workers,
+        )
         if not (run / "summary.json").is_file():
-            log.info("Table 1: training %s in %s", f"{arch} stride {stride}" if arch == "srcrn" else f"baseline {arch}",
-                     run)
-            train_segmenter(settings, data, run, resume=(run / "checkpoints" / "last.ckpt").is_file(),
-                            progress=progress)
+            log.info(
+                "Table 1: training %s in %s", f"{arch} stride {stride}" if arch == "srcrn" else f"baseline {arch}", run
+            )
+            train_segmenter(
+                settings, data, run, resume=(run / "checkpoints" / "last.ckpt").is_file(), progress=progress
+            )
         summary = _json(run / "summary.json")
         evaluate_segmenter(summary["best_checkpoint"], data, evaluation, ids=Split.load(run).val, progress=progress)
-    return {"run": run, "summary": _json(run / "summary.json"), "metrics": _json(evaluation / "metrics.json"),
-            "per_image": pd.read_csv(evaluation / "per_image.csv")}
+    return {
+        "run": run,
+        "summary": _json(run / "summary.json"),
+        "metrics": _json(evaluation / "metrics.json"),
+        "per_image": pd.read_csv(evaluation / "per_image.csv"),
+    }
 
 
-def _classification_run(config: ReproduceSettings, data: Path, extra: Path | None, run: Path, segmenter: str,
-                        progress: bool, **changes: Any) -> dict:
+def _classification_run(
+    config: ReproduceSettings, data: Path, extra: Path | None, run: Path, segmenter: str, progress: bool, **changes: Any
+) -> dict:
     from srcrn.workflows.classify import train_and_evaluate
 
-    done = train_and_evaluate(classification_settings(config, segmenter, extra, **changes), data, run,
-                              progress=progress)
+    done = train_and_evaluate(
+        classification_settings(config, segmenter, extra, **changes), data, run, progress=progress
+    )
     return {"run": run, **done, "per_image": pd.read_csv(run / "eval" / "per_image.csv")}
 
 
-def classification_settings(config: ReproduceSettings, segmenter: str, extra: Path | None,
-                            **changes: Any) -> ClassifyTrainSettings:
+def classification_settings(
+    config: ReproduceSettings, segmenter: str, extra: Path | None, **changes: Any
+) -> ClassifyTrainSettings:
     part = config.classification
     weights = f"srcrn:{segmenter}" if part.weights == "srcrn" else part.weights
-    values = dict(weights=weights, segmenter=segmenter, input=part.input, augment=part.augment,
-                  image_size=part.image_size, batch_size=part.batch_size, epochs=part.epochs,
-                  time_budget=part.time_budget, split=config.split, seed=config.seed,
-                  extra=str(extra) if extra else None, accelerator=config.accelerator, devices=config.devices,
-                  precision=config.precision, num_workers=config.num_workers)
+    values: dict[str, Any] = dict(
+        weights=weights,
+        segmenter=segmenter,
+        input=part.input,
+        augment=part.augment,
+        image_size=part.image_size,
+        batch_size=part.batch_size,
+        epochs=part.epochs,
+        time_budget=part.time_budget,
+        split=config.split,
+        seed=config.seed,
+        extra=str(extra) if extra else None,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        precision=config.precision,
+        num_workers=config.num_workers,
+    )
     return load_settings(ClassifyTrainSettings, **(values | changes))
 
 
@@ -92,23 +127,37 @@ def leakage_check(data: Path, extra: Path | None, split_run: Path, image_size: i
     hashes = dict(zip(prepared.ids, pixel_hashes(np.asarray(prepared.images))))
     sets = {"train": set(split.train), "validation": set(split.val)}
     if extra is not None:
-        extra_data = prepare(IsicDataset.from_dir(extra), image_size, default_cache_dir(extra, image_size),
-                             show_progress=False)
+        extra_data = prepare(
+            IsicDataset.from_dir(extra), image_size, default_cache_dir(extra, image_size), show_progress=False
+        )
         sets["extra"] = set(extra_data.ids)
         hashes.update({f"extra:{i}": h for i, h in zip(extra_data.ids, pixel_hashes(np.asarray(extra_data.images)))})
-    result = {"sets": {k: len(v) for k, v in sets.items()}, "dropped_near_duplicates": len(split.dropped),
-              "overlaps": []}
+
+    def key(subset: str, image_id: str) -> str:
+        return hashes[f"extra:{image_id}"] if subset == "extra" else hashes[image_id]
+
+    overlaps: list[dict[str, Any]] = []
     names = list(sets)
     for i, first in enumerate(names):
-        for second in names[i + 1:]:
+        for second in names[i + 1 :]:
             shared_ids = sets[first] & sets[second]
-            key = (lambda s, n: hashes[f"extra:{n}"] if s == "extra" else hashes[n])
             shared_pixels = {key(first, n) for n in sets[first]} & {key(second, n) for n in sets[second]}
-            result["overlaps"].append({"between": f"{first} / {second}", "shared_ids": len(shared_ids),
-                                       "shared_pixel_contents": len(shared_pixels)})
-    result["clean"] = all(o["shared_ids"] == 0 and o["shared_pixel_contents"] == 0 for o in result["overlaps"]
-                          if "extra" not in o["between"])
-    return result
+            overlaps.append(
+                {
+                    "between": f"{first} / {second}",
+                    "shared_ids": len(shared_ids),
+                    "shared_pixel_contents": len(shared_pixels),
+                }
+            )
+    clean = all(
+        o["shared_ids"] == 0 and o["shared_pixel_contents"] == 0 for o in overlaps if "extra" not in o["between"]
+    )
+    return {
+        "sets": {k: len(v) for k, v in sets.items()},
+        "dropped_near_duplicates": len(split.dropped),
+        "overlaps": overlaps,
+        "clean": clean,
+    }
 
 
 def _versions() -> dict:
@@ -116,9 +165,16 @@ def _versions() -> dict:
     import torch
     import torchvision
 
-    return {"srcrn": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "lightning": lightning.__version__, "numpy": np.__version__,
-            "pandas": pd.__version__, "platform": platform.platform()}
+    return {
+        "srcrn": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "lightning": lightning.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "platform": platform.platform(),
+    }
 
 
 def _data_summary(data: Path, split_run: Path) -> dict:
@@ -128,21 +184,41 @@ def _data_summary(data: Path, split_run: Path) -> dict:
     dataset = IsicDataset.from_dir(data)
     split = Split.load(split_run)
     labels = dict(zip(dataset.ids, dataset.melanoma()))
-    counts = {name: {"images": len(ids), "melanoma": int(np.nansum([labels[i] for i in ids])),
-                     "benign": int(len(ids) - np.nansum([labels[i] for i in ids]))}
-              for name, ids in (("train", split.train), ("validation", split.val), ("dropped", split.dropped))}
+    counts = {
+        name: {
+            "images": len(ids),
+            "melanoma": int(np.nansum([labels[i] for i in ids])),
+            "benign": int(len(ids) - np.nansum([labels[i] for i in ids])),
+        }
+        for name, ids in (("train", split.train), ("validation", split.val), ("dropped", split.dropped))
+    }
     sources = dataset.sources["source"].value_counts().to_dict() if dataset.sources is not None else {}
-    return {"folder": data, "images": len(dataset), "split": split.method, "counts": counts,
-            "sources": sources, "notes": split.notes}
+    return {
+        "folder": data,
+        "images": len(dataset),
+        "split": split.method,
+        "counts": counts,
+        "sources": sources,
+        "notes": split.notes,
+    }
 
 
-def reproduce(config: ReproduceSettings, data: str | Path, out: str | Path, *, extra: str | Path | None = None,
-              config_path: str | Path | None = None, progress: bool = True) -> Path:
+def reproduce(
+    config: ReproduceSettings,
+    data: str | Path,
+    out: str | Path,
+    *,
+    extra: str | Path | None = None,
+    config_path: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
     data, out = Path(data), Path(out)
     extra = Path(extra) if extra else None
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "config.yaml")
-    results: dict[str, Any] = {"segmentation": {}, "baselines": {}, "balancing": {}, "batch_size": {}, "notes": []}
+    results: dict[str, Any] = {"segmentation": {}, "baselines": {}, "balancing": {}, "batch_size": {}}
+    notes: list[str] = []
+    results["notes"] = notes
 
     strides = config.segmentation.strides if "segmentation" in config.experiments else []
     if 8 not in strides and {"balancing", "batch_size"} & set(config.experiments):
@@ -152,25 +228,31 @@ def reproduce(config: ReproduceSettings, data: str | Path, out: str | Path, *, e
     if "segmentation" in config.experiments:
         for arch in config.segmentation.baselines:
             results["baselines"][arch] = _segmentation_run(config, data, out, 8, progress, arch=arch)
-    segmenter = results["segmentation"][8]["summary"]["best_checkpoint"] if 8 in results["segmentation"] else None
+    segmenter = str(results["segmentation"][8]["summary"]["best_checkpoint"]) if 8 in results["segmentation"] else ""
 
     if "balancing" in config.experiments:
         for balance in config.classification.balances:
             if balance == "extra" and extra is None:
-                results["notes"].append("balance 'extra' skipped: no --extra folder was given")
+                notes.append("balance 'extra' skipped: no --extra folder was given")
                 continue
             run = out / "classification" / f"balance-{balance}"
-            results["balancing"][balance] = _classification_run(config, data, extra, run, segmenter, progress,
-                                                                balance=balance)
+            results["balancing"][balance] = _classification_run(
+                config, data, extra, run, segmenter, progress, balance=balance
+            )
     if "batch_size" in config.experiments:
         for batch_size in config.classification.batch_sizes:
             run = out / "classification" / f"batch-{batch_size}"
-            results["batch_size"][batch_size] = _classification_run(config, data, extra, run, segmenter,
-                                                                    progress, batch_size=batch_size,
-                                                                    balance=config.classification.sweep_balance)
+            results["batch_size"][batch_size] = _classification_run(
+                config,
+                data,
+                extra,
+                run,
+                segmenter,
+                progress,
+                batch_size=batch_size,
+                balance=config.classification.sweep_balance,
+            )
     split_run = out / "segmentation" / "stride-8"
     results["data"] = _data_summary(data, split_run)
     results["leakage"] = leakage_check(data, extra, split_run, config.classification.image_size)
     return write_report(config, results, out, Path(config_path) if config_path else None, _versions())
-
-

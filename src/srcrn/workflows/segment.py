@@ -15,26 +15,47 @@ from srcrn.training.segmentation import LOGGED, train_segmentation
 OVERLAY_CASES = 4  # per row of overlays.png
 
 
-def train_segmenter(settings: SegmentTrainSettings, data: str | Path, out: str | Path, *, resume: bool = False,
-                    progress: bool = True) -> dict:
+def train_segmenter(
+    settings: SegmentTrainSettings, data: str | Path, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> dict:
     out = Path(out)
     summary = train_segmentation(settings, data, out, resume=resume, progress=progress)
     if summary and (out / "metrics.csv").is_file():
-        training_curves(out / "metrics.csv", out / "curves.png", metrics=LOGGED,
-                        title=f"{settings.arch} stride {settings.stride}: training curves")
+        training_curves(
+            out / "metrics.csv",
+            out / "curves.png",
+            metrics=LOGGED,
+            title=f"{settings.arch} stride {settings.stride}: training curves",
+        )
     return summary
 
 
-def evaluate_segmenter(checkpoint: str | Path, data: str | Path, out: str | Path, *, ids: list[str] | None = None,
-                       tta: bool | None = None, keep_largest: bool | None = None, batch_size: int = 32,
-                       cache: str | Path | None = None, progress: bool = True) -> SegmentationEvaluation:
+def evaluate_segmenter(
+    checkpoint: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    ids: list[str] | None = None,
+    tta: bool | None = None,
+    keep_largest: bool | None = None,
+    batch_size: int = 32,
+    cache: str | Path | None = None,
+    progress: bool = True,
+) -> SegmentationEvaluation:
     """``segment eval``: masks, scores, and ``overlays.png`` of the best, middling and worst cases."""
     segmenter = Segmenter.from_checkpoint(checkpoint)
     segmenter.batch_size = batch_size
     data = Path(data)
-    result = evaluate_segmentation(segmenter, IsicDataset.from_dir(data), out, ids=ids, tta=tta,
-                                   keep_largest=keep_largest, show_progress=progress,
-                                   cache=cache or default_cache_dir(data, segmenter.image_size))
+    result = evaluate_segmentation(
+        segmenter,
+        IsicDataset.from_dir(data),
+        out,
+        ids=ids,
+        tta=tta,
+        keep_largest=keep_largest,
+        show_progress=progress,
+        cache=cache or default_cache_dir(data, segmenter.image_size),
+    )
     if result.cases:
         segmentation_overlays(result.cases, Path(out) / "overlays.png", per_row=OVERLAY_CASES)
     return result

@@ -1,0 +1,109 @@
+"""The package's shape holds: layers without cycles (import-linter contracts in pyproject.toml),
+a torch-free base install, and library modules that log instead of printing."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "srcrn"
+# The command line is the only place that writes to the terminal.
+MAY_PRINT = {"cli.py"}
+
+
+def lint(package_parent: Path | None = None) -> subprocess.CompletedProcess:
+    """import-linter over the package (or over a copy of it under ``package_parent``), in its own
+    process: it must not touch this process's modules or logging."""
+    script = (
+        "import sys\n"
+        "if sys.argv[1]:\n"
+        "    sys.path.insert(0, sys.argv[1])\n"
+        "    sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__.lower()]\n"
+        "from importlinter.cli import lint_imports\n"
+        "sys.exit(lint_imports(config_filename=sys.argv[2], no_cache=True))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script, str(package_parent or ""), str(ROOT / "pyproject.toml")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+
+def test_import_contracts_hold():
+    # Layers: cli > workflows > reporting > training > evaluation > inference > data > models > core,
+    # no cycles between them; and the modules of the ONNX path never import torch.
+    finished = lint()
+    assert finished.returncode == 0, finished.stdout[-3000:]
+    assert "2 kept, 0 broken" in finished.stdout
+
+
+def test_a_layer_violation_is_caught(tmp_path):
+    """The contract is not vacuous: a model importing from training breaks it."""
+    copy = tmp_path / "src"
+    shutil.copytree(PACKAGE, copy / "srcrn", ignore=shutil.ignore_patterns("images", "masks", "__pycache__"))
+    bad = copy / "srcrn" / "models" / "classifier.py"
+    bad.write_text(bad.read_text() + "\nfrom srcrn.training import runner  # noqa\n")
+    finished = lint(copy)
+    assert finished.returncode == 1, finished.stdout[-2000:]
+    assert "srcrn.models.classifier -> srcrn.training.runner" in finished.stdout
+
+
+def test_torch_is_not_a_base_requirement():
+    requirements = importlib.metadata.requires("srcrn") or []
+    base = [r for r in requirements if "extra ==" not in r]
+    names = {re.split(r"[ <>=!~;\[]", r, maxsplit=1)[0].lower() for r in base}
+    assert {"onnxruntime", "numpy", "pillow", "opencv-python-headless", "pydantic"} <= names
+    assert not names & {"torch", "torchvision", "lightning", "albumentations", "matplotlib", "scipy"}, names
+    train = [r for r in requirements if re.search(r"extra == .train.", r)]
+    assert any(r.startswith("torch==") for r in train) and any(r.startswith("lightning") for r in train)
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in PACKAGE.rglob("*.py") if p.name not in MAY_PRINT),
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_library_modules_log_and_never_print(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            function = node.func
+            assert not (isinstance(function, ast.Name) and function.id == "print"), f"{path.name}:{node.lineno}"
+            if isinstance(function, ast.Attribute) and function.attr == "print":
+                owner = function.value
+                # The console's own logging handler is the one place that draws a log record.
+                allowed = path.name == "console.py"
+                assert allowed or not (isinstance(owner, ast.Name) and owner.id == "console"), (
+                    f"{path.name}:{node.lineno}"
+                )
+
+
+def test_warning_filters_are_restored_after_a_run():
+    import warnings
+
+    from srcrn.training.runner import quiet_lightning
+
+    before = list(warnings.filters)
+    with quiet_lightning():
+        assert len(warnings.filters) > len(before)
+    assert warnings.filters == before
+
+
+def test_committed_results_hold_no_machine_paths():
+    """Results in docs/ are read on other machines: paths in them are relative."""
+    offenders = []
+    for path in (ROOT / "docs").rglob("*"):
+        if path.is_file() and path.suffix in {".md", ".json", ".csv", ".yaml", ".html"}:
+            text = path.read_text(errors="ignore")
+            offenders += [f"{path.relative_to(ROOT)}: {m}" for m in re.findall(r"(?:/work|/root|/home|/tmp)/\S+", text)]
+    assert not offenders, offenders[:5]
