@@ -105,6 +105,7 @@ def merge_logs(folder: Path, target: Path) -> bool:
     return True
 
 
+@quiet_lightning()
 def fit(
     task: L.LightningModule,
     datamodule: L.LightningDataModule,
@@ -118,24 +119,8 @@ def fit(
 ) -> dict:
     """Train ``task`` with the Trainer settings of ``settings`` (epochs, devices, strategy,
     precision, time budget...) and any extra ``callbacks`` (schedules, weight averaging).
-    Returns the run's summary (empty on non-zero ranks)."""
-    with quiet_lightning():
-        return _fit(
-            task, datamodule, settings, out, monitor=monitor, resume=resume, progress=progress, callbacks=callbacks
-        )
-
-
-def _fit(
-    task: L.LightningModule,
-    datamodule: L.LightningDataModule,
-    settings: RunSettings,
-    out: Path,
-    *,
-    monitor: str,
-    resume: bool,
-    progress: bool,
-    callbacks: list | None,
-) -> dict:
+    Returns the run's summary (empty on non-zero ranks). Lightning's noise is dropped for the
+    duration of the call only."""
     last = last_checkpoint(out)
     checkpoints = ModelCheckpoint(
         dirpath=out / "checkpoints",
