@@ -44,3 +44,23 @@ def small_classification_config(tmp_path: Path, **changes):
     settings: dict[str, Any] = dict(image_size=64, batch_size=8, epochs=1, cache=str(tmp_path / "cache"))
     settings.update(changes)
     return load_settings(ClassifyTrainSettings, **settings)
+
+
+def cli_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """``srcrn ARGS`` in-process; it must fail with exit status 2 and print exactly one
+    ``error:`` line, which is returned."""
+    from srcrn.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    assert done.value.code == 2, args
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, (args, errors)
+    return errors[0]
+
+
+def segment_eval(model: str | Path, data: Path, out: Path, cache: Path, *extra: str) -> None:
+    """``srcrn segment eval`` of ``model`` on ``data`` into ``out`` (private cache, no progress)."""
+    run_cli("segment", "eval", "--model", str(model), "--data", str(data), "--out", str(out),
+            "--cache", str(cache), "--no-progress", *extra)  # fmt: skip

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from helpers import run_cli as run
-from helpers import small_classification_config, small_segmentation_config
+from helpers import segment_eval, small_classification_config, small_segmentation_config
 from srcrn.evaluation.classification import threshold_for_sensitivity
 from srcrn.inference.checkpoints import read_checkpoint
 from srcrn.training.classification import train_classification
@@ -178,19 +178,7 @@ def test_onnx_engine_equals_eager_and_needs_no_torch(models, sample, tmp_path):
     assert np.abs(onnx["melanoma"] - eager.loc[onnx.index, "melanoma"]).max() < 1e-4
     # One prediction path: the masks predict writes (either engine) are the masks segment eval
     # writes and scores for the same images and model (its TTA and keep-largest included).
-    run(
-        "segment",
-        "eval",
-        "--model",
-        segmenter,
-        "--data",
-        str(folder),
-        "--out",
-        str(tmp_path / "eval"),
-        "--cache",
-        str(tmp_path / "cache"),
-        "--no-progress",
-    )
+    segment_eval(segmenter, folder, tmp_path / "eval", tmp_path / "cache")
     for image_id in onnx.index:
         evaluated = np.asarray(Image.open(tmp_path / "eval" / "masks" / f"{image_id}_segmentation.png"))
         for engine in ("eager", "onnx"):

@@ -17,9 +17,9 @@ import yaml
 from lightning.pytorch.callbacks import Timer
 from PIL import Image
 
+from helpers import cli_error, segment_eval
 from helpers import run_cli as run
 from helpers import small_segmentation_config as _small
-from srcrn.cli import main
 from srcrn.errors import ConfigError
 from srcrn.inference.checkpoints import build_model, read_checkpoint
 from srcrn.inference.postprocess import keep_largest_region
@@ -150,22 +150,7 @@ def test_time_budget_stops_training_and_leaves_a_loadable_checkpoint(sample, tmp
     model = build_model(read_checkpoint(last))
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
-    run(
-        "segment",
-        "eval",
-        "--model",
-        str(last),
-        "--data",
-        str(sample),
-        "--out",
-        str(tmp_path / "eval"),
-        "--split",
-        str(out),
-        "--cache",
-        str(tmp_path / "cache"),
-        "--keep-largest",
-        "--no-progress",
-    )
+    segment_eval(last, sample, tmp_path / "eval", tmp_path / "cache", "--split", str(out), "--keep-largest")
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["tta"] is True and 0 <= metrics["jaccard"] <= 1  # the strong recipe evaluates with TTA
     assert metrics["keep_largest"] is True
@@ -279,21 +264,7 @@ def test_arch_unet_trains_and_evaluates_through_the_same_code(sample, tmp_path, 
     assert "trained 1 epochs" in capsys.readouterr().err
     stored = read_checkpoint(out / "checkpoints" / "best.ckpt")
     assert type(build_model(stored)).__name__ == "Unet" and stored.settings["arch"] == "unet"
-    run(
-        "segment",
-        "eval",
-        "--model",
-        str(out / "checkpoints" / "best.ckpt"),
-        "--data",
-        str(sample),
-        "--out",
-        str(tmp_path / "eval"),
-        "--split",
-        str(out),
-        "--cache",
-        str(tmp_path / "cache"),
-        "--no-progress",
-    )
+    segment_eval(out / "checkpoints" / "best.ckpt", sample, tmp_path / "eval", tmp_path / "cache", "--split", str(out))
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     val = pd.read_csv(out / "split.csv").query("subset == 'val'")
     assert metrics["n_images"] == len(val) and {"jaccard", "dice", "accuracy"} <= set(metrics)
@@ -308,27 +279,7 @@ def test_cli_refuses_unknown_recipe_and_architecture(sample, tmp_path, capsys):
         (["--optimizer", "sgd"], "--optimizer: Input should be 'adam' or 'adamw' (given 'sgd')"),
         (["--ema-decay", "1.5"], "--ema-decay: Input should be less than 1 (given 1.5)"),
     ):
-        with pytest.raises(SystemExit) as done:
-            main(
-                [
-                    "segment",
-                    "train",
-                    "--data",
-                    str(sample),
-                    "--out",
-                    str(tmp_path / "x"),
-                    "--no-progress",
-                    "--cache",
-                    str(tmp_path / "cache"),
-                    "--image-size",
-                    "64",
-                    "--epochs",
-                    "1",
-                    "--steps-per-epoch",
-                    "1",
-                    *args,
-                ]
-            )
-        assert done.value.code == 2, args
-        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1 and expected in errors[0], (args, errors)
+        error = cli_error(capsys, "segment", "train", "--data", str(sample), "--out", str(tmp_path / "x"),
+                          "--no-progress", "--cache", str(tmp_path / "cache"), "--image-size", "64", "--epochs", "1",
+                          "--steps-per-epoch", "1", *args)  # fmt: skip
+        assert expected in error, (args, error)

@@ -16,9 +16,8 @@ import torch
 from isic_challenge_scoring.segmentation import SegmentationScore
 from PIL import Image
 
-from helpers import run_cli as run
+from helpers import cli_error, segment_eval
 from helpers import small_segmentation_config as _small_config
-from srcrn.cli import main
 from srcrn.data.cache import prepare
 from srcrn.data.isic import IsicDataset
 from srcrn.data.transforms import normalize_batch
@@ -84,19 +83,7 @@ def test_eval_metrics_equal_the_official_isic_scorer(sample, tmp_path):
     config = _small_config(tmp_path, steps_per_epoch=3)
     train_segmentation(config, sample, tmp_path / "run", progress=False)
     out = tmp_path / "eval"
-    run(
-        "segment",
-        "eval",
-        "--model",
-        str(tmp_path / "run" / "checkpoints" / "last.ckpt"),
-        "--data",
-        str(sample),
-        "--out",
-        str(out),
-        "--cache",
-        str(tmp_path / "cache"),
-        "--no-progress",
-    )
+    segment_eval(tmp_path / "run" / "checkpoints" / "last.ckpt", sample, out, tmp_path / "cache")
     ours = json.loads((out / "metrics.json").read_text())
     assert ours["n_images"] == 40
     # Masks are written at each image's original size, as 0/255.
@@ -114,20 +101,13 @@ def test_eval_metrics_equal_the_official_isic_scorer(sample, tmp_path):
 
 def test_eval_on_a_runs_validation_split(sample, tmp_path):
     train_segmentation(_small_config(tmp_path), sample, tmp_path / "run", progress=False)
-    run(
-        "segment",
-        "eval",
-        "--model",
-        str(tmp_path / "run" / "checkpoints" / "best.ckpt"),
-        "--data",
-        str(sample),
-        "--out",
-        str(tmp_path / "eval"),
+    segment_eval(
+        tmp_path / "run" / "checkpoints" / "best.ckpt",
+        sample,
+        tmp_path / "eval",
+        tmp_path / "cache",
         "--split",
         str(tmp_path / "run"),
-        "--cache",
-        str(tmp_path / "cache"),
-        "--no-progress",
     )
     val = pd.read_csv(tmp_path / "run" / "split.csv").query("subset == 'val'")["image_id"]
     assert sorted(pd.read_csv(tmp_path / "eval" / "per_image.csv")["image_id"]) == sorted(val)
@@ -141,28 +121,10 @@ def test_cli_refuses_impossible_settings(sample, tmp_path, capsys):
         (["--loss", "focal"], "--loss: Input should be 'bce' or 'bce+dice' (given 'focal')"),
         (["--lr", "fast"], "'--lr'"),
     ):
-        with pytest.raises(SystemExit) as done:
-            main(
-                [
-                    "segment",
-                    "train",
-                    "--data",
-                    str(sample),
-                    "--out",
-                    str(tmp_path / "x"),
-                    "--no-progress",
-                    "--cache",
-                    str(tmp_path / "cache"),
-                    "--epochs",
-                    "1",
-                    "--steps-per-epoch",
-                    "1",
-                    *args,
-                ]
-            )
-        assert done.value.code == 2
-        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-        assert len(errors) == 1 and expected in errors[0], (args, errors)
+        error = cli_error(capsys, "segment", "train", "--data", str(sample), "--out", str(tmp_path / "x"),
+                          "--no-progress", "--cache", str(tmp_path / "cache"), "--epochs", "1",
+                          "--steps-per-epoch", "1", *args)  # fmt: skip
+        assert expected in error, (args, error)
 
 
 def test_config_file_with_an_unknown_key_is_refused(tmp_path):

@@ -34,7 +34,6 @@ def _flags(*path: str) -> set[str]:
 def test_every_field_has_a_flag_and_every_flag_a_field(path, schema):
     flags = _flags(*path) - NOT_SETTINGS
     fields = {flag_name(name) for name in schema.model_fields}
-    fields = {"--finetune" if f == "--finetune" else f for f in fields}
     assert flags == fields, flags ^ fields
 
 
@@ -97,3 +96,17 @@ def test_reproduce_sections_are_validated(tmp_path):
     settings = load_settings(ReproduceSettings, tmp_path / "r.yaml")
     assert settings.precision == "bf16-mixed" and settings.segmentation.strides == [32, 16, 8]
     assert ReproduceSettings().segmentation.strides is not settings.segmentation.strides  # no shared defaults
+
+
+def test_time_budgets_are_parsed_in_one_place():
+    from srcrn.settings import parse_time_budget
+    from srcrn.training.runner import max_time
+
+    assert parse_time_budget("25m") == {"seconds": 1500} and parse_time_budget("1.5h") == {"seconds": 5400}
+    assert parse_time_budget("90") == {"seconds": 90} and parse_time_budget("00:01:00:00") == "00:01:00:00"
+    assert parse_time_budget(None) is None
+    assert max_time("2h") == {"seconds": 7200}
+    with pytest.raises(ConfigError, match=r"time budget 'soon': use e.g. 25m"):
+        max_time("soon")
+    with pytest.raises(ConfigError, match=r"--time-budget: use e.g. 25m, 90s, 2h or DD:HH:MM:SS \(given '2 h'\)"):
+        load_settings(SegmentTrainSettings, flags={"time_budget": "2 h"})

@@ -19,27 +19,48 @@ from typing import Any, Literal, Self, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from srcrn.atomic import atomic_path
 from srcrn.errors import ConfigError
 
 SplitMethod = Literal["paper", "official", "random"]
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 Precision = Literal["32-true", "32", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true"]
 Weights = str  # imagenet | none | PATH | srcrn:CKPT: a path cannot be a Literal, checked by the loader
+# Named choices: declared here once; the modules that act on them take their names from these
+# (``typing.get_args``), so a library caller gets the same list as the schema.
+Architecture = Literal["srcrn", "unet", "fpn"]
+Loss = Literal["bce", "bce+dice"]
+Schedule = Literal["constant", "cosine", "onecycle"]
+SegmentationAugment = Literal["none", "flip", "strong"]
+InputMode = Literal["full", "masked", "crop"]
+Balance = Literal["none", "augment", "extra"]
+AugmentFamily = Literal["geometry", "colour", "axis", "mix"]
 
-_BUDGET = re.compile(r"^(\d+(\.\d+)?[smh]?|\d+:\d+:\d+:\d+)$")
+_BUDGET = re.compile(r"^(?:(\d+(?:\.\d+)?)([smh]?)|\d+:\d+:\d+:\d+)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_time_budget(budget: str | None) -> dict[str, int] | str | None:
+    """'25m', '90s', '2h', '300' (seconds) or 'DD:HH:MM:SS' as Lightning's ``max_time``."""
+    if not budget:
+        return None
+    match = _BUDGET.match(budget)
+    if match is None:
+        raise ValueError("use e.g. 25m, 90s, 2h or DD:HH:MM:SS")
+    if match.group(1) is None:
+        return budget
+    return {"seconds": int(float(match.group(1)) * _UNITS[match.group(2)])}
 
 
 class Settings(BaseModel):
     """Base of every schema: unknown keys are refused, values are checked on assignment too."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
     def save(self, path: Path) -> None:
-        from srcrn.atomic import atomic_path
-
         with atomic_path(path) as temporary:
             temporary.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
@@ -73,8 +94,7 @@ class RunSettings(Settings):
     @field_validator("time_budget")
     @classmethod
     def _budget_format(cls, value: str | None) -> str | None:
-        if value is not None and not _BUDGET.match(value):
-            raise ValueError("use e.g. 25m, 90s, 2h or DD:HH:MM:SS")
+        parse_time_budget(value)
         return value
 
 
@@ -83,7 +103,7 @@ class SegmentTrainSettings(RunSettings):
     entropy, batch 8, 128x128, steps of 300 iterations); the paper states no epoch count."""
 
     recipe: Literal["paper", "strong"] = Field("paper", description="named defaults (see docs)")
-    arch: Literal["srcrn", "unet", "fpn"] = Field("srcrn", description="srcrn, or an smp baseline")
+    arch: Architecture = Field("srcrn", description="srcrn, or an smp baseline")
     stride: Literal[8, 16, 32] = Field(8, description="decoder stride (paper 3.1)")
     score_channels: int = Field(2, ge=1, le=1024, description="channels of the stride score maps (paper: 2)")
     encoder_weights: Weights = Field("none", description="none | imagenet | PATH")
@@ -92,11 +112,9 @@ class SegmentTrainSettings(RunSettings):
     lr: float = Field(1e-3, gt=0, description="learning rate (paper: Adam 1e-3)")
     optimizer: Literal["adam", "adamw"] = Field("adam", description="optimizer")
     weight_decay: float = Field(0.0, ge=0, description="weight decay (decoupled with adamw)")
-    loss: Literal["bce", "bce+dice"] = Field("bce", description="training loss")
-    augment: Literal["none", "flip", "strong"] = Field("none", description="joint image + mask augmentation")
-    schedule: Literal["constant", "cosine", "onecycle"] = Field(
-        "constant", description="learning-rate schedule (ends with --epochs or --time-budget)"
-    )
+    loss: Loss = Field("bce", description="training loss")
+    augment: SegmentationAugment = Field("none", description="joint image + mask augmentation")
+    schedule: Schedule = Field("constant", description="learning-rate schedule (ends with --epochs or --time-budget)")
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up, in epochs (fractions allowed)")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="moving average of the weights, e.g. 0.998; 0 = off")
     tta: bool = Field(False, description="flip test-time augmentation when this model predicts")
@@ -126,12 +144,12 @@ class ClassifyTrainSettings(RunSettings):
     weights: Weights = Field("imagenet", description="imagenet | none | PATH | srcrn:CKPT")
     finetune: bool = Field(False, description="train the backbone too")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the head's linear layer")
-    input: Literal["full", "masked", "crop"] = Field("full", description="classifier input from the SRCRN mask")
+    input: InputMode = Field("full", description="classifier input from the SRCRN mask")
     margin: float = Field(0.1, ge=0, le=2, description="crop margin, a fraction of the lesion box")
     segmenter: str | None = Field(None, description="SRCRN checkpoint giving the lesion masks")
-    balance: Literal["none", "augment", "extra"] = Field("none", description="class balancing (paper 3.2)")
+    balance: Balance = Field("none", description="class balancing (paper 3.2)")
     ratio: float = Field(1.0, gt=0, le=10, description="target melanoma : benign ratio")
-    augment: Literal["geometry", "colour", "axis", "mix"] = Field("mix", description="augmentation of balance augment")
+    augment: AugmentFamily = Field("mix", description="augmentation of balance augment")
     extra: str | None = Field(None, description="labelled extra images (balance extra)")
     batch_size: int = Field(32, ge=1, description="batch size (paper best: 32)")
     lr: float = Field(0.01, gt=0, description="SGD learning rate (paper: 0.01)")
@@ -187,14 +205,14 @@ class SegmentationPart(Settings):
 class ClassificationPart(Settings):
     """``reproduce`` > ``classification``: Tables 2 (balancing) and 3 (batch sizes)."""
 
-    input: Literal["full", "masked", "crop"] = "crop"
+    input: InputMode = "crop"
     weights: Weights = "srcrn"  # srcrn = the stride-8 run's encoder; or imagenet | none | PATH
-    balances: list[Literal["none", "augment", "extra"]] = Field(["none", "augment", "extra"])
-    augment: Literal["geometry", "colour", "axis", "mix"] = "mix"
+    balances: list[Balance] = Field(["none", "augment", "extra"])
+    augment: AugmentFamily = "mix"
     image_size: int = Field(128, ge=16, le=4096)
     batch_size: int = Field(32, ge=1)
     batch_sizes: list[int] = Field(default_factory=lambda: [4, 8, 16, 32, 64])
-    sweep_balance: Literal["none", "augment", "extra"] = "augment"
+    sweep_balance: Balance = "augment"
     epochs: int = Field(100, ge=1)
     time_budget: str | None = None
 

@@ -33,16 +33,16 @@ NO_INTERVAL = Interval(float("nan"), float("nan"), "none")
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve as the Mann-Whitney statistic with average ranks for ties: the
-    same number as scikit-learn's ``roc_auc_score`` (which the ISIC scorer uses). NaN when one
-    class is absent."""
+    """Area under the ROC curve: the Mann-Whitney U of melanoma vs benign scores over the number
+    of pairs (ties count half), the same number as scikit-learn's ``roc_auc_score``, which the
+    ISIC scorer uses. NaN when one class is absent."""
     labels = np.asarray(labels).astype(bool)
-    positives = int(labels.sum())
-    negatives = len(labels) - positives
-    if positives == 0 or negatives == 0:
+    scores = np.asarray(scores, dtype=float)
+    positives, negatives = scores[labels], scores[~labels]
+    if len(positives) == 0 or len(negatives) == 0:
         return float("nan")
-    ranks = stats.rankdata(np.asarray(scores, dtype=float))
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    statistic = stats.mannwhitneyu(positives, negatives, method="asymptotic").statistic
+    return float(statistic / (len(positives) * len(negatives)))
 
 
 def _bootstrap(

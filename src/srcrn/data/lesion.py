@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 
 from srcrn.console import progress
@@ -10,8 +12,9 @@ from srcrn.data.cache import PreparedData
 from srcrn.data.images import decode_crop
 from srcrn.data.isic import IsicDataset
 from srcrn.errors import ConfigError
+from srcrn.settings import InputMode
 
-INPUT_MODES = ("full", "masked", "crop")
+INPUT_MODES = get_args(InputMode)
 
 
 def lesion_box(mask: np.ndarray, margin: float = 0.1) -> tuple[float, float, float, float] | None:

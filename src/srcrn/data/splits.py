@@ -17,14 +17,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 
 from srcrn.data.isic import IsicDataset
 from srcrn.errors import ConfigError, DataError
+from srcrn.settings import SplitMethod
 
-SPLIT_METHODS = ("paper", "official", "random")
+SPLIT_METHODS = get_args(SplitMethod)
 PAPER_HOLDOUT = 100
 
 

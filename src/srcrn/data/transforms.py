@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import albumentations as A
 import cv2
@@ -11,11 +11,12 @@ from albumentations.pytorch import ToTensorV2
 
 from srcrn.data.normalization import IMAGENET_MEAN, IMAGENET_STD, normalize_numpy  # noqa: F401
 from srcrn.errors import ConfigError
+from srcrn.settings import AugmentFamily, SegmentationAugment
 
 if TYPE_CHECKING:
     import torch
 
-AUGMENTATIONS = ("none", "flip", "strong")
+AUGMENTATIONS = get_args(SegmentationAugment)
 
 
 def build_transform(augment: str = "none", *, train: bool = True) -> A.Compose:
@@ -53,7 +54,7 @@ def normalize_batch(images) -> torch.Tensor:
     return (batch - mean) / std
 
 
-AUGMENT_FAMILIES = ("geometry", "colour", "axis", "mix")
+AUGMENT_FAMILIES = get_args(AugmentFamily)
 
 
 def _geometry() -> A.Compose:

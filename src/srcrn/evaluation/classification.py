@@ -52,16 +52,6 @@ def classification_metrics(
     }
 
 
-def roc_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False- and true-positive rates at every distinct threshold, from (0, 0) to (1, 1)."""
-    labels, scores = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
-    order = np.argsort(-scores, kind="mergesort")
-    labels, scores = labels[order], scores[order]
-    last_of_each = np.r_[np.nonzero(np.diff(scores))[0], len(scores) - 1]
-    tps, fps = np.cumsum(labels)[last_of_each], (last_of_each + 1) - np.cumsum(labels)[last_of_each]
-    return np.r_[0.0, fps / max(1, fps[-1])], np.r_[0.0, tps / max(1, tps[-1])]
-
-
 @dataclass
 class ClassificationEvaluation:
     metrics: dict[str, Any]  # empty without labels

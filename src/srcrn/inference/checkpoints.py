@@ -47,18 +47,25 @@ def _legacy_kind(hparams: dict[str, Any]) -> Kind | None:
     return None
 
 
-def read_checkpoint(path: str | Path, expect: Kind | None = None) -> StoredModel:
-    """The model stored at ``path``; one error line when it is missing, unreadable, or not the
-    ``expect``-ed kind."""
+def _load(path: Path) -> dict[str, Any]:
     import torch
 
-    path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged file; all mean the same here
         raise ConfigError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
+
+
+def read_checkpoint(path: str | Path, expect: Kind | None = None) -> StoredModel:
+    """The model stored at ``path``; one error line when it is missing, unreadable, or not the
+    ``expect``-ed kind."""
+    path = Path(path)
+    return _parse(path, _load(path), expect)
+
+
+def _parse(path: Path, state: Any, expect: Kind | None) -> StoredModel:
     if not isinstance(state, dict) or "state_dict" not in state:
         raise ConfigError(f"{path}: not a checkpoint of srcrn (no state_dict)")
     info = state.get("srcrn")
@@ -111,8 +118,9 @@ def store_extras(path: str | Path, **extras: Any) -> None:
     """Add ``extras`` (e.g. the operating threshold) to a checkpoint, atomically."""
     import torch
 
-    stored = read_checkpoint(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    path = Path(path)
+    state = _load(path)  # read once: the entry is rebuilt from it and the rest is written back as is
+    stored = _parse(path, state, None)
     state["srcrn"] = checkpoint_entry(stored.kind, stored.settings, stored.extras | extras)
     with atomic_path(path) as temporary:
         torch.save(state, temporary)

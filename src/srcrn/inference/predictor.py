@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -47,6 +47,15 @@ def _batched(run: Callable[[np.ndarray], np.ndarray], items: np.ndarray, batch_s
     )
 
 
+def _torch_runtime(path: str | Path, kind: Literal["segmenter", "classifier"]) -> tuple[Runtime, Any]:
+    """The eager model of a checkpoint of ``kind`` (imported lazily: the ONNX path needs no torch)."""
+    from srcrn.inference.checkpoints import build_model, read_checkpoint
+    from srcrn.inference.runtimes import TorchRuntime
+
+    stored = read_checkpoint(path, expect=kind)
+    return TorchRuntime(build_model(stored)), stored
+
+
 @dataclass(frozen=True)
 class SegmenterSpec:
     image_size: int
@@ -65,14 +74,11 @@ class Segmenter:
         return self.spec.image_size
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> Segmenter:
-        from srcrn.inference.checkpoints import build_model, read_checkpoint
-        from srcrn.inference.runtimes import TorchRuntime
-
-        stored = read_checkpoint(path, expect="segmenter")
+    def from_checkpoint(cls, path: str | Path, batch_size: int = 32) -> Segmenter:
+        runtime, stored = _torch_runtime(path, "segmenter")
         s = stored.settings
         spec = SegmenterSpec(s["image_size"], bool(s["tta"]), bool(s["keep_largest"]))
-        return cls(TorchRuntime(build_model(stored)), spec, str(path))
+        return cls(runtime, spec, str(path), batch_size)
 
     def _probabilities(self, images: np.ndarray) -> np.ndarray:
         return sigmoid(self.runtime(normalize_numpy(images))[:, 0])
@@ -132,10 +138,7 @@ class Classifier:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> Classifier:
-        from srcrn.inference.checkpoints import build_model, read_checkpoint
-        from srcrn.inference.runtimes import TorchRuntime
-
-        stored = read_checkpoint(path, expect="classifier")
+        runtime, stored = _torch_runtime(path, "classifier")
         s = stored.settings
         spec = ClassifierSpec(
             s["image_size"],
@@ -145,7 +148,7 @@ class Classifier:
             s.get("segmenter"),
             stored.extras.get("target_sensitivity"),
         )
-        return cls(TorchRuntime(build_model(stored)), spec, str(path))
+        return cls(runtime, spec, str(path))
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         """float [N] P(melanoma) for uint8 [N, S, S, 3] classifier inputs."""

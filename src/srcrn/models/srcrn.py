@@ -16,6 +16,7 @@ and to prediction.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ from torchvision.models._utils import IntermediateLayerGetter
 
 from srcrn.errors import ConfigError
 from srcrn.models.weights import resnet50_backbone
+from srcrn.settings import Architecture
 
 STRIDES = (8, 16, 32)
 ENCODER_LAYERS = {"layer2": "c3", "layer3": "c4", "layer4": "c5"}
@@ -89,7 +91,7 @@ class SRCRN(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-ARCHITECTURES = ("srcrn", "unet", "fpn")
+ARCHITECTURES = get_args(Architecture)
 
 
 def check_architecture(arch: str) -> None:

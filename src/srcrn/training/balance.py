@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 
 from srcrn.errors import ConfigError
+from srcrn.settings import Balance
 
-BALANCE_MODES = ("none", "augment", "extra")
+BALANCE_MODES = get_args(Balance)
 
 
 @dataclass

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import torch
 import torch.nn.functional as F
 
 from srcrn.errors import ConfigError
+from srcrn.settings import Loss
 
-LOSSES = ("bce", "bce+dice")
+LOSSES = get_args(Loss)
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:

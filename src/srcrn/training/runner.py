@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from srcrn.atomic import atomic_path
 from srcrn.errors import ConfigError
-from srcrn.settings import RunSettings
+from srcrn.settings import RunSettings, parse_time_budget
 
 # Lightning noise that says nothing about the run (advertising, a deprecation inside
 # Lightning itself, the logging-interval hint for short epochs); we refuse to reuse a run
@@ -72,18 +72,12 @@ def parse_devices(devices: str):
     return int(devices) if str(devices).isdigit() else devices
 
 
-def max_time(budget: str | None):
-    """'25m', '90s', '2h' or 'DD:HH:MM:SS' to Lightning's max_time."""
-    if not budget:
-        return None
-    if ":" in budget:
-        return budget
-    units = {"s": 1, "m": 60, "h": 3600}
+def max_time(budget: str | None) -> dict[str, int] | str | None:
+    """A time budget as Lightning's ``max_time`` (the format is the settings schema's)."""
     try:
-        seconds = float(budget[:-1]) * units[budget[-1]] if budget[-1] in units else float(budget)
-    except ValueError:
-        raise ConfigError(f"time budget '{budget}': use e.g. 25m, 90s, 2h") from None
-    return {"seconds": int(seconds)}
+        return parse_time_budget(budget)
+    except ValueError as error:
+        raise ConfigError(f"time budget {budget!r}: {error}") from None
 
 
 def _keep_earlier_logs(folder: Path) -> None:

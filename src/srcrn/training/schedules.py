@@ -10,13 +10,15 @@ anneals to its floor just as Lightning's ``max_time`` stops the run. Warm-up is 
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, Timer
 
 from srcrn.errors import ConfigError
+from srcrn.settings import Schedule
 
-SCHEDULES = ("constant", "cosine", "onecycle")
+SCHEDULES = get_args(Schedule)
 ONECYCLE_START = 1 / 25  # torch OneCycleLR's div_factor
 ONECYCLE_END = 1 / 25 / 1e4  # and final_div_factor
 

@@ -8,10 +8,12 @@ import logging
 from pathlib import Path
 
 import pandas as pd
+import torch
+from torchmetrics.functional.classification import binary_roc
 
 from srcrn.atomic import atomic_path
 from srcrn.data.splits import Split
-from srcrn.evaluation.classification import ClassificationEvaluation, evaluate_classifier, roc_points
+from srcrn.evaluation.classification import ClassificationEvaluation, evaluate_classifier
 from srcrn.inference.checkpoints import store_extras
 from srcrn.inference.predictor import Classifier
 from srcrn.reporting.figures import roc_curve_figure, sweep_curves, training_curves
@@ -76,8 +78,11 @@ def evaluate_classifier_checkpoint(
     if target_sensitivity is not None and metrics:
         store_extras(checkpoint, threshold=metrics["threshold"], target_sensitivity=target_sensitivity)
     if metrics and 0 < metrics["n_melanoma"] < metrics["n_images"]:
-        fpr, tpr = roc_points(result.predictions["truth"].to_numpy(), result.predictions["melanoma"].to_numpy())
-        roc_curve_figure(fpr, tpr, metrics, Path(out) / "roc.png")
+        fpr, tpr, _ = binary_roc(
+            torch.as_tensor(result.predictions["melanoma"].to_numpy(), dtype=torch.float64),
+            torch.as_tensor(result.predictions["truth"].to_numpy()).long(),
+        )
+        roc_curve_figure(fpr.numpy(), tpr.numpy(), metrics, Path(out) / "roc.png")
     return result
 
 

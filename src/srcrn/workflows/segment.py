@@ -43,8 +43,7 @@ def evaluate_segmenter(
     progress: bool = True,
 ) -> SegmentationEvaluation:
     """``segment eval``: masks, scores, and ``overlays.png`` of the best, middling and worst cases."""
-    segmenter = Segmenter.from_checkpoint(checkpoint)
-    segmenter.batch_size = batch_size
+    segmenter = Segmenter.from_checkpoint(checkpoint, batch_size)
     data = Path(data)
     result = evaluate_segmentation(
         segmenter,
