@@ -12,9 +12,25 @@ from srcrn.sample import sample_dir
 DEV_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic-dev"
 
 
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Tests never download: ``--weights imagenet`` without a cached file is a clear error."""
+    monkeypatch.setenv("SRCRN_OFFLINE", "1")
+
+
 @pytest.fixture(scope="session")
 def sample() -> Path:
     return sample_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_segmenter(tmp_path_factory, sample) -> str:
+    """A briefly trained SRCRN on the sample (64 px, two steps): masks and srcrn: weights."""
+    from helpers import small_segmentation_config
+    from srcrn.training.segmentation import train_segmentation
+
+    out = tmp_path_factory.mktemp("tiny-segmenter")
+    return train_segmentation(small_segmentation_config(out), sample, out / "run", progress=False)["last_checkpoint"]
 
 
 @pytest.fixture

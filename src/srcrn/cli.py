@@ -218,19 +218,70 @@ def classify_train(
 
     settings = _settings(ClassifyTrainSettings, out, config, resume, flags or {})
     summary = train_classifier(settings, data, out, resume=resume, progress=progress_bar)
-    if summary:
+    if summary and settings.model == "cnn":
         log.info(
             "trained %s epochs in %.0fs; best val AUC %s; checkpoint %s",
             summary["epochs"],
             summary["wall_seconds"],
             summary["best_val_auc"],
-            summary["best_checkpoint"],
+            summary.get("model_checkpoint", summary["best_checkpoint"]),
+        )
+
+
+@classify_app.command("cv")
+@with_schema_options(ClassifyTrainSettings)
+def classify_cv(
+    data: ClassifyData,
+    out: Annotated[Path, typer.Option("--out", help="folder of the folds, oof.csv, val.csv, cv.json")],
+    folds: Annotated[int, typer.Option(min=2, help="folds (stratified, near-duplicates kept together)")] = 5,
+    final: Annotated[
+        bool, typer.Option(help="also train on the whole training split, calibrate, score the validation split")
+    ] = True,
+    calibration: Annotated[
+        str, typer.Option(help="calibration fitted on the out-of-fold logits: temperature | platt")
+    ] = "temperature",
+    config: Config = None,
+    progress_bar: Progress = True,
+    flags: Optional[dict] = None,
+) -> None:
+    """Cross-validate a stage-2 recipe on the training split: per-fold and pooled out-of-fold
+    AUC with a bootstrap interval; choose recipes by this, not by the small validation split.
+    Interrupted runs continue where they stopped (finished folds are kept)."""
+    from srcrn.settings import load_settings
+    from srcrn.workflows.cross_validation import cross_validate
+
+    settings = load_settings(ClassifyTrainSettings, config, flags=flags or {})
+    result = cross_validate(
+        settings, data, out, folds=folds, final=final, calibration=calibration, progress=progress_bar
+    )
+    oof = result["oof"]
+    log.info(
+        "out-of-fold AUC %.4f (95 %% CI %.4f-%.4f) over %d folds (per fold %s)",
+        oof["auc"],
+        oof["auc_ci95_low"],
+        oof["auc_ci95_high"],
+        folds,
+        ", ".join(f"{a:.3f}" for a in result["per_fold_auc"]),
+    )
+    if "val" in result:
+        val = result["val"]
+        log.info(
+            "validation AUC %.4f (95 %% CI %.4f-%.4f); ECE %.4f -> %.4f calibrated (%s); %s",
+            val["auc"],
+            val["auc_ci95_low"],
+            val["auc_ci95_high"],
+            val["ece_raw"],
+            val["ece_calibrated"],
+            result["calibration"]["method"],
+            out / "cv.json",
         )
 
 
 @classify_app.command("eval")
 def classify_eval(
-    model: Annotated[Path, typer.Option("--model", help="checkpoint (.ckpt) of classify train")],
+    model: Annotated[
+        Path, typer.Option("--model", help="checkpoint (.ckpt) or feature model (.skops) of classify train")
+    ],
     data: ClassifyData,
     out: Annotated[Path, typer.Option("--out", help="folder for predictions.csv, metrics.json, roc.png")],
     segmenter: Annotated[
@@ -249,11 +300,20 @@ def classify_eval(
             help="choose the threshold reaching this sensitivity on these images, and store it in --model",
         ),
     ] = None,
+    calibrate: Annotated[
+        Optional[str],
+        typer.Option(
+            help="fit a calibration on these images (temperature | platt) and store it in --model; "
+            "prefer 'classify cv', which fits it on out-of-fold scores"
+        ),
+    ] = None,
     cache: Annotated[Optional[Path], typer.Option(help="prepared-cache folder")] = None,
     progress_bar: Progress = True,
 ) -> None:
-    """Melanoma probabilities for every image; AUC (bootstrap 95 % CI), accuracy, sensitivity...
-    With --target-sensitivity, also pick the operating threshold and store it in the checkpoint."""
+    """Melanoma probabilities for every image; AUC (bootstrap 95 % CI), accuracy, sensitivity...,
+    Brier score and expected calibration error, ROC and reliability diagram. --model is a
+    checkpoint (.ckpt) or a feature model (.skops). With --target-sensitivity, also pick the
+    operating threshold (on calibrated probabilities) and store it in the model."""
     from srcrn.workflows.classify import evaluate_classifier_checkpoint
 
     result = evaluate_classifier_checkpoint(
@@ -264,6 +324,7 @@ def classify_eval(
         segmenter=str(segmenter) if segmenter else None,
         cache=cache,
         target_sensitivity=target_sensitivity,
+        calibrate=calibrate,
         progress=progress_bar,
     )
     log.info(
@@ -321,20 +382,24 @@ def predict(
         Optional[float], typer.Option(min=0.0, max=1.0, help="decision threshold (default: the checkpoint's)")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="images per batch")] = 8,
+    explain: Annotated[
+        bool, typer.Option(help="also write a Grad-CAM heatmap of the classifier's evidence (engine torch)")
+    ] = False,
     progress_bar: Progress = True,
 ) -> None:
     """Both stages for each image: lesion mask (original size), measurements, melanoma
-    probability and decision, overlay. A bad file is reported and skipped."""
+    probability (calibrated when the classifier carries a calibration) and decision, overlay,
+    and with --explain a Grad-CAM heatmap. A bad file is reported and skipped."""
     from srcrn.inference.pipeline import TwoStagePipeline, predict_images
 
     if engine == "torch":
         if segmenter is None or classifier is None:
             raise SrcrnError("--engine torch: needs --segmenter CKPT and --classifier CKPT")
-        pipeline = TwoStagePipeline.from_checkpoints(segmenter, classifier, threshold)
+        pipeline = TwoStagePipeline.from_checkpoints(segmenter, classifier, threshold, explain=explain)
     else:
         if model is None:
             raise SrcrnError("--engine onnx: needs --model DIR (a bundle written by 'srcrn export onnx')")
-        pipeline = TwoStagePipeline.from_bundle(model, threshold)
+        pipeline = TwoStagePipeline.from_bundle(model, threshold, explain=explain)
     results, errors = predict_images(pipeline, inputs, out, batch_size=batch_size, show_progress=progress_bar)
     table = Table(title=f"{len(results)} images predicted, {len(errors)} skipped")
     for column in ("image", "melanoma", "decision", "diameter px", "flags"):
@@ -347,11 +412,12 @@ def predict(
         table.caption = f"first 20 of {len(results)}: all are in predictions.csv"
     console.print(table)
     log.info(
-        "%s, %s, masks in %s, overlays in %s",
+        "%s, %s, masks in %s, overlays in %s%s",
         out / "predictions.csv",
         out / "predictions.json",
         out / "masks",
         out / "overlays",
+        f", Grad-CAM heatmaps in {out / 'explanations'}" if explain else "",
     )
 
 

@@ -35,6 +35,12 @@ SegmentationAugment = Literal["none", "flip", "strong"]
 InputMode = Literal["full", "masked", "crop"]
 Balance = Literal["none", "augment", "extra"]
 AugmentFamily = Literal["geometry", "colour", "axis", "mix"]
+ClassifierModel = Literal["cnn", "features", "ensemble"]
+ClassifierOptimizer = Literal["sgd", "adamw"]
+ClassifierSchedule = Literal["inverse-time", "constant", "cosine", "onecycle"]
+ClassifierAugment = Literal["none", "strong"]
+Sampler = Literal["shuffle", "balanced"]
+CheckpointChoice = Literal["best", "last"]
 
 _BUDGET = re.compile(r"^(?:(\d+(?:\.\d+)?)([smh]?)|\d+:\d+:\d+:\d+)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
@@ -119,12 +125,21 @@ class SegmentTrainSettings(RunSettings):
     ema_decay: float = Field(0.0, ge=0, lt=1, description="moving average of the weights, e.g. 0.998; 0 = off")
     tta: bool = Field(False, description="flip test-time augmentation when this model predicts")
     keep_largest: bool = Field(False, description="keep the largest predicted region, holes filled, when predicting")
+    aux_melanoma: float = Field(
+        0.0, ge=0, description="weight of a melanoma loss on the pooled encoder features (joint training); 0 = off"
+    )
     eval_batch_size: int = Field(32, ge=1, description="validation batch size")
 
     @field_validator("steps_per_epoch")
     @classmethod
     def _zero_is_one_pass(cls, value: int | None) -> int | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _aux_needs_srcrn(self) -> SegmentTrainSettings:
+        if self.aux_melanoma and self.arch != "srcrn":
+            raise ValueError("aux_melanoma needs arch 'srcrn' (its encoder features feed the melanoma head)")
+        return self
 
     @field_validator("image_size")
     @classmethod
@@ -139,7 +154,11 @@ class ClassifyTrainSettings(RunSettings):
     head; SGD 0.01, Nesterov momentum 0.9, Keras-style inverse-time decay 5e-4 per update;
     100 epochs; batch 32, the best of 4..64)."""
 
-    recipe: Literal["paper"] = Field("paper", description="named defaults (see docs)")
+    recipe: Literal["paper", "strong"] = Field("paper", description="named defaults (see docs)")
+    model: ClassifierModel = Field("cnn", description="cnn, lesion features + gradient boosting, or their stack")
+    members: list[str] = Field(
+        default_factory=list, description="ensemble: 'classify cv' folders whose out-of-fold scores are stacked"
+    )
     epochs: int = Field(100, ge=1, description="epochs (paper: 100)")
     weights: Weights = Field("imagenet", description="imagenet | none | PATH | srcrn:CKPT")
     finetune: bool = Field(False, description="train the backbone too")
@@ -152,17 +171,33 @@ class ClassifyTrainSettings(RunSettings):
     augment: AugmentFamily = Field("mix", description="augmentation of balance augment")
     extra: str | None = Field(None, description="labelled extra images (balance extra)")
     batch_size: int = Field(32, ge=1, description="batch size (paper best: 32)")
-    lr: float = Field(0.01, gt=0, description="SGD learning rate (paper: 0.01)")
+    optimizer: ClassifierOptimizer = Field("sgd", description="optimizer (paper: SGD)")
+    lr: float = Field(0.01, gt=0, description="learning rate of the head (paper: SGD 0.01)")
+    backbone_lr: float = Field(1.0, gt=0, le=1, description="backbone learning rate, a fraction of lr (finetune)")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (paper: 0.9)")
     nesterov: bool = Field(True, description="Nesterov momentum (paper: yes)")
+    schedule: ClassifierSchedule = Field(
+        "inverse-time", description="learning-rate schedule (cosine/onecycle end with --epochs or --time-budget)"
+    )
     lr_decay: float = Field(5e-4, ge=0, description="inverse-time decay per update (paper: 5e-4)")
-    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up, in epochs (fractions allowed)")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay (L2 with sgd, decoupled with adamw)")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="binary label smoothing")
+    sampler: Sampler = Field("shuffle", description="shuffle, or draw both classes equally often")
+    train_augment: ClassifierAugment = Field("none", description="augmentation of every training image")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="moving average of the weights, e.g. 0.998; 0 = off")
+    select: CheckpointChoice = Field(
+        "best", description="model kept: best validation AUC (optimistic on a small split) or the last"
+    )
+    tta: bool = Field(False, description="flip test-time augmentation when this model predicts")
     eval_batch_size: int = Field(64, ge=1, description="validation batch size")
 
     @model_validator(mode="after")
     def _needs(self) -> ClassifyTrainSettings:
         if self.balance == "extra" and not self.extra:
             raise ValueError("balance 'extra' needs extra: a folder of labelled images (masks not needed)")
+        if self.model == "ensemble" and len(self.members) < 2:
+            raise ValueError("model 'ensemble' needs members: two or more 'srcrn classify cv' folders")
         return self
 
 
@@ -185,7 +220,35 @@ RECIPES: dict[type[Settings], dict[str, dict[str, Any]]] = {
             "tta": True,
         },
     },
-    ClassifyTrainSettings: {"paper": {}},
+    # Stage 2 'strong': end-to-end fine-tuning of the backbone (ten times lower learning rate
+    # than the new head) on lesion crops, every image augmented (flips, rotations, affine,
+    # colour, coarse dropout, hair-like strokes), classes drawn equally often, label smoothing,
+    # AdamW with warm-up and cosine decay to the time budget, weight averaging, the last
+    # (averaged) weights kept rather than the best epoch on a small validation split, and flip
+    # test-time augmentation. Chosen by cross-validation: docs/results/classification.md.
+    ClassifyTrainSettings: {
+        "paper": {},
+        "strong": {
+            "finetune": True,
+            "input": "crop",
+            "margin": 0.2,
+            "optimizer": "adamw",
+            "lr": 1e-3,
+            "backbone_lr": 0.1,
+            "weight_decay": 0.05,
+            "schedule": "cosine",
+            "warmup_epochs": 0.5,
+            "label_smoothing": 0.1,
+            "sampler": "balanced",
+            "train_augment": "strong",
+            "dropout": 0.2,
+            "ema_decay": 0.995,
+            "select": "last",
+            "tta": True,
+            "batch_size": 16,
+            "epochs": 30,
+        },
+    },
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import get_args
 
+import cv2
 import numpy as np
 
 from srcrn.console import progress
@@ -53,6 +54,23 @@ def lesion_input(
     if box is None or image_path is None:  # no lesion, or nothing to crop from: the whole image
         return image
     return decode_crop(image_path, box, image.shape[0])
+
+
+def crop_mask(mask: np.ndarray, mode: str, size: int, *, margin: float = 0.1) -> np.ndarray:
+    """The lesion mask as it lies on ``lesion_input``'s output (boolean size x size): for a
+    ``crop``, the mask's part inside the lesion's box, resized; otherwise the mask resized."""
+    mask = np.asarray(mask).astype(bool)
+    box = lesion_box(mask, margin) if mode == "crop" else None
+    if box is not None:
+        height, width = mask.shape
+        left, top, right, bottom = box
+        mask = mask[
+            int(np.floor(top * height)) : max(int(np.ceil(bottom * height)), int(np.floor(top * height)) + 1),
+            int(np.floor(left * width)) : max(int(np.ceil(right * width)), int(np.floor(left * width)) + 1),
+        ]
+    if mask.shape == (size, size):
+        return mask
+    return cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR) > 0.5
 
 
 def classifier_inputs(

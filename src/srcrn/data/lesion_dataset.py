@@ -5,15 +5,15 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
 
-from srcrn.data.transforms import MelanomaAugmenter, normalize_batch
+from srcrn.data.transforms import MelanomaAugmenter, classifier_transform, normalize_batch
 
 
 class LesionDataset(Dataset):
     """``images`` uint8 [N, S, S, 3], ``labels`` 0/1 [N]; rows flagged in ``augmented`` go
     through ``family``'s augmentation each time they are drawn (``masks`` [N, S, S] give the
-    lesion axis to the ``axis`` family)."""
+    lesion axis to the ``axis`` family); ``train_augment`` then augments every row."""
 
     def __init__(
         self,
@@ -23,11 +23,13 @@ class LesionDataset(Dataset):
         masks: np.ndarray | None = None,
         family: str = "mix",
         seed: int = 0,
+        train_augment: str = "none",
     ):
         self.images, self.labels = images, np.asarray(labels, dtype=np.float32)
         self.augmented = np.zeros(len(images), bool) if augmented is None else np.asarray(augmented, bool)
         self.masks, self.family, self.seed = masks, family, seed
         self._augmenter: MelanomaAugmenter | None = None
+        self.transform = classifier_transform(train_augment)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -43,6 +45,8 @@ class LesionDataset(Dataset):
         image = np.array(self.images[item])
         if self.augmented[item]:
             image = self.augmenter(image, None if self.masks is None else np.asarray(self.masks[item]))
+        if self.transform is not None:
+            image = self.transform(image=image)["image"]
         return {
             "image": normalize_batch(image[None])[0],
             "label": torch.tensor(self.labels[item]),
@@ -52,17 +56,35 @@ class LesionDataset(Dataset):
 
 class LesionDataModule(L.LightningDataModule):
     def __init__(
-        self, train: LesionDataset, val: LesionDataset, *, batch_size: int, eval_batch_size: int, num_workers: int = 0
+        self,
+        train: LesionDataset,
+        val: LesionDataset,
+        *,
+        batch_size: int,
+        eval_batch_size: int,
+        num_workers: int = 0,
+        sampler: str = "shuffle",
+        seed: int = 0,
     ):
         super().__init__()
         self.train, self.val = train, val
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.sampler, self.seed = sampler, seed
 
     def train_dataloader(self) -> DataLoader:
+        sampler = None
+        if self.sampler == "balanced":
+            # Each class drawn equally often, an epoch as long as one pass (with replacement).
+            labels = self.train.labels.astype(int)
+            counts = np.bincount(labels, minlength=2).astype(float)
+            weights = 1.0 / np.maximum(counts[labels], 1.0)
+            generator = torch.Generator().manual_seed(self.seed)
+            sampler = WeightedRandomSampler(weights.tolist(), len(labels), replacement=True, generator=generator)
         return DataLoader(
             self.train,
             batch_size=self.batch_size,
-            shuffle=True,
+            shuffle=sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

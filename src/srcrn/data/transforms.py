@@ -11,7 +11,7 @@ from albumentations.pytorch import ToTensorV2
 
 from srcrn.data.normalization import IMAGENET_MEAN, IMAGENET_STD, normalize_numpy  # noqa: F401
 from srcrn.errors import ConfigError
-from srcrn.settings import AugmentFamily, SegmentationAugment
+from srcrn.settings import AugmentFamily, ClassifierAugment, SegmentationAugment
 
 if TYPE_CHECKING:
     import torch
@@ -115,3 +115,56 @@ class MelanomaAugmenter:
         if mask is None:
             raise ConfigError("axis augmentation needs lesion masks (a --segmenter, or data with masks)")
         return lesion_axis_distortion(image, mask, self.rng)
+
+
+def draw_hairs(image: np.ndarray, rng: np.random.Generator, count: tuple[int, int] = (1, 8)) -> np.ndarray:
+    """Dark, thin, gently curved strokes across the image, like hairs on dermoscopic images
+    (a common artefact the classifier must learn to ignore). Written here because
+    albumentations has no hair transform: each stroke is a quadratic Bezier curve drawn with
+    OpenCV, 1-2 px wide, in a dark brown-grey."""
+    out = np.ascontiguousarray(image.copy())
+    height, width = out.shape[:2]
+    for _ in range(int(rng.integers(count[0], count[1] + 1))):
+        ends = rng.uniform(0, 1, size=(3, 2)) * (width, height)
+        t = np.linspace(0.0, 1.0, 24)[:, None]
+        curve = (1 - t) ** 2 * ends[0] + 2 * (1 - t) * t * ends[1] + t**2 * ends[2]
+        shade = int(rng.integers(10, 70))
+        colour = (shade + 10, shade + 5, shade)
+        cv2.polylines(out, [curve.astype(np.int32)], False, colour, int(rng.integers(1, 3)), cv2.LINE_AA)
+    return out
+
+
+class HairStrokes(A.ImageOnlyTransform):
+    """``draw_hairs`` as an albumentations step, seeded by albumentations' own generator."""
+
+    def apply(self, img: np.ndarray, **params) -> np.ndarray:
+        return draw_hairs(img, np.random.default_rng(self.py_random.getrandbits(32)))
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ()
+
+
+CLASSIFIER_AUGMENTATIONS = get_args(ClassifierAugment)
+
+
+def classifier_transform(augment: str) -> A.Compose | None:
+    """Augmentation of every classifier training image (``train_augment``): none, or
+    ``strong``: flips and 90-degree turns (a lesion has no up), affine (scale, free rotation,
+    shear), colour jitter (cameras and lighting differ), coarse dropout and hair strokes."""
+    if augment not in CLASSIFIER_AUGMENTATIONS:
+        raise ConfigError(f"unknown augmentation '{augment}'; choose one of {', '.join(CLASSIFIER_AUGMENTATIONS)}")
+    if augment == "none":
+        return None
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.VerticalFlip(p=0.5),
+            A.RandomRotate90(p=0.5),
+            A.Affine(scale=(0.85, 1.2), rotate=(-180, 180), shear=(-8, 8), border_mode=cv2.BORDER_REFLECT_101, p=0.8),
+            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.03, p=0.8),
+            A.CoarseDropout(
+                num_holes_range=(1, 3), hole_height_range=(0.05, 0.15), hole_width_range=(0.05, 0.15), p=0.3
+            ),
+            HairStrokes(p=0.3),
+        ]
+    )

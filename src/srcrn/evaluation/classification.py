@@ -9,7 +9,7 @@ interval (``srcrn.stats``, BCa where it applies).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,9 @@ import pandas as pd
 
 from srcrn.atomic import atomic_path, write_json
 from srcrn.errors import SrcrnError
-from srcrn.inference.predictor import Classifier
+from srcrn.evaluation.calibration import calibration_metrics, fit_calibration
+from srcrn.inference.feature_model import FeatureModel
+from srcrn.inference.predictor import Calibration, Classifier
 from srcrn.stats import DEFAULT_RESAMPLES, auc, auc_interval
 
 
@@ -56,6 +58,7 @@ def classification_metrics(
 class ClassificationEvaluation:
     metrics: dict[str, Any]  # empty without labels
     predictions: pd.DataFrame  # image_id, melanoma (+ truth, decision with labels)
+    calibration: Calibration = field(default_factory=Calibration)  # the one the probabilities went through
 
 
 def write_classification_outputs(
@@ -89,7 +92,7 @@ def threshold_for_sensitivity(labels: np.ndarray, probabilities: np.ndarray, tar
 
 
 def evaluate_classifier(
-    classifier: Classifier,
+    classifier: Classifier | FeatureModel,
     data: str | Path,
     out: str | Path,
     *,
@@ -98,11 +101,14 @@ def evaluate_classifier(
     cache: str | Path | None = None,
     show_progress: bool = True,
     target_sensitivity: float | None = None,
+    calibrate: str | None = None,
 ) -> ClassificationEvaluation:
     """Predict every image of ``data`` (or ``ids``), its inputs built exactly as in training
-    (input mode, margin, size, segmenter). With ``target_sensitivity``, the threshold reaching
-    it on these images is chosen and used for the metrics (``metrics['threshold']``); storing
-    it in the checkpoint is the caller's choice."""
+    (input mode, margin, size, segmenter); probabilities go through the model's calibration.
+    With ``calibrate`` (temperature | platt), a calibration is fitted on these images instead;
+    with ``target_sensitivity``, the threshold reaching it on these images' (calibrated)
+    probabilities is chosen and used for the metrics (``metrics['threshold']``). Storing
+    either in the model is the caller's choice."""
     from srcrn.inference.lesions import lesion_data
 
     spec = classifier.spec
@@ -112,22 +118,37 @@ def evaluate_classifier(
         image_size=spec.image_size,
         input_mode=spec.input,
         margin=spec.margin,
-        segmenter=segmenter if spec.input != "full" else None,
+        segmenter=segmenter if spec.input != "full" or isinstance(classifier, FeatureModel) else None,
+        need_masks=isinstance(classifier, FeatureModel),
         require_labels=False,
         cache=cache,
         progress=show_progress,
     )
     ids = list(ids) if ids is not None else lesions.prepared.ids
     rows = lesions.prepared.positions(ids)
-    probabilities = classifier.probabilities(lesions.inputs[rows])
+    inputs = np.asarray(lesions.inputs[rows])
+    if isinstance(classifier, FeatureModel):
+        logits = classifier.logits(inputs, lesions.input_masks(rows))
+    else:
+        logits = classifier.logits(inputs)
     labels = lesions.prepared.melanoma[rows]
+    labelled = not np.isnan(labels).any()
+    if (target_sensitivity is not None or calibrate) and not labelled:
+        raise SrcrnError("--target-sensitivity and --calibrate need labelled images")
+    calibration = fit_calibration(labels, logits, calibrate) if calibrate else spec.calibration
+    probabilities = calibration(logits).astype(np.float64)
     threshold = spec.threshold
     if target_sensitivity is not None:
-        if np.isnan(labels).any():
-            raise SrcrnError("--target-sensitivity needs labelled images")
         threshold = threshold_for_sensitivity(labels, probabilities, target_sensitivity)
     result = write_classification_outputs(Path(out), ids, probabilities, labels, threshold)
-    if target_sensitivity is not None and result.metrics:
-        result.metrics["target_sensitivity"] = target_sensitivity
+    result.calibration = calibration
+    if result.metrics:
+        result.metrics |= calibration_metrics(labels, probabilities)
+        result.metrics["calibration"] = calibration.method
+        if calibrate:
+            uncalibrated = spec.calibration(logits).astype(np.float64)
+            result.metrics |= {f"{k}_before": v for k, v in calibration_metrics(labels, uncalibrated).items()}
+        if target_sensitivity is not None:
+            result.metrics["target_sensitivity"] = target_sensitivity
         write_json(Path(out) / "metrics.json", result.metrics)
     return result

@@ -13,7 +13,7 @@ from srcrn.errors import ConfigError
 
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = "srcrn-bundle"
-BUNDLE_VERSION = 2  # 2: segmenter tta/keep_largest, classifier target_sensitivity
+BUNDLE_VERSION = 3  # 2: segmenter tta/keep_largest, classifier target_sensitivity; 3: classifier tta, calibration
 
 
 class _Part(BaseModel):
@@ -36,6 +36,8 @@ class ClassifierPart(_Part):
     margin: float = Field(ge=0)
     threshold: float = Field(ge=0, le=1)
     target_sensitivity: float | None = None
+    tta: bool = False
+    calibration: dict[str, float | str] | None = None  # method, scale, bias: P = sigmoid(scale * logit + bias)
 
 
 class Normalization(BaseModel):

@@ -64,6 +64,8 @@ def export_onnx(segmenter: str | Path, classifier: str | Path, out: str | Path) 
                 "margin": cls["margin"],
                 "threshold": stored_classifier.threshold,
                 "target_sensitivity": stored_classifier.extras.get("target_sensitivity"),
+                "tta": cls.get("tta", False),
+                "calibration": stored_classifier.extras.get("calibration"),
                 "source": Path(classifier).name,
             },
         },

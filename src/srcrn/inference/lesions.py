@@ -15,7 +15,7 @@ from srcrn.atomic import atomic_path
 from srcrn.console import progress
 from srcrn.data.cache import MANIFEST, PreparedData, default_cache_dir, prepare
 from srcrn.data.isic import IsicDataset
-from srcrn.data.lesion import classifier_inputs
+from srcrn.data.lesion import classifier_inputs, crop_mask
 from srcrn.errors import ConfigError
 from srcrn.inference.predictor import Segmenter
 
@@ -28,6 +28,17 @@ class LesionData:
     prepared: PreparedData
     inputs: np.ndarray
     masks: np.ndarray | None
+    input_mode: str = "full"
+    margin: float = 0.1
+
+    def input_masks(self, rows: np.ndarray) -> np.ndarray:
+        """Boolean lesion masks [len(rows), S, S] as they lie on the inputs of ``rows``."""
+        if self.masks is None:
+            raise ConfigError("lesion features need lesion masks: pass --segmenter CKPT (a segment train checkpoint)")
+        size = self.inputs.shape[1]
+        return np.stack(
+            [crop_mask(self.masks[row], self.input_mode, size, margin=self.margin) for row in rows]
+        ).reshape(len(rows), size, size)
 
 
 def _key(segmenter: Segmenter, prepared: PreparedData, size: int) -> str:
@@ -76,6 +87,8 @@ def lesion_data(
     dataset = IsicDataset.from_dir(data, require_labels=require_labels)
     prepared = prepare(dataset, image_size, cache or default_cache_dir(data, image_size), show_progress=progress)
     masks = None
+    model: Segmenter | None = None
+    at_size = prepared
     if segmenter:
         model = Segmenter.from_checkpoint(segmenter)
         size = model.image_size
@@ -92,5 +105,14 @@ def lesion_data(
             raise ConfigError(
                 f"input '{input_mode}' needs lesion masks: pass --segmenter CKPT (a segment train checkpoint)"
             )
+    if model is None or input_mode == "full" or masks is None:
+        inputs = classifier_inputs(prepared, dataset, input_mode, masks, margin=margin, show_progress=progress)
+        return LesionData(dataset, prepared, inputs, masks, input_mode, margin)
+    # Crops decode the originals again: keep them beside the masks they were cut by.
+    stored = prepared.folder / f"inputs-{input_mode}-{margin:g}-{_key(model, at_size, image_size)}.npy"
+    if stored.is_file():
+        return LesionData(dataset, prepared, np.load(stored, mmap_mode="r"), masks, input_mode, margin)
     inputs = classifier_inputs(prepared, dataset, input_mode, masks, margin=margin, show_progress=progress)
-    return LesionData(dataset, prepared, inputs, masks)
+    with atomic_path(stored) as temporary:
+        np.save(temporary, inputs)
+    return LesionData(dataset, prepared, inputs, masks, input_mode, margin)

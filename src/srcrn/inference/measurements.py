@@ -97,15 +97,21 @@ def longest_diameter(mask: np.ndarray) -> float:
     return float(distances.max() + 1.0)  # + 1: from pixel edge to pixel edge, not centre to centre
 
 
+def colour_shares(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Share of the lesion's pixels nearest to each ABCD reference colour (zeros if empty)."""
+    pixels = image[mask.astype(bool)].astype(float)
+    references = np.array(list(DERMOSCOPIC_COLOURS.values()), dtype=float)
+    if len(pixels) == 0:
+        return np.zeros(len(references))
+    nearest = np.argmin(((pixels[:, None, :] - references[None]) ** 2).sum(-1), axis=1)
+    return np.bincount(nearest, minlength=len(references)) / len(pixels)
+
+
 def colours_present(image: np.ndarray, mask: np.ndarray) -> list[str]:
     """The ABCD reference colours that at least COLOUR_SHARE of the lesion's pixels are nearest to."""
-    pixels = image[mask.astype(bool)].astype(float)
-    if len(pixels) == 0:
+    if not mask.any():
         return []
-    references = np.array(list(DERMOSCOPIC_COLOURS.values()), dtype=float)
-    nearest = np.argmin(((pixels[:, None, :] - references[None]) ** 2).sum(-1), axis=1)
-    shares = np.bincount(nearest, minlength=len(references)) / len(pixels)
-    return [name for name, share in zip(DERMOSCOPIC_COLOURS, shares) if share >= COLOUR_SHARE]
+    return [name for name, share in zip(DERMOSCOPIC_COLOURS, colour_shares(image, mask)) if share >= COLOUR_SHARE]
 
 
 def measure_lesion(mask: np.ndarray, image: np.ndarray | None = None, scale: float = 1.0) -> LesionMeasurements:

@@ -25,8 +25,8 @@ from srcrn.atomic import atomic_path, write_mask
 from srcrn.console import progress
 from srcrn.data.images import IMAGE_SUFFIXES, decode_image, decode_image_fit
 from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
-from srcrn.data.lesion import lesion_input
-from srcrn.errors import DataError, SrcrnError
+from srcrn.data.lesion import lesion_box, lesion_input
+from srcrn.errors import ConfigError, DataError, SrcrnError
 from srcrn.inference.measurements import measure_lesion
 from srcrn.inference.predictor import Classifier, Segmenter, from_bundle
 
@@ -48,6 +48,7 @@ class Prediction:
     measurements: dict = field(default_factory=dict)
     mask: str = ""
     overlay: str = ""
+    explanation: str = ""
 
 
 def find_images(inputs: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -72,21 +73,32 @@ class TwoStagePipeline:
     (eager PyTorch or ONNX Runtime): every step before and after them is shared, so both
     engines give the same outputs, and the masks are those ``segment eval`` scores."""
 
-    def __init__(self, segmenter: Segmenter, classifier: Classifier, threshold: float | None = None):
-        self.segmenter, self.classifier = segmenter, classifier
+    def __init__(
+        self, segmenter: Segmenter, classifier: Classifier, threshold: float | None = None, *, explain: bool = False
+    ):
+        self.segmenter, self.classifier, self.explain = segmenter, classifier, explain
         self.segment_size, self.classify_size = segmenter.image_size, classifier.image_size
         self.input_mode, self.margin = classifier.spec.input, classifier.spec.margin
         self.threshold = float(classifier.spec.threshold if threshold is None else threshold)
-        self.seconds = {"decode": 0.0, "segment": 0.0, "classify": 0.0, "outputs": 0.0}
+        self.seconds = {"decode": 0.0, "segment": 0.0, "classify": 0.0, "explain": 0.0, "outputs": 0.0}
 
     @classmethod
     def from_checkpoints(
-        cls, segmenter: str | Path, classifier: str | Path, threshold: float | None = None
+        cls, segmenter: str | Path, classifier: str | Path, threshold: float | None = None, *, explain: bool = False
     ) -> TwoStagePipeline:
-        return cls(Segmenter.from_checkpoint(segmenter), Classifier.from_checkpoint(classifier), threshold)
+        return cls(
+            Segmenter.from_checkpoint(segmenter), Classifier.from_checkpoint(classifier), threshold, explain=explain
+        )
 
     @classmethod
-    def from_bundle(cls, bundle: str | Path, threshold: float | None = None) -> TwoStagePipeline:
+    def from_bundle(
+        cls, bundle: str | Path, threshold: float | None = None, *, explain: bool = False
+    ) -> TwoStagePipeline:
+        if explain:
+            raise ConfigError(
+                "--explain needs the torch engine: ONNX models carry no gradients for Grad-CAM "
+                "(pass --segmenter and --classifier checkpoints instead of --model)"
+            )
         segmenter, classifier, _ = from_bundle(bundle)
         return cls(segmenter, classifier, threshold)
 
@@ -107,24 +119,42 @@ class TwoStagePipeline:
         probabilities = self.segmenter.probabilities(np.stack([d[self.segment_size] for d, _ in decoded]))
         self.seconds["segment"] += time.perf_counter() - started
         started = time.perf_counter()
-        inputs = []
+        inputs, boxes = [], []
         for path, (images, _), probability in zip(paths, decoded, probabilities):
             mask = self.segmenter.mask(probability, self.classify_size, self.classify_size)
             inputs.append(lesion_input(images[self.classify_size], mask, self.input_mode, path, margin=self.margin))
+            boxes.append(lesion_box(mask, self.margin) if self.input_mode == "crop" else None)
         self.seconds["decode"] += time.perf_counter() - started
         started = time.perf_counter()
         melanoma = self.classifier.probabilities(np.stack(inputs))
         self.seconds["classify"] += time.perf_counter() - started
+        heatmaps: list[np.ndarray | None] = [None] * len(paths)
+        if self.explain:
+            from srcrn.inference.explain import grad_cam
+
+            started = time.perf_counter()
+            heatmaps = list(grad_cam(self.classifier, np.stack(inputs)))
+            self.seconds["explain"] += time.perf_counter() - started
         started = time.perf_counter()
         results = [
-            self._finish(path, width, height, probability, float(score), out)
-            for path, (_, (width, height)), probability, score in zip(paths, decoded, probabilities, melanoma)
+            self._finish(path, width, height, probability, float(score), out, heatmap, box)
+            for path, (_, (width, height)), probability, score, heatmap, box in zip(
+                paths, decoded, probabilities, melanoma, heatmaps, boxes
+            )
         ]
         self.seconds["outputs"] += time.perf_counter() - started
         return results
 
     def _finish(
-        self, path: Path, width: int, height: int, probability: np.ndarray, score: float, out: Path
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        probability: np.ndarray,
+        score: float,
+        out: Path,
+        heatmap: np.ndarray | None = None,
+        box: tuple[float, float, float, float] | None = None,
     ) -> Prediction:
         mask_path = out / "masks" / f"{path.stem}_segmentation.png"
         write_mask(mask_path, self.segmenter.mask(probability, width, height))
@@ -136,6 +166,13 @@ class TwoStagePipeline:
         draw_overlay(
             work, work_mask, f"P(melanoma) {score:.3f} -> {decision} (threshold {self.threshold:.3f})", overlay_path
         )
+        explanation = ""
+        if heatmap is not None:
+            from srcrn.inference.explain import place_heatmap, write_heatmap_overlay
+
+            explanation_path = out / "explanations" / f"{path.stem}_gradcam.png"
+            write_heatmap_overlay(work, place_heatmap(heatmap, box, work.shape[1], work.shape[0]), explanation_path)
+            explanation = str(explanation_path)
         return Prediction(
             path.stem,
             str(path),
@@ -147,6 +184,7 @@ class TwoStagePipeline:
             measurements,
             str(mask_path),
             str(overlay_path),
+            explanation,
         )
 
 

@@ -117,6 +117,25 @@ class Segmenter:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """Calibrated P(melanoma) = sigmoid(scale * logit + bias): temperature scaling is
+    scale = 1 / T, bias = 0; Platt scaling fits both. Identity when not calibrated."""
+
+    method: str = "none"
+    scale: float = 1.0
+    bias: float = 0.0
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        # float64: float32 rounds large logits to exactly 0 or 1, which would tie images (and
+        # change the AUC) that the logits still rank.
+        return 1.0 / (1.0 + np.exp(-(self.scale * np.asarray(logits, dtype=np.float64) + self.bias)))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> Calibration:
+        return cls(**{k: values[k] for k in ("method", "scale", "bias") if k in values}) if values else cls()
+
+
+@dataclass(frozen=True)
 class ClassifierSpec:
     image_size: int
     input: str = "full"
@@ -124,6 +143,8 @@ class ClassifierSpec:
     threshold: float = 0.5
     segmenter: str | None = None
     target_sensitivity: float | None = None
+    tta: bool = False
+    calibration: Calibration = Calibration()
 
 
 class Classifier:
@@ -147,15 +168,30 @@ class Classifier:
             stored.threshold,
             s.get("segmenter"),
             stored.extras.get("target_sensitivity"),
+            bool(s.get("tta", False)),
+            Calibration.from_dict(stored.extras.get("calibration")),
         )
         return cls(runtime, spec, str(path))
 
-    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
-        """float [N] P(melanoma) for uint8 [N, S, S, 3] classifier inputs."""
+    def logits(self, inputs: np.ndarray, *, tta: bool | None = None) -> np.ndarray:
+        """float [N] melanoma logits (uncalibrated) for uint8 [N, S, S, 3] classifier inputs;
+        ``tta`` (default: the model's own setting) averages the logits of the four flips."""
         inputs = np.asarray(inputs, dtype=np.uint8)
-        return _batched(
-            lambda batch: sigmoid(self.runtime(normalize_numpy(batch)).reshape(-1)), inputs, self.batch_size
-        )
+        tta = self.spec.tta if tta is None else tta
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            logits = self.runtime(normalize_numpy(batch)).reshape(-1).astype(np.float64)
+            if tta:
+                for axes in TTA_FLIPS:
+                    logits = logits + self.runtime(normalize_numpy(np.flip(batch, axes))).reshape(-1)
+                logits = logits / (1 + len(TTA_FLIPS))
+            return logits
+
+        return _batched(run, inputs, self.batch_size)
+
+    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
+        """float [N] P(melanoma), calibrated when the model carries a calibration."""
+        return self.spec.calibration(self.logits(inputs)).astype(np.float64)
 
 
 def from_bundle(bundle: str | Path) -> tuple[Segmenter, Classifier, Any]:
@@ -171,7 +207,16 @@ def from_bundle(bundle: str | Path) -> tuple[Segmenter, Classifier, Any]:
     )
     classifier = Classifier(
         OnnxRuntime(bundle / cls.file),
-        ClassifierSpec(cls.image_size, cls.input, cls.margin, cls.threshold, None, cls.target_sensitivity),
+        ClassifierSpec(
+            cls.image_size,
+            cls.input,
+            cls.margin,
+            cls.threshold,
+            None,
+            cls.target_sensitivity,
+            cls.tta,
+            Calibration.from_dict(cls.calibration),
+        ),
         str(bundle / cls.file),
     )
     return segmenter, classifier, manifest

@@ -44,9 +44,9 @@ class MelanomaClassifier(nn.Module):
         return self
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if self.finetune:
-            return self.backbone(x)
-        with torch.no_grad():  # frozen: no activations kept for a backward pass
+        if self.finetune or not self.training:
+            return self.backbone(x)  # in eval mode the caller decides (Grad-CAM needs gradients)
+        with torch.no_grad():  # frozen training: no activations kept for a backward pass
             return self.backbone(x)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,15 @@
-"""ResNet-50 weights: torchvision's ImageNet weights (only from the local cache: no network
-at run time), a local file, or none."""
+"""ResNet-50 weights: torchvision's ImageNet weights, a local file, or none.
+
+``imagenet`` behaves as torchvision does: the weights come from torch hub's cache, and are
+downloaded into it when missing and the network is there. Offline, or with ``SRCRN_OFFLINE``
+set (the tests and the demo set it: they never download), a missing file is one clear error
+that says where to put it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from urllib.error import URLError
 
 import torch
 from torch import nn
@@ -12,6 +18,7 @@ from torchvision.models import ResNet50_Weights, resnet50
 from srcrn.errors import ConfigError
 
 IMAGENET = ResNet50_Weights.IMAGENET1K_V1
+OFFLINE_VARIABLE = "SRCRN_OFFLINE"
 
 
 def imagenet_weights_file() -> Path:
@@ -58,13 +65,17 @@ def resnet50_backbone(weights: str | Path | None = None) -> nn.Module:
         return resnet50(weights=None)
     if weights == "imagenet":
         cached = imagenet_weights_file()
-        if not cached.is_file():
-            # Never download at run time: say exactly what to put where.
+        advice = (
+            f"put {Path(IMAGENET.url).name} (from {IMAGENET.url}) at {cached}, or pass a local weights file instead"
+        )
+        if not cached.is_file() and os.environ.get(OFFLINE_VARIABLE):
+            raise ConfigError(f"ImageNet weights are not available offline: {advice} ({OFFLINE_VARIABLE} is set)")
+        try:
+            return resnet50(weights=IMAGENET)  # torchvision: from the cache, else downloaded into it
+        except (OSError, URLError) as error:  # no network, a proxy, a full disk...
             raise ConfigError(
-                f"ImageNet weights are not available offline: put {Path(IMAGENET.url).name} "
-                f"(from {IMAGENET.url}) at {cached}, or pass a local weights file instead"
-            )
-        return resnet50(weights=IMAGENET)
+                f"ImageNet weights are not available offline: {advice} (download failed: {error})"
+            ) from None
     model = resnet50(weights=None)
     state = load_state_dict_file(weights)
     missing, _unexpected = model.load_state_dict(state, strict=False)

@@ -97,6 +97,23 @@ def roc_curve_figure(fpr: np.ndarray, tpr: np.ndarray, metrics: dict, out: Path)
     return save_figure(figure, out)
 
 
+def reliability_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], counts: str, out: Path) -> Path:
+    """Reliability diagram: observed melanoma rate against mean predicted probability per bin,
+    one line per named set of probabilities (e.g. before and after calibration)."""
+    figure, axis = plt.subplots(figsize=(4.2, 4.2))
+    axis.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfectly calibrated")
+    for name, (predicted, observed) in curves.items():
+        axis.plot(predicted, observed, "o-", lw=1.5, ms=4, label=name)
+    axis.set_xlabel("mean predicted P(melanoma)")
+    axis.set_ylabel("observed melanoma rate")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_title(f"reliability ({counts})", fontsize=9)
+    axis.legend(loc="upper left", fontsize=8)
+    axis.grid(alpha=0.3)
+    return save_figure(figure, out)
+
+
 def sweep_curves(runs: dict[int, Path], out: Path, metrics=("loss", "auc", "accuracy", "sensitivity")) -> Path:
     """Validation curves of every batch size of a sweep, one panel per metric (paper Fig. 6)."""
     figure, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2))

@@ -1,8 +1,11 @@
 """Stage 2 training: the melanoma classifier's LightningModule and ``train_classification``.
 
 Inputs are built once (SRCRN masks predicted once and cached), then the head (or, with
-``finetune``, the whole network) is trained with SGD, Nesterov momentum and the Keras-style
-inverse-time learning-rate decay the paper used: lr_t = lr0 / (1 + lr_decay * t), t = updates.
+``finetune``, the whole network) is trained. The paper's recipe: SGD, Nesterov momentum and
+the Keras-style inverse-time learning-rate decay lr_t = lr0 / (1 + lr_decay * t), t = updates.
+The ``strong`` recipe: AdamW with the backbone at a fraction of the head's learning rate,
+warm-up and cosine decay to the time budget, label smoothing, class-balanced sampling,
+augmentation of every image and a moving average of the weights.
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryRecal
 
 from srcrn.atomic import write_json
 from srcrn.data.lesion_dataset import LesionDataModule, LesionDataset
-from srcrn.data.splits import make_split
+from srcrn.data.splits import Split, make_split
 from srcrn.inference.checkpoints import checkpoint_entry
 from srcrn.inference.lesions import LesionData, lesion_data
 from srcrn.models import MelanomaClassifier
 from srcrn.settings import ClassifyTrainSettings
 from srcrn.training.balance import balance_rows, deduplicate
-from srcrn.training.runner import check_run_folder, fit
+from srcrn.training.runner import check_run_folder, fit, training_callbacks
 
 log = logging.getLogger(__name__)
 LOGGED = ("loss", "accuracy", "auc", "sensitivity", "specificity")
@@ -71,7 +74,10 @@ class ClassificationTask(L.LightningModule):
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         logits = self(batch["image"])
-        loss = F.binary_cross_entropy_with_logits(logits, batch["label"])
+        target = batch["label"]
+        if stage == "train" and self.settings.label_smoothing:
+            target = target * (1.0 - self.settings.label_smoothing) + self.settings.label_smoothing / 2
+        loss = F.binary_cross_entropy_with_logits(logits, target)
         probability, target = torch.sigmoid(logits.detach()), batch["label"].long()
         self._meter(f"{stage}_loss").update(loss.detach(), weight=len(logits))
         for name in LOGGED[1:]:
@@ -94,18 +100,41 @@ class ClassificationTask(L.LightningModule):
         self._step(batch, "val")
 
     def configure_optimizers(self):
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
         s = self.settings
-        optimizer = torch.optim.SGD(
-            trainable, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov, weight_decay=s.weight_decay
-        )
+        groups = [{"params": list(self.model.head.parameters()), "lr": s.lr}]
+        backbone = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        if backbone:  # fine-tuning: the pretrained layers move more slowly than the new head
+            groups.append({"params": backbone, "lr": s.lr * s.backbone_lr})
+        optimizer: torch.optim.Optimizer
+        if s.optimizer == "sgd":
+            optimizer = torch.optim.SGD(
+                groups, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov, weight_decay=s.weight_decay
+            )
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=s.lr, weight_decay=s.weight_decay)
+        if s.schedule != "inverse-time":
+            return optimizer  # the schedule is a callback (BudgetedSchedule): it follows the time budget
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, inverse_time_decay(s.lr_decay))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
+def classification_callbacks(settings: ClassifyTrainSettings) -> list[L.Callback]:
+    schedule = "constant" if settings.schedule == "inverse-time" else settings.schedule
+    warmup = settings.warmup_epochs if settings.schedule != "inverse-time" else 0.0
+    return training_callbacks(schedule, warmup, settings.ema_decay)
+
+
 def train_classification(
-    config: ClassifyTrainSettings, data: str | Path, out: str | Path, *, resume: bool = False, progress: bool = True
+    config: ClassifyTrainSettings,
+    data: str | Path,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    split: Split | None = None,
 ) -> dict:
+    """Train on ``split`` (default: the settings' split of ``data``); checkpoints, ``metrics.csv``
+    and ``summary.json`` (whose ``model_checkpoint`` is the one ``select`` keeps) in ``out``."""
     data, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     check_run_folder(out, resume)
@@ -121,7 +150,8 @@ def train_classification(
         cache=config.cache,
         progress=progress,
     )
-    split = make_split(main.dataset, config.split, seed=config.seed, val_fraction=config.val_fraction)
+    if split is None:
+        split = make_split(main.dataset, config.split, seed=config.seed, val_fraction=config.val_fraction)
     notes = list(split.notes)
     train_rows, val_rows = main.prepared.positions(split.train), main.prepared.positions(split.val)
     labels = main.prepared.melanoma
@@ -176,6 +206,7 @@ def train_classification(
         np.concatenate(present_masks) if len(present_masks) == len(train_masks) else None,
         family=config.augment,
         seed=config.seed,
+        train_augment=config.train_augment,
     )
     val_set = LesionDataset(main.inputs[val_rows], labels[val_rows])
     module = LesionDataModule(
@@ -184,14 +215,26 @@ def train_classification(
         batch_size=config.batch_size,
         eval_batch_size=config.eval_batch_size,
         num_workers=config.num_workers,
+        sampler=config.sampler,
+        seed=config.seed,
     )
 
     split.save(out)
     config.save(out / "config.yaml")
     task = ClassificationTask(config)
-    summary = fit(task, module, config, out, monitor=MONITOR, resume=resume, progress=progress)
+    summary = fit(
+        task,
+        module,
+        config,
+        out,
+        monitor=MONITOR,
+        resume=resume,
+        progress=progress,
+        callbacks=classification_callbacks(config),
+    )
     if not summary:
         return summary
+    summary["model_checkpoint"] = summary["best_checkpoint" if config.select == "best" else "last_checkpoint"]
     n_melanoma = int(train_set.labels.sum())
     summary.update(
         n_train=len(train_set),

@@ -55,6 +55,23 @@ def quiet_lightning() -> Iterator[None]:
             handler.removeFilter(noise)
 
 
+def training_callbacks(schedule: str, warmup_epochs: float, ema_decay: float) -> list[L.Callback]:
+    """The learning-rate schedule and, when asked for, the moving average of the weights.
+    With the average, validation and every checkpoint's ``state_dict`` hold the averaged
+    weights; checkpoints saved during training also keep the raw ones, for resuming (Lightning
+    copies the average into the model when training ends, so a final save holds it twice)."""
+    from srcrn.training.schedules import BudgetedSchedule
+
+    callbacks: list[L.Callback] = []
+    if schedule != "constant" or warmup_epochs:
+        callbacks.append(BudgetedSchedule(schedule, warmup_epochs))
+    if ema_decay:
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        callbacks.append(EMAWeightAveraging(decay=ema_decay))
+    return callbacks
+
+
 def last_checkpoint(out: Path) -> Path:
     return out / "checkpoints" / "last.ckpt"
 

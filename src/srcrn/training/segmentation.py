@@ -8,7 +8,9 @@ from typing import cast
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torchmetrics import MeanMetric, Metric
+from torchmetrics.classification import BinaryAUROC
 
 from srcrn.atomic import write_json
 from srcrn.data.cache import PreparedData, default_cache_dir, prepare
@@ -18,10 +20,10 @@ from srcrn.data.splits import make_split
 from srcrn.evaluation.metrics import confusion_counts, scores_from_counts
 from srcrn.inference.checkpoints import checkpoint_entry
 from srcrn.models import build_segmenter
+from srcrn.models.srcrn import ENCODER_CHANNELS, SRCRN
 from srcrn.settings import SegmentTrainSettings
 from srcrn.training.losses import segmentation_loss
-from srcrn.training.runner import check_run_folder, fit
-from srcrn.training.schedules import BudgetedSchedule
+from srcrn.training.runner import check_run_folder, fit, training_callbacks
 
 log = logging.getLogger(__name__)
 LOGGED = ("loss", "accuracy", "jaccard", "dice")
@@ -53,6 +55,14 @@ class SegmentationTask(L.LightningModule):
         self.meters = torch.nn.ModuleDict(
             {f"{stage}_{name}": MeanMetric() for stage in ("train", "val") for name in LOGGED}
         )
+        # Joint training (--aux-melanoma): a melanoma head on the pooled deepest encoder features,
+        # outside ``model`` (the segmenter stays what it was; the encoder learns melanoma cues
+        # that a classifier with weights srcrn:CKPT inherits).
+        self.melanoma_head: torch.nn.Module | None = None
+        if settings.aux_melanoma:
+            self.melanoma_head = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(ENCODER_CHANNELS["c5"], 1))
+            for stage in ("train", "val"):
+                self.meters[f"{stage}_melanoma_auc"] = BinaryAUROC()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["srcrn"] = checkpoint_entry("segmenter", self.settings.to_dict())
@@ -63,9 +73,29 @@ class SegmentationTask(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
+    def _melanoma_loss(self, features: dict[str, torch.Tensor], labels: torch.Tensor, stage: str) -> torch.Tensor:
+        assert self.melanoma_head is not None
+        known = ~torch.isnan(labels)  # unlabelled images teach the mask only
+        melanoma = self.melanoma_head(features["c5"].mean(dim=(2, 3))).squeeze(1)
+        if not known.any():
+            return melanoma.sum() * 0.0
+        loss = F.binary_cross_entropy_with_logits(melanoma[known], labels[known])
+        meter = self._meter(f"{stage}_melanoma_auc")
+        meter.update(torch.sigmoid(melanoma[known].detach()), labels[known].long())
+        self.log(f"{stage}/melanoma_auc", meter, on_step=False, on_epoch=True, batch_size=int(known.sum()))
+        return loss
+
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        logits = self(batch["image"])
-        loss = self.loss_fn(logits, batch["mask"])
+        if self.melanoma_head is None:
+            logits = self(batch["image"])
+            loss = self.loss_fn(logits, batch["mask"])
+        else:
+            model = cast(SRCRN, self.model)  # aux_melanoma is validated to need SRCRN
+            features = model.forward_features(batch["image"])
+            logits = model.forward_head(features)
+            loss = self.loss_fn(logits, batch["mask"]) + self.settings.aux_melanoma * self._melanoma_loss(
+                features, batch["label"], stage
+            )
         with torch.no_grad():
             counts = confusion_counts((logits > 0)[:, 0], (batch["mask"] > 0.5)[:, 0])
             scores = scores_from_counts(*(c.double() for c in counts))
@@ -92,23 +122,8 @@ class SegmentationTask(L.LightningModule):
 
     def configure_optimizers(self):
         return OPTIMIZERS[self.settings.optimizer](
-            self.model.parameters(), lr=self.settings.lr, weight_decay=self.settings.weight_decay
+            self.parameters(), lr=self.settings.lr, weight_decay=self.settings.weight_decay
         )
-
-
-def training_callbacks(config: SegmentTrainSettings) -> list[L.Callback]:
-    """The learning-rate schedule and, when asked for, the moving average of the weights.
-    With the average, validation and every checkpoint's ``state_dict`` hold the averaged
-    weights; checkpoints saved during training also keep the raw ones, for resuming (Lightning
-    copies the average into the model when training ends, so a final save holds it twice)."""
-    callbacks: list[L.Callback] = []
-    if config.schedule != "constant" or config.warmup_epochs:
-        callbacks.append(BudgetedSchedule(config.schedule, config.warmup_epochs))
-    if config.ema_decay:
-        from lightning.pytorch.callbacks import EMAWeightAveraging
-
-        callbacks.append(EMAWeightAveraging(decay=config.ema_decay))
-    return callbacks
 
 
 def train_segmentation(
@@ -150,7 +165,7 @@ def train_segmentation(
         monitor=MONITOR,
         resume=resume,
         progress=progress,
-        callbacks=training_callbacks(config),
+        callbacks=training_callbacks(config.schedule, config.warmup_epochs, config.ema_decay),
     )
     if not summary:
         return summary

@@ -13,10 +13,12 @@ from torchmetrics.functional.classification import binary_roc
 
 from srcrn.atomic import atomic_path
 from srcrn.data.splits import Split
+from srcrn.evaluation.calibration import reliability_curve
 from srcrn.evaluation.classification import ClassificationEvaluation, evaluate_classifier
 from srcrn.inference.checkpoints import store_extras
+from srcrn.inference.feature_model import FeatureModel, is_feature_model
 from srcrn.inference.predictor import Classifier
-from srcrn.reporting.figures import roc_curve_figure, sweep_curves, training_curves
+from srcrn.reporting.figures import reliability_figure, roc_curve_figure, sweep_curves, training_curves
 from srcrn.reporting.tables import markdown_table
 from srcrn.settings import ClassifyTrainSettings
 from srcrn.training.classification import LOGGED, train_classification
@@ -39,7 +41,17 @@ SWEEP_COLUMNS = (
 def train_classifier(
     settings: ClassifyTrainSettings, data: str | Path, out: str | Path, *, resume: bool = False, progress: bool = True
 ) -> dict:
+    """``classify train``: the CNN (curves drawn), the lesion-feature model, or the stack of
+    finished ``classify cv`` folders."""
     out = Path(out)
+    if settings.model == "features":
+        from srcrn.training.features import train_feature_model
+
+        return train_feature_model(settings, data, out, resume=resume, progress=progress)
+    if settings.model == "ensemble":
+        from srcrn.workflows.ensemble import train_ensemble
+
+        return train_ensemble(settings, out)
     summary = train_classification(settings, data, out, resume=resume, progress=progress)
     if summary and (out / "metrics.csv").is_file():
         training_curves(
@@ -60,12 +72,16 @@ def evaluate_classifier_checkpoint(
     segmenter: str | None = None,
     cache: str | Path | None = None,
     target_sensitivity: float | None = None,
+    calibrate: str | None = None,
     progress: bool = True,
 ) -> ClassificationEvaluation:
-    """``classify eval``: predictions, metrics, ``roc.png``; with ``target_sensitivity`` the chosen
-    threshold is stored in the checkpoint, where ``predict`` and the bundle take it from."""
+    """``classify eval``: predictions, metrics (discrimination and calibration), ``roc.png`` and
+    ``reliability.png``. A calibration fitted here (``calibrate``) and the threshold chosen for
+    ``target_sensitivity`` are stored in the model, where ``predict`` and the bundle take them from."""
+    feature_model = is_feature_model(checkpoint)
+    model = FeatureModel.load(checkpoint) if feature_model else Classifier.from_checkpoint(checkpoint)
     result = evaluate_classifier(
-        Classifier.from_checkpoint(checkpoint),
+        model,
         data,
         out,
         ids=ids,
@@ -73,16 +89,29 @@ def evaluate_classifier_checkpoint(
         cache=cache,
         show_progress=progress,
         target_sensitivity=target_sensitivity,
+        calibrate=calibrate,
     )
     metrics = result.metrics
+    extras: dict = {}
+    if calibrate and metrics:
+        c = result.calibration
+        extras["calibration"] = {"method": c.method, "scale": c.scale, "bias": c.bias, "fitted_on": str(data)}
     if target_sensitivity is not None and metrics:
-        store_extras(checkpoint, threshold=metrics["threshold"], target_sensitivity=target_sensitivity)
+        extras |= {"threshold": metrics["threshold"], "target_sensitivity": target_sensitivity}
+    if extras and isinstance(model, FeatureModel):
+        model.store_extras(checkpoint, **extras)
+    elif extras:
+        store_extras(checkpoint, **extras)
     if metrics and 0 < metrics["n_melanoma"] < metrics["n_images"]:
-        fpr, tpr, _ = binary_roc(
-            torch.as_tensor(result.predictions["melanoma"].to_numpy(), dtype=torch.float64),
-            torch.as_tensor(result.predictions["truth"].to_numpy()).long(),
-        )
+        truth, probability = result.predictions["truth"].to_numpy(), result.predictions["melanoma"].to_numpy()
+        fpr, tpr, _ = binary_roc(torch.as_tensor(probability, dtype=torch.float64), torch.as_tensor(truth).long())
         roc_curve_figure(fpr.numpy(), tpr.numpy(), metrics, Path(out) / "roc.png")
+        name = "uncalibrated" if result.calibration.method == "none" else f"{result.calibration.method}-calibrated"
+        reliability_figure(
+            {f"{name} (ECE {metrics['ece']:.3f})": reliability_curve(truth, probability)},
+            f"{metrics['n_melanoma']} melanoma, {metrics['n_benign']} benign",
+            Path(out) / "reliability.png",
+        )
     return result
 
 
@@ -98,7 +127,7 @@ def train_and_evaluate(settings: ClassifyTrainSettings, data: str | Path, run: P
             )
         summary = json.loads((run / "summary.json").read_text())
         evaluate_classifier_checkpoint(
-            summary["best_checkpoint"],
+            summary.get("model_checkpoint", summary["best_checkpoint"]),
             data,
             evaluation,
             ids=Split.load(run).val,

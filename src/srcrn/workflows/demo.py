@@ -82,7 +82,9 @@ def run_demo(out: Path, progress: bool = True) -> DemoResult:
     classifier = train_classifier(classifier_config, sample_dir(), out / "classifier", progress=progress)
 
     log.info("both stages on the held-out images (srcrn predict) ...")
-    pipeline = TwoStagePipeline.from_checkpoints(segmenter, classifier["best_checkpoint"])
+    pipeline = TwoStagePipeline.from_checkpoints(
+        segmenter, classifier.get("model_checkpoint", classifier["best_checkpoint"])
+    )
     held_out = [dataset.sample(image_id).image_path for image_id in split.val]
     results, _ = predict_images(pipeline, held_out, out / "predictions", show_progress=progress)
     per_image = pd.read_csv(evaluation / "per_image.csv")

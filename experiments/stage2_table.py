@@ -1,0 +1,136 @@
+"""Tables and figures of the stage-2 experiment (docs/results/classification.md), read from the
+run folders of experiments/stage2.sh, so that every number in the document is one the runs wrote.
+
+    python experiments/stage2_table.py [runs/stage2 [docs/results/classification]]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_curve
+
+from srcrn.evaluation.calibration import calibration_metrics, reliability_curve
+from srcrn.stats import auc, auc_interval, paired_auc_difference_interval
+
+MODELS = (
+    ("cv-paper", "paper recipe (frozen SRCRN encoder + new head, SGD)"),
+    ("cv-strong", "strong recipe (fine-tuned, AdamW, augmentation, EMA, TTA)"),
+    ("cv-strong-aux", "strong recipe on the encoder of SRCRN trained with --aux-melanoma"),
+    ("cv-features", "lesion features + gradient boosting"),
+    ("ensemble", "stack: strong + features + paper (logistic regression on out-of-fold logits)"),
+)
+PAIRS = (
+    ("cv-strong", "cv-paper"),
+    ("cv-features", "cv-paper"),
+    ("cv-features", "cv-strong"),
+    ("ensemble", "cv-strong"),
+    ("ensemble", "cv-features"),
+    ("cv-strong-aux", "cv-strong"),
+)
+
+
+def _table(folder: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(folder / name, dtype={"image_id": str}).sort_values("image_id").reset_index(drop=True)
+
+
+def _interval(labels: np.ndarray, scores: np.ndarray) -> str:
+    ci = auc_interval(labels, scores)
+    return f"{auc(labels, scores):.3f} [{ci.low:.3f}, {ci.high:.3f}]"
+
+
+def main(runs: Path, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    present = [(k, d) for k, d in MODELS if (runs / k / "cv.json").is_file()]
+    lines = [
+        "| model | out-of-fold AUC [95 % CI] (n) | per-fold AUC | validation AUC [95 % CI] (n) "
+        "| val Brier raw -> calibrated | val ECE raw -> calibrated | calibration |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    oof, val = {}, {}
+    for key, description in present:
+        result = json.loads((runs / key / "cv.json").read_text())
+        oof[key], val[key] = _table(runs / key, "oof.csv"), _table(runs / key, "val.csv")
+        o, v = oof[key], val[key]
+        folds = ", ".join(
+            f"{auc(g['truth'].to_numpy(), g['logit'].to_numpy()):.3f}" for _, g in o.groupby("fold", sort=True)
+        )
+        raw = calibration_metrics(v["truth"].to_numpy(), v["melanoma"].to_numpy())
+        if "melanoma_calibrated" in v:
+            cal = calibration_metrics(v["truth"].to_numpy(), v["melanoma_calibrated"].to_numpy())
+            calibrated = result["calibration"]
+            method = f"{calibrated['method']} (scale {calibrated['scale']:.3f}, bias {calibrated['bias']:.3f})"
+            brier, ece = f"{raw['brier']:.3f} -> {cal['brier']:.3f}", f"{raw['ece']:.3f} -> {cal['ece']:.3f}"
+        else:  # the stack's logistic regression is its own calibration
+            method = "stacker is a logistic regression"
+            brier, ece = f"{raw['brier']:.3f}", f"{raw['ece']:.3f}"
+        lines.append(
+            f"| {key}: {description} | {_interval(o['truth'].to_numpy(), o['logit'].to_numpy())} ({len(o)}) "
+            f"| {folds} | {_interval(v['truth'].to_numpy(), v['logit'].to_numpy())} ({len(v)}) "
+            f"| {brier} | {ece} | {method} |"
+        )
+    lines += [
+        "",
+        "| A - B | out-of-fold AUC difference [95 % paired CI] | validation AUC difference [95 % paired CI] |",
+    ]
+    lines += ["|---|---|---|"]
+    for a, b in PAIRS:
+        if a not in oof or b not in oof:
+            continue
+        cells = []
+        for tables in (oof, val):
+            first, second = tables[a], tables[b]
+            assert (first["image_id"] == second["image_id"]).all()
+            y = first["truth"].to_numpy()
+            d = auc(y, first["logit"].to_numpy()) - auc(y, second["logit"].to_numpy())
+            ci = paired_auc_difference_interval(y, first["logit"].to_numpy(), second["logit"].to_numpy())
+            cells.append(f"{d:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]")
+        lines.append(f"| {a} - {b} | {cells[0]} | {cells[1]} |")
+    text = "\n".join(lines) + "\n"
+    (out / "tables.md").write_text(text)
+    print(text)
+
+    figure, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    for key, _ in present:
+        for axis, tables in zip(axes, (oof, val)):
+            t = tables[key]
+            fpr, tpr, _ = roc_curve(t["truth"], t["logit"])
+            axis.plot(fpr, tpr, lw=1.5, label=f"{key} {auc(t['truth'].to_numpy(), t['logit'].to_numpy()):.3f}")
+    for axis, title in zip(axes, ("out-of-fold, training split", "validation split")):
+        axis.plot([0, 1], [0, 1], "--", color="grey", lw=1)
+        axis.set(xlabel="1 - specificity", ylabel="sensitivity", title=title)
+        axis.legend(fontsize=7, loc="lower right")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out / "roc.png", dpi=110)
+
+    calibrated = [k for k, _ in present if "melanoma_calibrated" in val[k]]
+    figure, axes = plt.subplots(1, len(calibrated), figsize=(3.6 * len(calibrated), 3.6), squeeze=False)
+    for axis, key in zip(axes[0], calibrated):
+        t = val[key]
+        axis.plot([0, 1], [0, 1], "--", color="grey", lw=1)
+        for column, name in (("melanoma", "raw"), ("melanoma_calibrated", "calibrated")):
+            predicted, observed = reliability_curve(t["truth"].to_numpy(), t[column].to_numpy())
+            axis.plot(predicted, observed, "o-", ms=3, label=name)
+        axis.set(
+            title=f"{key} (validation)", xlabel="mean predicted P", ylabel="melanoma rate", xlim=(0, 1), ylim=(0, 1)
+        )
+        axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out / "reliability.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main(
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path("runs/stage2"),
+        Path(sys.argv[2]) if len(sys.argv) > 2 else Path("docs/results/classification"),
+    )

@@ -1,0 +1,63 @@
+"""Where the classifier looked: Grad-CAM (Selvaraju et al. 2017) of the melanoma logit at the
+backbone's last block, with Captum's ``LayerGradCam`` (maintained by the PyTorch team), and
+its overlay on the image.
+
+Eager PyTorch only: an ONNX graph carries no gradients, so ``predict --explain`` with the
+ONNX engine is refused with a message saying so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from srcrn.atomic import atomic_path
+from srcrn.data.normalization import normalize_numpy
+from srcrn.errors import ConfigError
+from srcrn.inference.predictor import Classifier
+
+
+def grad_cam(classifier: Classifier, inputs: np.ndarray) -> np.ndarray:
+    """float32 [N, S, S] in 0..1: the positive Grad-CAM evidence for melanoma of each uint8
+    [S, S, 3] classifier input, upsampled bilinearly to the input's size and scaled so that
+    each map's maximum is 1 (all zeros where no region speaks for melanoma)."""
+    import torch
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    model = getattr(classifier.runtime, "model", None)
+    if model is None or not hasattr(model, "backbone"):
+        raise ConfigError("--explain needs the torch engine: an ONNX model carries no gradients (use --engine torch)")
+    inputs = np.asarray(inputs, dtype=np.uint8)
+    batch = torch.from_numpy(np.ascontiguousarray(normalize_numpy(inputs)))
+    with torch.enable_grad():
+        attribution = LayerGradCam(model, model.backbone.layer4).attribute(batch, relu_attributions=True)
+        maps = LayerAttribution.interpolate(attribution, tuple(inputs.shape[1:3]), "bilinear")[:, 0]
+    maps = maps.detach().clamp_min(0).numpy().astype(np.float32)
+    peaks = maps.reshape(len(maps), -1).max(axis=1)
+    return maps / np.where(peaks > 0, peaks, 1.0)[:, None, None]
+
+
+def place_heatmap(
+    heatmap: np.ndarray, box: tuple[float, float, float, float] | None, width: int, height: int
+) -> np.ndarray:
+    """The heatmap of a classifier input at ``width`` x ``height`` of the image it came from:
+    a crop's map goes back into its box (fractions of the image), zero elsewhere."""
+    canvas = np.zeros((height, width), np.float32)
+    left, top, right, bottom = box or (0.0, 0.0, 1.0, 1.0)
+    x0, y0 = int(np.floor(left * width)), int(np.floor(top * height))
+    x1, y1 = max(int(np.ceil(right * width)), x0 + 1), max(int(np.ceil(bottom * height)), y0 + 1)
+    canvas[y0:y1, x0:x1] = cv2.resize(heatmap, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    return canvas
+
+
+def write_heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, path: Path, strength: float = 0.5) -> None:
+    """The image with the heatmap blended in (OpenCV's JET colour map, stronger where hotter)."""
+    from PIL import Image
+
+    colours = cv2.applyColorMap((heatmap * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    alpha = (strength * heatmap)[..., None]
+    blended = (image.astype(np.float32) * (1 - alpha) + colours.astype(np.float32) * alpha).astype(np.uint8)
+    with atomic_path(path) as temporary:
+        Image.fromarray(blended).save(temporary, format="PNG", compress_level=1)

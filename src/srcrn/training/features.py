@@ -1,0 +1,140 @@
+"""Training the lesion-feature model: features of every lesion (computed once and cached
+beside the prepared images), then scikit-learn's ``HistGradientBoostingClassifier``.
+
+The booster's settings are fixed, conservative ones for ~2000 images and ~80 features
+(shallow trees, strong L2, classes weighted equally, no early stopping so that no images
+are held out of training): not tuned on the validation images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from srcrn.atomic import atomic_path, write_json
+from srcrn.console import progress as progress_bar
+from srcrn.data.splits import Split, make_split
+from srcrn.evaluation.classification import write_classification_outputs
+from srcrn.inference.feature_model import FeatureModel
+from srcrn.inference.features import feature_table
+from srcrn.inference.lesions import LesionData, lesion_data
+from srcrn.settings import ClassifyTrainSettings
+from srcrn.training.runner import check_run_folder
+
+log = logging.getLogger(__name__)
+MODEL_FILE = "model.skops"
+CHUNK = 64
+
+
+def build_estimator(seed: int = 0) -> HistGradientBoostingClassifier:
+    return HistGradientBoostingClassifier(
+        learning_rate=0.05,
+        max_iter=300,
+        max_leaf_nodes=8,
+        min_samples_leaf=20,
+        l2_regularization=1.0,
+        class_weight="balanced",
+        early_stopping=False,
+        random_state=seed,
+    )
+
+
+def lesion_feature_matrix(lesions: LesionData, *, show_progress: bool = True) -> tuple[np.ndarray, list[str]]:
+    """Features of every image of ``lesions`` (cache order), stored beside the prepared cache
+    and reused while the inputs and masks are the same."""
+    assert lesions.masks is not None or lesions.input_mode == "full"
+    digest = hashlib.sha1()
+    for part in (
+        np.asarray(lesions.masks if lesions.masks is not None else 0),
+        np.asarray(lesions.inputs[:, ::8, ::8]),
+    ):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    digest.update(f"{lesions.input_mode}|{lesions.margin}|{'|'.join(lesions.prepared.ids)}".encode())
+    path = lesions.prepared.folder / f"features-{digest.hexdigest()[:16]}.npz"
+    if path.is_file():
+        stored = np.load(path)
+        return stored["features"], [str(n) for n in stored["names"]]
+    count = len(lesions.inputs)
+    chunks = [np.arange(i, min(i + CHUNK, count)) for i in range(0, count, CHUNK)]
+    parts: list[np.ndarray] = []
+    names: list[str] = []
+    for rows in progress_bar(chunks, len(chunks), "lesion features", show_progress):
+        features, names = feature_table(np.asarray(lesions.inputs[rows]), lesions.input_masks(rows))
+        parts.append(features)
+    matrix = np.concatenate(parts) if parts else np.zeros((0, len(names)))
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, features=matrix, names=np.array(names))
+    return matrix, names
+
+
+def fit_feature_model(
+    features: np.ndarray, labels: np.ndarray, names: list[str], settings: ClassifyTrainSettings
+) -> FeatureModel:
+    estimator = build_estimator(settings.seed).fit(features, np.asarray(labels, dtype=int))
+    return FeatureModel(estimator, names, settings.to_dict())
+
+
+def feature_lesions(config: ClassifyTrainSettings, data: str | Path, *, progress: bool = True) -> LesionData:
+    return lesion_data(
+        data,
+        image_size=config.image_size,
+        input_mode=config.input,
+        margin=config.margin,
+        segmenter=config.segmenter,
+        need_masks=True,
+        cache=config.cache,
+        progress=progress,
+    )
+
+
+def train_feature_model(
+    config: ClassifyTrainSettings,
+    data: str | Path,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    split: Split | None = None,
+) -> dict:
+    """Fit on the split's training images, score its validation images (``eval/``), save
+    ``model.skops``; the summary names it as ``model_checkpoint``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    check_run_folder(out, resume)
+    lesions = feature_lesions(config, data, progress=progress)
+    if split is None:
+        split = make_split(lesions.dataset, config.split, seed=config.seed, val_fraction=config.val_fraction)
+    features, names = lesion_feature_matrix(lesions, show_progress=progress)
+    labels = lesions.prepared.melanoma
+    train_rows, val_rows = lesions.prepared.positions(split.train), lesions.prepared.positions(split.val)
+    model = fit_feature_model(features[train_rows], labels[train_rows], names, config)
+    split.save(out)
+    config.save(out / "config.yaml")
+    path = out / MODEL_FILE
+    model.save(path)
+    evaluation = write_classification_outputs(
+        out / "eval", split.val, model.probabilities_of(features[val_rows]), labels[val_rows]
+    )
+    summary = {
+        "model": "features",
+        "model_checkpoint": str(path),
+        "best_checkpoint": str(path),
+        "n_features": len(names),
+        "n_train": len(train_rows),
+        "n_train_melanoma": int(labels[train_rows].sum()),
+        "n_val": len(val_rows),
+        "val_auc": evaluation.metrics.get("auc"),
+    }
+    write_json(out / "summary.json", summary)
+    log.info(
+        "features model: %d features, %d training images; validation AUC %s",
+        len(names),
+        len(train_rows),
+        summary["val_auc"],
+    )
+    return summary

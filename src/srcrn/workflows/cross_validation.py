@@ -1,0 +1,202 @@
+"""``srcrn classify cv``: k-fold cross-validation of a stage-2 recipe on the training split,
+then the final model on the whole training split, scored on the validation split.
+
+- Folds: scikit-learn's ``StratifiedGroupKFold`` over the training images, with melanoma as
+  the class and the near-duplicate group (``sources.csv``) as the group, so that two photos
+  of one lesion never sit on both sides of a fold.
+- Every out-of-fold score comes from a model that never saw the image; with the CNN it is the
+  model ``select`` keeps (the strong recipe keeps the last weights: no epoch is picked on the
+  images being scored).
+- Calibration is fitted on the pooled out-of-fold logits (images the final model was trained
+  on, but scored by models that were not) and stored in the final model; the validation
+  images measure it, never fit it.
+- Caveat: the stage-1 masks come from one segmenter for every fold (``--segmenter``); if it
+  was trained on the training split, it saw the fold's images (their masks, not their
+  melanoma labels).
+
+Everything is resumable: a finished fold (its ``oof.csv``) is never run again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from sklearn.model_selection import StratifiedGroupKFold
+
+from srcrn.atomic import atomic_path, write_json
+from srcrn.data.isic import IsicDataset
+from srcrn.data.splits import Split, make_split
+from srcrn.errors import ConfigError
+from srcrn.evaluation.calibration import METHODS, calibration_metrics, fit_calibration
+from srcrn.evaluation.classification import classification_metrics
+from srcrn.inference.checkpoints import store_extras
+from srcrn.inference.feature_model import FeatureModel
+from srcrn.inference.lesions import LesionData
+from srcrn.inference.predictor import Calibration, Classifier
+from srcrn.settings import ClassifyTrainSettings
+from srcrn.stats import auc
+
+log = logging.getLogger(__name__)
+
+
+def fold_splits(dataset: IsicDataset, train_ids: list[str], folds: int, seed: int = 0) -> list[Split]:
+    """``folds`` splits of ``train_ids``: stratified by melanoma, near-duplicates kept together."""
+    position = {image_id: i for i, image_id in enumerate(dataset.ids)}
+    rows = np.array([position[i] for i in train_ids])
+    labels = dataset.melanoma()[rows]
+    if np.isnan(labels).any():
+        raise ConfigError("cross-validation needs a melanoma label for every training image")
+    groups = np.array(dataset.duplicate_groups())[rows]
+    smallest = int(min((labels == 1).sum(), (labels == 0).sum()))
+    if folds < 2 or folds > smallest:
+        raise ConfigError(f"--folds {folds}: needs 2 to {smallest} (images of the rarer class)")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    ids = np.array(train_ids)
+    return [
+        Split(f"cv-{k + 1}-of-{folds}", ids[fit].tolist(), ids[held].tolist(), seed)
+        for k, (fit, held) in enumerate(splitter.split(rows, labels.astype(int), groups))
+    ]
+
+
+def _train_and_score(
+    settings: ClassifyTrainSettings, data: Path, run: Path, split: Split, progress: bool
+) -> tuple[np.ndarray, str]:
+    """Train on ``split.train`` in ``run`` (resuming a cut run) and return the logits of
+    ``split.val`` and the kept model's path."""
+    if settings.model == "features":
+        from srcrn.training.features import MODEL_FILE, feature_lesions, lesion_feature_matrix, train_feature_model
+
+        if not (run / MODEL_FILE).is_file():
+            train_feature_model(settings, data, run, progress=progress, split=split)
+        lesions = feature_lesions(settings, data, progress=False)
+        features, _ = lesion_feature_matrix(lesions, show_progress=False)
+        model = FeatureModel.load(run / MODEL_FILE)
+        return model.logits_of_features(features[lesions.prepared.positions(split.val)]), str(run / MODEL_FILE)
+    from srcrn.inference.lesions import lesion_data
+    from srcrn.training.classification import train_classification
+
+    if not (run / "summary.json").is_file():
+        resume = (run / "checkpoints" / "last.ckpt").is_file()
+        train_classification(settings, data, run, resume=resume, progress=progress, split=split)
+    summary = json.loads((run / "summary.json").read_text())
+    checkpoint = summary.get("model_checkpoint", summary["best_checkpoint"])
+    cnn_lesions: LesionData = lesion_data(
+        data,
+        image_size=settings.image_size,
+        input_mode=settings.input,
+        margin=settings.margin,
+        segmenter=settings.segmenter if settings.input != "full" else None,
+        cache=settings.cache,
+        progress=False,
+    )
+    classifier = Classifier.from_checkpoint(checkpoint)
+    return classifier.logits(np.asarray(cnn_lesions.inputs[cnn_lesions.prepared.positions(split.val)])), checkpoint
+
+
+def _scored(ids: list[str], labels: np.ndarray, logits: np.ndarray, **columns: Any) -> pd.DataFrame:
+    return pd.DataFrame({"image_id": ids, "truth": labels.astype(int), "logit": logits, **columns})
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as temporary:
+        table.to_csv(temporary, index=False)
+
+
+def cross_validate(
+    settings: ClassifyTrainSettings,
+    data: str | Path,
+    out: str | Path,
+    *,
+    folds: int = 5,
+    final: bool = True,
+    calibration: str = "temperature",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Per-fold and pooled out-of-fold AUC (95 % bootstrap interval), calibration fitted on the
+    out-of-fold logits, and with ``final`` the model trained on the whole training split,
+    calibrated, and scored on the validation split. Writes ``oof.csv``, ``val.csv``, ``cv.json``."""
+    if settings.model == "ensemble":
+        raise ConfigError("classify cv runs one model (cnn or features); stack their cv folders with --model ensemble")
+    if calibration not in METHODS:
+        raise ConfigError(f"--calibration {calibration!r}: choose one of {', '.join(METHODS)}")
+    data, out = Path(data), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    earlier = out / "config.yaml"
+    if earlier.is_file() and ClassifyTrainSettings.model_validate(yaml.safe_load(earlier.read_text())) != settings:
+        raise ConfigError(f"{out}: holds a cross-validation with other settings ({earlier}); choose another --out")
+    settings.save(earlier)
+    dataset = IsicDataset.from_dir(data)
+    split = make_split(dataset, settings.split, seed=settings.seed, val_fraction=settings.val_fraction)
+    split.save(out)
+    labels_of = dict(zip(dataset.ids, dataset.melanoma()))
+    parts = []
+    for k, fold in enumerate(fold_splits(dataset, split.train, folds, settings.seed)):
+        run = out / f"fold-{k + 1}"
+        scored = run / "oof.csv"
+        if not scored.is_file():
+            log.info("fold %d of %d: %d training images, %d held out", k + 1, folds, len(fold.train), len(fold.val))
+            logits, _ = _train_and_score(settings, data, run, fold, progress)
+            labels = np.array([labels_of[i] for i in fold.val])
+            _write_csv(_scored(fold.val, labels, logits, fold=k + 1), scored)
+        parts.append(pd.read_csv(scored, dtype={"image_id": str}))
+    oof = pd.concat(parts, ignore_index=True)
+    fitted = fit_calibration(oof["truth"].to_numpy(), oof["logit"].to_numpy(), calibration)
+    oof["melanoma"] = Calibration()(oof["logit"].to_numpy())
+    oof["melanoma_calibrated"] = fitted(oof["logit"].to_numpy())
+    _write_csv(oof, out / "oof.csv")
+    result: dict[str, Any] = {
+        "model": settings.model,
+        "recipe": settings.recipe,
+        "folds": folds,
+        "per_fold_auc": [
+            auc(part["truth"].to_numpy(), part["logit"].to_numpy()) for _, part in oof.groupby("fold", sort=True)
+        ],
+        "oof": classification_metrics(oof["truth"].to_numpy(), oof["melanoma"].to_numpy())
+        | {f"{k}_raw": v for k, v in calibration_metrics(oof["truth"].to_numpy(), oof["melanoma"].to_numpy()).items()},
+        "calibration": {
+            "method": fitted.method,
+            "scale": fitted.scale,
+            "bias": fitted.bias,
+            "fitted_on": "out-of-fold",
+        },
+        "caveats": [
+            "stage-1 masks come from one segmenter for all folds: if it was trained on the training split, "
+            "it saw every fold's images (masks only, not melanoma labels)"
+        ],
+    }
+    if final:
+        result["val"] = _final_model(settings, data, out, split, fitted, labels_of, progress)
+    write_json(out / "cv.json", result)
+    return result
+
+
+def _final_model(
+    settings: ClassifyTrainSettings,
+    data: Path,
+    out: Path,
+    split: Split,
+    fitted: Calibration,
+    labels_of: dict[str, float],
+    progress: bool,
+) -> dict[str, Any]:
+    run = out / "final"
+    logits, model_path = _train_and_score(settings, data, run, split, progress)
+    entry = {"method": fitted.method, "scale": fitted.scale, "bias": fitted.bias, "fitted_on": "out-of-fold"}
+    if settings.model == "features":
+        FeatureModel.load(model_path).store_extras(model_path, calibration=entry)
+    else:
+        store_extras(model_path, calibration=entry)
+    labels = np.array([labels_of[i] for i in split.val])
+    raw, calibrated = Calibration()(logits), fitted(logits)
+    _write_csv(_scored(split.val, labels, logits, melanoma=raw, melanoma_calibrated=calibrated), out / "val.csv")
+    metrics = classification_metrics(labels, raw)
+    metrics |= {f"{k}_raw": v for k, v in calibration_metrics(labels, raw).items()}
+    metrics |= {f"{k}_calibrated": v for k, v in calibration_metrics(labels, calibrated).items()}
+    metrics["model"] = model_path
+    return metrics

@@ -1,0 +1,101 @@
+"""``classify train --model ensemble --members CV_A --members CV_B``: a stacked combination of
+stage-2 models (e.g. the CNN and the lesion-feature model), fitted on out-of-fold scores.
+
+The stacker is a logistic regression on the members' logits (scikit-learn). It is fitted on
+the members' out-of-fold logits of the training images, i.e. scores of models that never saw
+those images, and applied to the members' validation logits; its own out-of-fold score is
+cross-fitted (fold k is scored by a stacker fitted on the other folds' rows), so no image is
+ever scored by a stacker that was fitted on that image's score.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from srcrn.atomic import atomic_path, write_json
+from srcrn.errors import ConfigError
+from srcrn.evaluation.calibration import calibration_metrics
+from srcrn.evaluation.classification import classification_metrics
+from srcrn.settings import ClassifyTrainSettings
+
+log = logging.getLogger(__name__)
+
+
+def _member_table(folders: list[Path], name: str) -> pd.DataFrame:
+    """The members' logits side by side (columns m0, m1, ...), with truth (and fold)."""
+    merged: pd.DataFrame | None = None
+    for index, folder in enumerate(folders):
+        path = folder / name
+        if not path.is_file():
+            raise ConfigError(f"{path}: not found; members must be finished 'srcrn classify cv' folders")
+        table = pd.read_csv(path, dtype={"image_id": str})
+        keep = ["image_id", "truth"] + (["fold"] if "fold" in table else [])
+        table = table[[*keep, "logit"]].rename(columns={"logit": f"m{index}"})
+        if merged is None:
+            merged = table
+            continue
+        joined = merged.merge(table, on=keep, how="inner")
+        if len(joined) != len(merged) or len(joined) != len(table):
+            raise ConfigError(
+                f"{path}: its images or folds differ from {folders[0] / name}: run every member with the same "
+                "data, split, --folds and --seed"
+            )
+        merged = joined
+    assert merged is not None
+    return merged
+
+
+def _stacker() -> LogisticRegression:
+    return LogisticRegression(C=1.0)
+
+
+def stack_members(folders: list[Path], out: Path) -> dict[str, Any]:
+    oof, val = _member_table(folders, "oof.csv"), _member_table(folders, "val.csv")
+    columns = [c for c in oof.columns if c.startswith("m") and c[1:].isdigit()]
+    cross_fitted = np.zeros(len(oof))
+    for fold in sorted(oof["fold"].unique()):
+        held = (oof["fold"] == fold).to_numpy()
+        model = _stacker().fit(oof.loc[~held, columns], oof.loc[~held, "truth"])
+        cross_fitted[held] = model.predict_proba(oof.loc[held, columns])[:, 1]
+    final = _stacker().fit(oof[columns], oof["truth"])
+    val_probability = final.predict_proba(val[columns])[:, 1]
+    oof_out = oof.assign(melanoma=cross_fitted, logit=np.log(cross_fitted) - np.log1p(-cross_fitted))
+    val_out = val.assign(melanoma=val_probability, logit=final.decision_function(val[columns]))
+    for table, name in ((oof_out, "oof.csv"), (val_out, "val.csv")):
+        with atomic_path(out / name) as temporary:
+            table.to_csv(temporary, index=False)
+    truth_oof, truth_val = oof["truth"].to_numpy(), val["truth"].to_numpy()
+    result = {
+        "model": "ensemble",
+        "members": [str(f) for f in folders],
+        "weights": final.coef_[0].tolist(),
+        "intercept": float(final.intercept_[0]),
+        "oof": classification_metrics(truth_oof, cross_fitted)
+        | {f"{k}_raw": v for k, v in calibration_metrics(truth_oof, cross_fitted).items()},
+        "val": classification_metrics(truth_val, val_probability)
+        | {f"{k}_raw": v for k, v in calibration_metrics(truth_val, val_probability).items()},
+    }
+    write_json(out / "cv.json", result)
+    write_json(out / "ensemble.json", {k: result[k] for k in ("members", "weights", "intercept")})
+    return result
+
+
+def train_ensemble(settings: ClassifyTrainSettings, out: str | Path) -> dict[str, Any]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings.save(out / "config.yaml")
+    result = stack_members([Path(m) for m in settings.members], out)
+    log.info(
+        "ensemble of %d: weights %s; out-of-fold AUC %.4f, validation AUC %.4f",
+        len(settings.members),
+        ", ".join(f"{w:.3f}" for w in result["weights"]),
+        result["oof"]["auc"],
+        result["val"]["auc"],
+    )
+    return result
