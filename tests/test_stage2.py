@@ -263,6 +263,7 @@ def test_cv_of_the_feature_model_then_eval_and_predict_use_its_calibration(tiny_
     assert sorted(oof["image_id"]) == sorted(split.loc[split["subset"] == "train", "image_id"])  # each once
     assert sorted(val["image_id"]) == sorted(split.loc[split["subset"] == "val", "image_id"])
     assert set(oof["fold"]) == {1, 2} and len(result["per_fold_auc"]) == 2
+    assert val["logit"].nunique() > 1  # a model that discriminates, so the comparisons below mean something
     assert 0 <= result["oof"]["auc_ci95_low"] <= result["oof"]["auc"] <= result["oof"]["auc_ci95_high"] <= 1
     from srcrn.inference.feature_model import FeatureModel
 
@@ -278,6 +279,13 @@ def test_cv_of_the_feature_model_then_eval_and_predict_use_its_calibration(tiny_
     assert np.allclose(scored["melanoma_x"], scored["melanoma_calibrated"])
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert {"brier", "ece", "log_loss"} <= set(metrics) and (evaluation / "reliability.png").is_file()
+    # predict takes the feature model too, and gives the same calibrated probabilities.
+    images = [str(sample / "images" / f"{i}.jpg") for i in val["image_id"]]
+    run_cli("predict", *images, "--out", str(tmp_path / "predicted"), "--segmenter", tiny_segmenter,
+            "--classifier", model_path, "--no-progress")  # fmt: skip
+    predicted = pd.read_csv(tmp_path / "predicted" / "predictions.csv").merge(val, on="image_id")
+    assert len(predicted) == len(val)
+    assert np.allclose(predicted["melanoma_x"], predicted["melanoma_calibrated"], atol=1e-6)
     # Settings that differ from the folder's are refused, not mixed in.
     message = cli_error(capsys, "classify", "cv", "--out", str(out), "--folds", "2", "--model", "features",
                         "--input", "full", "--no-progress", *common)  # fmt: skip

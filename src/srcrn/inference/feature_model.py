@@ -31,6 +31,10 @@ class FeatureModel:
     extras: dict[str, Any] = field(default_factory=dict)  # threshold, target_sensitivity, calibration
 
     @property
+    def image_size(self) -> int:
+        return int(self.settings["image_size"])
+
+    @property
     def spec(self) -> ClassifierSpec:
         s = self.settings
         return ClassifierSpec(

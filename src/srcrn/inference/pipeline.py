@@ -15,6 +15,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ from srcrn.atomic import atomic_path, write_mask
 from srcrn.console import progress
 from srcrn.data.images import IMAGE_SUFFIXES, decode_image, decode_image_fit
 from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
-from srcrn.data.lesion import lesion_box, lesion_input
+from srcrn.data.lesion import crop_mask, lesion_box, lesion_input
 from srcrn.errors import ConfigError, DataError, SrcrnError
 from srcrn.inference.measurements import measure_lesion
 from srcrn.inference.predictor import Classifier, Segmenter, from_bundle
@@ -73,10 +74,9 @@ class TwoStagePipeline:
     (eager PyTorch or ONNX Runtime): every step before and after them is shared, so both
     engines give the same outputs, and the masks are those ``segment eval`` scores."""
 
-    def __init__(
-        self, segmenter: Segmenter, classifier: Classifier, threshold: float | None = None, *, explain: bool = False
-    ):
+    def __init__(self, segmenter: Segmenter, classifier: Any, threshold: float | None = None, *, explain: bool = False):
         self.segmenter, self.classifier, self.explain = segmenter, classifier, explain
+        self.needs_masks = not isinstance(classifier, Classifier)
         self.segment_size, self.classify_size = segmenter.image_size, classifier.image_size
         self.input_mode, self.margin = classifier.spec.input, classifier.spec.margin
         self.threshold = float(classifier.spec.threshold if threshold is None else threshold)
@@ -86,9 +86,17 @@ class TwoStagePipeline:
     def from_checkpoints(
         cls, segmenter: str | Path, classifier: str | Path, threshold: float | None = None, *, explain: bool = False
     ) -> TwoStagePipeline:
-        return cls(
-            Segmenter.from_checkpoint(segmenter), Classifier.from_checkpoint(classifier), threshold, explain=explain
-        )
+        """Eager models: a segmenter checkpoint, and a classifier checkpoint (.ckpt) or a lesion
+        feature model (.skops, scored from the lesion and its mask; no Grad-CAM)."""
+        if Path(classifier).suffix == ".skops":
+            from srcrn.inference.feature_model import FeatureModel  # scikit-learn: only when used
+
+            if explain:
+                raise ConfigError(f"{classifier}: --explain shows a CNN's evidence; a feature model has none to show")
+            model: Any = FeatureModel.load(classifier)
+        else:
+            model = Classifier.from_checkpoint(classifier)
+        return cls(Segmenter.from_checkpoint(segmenter), model, threshold, explain=explain)
 
     @classmethod
     def from_bundle(
@@ -119,14 +127,19 @@ class TwoStagePipeline:
         probabilities = self.segmenter.probabilities(np.stack([d[self.segment_size] for d, _ in decoded]))
         self.seconds["segment"] += time.perf_counter() - started
         started = time.perf_counter()
-        inputs, boxes = [], []
+        inputs, boxes, input_masks = [], [], []
         for path, (images, _), probability in zip(paths, decoded, probabilities):
             mask = self.segmenter.mask(probability, self.classify_size, self.classify_size)
             inputs.append(lesion_input(images[self.classify_size], mask, self.input_mode, path, margin=self.margin))
             boxes.append(lesion_box(mask, self.margin) if self.input_mode == "crop" else None)
+            if self.needs_masks:
+                input_masks.append(crop_mask(mask, self.input_mode, self.classify_size, margin=self.margin))
         self.seconds["decode"] += time.perf_counter() - started
         started = time.perf_counter()
-        melanoma = self.classifier.probabilities(np.stack(inputs))
+        if self.needs_masks:  # the lesion-feature model reads the lesion's mask too
+            melanoma = self.classifier.probabilities(np.stack(inputs), np.stack(input_masks))
+        else:
+            melanoma = self.classifier.probabilities(np.stack(inputs))
         self.seconds["classify"] += time.perf_counter() - started
         heatmaps: list[np.ndarray | None] = [None] * len(paths)
         if self.explain:
