@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from srcrn.evaluation.calibration import calibration_metrics, reliability_curve
+from srcrn.evaluation.calibration import calibration_metrics, fit_calibration, reliability_curve
 from srcrn.stats import auc, auc_interval, paired_auc_difference_interval
 
 MODELS = (
@@ -52,8 +52,9 @@ def main(runs: Path, out: Path) -> None:
     present = [(k, d) for k, d in MODELS if (runs / k / "cv.json").is_file()]
     lines = [
         "| model | out-of-fold AUC [95 % CI] (n) | per-fold AUC | validation AUC [95 % CI] (n) "
-        "| val Brier raw -> calibrated | val ECE raw -> calibrated | calibration |",
-        "|---|---|---|---|---|---|---|",
+        "| val Brier: raw / temperature / Platt | val ECE: raw / temperature / Platt | stored calibration "
+        "| training wall s (6 runs) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     oof, val = {}, {}
     for key, description in present:
@@ -63,19 +64,29 @@ def main(runs: Path, out: Path) -> None:
         folds = ", ".join(
             f"{auc(g['truth'].to_numpy(), g['logit'].to_numpy()):.3f}" for _, g in o.groupby("fold", sort=True)
         )
-        raw = calibration_metrics(v["truth"].to_numpy(), v["melanoma"].to_numpy())
+        truth = v["truth"].to_numpy()
         if "melanoma_calibrated" in v:
-            cal = calibration_metrics(v["truth"].to_numpy(), v["melanoma_calibrated"].to_numpy())
-            calibrated = result["calibration"]
-            method = f"{calibrated['method']} (scale {calibrated['scale']:.3f}, bias {calibrated['bias']:.3f})"
-            brier, ece = f"{raw['brier']:.3f} -> {cal['brier']:.3f}", f"{raw['ece']:.3f} -> {cal['ece']:.3f}"
-        else:  # the stack's logistic regression is its own calibration
-            method = "stacker is a logistic regression"
+            # Both calibrations fitted on the out-of-fold logits, measured on the validation split.
+            scores = [v["melanoma"].to_numpy()] + [
+                fit_calibration(o["truth"].to_numpy(), o["logit"].to_numpy(), m)(v["logit"].to_numpy())
+                for m in ("temperature", "platt")
+            ]
+            measured = [calibration_metrics(truth, s) for s in scores]
+            stored = result["calibration"]
+            method = f"{stored['method']} (scale {stored['scale']:.3f}, bias {stored['bias']:.3f})"
+            brier = " / ".join(f"{m['brier']:.3f}" for m in measured)
+            ece = " / ".join(f"{m['ece']:.3f}" for m in measured)
+        else:  # the stack's logistic regression is its own (Platt-like) calibration
+            raw = calibration_metrics(truth, v["melanoma"].to_numpy())
+            method = "the stacker (a logistic regression)"
             brier, ece = f"{raw['brier']:.3f}", f"{raw['ece']:.3f}"
+        runs_ = sorted((runs / key).glob("*/summary.json"))
+        walls = [json.loads(r.read_text()).get("wall_seconds") for r in runs_]
+        wall = f"{sum(walls):.0f}" if walls and all(w is not None for w in walls) else "-"
         lines.append(
             f"| {key}: {description} | {_interval(o['truth'].to_numpy(), o['logit'].to_numpy())} ({len(o)}) "
             f"| {folds} | {_interval(v['truth'].to_numpy(), v['logit'].to_numpy())} ({len(v)}) "
-            f"| {brier} | {ece} | {method} |"
+            f"| {brier} | {ece} | {method} | {wall} |"
         )
     lines += [
         "",
