@@ -46,3 +46,14 @@ def dev_data() -> Path:
     if not (DEV_DATA / "labels.csv").is_file():
         pytest.skip(f"dev data not present at {DEV_DATA} (a fresh clone has no ../shared)")
     return DEV_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory, sample, tiny_segmenter) -> str:
+    """A classifier trained one epoch on the sample's SRCRN crops (64 px, random init)."""
+    from helpers import small_classification_config
+    from srcrn.training.classification import train_classification
+
+    out = tmp_path_factory.mktemp("tiny-classifier")
+    config = small_classification_config(out, weights="none", segmenter=tiny_segmenter, input="crop")
+    return train_classification(config, sample, out / "run", progress=False)["model_checkpoint"]

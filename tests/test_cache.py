@@ -126,11 +126,11 @@ def test_any_pixel_mode_becomes_rgb(tmp_path, mode):
 
 
 def test_exif_orientation_is_applied(tmp_path):
-    image = Image.fromarray(np.zeros((20, 40, 3), np.uint8))
+    image = Image.fromarray(np.zeros((40, 80, 3), np.uint8))
     exif = image.getexif()
     exif[0x0112] = 6  # rotated 90 degrees
     image.save(tmp_path / "rotated.jpg", exif=exif)
-    assert read_image(tmp_path / "rotated.jpg").shape == (40, 20, 3)
+    assert read_image(tmp_path / "rotated.jpg").shape == (80, 40, 3)
 
 
 def test_unknown_ids_are_refused_not_read_as_the_last_row(tmp_path, sample):

@@ -376,13 +376,10 @@ def test_grad_cam_has_the_image_size_and_points_at_the_lesion_it_learnt(tmp_path
 
 
 @pytest.mark.slow
-def test_predict_explain_writes_one_heatmap_per_image_at_its_size(tiny_segmenter, sample, tmp_path):
+def test_predict_explain_writes_one_heatmap_per_image_at_its_size(tiny_segmenter, tiny_classifier, sample, tmp_path):
     from PIL import Image
 
-    from srcrn.training.classification import train_classification
-
-    config = small_classification_config(tmp_path, weights="none", segmenter=tiny_segmenter, input="crop")
-    checkpoint = train_classification(config, sample, tmp_path / "run", progress=False)["model_checkpoint"]
+    checkpoint = tiny_classifier
     images = sorted((sample / "images").glob("*.jpg"))[:2]
     out = tmp_path / "predicted"
     run_cli("predict", *map(str, images), "--out", str(out), "--segmenter", tiny_segmenter,

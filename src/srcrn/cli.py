@@ -41,11 +41,19 @@ def _print_error(message: str) -> None:
     console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
 
 
+DEBUG_FLAG = "--debug"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: every SrcrnError and usage error becomes one red line and exit status 2."""
+    """Entry point: every SrcrnError, usage error and operating-system refusal (a folder that
+    cannot be written, a file where a folder is needed...) becomes one red line and exit
+    status 2. ``--debug`` (anywhere on the line) shows the traceback instead."""
     configure_logging()
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in args
+    args = [a for a in args if a != DEBUG_FLAG]
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=args, standalone_mode=False)
     except click_exceptions.NoArgsIsHelpError as error:
         console.print(error.format_message(), markup=False, highlight=False)
         sys.exit(0)
@@ -53,7 +61,15 @@ def main(argv: list[str] | None = None) -> None:
         _print_error(error.format_message().replace("\n", " "))
         sys.exit(2)
     except SrcrnError as error:
+        if debug:
+            raise
         _print_error(str(error))
+        sys.exit(2)
+    except OSError as error:
+        if debug:
+            raise
+        where = error.filename if error.filename is not None else "error"
+        _print_error(f"{where}: {error.strerror or error}")
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         _print_error("interrupted")
@@ -401,6 +417,13 @@ def predict(
             raise SrcrnError("--engine onnx: needs --model DIR (a bundle written by 'srcrn export onnx')")
         pipeline = TwoStagePipeline.from_bundle(model, threshold, explain=explain)
     results, errors = predict_images(pipeline, inputs, out, batch_size=batch_size, show_progress=progress_bar)
+    if not results:  # a run that produced nothing must not look like a success
+        raise SrcrnError(
+            f"{out / 'predictions.json'}: nothing predicted: {len(errors)} input(s) refused, first "
+            f"{errors[0][0]}: {errors[0][1]}"
+            if errors
+            else f"{', '.join(map(str, inputs))}: nothing predicted: no image files found"
+        )
     table = Table(title=f"{len(results)} images predicted, {len(errors)} skipped")
     for column in ("image", "melanoma", "decision", "diameter px", "flags"):
         table.add_column(column, no_wrap=column == "image")

@@ -20,13 +20,19 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 # 6700x4500 (the largest ISIC originals) is 30 MP; far above that is a decompression bomb
 # or a broken header, and decoding it would exhaust memory.
 MAX_PIXELS = 150_000_000
+# Dermoscopic images are photos of a lesion: a side under 32 px holds no lesion to see, and a
+# strip far longer than wide is a scan line or a broken file, not a dermoscopic field. Both
+# would get a confident-looking answer for nothing, so they are refused wherever images enter.
+MIN_SIDE = 32
+MAX_ASPECT_RATIO = 5.0
 # Draft to at least this multiple of the target side, so the final resize still antialiases.
 DRAFT_OVERSAMPLE = 2
 RESAMPLE = Image.Resampling.LANCZOS
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """Open lazily (header only) and refuse unreadable files and absurd sizes."""
+def open_image(path: str | Path, *, photo: bool = True) -> Image.Image:
+    """Open lazily (header only) and refuse unreadable files and absurd sizes; a ``photo`` (not
+    a mask, which is checked against its image instead) must also have a dermoscopic shape."""
     path = Path(path)
     try:
         with warnings.catch_warnings():
@@ -44,6 +50,12 @@ def open_image(path: str | Path) -> Image.Image:
     width, height = image.size
     if width < 1 or height < 1 or width * height > MAX_PIXELS:
         raise DataError(path, f"refused: absurd image size {width}x{height} (limit {MAX_PIXELS:,} pixels)")
+    if photo and min(width, height) < MIN_SIDE:
+        raise DataError(path, f"refused: image of {width}x{height} is too small (each side at least {MIN_SIDE} px)")
+    if photo and max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise DataError(
+            path, f"refused: image of {width}x{height} is too elongated (sides at most {MAX_ASPECT_RATIO:g}:1)"
+        )
     return image
 
 
@@ -111,7 +123,7 @@ def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None, si
     (width, height); a mask of another size is refused.
     """
     path = Path(path)
-    mask = _load_pixels(open_image(path), path)
+    mask = _load_pixels(open_image(path, photo=False), path)
     if expected_size is not None and mask.size != tuple(expected_size):
         raise DataError(
             path,
