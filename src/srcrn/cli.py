@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         _print_error(str(error))
-        sys.exit(2)
+        sys.exit(getattr(error, "exit_code", 2))
     except OSError as error:
         if debug:
             raise

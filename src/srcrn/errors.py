@@ -23,3 +23,11 @@ class DataError(SrcrnError):
 
 class ConfigError(SrcrnError):
     """A setting that cannot work (unknown name, impossible size...)."""
+
+
+class Interrupted(SrcrnError):
+    """A run stopped by a signal after saving what it needs to resume; exits 128 + signal."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.exit_code = 128 + signal_number

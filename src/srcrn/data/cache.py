@@ -113,6 +113,29 @@ def _decode_one(job: tuple[int, IsicSample, int, bool]):
     return position, image, mask, original
 
 
+STAGING_PREFIX = ".prepare-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Remove the staging folders of prepares that were killed (their process is gone): a
+    killed prepare must not leave hundreds of MB behind forever. A live one's is left alone."""
+    for folder in out.glob(f"{STAGING_PREFIX}*"):
+        pid = folder.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if folder.is_dir() and (not pid.isdigit() or not _alive(int(pid))):
+            log.info("removing the staging folder of an interrupted prepare: %s", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def prepare(
     dataset: IsicDataset,
     size: int,
@@ -134,9 +157,10 @@ def prepare(
         except (json.JSONDecodeError, OSError):
             pass  # unreadable manifest: rebuild below
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out)
     with_masks = dataset.has_masks
     workers = workers or os.cpu_count() or 1
-    staging = Path(tempfile.mkdtemp(prefix=".prepare-", dir=out))
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
     try:
         count = len(dataset)
         images = np.lib.format.open_memmap(staging / "images.npy", "w+", np.uint8, (count, size, size, 3))

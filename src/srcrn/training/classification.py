@@ -137,7 +137,7 @@ def train_classification(
     and ``summary.json`` (whose ``model_checkpoint`` is the one ``select`` keeps) in ``out``."""
     data, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    check_run_folder(out, resume)
+    resume = check_run_folder(out, resume)
     L.seed_everything(config.seed, workers=True, verbose=False)
     need_masks = config.balance == "augment" and config.augment in ("axis", "mix")
     main = lesion_data(

@@ -18,12 +18,13 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from srcrn.atomic import atomic_path, write_json
 from srcrn.console import progress as progress_bar
 from srcrn.data.splits import Split, make_split
+from srcrn.errors import ConfigError
 from srcrn.evaluation.classification import write_classification_outputs
 from srcrn.inference.feature_model import FeatureModel
 from srcrn.inference.features import feature_table
 from srcrn.inference.lesions import LesionData, lesion_data
 from srcrn.settings import ClassifyTrainSettings
-from srcrn.training.runner import check_run_folder
+from srcrn.training.runner import RUN_FILE
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "model.skops"
@@ -107,7 +108,8 @@ def train_feature_model(
     ``model.skops``; the summary names it as ``model_checkpoint``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    check_run_folder(out, resume)
+    if not resume and (out / RUN_FILE).is_file():  # resume: fitting again is cheap and gives the same model
+        raise ConfigError(f"{out}: already holds a run; pass --resume to fit it again, or choose another --out")
     lesions = feature_lesions(config, data, progress=progress)
     if split is None:
         split = make_split(lesions.dataset, config.split, seed=config.seed, val_fraction=config.val_fraction)

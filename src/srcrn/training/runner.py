@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pandas as pd
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from srcrn.atomic import atomic_path
-from srcrn.errors import ConfigError
+from srcrn.errors import ConfigError, Interrupted
 from srcrn.settings import RunSettings, parse_time_budget
 
 # Lightning noise that says nothing about the run (advertising, a deprecation inside
@@ -76,13 +81,38 @@ def last_checkpoint(out: Path) -> Path:
     return out / "checkpoints" / "last.ckpt"
 
 
-def check_run_folder(out: Path, resume: bool) -> None:
-    """Refuse to start over a finished or interrupted run (that would lose it) unless resuming."""
+RUN_FILE = "config.yaml"  # written when a run starts: the folder holds a run from then on
+
+
+def check_run_folder(out: Path, resume: bool) -> bool:
+    """A run folder is resumable or refused, never trained into afresh by accident. Returns
+    whether training continues from ``last.ckpt``.
+
+    - ``resume`` and ``last.ckpt``: continue from it.
+    - ``resume``, a run started but killed before its first complete checkpoint: start it over
+      (its partial checkpoints and logs are removed first, so none is mistaken for the new run's).
+    - not ``resume`` and a run already there (finished, or started): refused.
+    """
     last = last_checkpoint(out)
-    if resume and not last.is_file():
+    started = (out / RUN_FILE).is_file() or (out / "checkpoints").is_dir()
+    if resume and last.is_file():
+        return True
+    if resume and started:
+        logging.getLogger(__name__).info("%s: no complete checkpoint to resume from: starting the run over", out)
+        for stale in ("checkpoints", "logs"):
+            shutil.rmtree(out / stale, ignore_errors=True)
+        (out / "metrics.csv").unlink(missing_ok=True)
+        return False
+    if resume:
         raise ConfigError(f"{last}: nothing to resume from")
-    if not resume and last.is_file():
+    if last.is_file():
         raise ConfigError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
+    if started:
+        raise ConfigError(
+            f"{out}: holds a run that was interrupted before its first checkpoint; pass --resume to start it "
+            "over, or choose another --out"
+        )
+    return False
 
 
 def parse_devices(devices: str):
@@ -106,14 +136,47 @@ def _keep_earlier_logs(folder: Path) -> None:
 
 
 def merge_logs(folder: Path, target: Path) -> bool:
-    """All attempts' per-epoch rows, in step order, as one ``metrics.csv``."""
+    """All attempts' per-epoch rows, in step order, as one ``metrics.csv``. A step logged by an
+    attempt that was killed and then run again by the resumed one appears once (the later)."""
     parts = sorted(folder.glob("metrics.part*.csv")) + [p for p in [folder / "metrics.csv"] if p.is_file()]
+    parts = [p for p in parts if p.stat().st_size > 0]
     if not parts:
         return False
-    merged = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True).sort_values(["epoch", "step"], kind="stable")
+    merged = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True)
+    # Train and validation rows of one epoch share (epoch, step): tell them apart by which
+    # columns they fill.
+    filled = merged.notna().apply(lambda row: "".join("1" if v else "0" for v in row), axis=1)
+    merged = merged.assign(_filled=filled).drop_duplicates(["epoch", "step", "_filled"], keep="last")
+    merged = merged.drop(columns="_filled").sort_values(["epoch", "step"], kind="stable")
     with atomic_path(target) as temporary:
         merged.to_csv(temporary, index=False)
     return True
+
+
+class _GracefulStop:
+    """SIGTERM (a scheduler, ``docker stop``) and SIGINT (Ctrl+C) during training: finish the
+    current step, save a resumable checkpoint, then stop. A second signal stops at once."""
+
+    def __init__(self, trainer: L.Trainer):
+        self.trainer, self.signal = trainer, 0
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.signal:  # asked twice: do not wait any longer
+            signal.signal(number, signal.SIG_DFL)
+            raise KeyboardInterrupt
+        self.signal = number
+        self.trainer.should_stop = True
+
+    def __enter__(self) -> _GracefulStop:
+        if threading.current_thread() is threading.main_thread():  # handlers only install there
+            for number in (signal.SIGTERM, signal.SIGINT):
+                self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
 
 
 @quiet_lightning()
@@ -160,14 +223,25 @@ def fit(
     )
     _keep_earlier_logs(out / "logs")
     started = time.perf_counter()
-    trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    with _GracefulStop(trainer) as stop:
+        try:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+        except SIGTERMException:
+            pass  # Lightning's own answer to SIGTERM (stop after the current step): saved below
     wall = time.perf_counter() - started
     # Whole epochs run (Lightning counts an epoch cut off by the time budget as completed).
     completed = trainer.global_step // max(1, trainer.num_training_batches)
-    if not last.is_file() or trainer.interrupted or completed < settings.epochs:
+    if not last.is_file() or trainer.interrupted or completed < settings.epochs or stop.signal:
         # A time budget or an interruption can stop mid-epoch, before any epoch-end save.
         # (Every process calls this: under DDP it is a collective operation.)
-        trainer.save_checkpoint(last)
+        with atomic_path(last) as temporary:
+            trainer.save_checkpoint(temporary)
+    if stop.signal:
+        merge_logs(out / "logs", out / "metrics.csv")
+        name = signal.Signals(stop.signal).name
+        raise Interrupted(
+            f"{out}: stopped by {name} after step {trainer.global_step}; continue with --resume", stop.signal
+        )
     if not trainer.is_global_zero:
         return {}
     merge_logs(out / "logs", out / "metrics.csv")

@@ -134,7 +134,7 @@ def train_segmentation(
     the reporting layer's job)."""
     data, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    check_run_folder(out, resume)
+    resume = check_run_folder(out, resume)
     L.seed_everything(config.seed, workers=True, verbose=False)
 
     dataset = IsicDataset.from_dir(data, require_masks=True)

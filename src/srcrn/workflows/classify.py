@@ -122,9 +122,7 @@ def train_and_evaluate(settings: ClassifyTrainSettings, data: str | Path, run: P
     if not (evaluation / "metrics.json").is_file():
         if not (run / "summary.json").is_file():
             log.info("training the classifier in %s", run)
-            train_classifier(
-                settings, data, run, resume=(run / "checkpoints" / "last.ckpt").is_file(), progress=progress
-            )
+            train_classifier(settings, data, run, resume=(run / "config.yaml").is_file(), progress=progress)
         summary = json.loads((run / "summary.json").read_text())
         evaluate_classifier_checkpoint(
             summary.get("model_checkpoint", summary["best_checkpoint"]),

@@ -73,16 +73,17 @@ def _train_and_score(
         from srcrn.training.features import MODEL_FILE, feature_lesions, lesion_feature_matrix, train_feature_model
 
         if not (run / MODEL_FILE).is_file():
-            train_feature_model(settings, data, run, progress=progress, split=split)
+            train_feature_model(settings, data, run, resume=True, progress=progress, split=split)
         lesions = feature_lesions(settings, data, progress=False)
         features, _ = lesion_feature_matrix(lesions, show_progress=False)
         model = FeatureModel.load(run / MODEL_FILE)
         return model.logits_of_features(features[lesions.prepared.positions(split.val)]), str(run / MODEL_FILE)
     from srcrn.inference.lesions import lesion_data
     from srcrn.training.classification import train_classification
+    from srcrn.training.runner import RUN_FILE
 
     if not (run / "summary.json").is_file():
-        resume = (run / "checkpoints" / "last.ckpt").is_file()
+        resume = (run / RUN_FILE).is_file()  # a fold cut short continues (or starts over)
         train_classification(settings, data, run, resume=resume, progress=progress, split=split)
     summary = json.loads((run / "summary.json").read_text())
     checkpoint = summary.get("model_checkpoint", summary["best_checkpoint"])

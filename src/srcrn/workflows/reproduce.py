@@ -66,9 +66,7 @@ def _segmentation_run(
             log.info(
                 "Table 1: training %s in %s", f"{arch} stride {stride}" if arch == "srcrn" else f"baseline {arch}", run
             )
-            train_segmenter(
-                settings, data, run, resume=(run / "checkpoints" / "last.ckpt").is_file(), progress=progress
-            )
+            train_segmenter(settings, data, run, resume=(run / "config.yaml").is_file(), progress=progress)
         summary = _json(run / "summary.json")
         evaluate_segmenter(summary["best_checkpoint"], data, evaluation, ids=Split.load(run).val, progress=progress)
     return {
