@@ -24,7 +24,6 @@ from srcrn.stats import auc, auc_interval, paired_auc_difference_interval
 MODELS = (
     ("cv-paper", "paper recipe (frozen SRCRN encoder + new head, SGD)"),
     ("cv-strong", "strong recipe (fine-tuned, AdamW, augmentation, EMA, TTA)"),
-    ("cv-strong-aux", "strong recipe on the encoder of SRCRN trained with --aux-melanoma"),
     ("cv-features", "lesion features + gradient boosting"),
     ("ensemble", "stack: strong + features + paper (logistic regression on out-of-fold logits)"),
 )
@@ -34,7 +33,6 @@ PAIRS = (
     ("cv-features", "cv-strong"),
     ("ensemble", "cv-strong"),
     ("ensemble", "cv-features"),
-    ("cv-strong-aux", "cv-strong"),
 )
 
 
@@ -105,6 +103,22 @@ def main(runs: Path, out: Path) -> None:
             ci = paired_auc_difference_interval(y, first["logit"].to_numpy(), second["logit"].to_numpy())
             cells.append(f"{d:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]")
         lines.append(f"| {a} - {b} | {cells[0]} | {cells[1]} |")
+    aux = runs / "strong-aux" / "eval-val" / "per_image.csv"
+    if aux.is_file() and "cv-strong" in val:
+        joint = pd.read_csv(aux, dtype={"image_id": str}).sort_values("image_id").reset_index(drop=True)
+        plain = val["cv-strong"]
+        assert (joint["image_id"] == plain["image_id"]).all()
+        y = plain["truth"].to_numpy()
+        ci = paired_auc_difference_interval(y, joint["melanoma"].to_numpy(), plain["logit"].to_numpy())
+        d = auc(y, joint["melanoma"].to_numpy()) - auc(y, plain["logit"].to_numpy())
+        lines += [
+            "",
+            "| strong recipe, final model | backbone | validation AUC [95 % CI] |",
+            "|---|---|---|",
+            f"| cv-strong/final | SRCRN encoder (segmentation only) | {_interval(y, plain['logit'].to_numpy())} |",
+            f"| strong-aux | SRCRN encoder trained with --aux-melanoma 0.5 | {_interval(y, joint['melanoma'].to_numpy())} |",
+            f"| difference (aux - plain) | | {d:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}] (paired) |",
+        ]
     text = "\n".join(lines) + "\n"
     (out / "tables.md").write_text(text)
     print(text)
