@@ -57,3 +57,11 @@ def tiny_classifier(tmp_path_factory, sample, tiny_segmenter) -> str:
     out = tmp_path_factory.mktemp("tiny-classifier")
     config = small_classification_config(out, weights="none", segmenter=tiny_segmenter, input="crop")
     return train_classification(config, sample, out / "run", progress=False)["model_checkpoint"]
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_segmenter, tiny_classifier) -> Path:
+    """``srcrn export onnx`` of the tiny models (read-only for tests: copy it to damage it)."""
+    from srcrn.inference.export import export_onnx
+
+    return export_onnx(tiny_segmenter, tiny_classifier, tmp_path_factory.mktemp("tiny-bundle") / "bundle")

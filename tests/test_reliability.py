@@ -3,6 +3,8 @@ exit status 2, never a traceback, and never a run that looks successful but prod
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -141,3 +143,131 @@ def test_a_run_killed_before_its_first_checkpoint_is_refused_or_started_over(sam
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]  # no best-v1
     _no_duplicate_rows(out / "metrics.csv")
     assert "already holds a run" in cli_error(capsys, *again)
+
+
+# --- the bad-input corpus: every command that reads user files, generated here ---------------
+
+
+def _truncate(path, keep=None):
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2 if keep is None else keep])
+    return path
+
+
+def _corpus_case(name, tmp, models):
+    """(argv, the path the message must name, text it must contain) of one bad input."""
+    import json
+    import shutil
+
+    from PIL import Image
+
+    seg, cls, bundle, sample = models
+    data = tmp / "data"
+    shutil.copytree(sample, data, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    first = sorted((data / "images").glob("*.jpg"))[0]
+    mask = data / "masks" / f"{first.stem}_segmentation.png"
+    out = str(tmp / "out")
+    copy = tmp / "bundle"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "bundle.json").read_text())
+    onnx = ["predict", str(first), "--engine", "onnx", "--model", str(copy), "--out", out]
+    torch_predict = ["predict", str(first), "--segmenter", seg, "--classifier", cls, "--out", out, "--no-progress"]
+    seg_eval = ["segment", "eval", "--data", str(data), "--out", out, "--cache", str(tmp / "c"), "--no-progress"]
+    cls_eval = ["classify", "eval", "--data", str(data), "--out", out, "--cache", str(tmp / "c"), "--no-progress"]
+    prepare = ["prepare", str(data), "--out", out, "--size", "32", "--workers", "1"]
+    if name == "prepare: truncated image":
+        return prepare, _truncate(first), "truncated"
+    if name == "prepare: not an image":
+        first.write_text("not a picture")
+        return prepare, first, "cannot read image"
+    if name == "prepare: 1x1 image":
+        Image.fromarray(__import__("numpy").zeros((1, 1, 3), "uint8")).save(first, format="JPEG")
+        return prepare, first, "too small"
+    if name == "prepare: mask of another size":
+        Image.new("L", (40, 40)).save(mask)
+        return [*prepare, "--require-masks"], mask, "differs from its image"
+    if name == "prepare: labels with wrong columns":
+        (data / "labels.csv").write_text("id,label\nISIC_0000071,1\n")
+        return prepare, data / "labels.csv", "columns"
+    if name == "segment eval: a classifier given as the segmenter":
+        return [*seg_eval, "--model", cls], Path(cls), "holds a classifier"
+    if name == "segment eval: random bytes as checkpoint":
+        junk = tmp / "junk.ckpt"
+        junk.write_bytes(__import__("os").urandom(4096))
+        return [*seg_eval, "--model", str(junk)], junk, "not a readable checkpoint"
+    if name == "segment eval: truncated checkpoint":
+        cut = tmp / "cut.ckpt"
+        cut.write_bytes(Path(seg).read_bytes()[:100_000])
+        return [*seg_eval, "--model", str(cut)], cut, "not a readable checkpoint"
+    if name == "classify eval: a segmenter given as the classifier":
+        return [*cls_eval, "--model", seg], Path(seg), "holds a segmenter"
+    if name == "export onnx: models swapped":
+        return (
+            ["export", "onnx", "--segmenter", cls, "--classifier", seg, "--out", out],
+            Path(cls),
+            "holds a classifier",
+        )
+    if name == "predict onnx: bundle.json not JSON":
+        (copy / "bundle.json").write_text("{ not json")
+        return onnx, copy / "bundle.json", "not valid JSON"
+    if name == "predict onnx: a model file missing":
+        (copy / "classifier.onnx").unlink()
+        return onnx, copy / "classifier.onnx", "missing"
+    if name == "predict onnx: a model file damaged":
+        _truncate(copy / "classifier.onnx", 5000)
+        return onnx, copy / "classifier.onnx", "SHA-256 mismatch"
+    if name == "predict onnx: a model path outside the bundle":
+        manifest["classifier"]["file"] = "../elsewhere.onnx"
+        (copy / "bundle.json").write_text(json.dumps(manifest))
+        return onnx, copy / "bundle.json", "outside the bundle"
+    if name == "predict onnx: wrong bundle field":
+        manifest["classifier"]["threshold"] = 7
+        (copy / "bundle.json").write_text(json.dumps(manifest))
+        return onnx, copy / "bundle.json", "classifier.threshold"
+    if name == "predict: --out is a file":
+        (tmp / "taken").write_text("")
+        taken = [str(tmp / "taken") if a == out else a for a in torch_predict]
+        return taken, tmp / "taken", "File exists"
+    if name == "predict: the only image is truncated":
+        return torch_predict, _truncate(first), "truncated"
+    if name == "predict: segmenter checkpoint missing":
+        return (
+            ["predict", str(first), "--segmenter", str(tmp / "none.ckpt"), "--classifier", cls, "--out", out],
+            (tmp / "none.ckpt"),
+            "not found",
+        )
+    raise KeyError(name)
+
+
+CORPUS = [
+    "prepare: truncated image",
+    "prepare: not an image",
+    "prepare: 1x1 image",
+    "prepare: mask of another size",
+    "prepare: labels with wrong columns",
+    "segment eval: a classifier given as the segmenter",
+    "segment eval: random bytes as checkpoint",
+    "segment eval: truncated checkpoint",
+    "classify eval: a segmenter given as the classifier",
+    "export onnx: models swapped",
+    "predict onnx: bundle.json not JSON",
+    "predict onnx: a model file missing",
+    "predict onnx: a model file damaged",
+    "predict onnx: a model path outside the bundle",
+    "predict onnx: wrong bundle field",
+    "predict: --out is a file",
+    "predict: the only image is truncated",
+    "predict: segmenter checkpoint missing",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CORPUS)
+def test_bad_input_corpus(case, tmp_path, tiny_segmenter, tiny_classifier, tiny_bundle, sample, capsys):
+    argv, named, text = _corpus_case(case, tmp_path, (tiny_segmenter, tiny_classifier, tiny_bundle, sample))
+    before = {p for p in tmp_path.rglob("*") if "out" not in p.relative_to(tmp_path).parts[:1]}
+    message = cli_error(capsys, *argv)
+    assert str(named) in message and text in message, message
+    assert "Traceback" not in capsys.readouterr().err
+    after = {p for p in tmp_path.rglob("*") if "out" not in p.relative_to(tmp_path).parts[:1]}
+    assert {p for p in after - before if p.parts[len(tmp_path.parts)] != "c"} == set()  # nothing outside --out

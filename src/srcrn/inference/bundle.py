@@ -3,6 +3,7 @@ schema is declared here (pydantic) and checked whenever a bundle is read. torch-
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Literal
@@ -13,7 +14,8 @@ from srcrn.errors import ConfigError
 
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = "srcrn-bundle"
-BUNDLE_VERSION = 3  # 2: segmenter tta/keep_largest, classifier target_sensitivity; 3: classifier tta, calibration
+BUNDLE_VERSION = 3  # 2: segmenter tta/keep_largest, classifier target_sensitivity; 3: classifier tta,
+# calibration, sha256 of each model file
 
 
 class _Part(BaseModel):
@@ -22,6 +24,7 @@ class _Part(BaseModel):
     file: str
     image_size: int = Field(ge=16, le=4096)
     source: str = ""
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")  # v3: checked on every load
 
 
 class SegmenterPart(_Part):
@@ -78,4 +81,17 @@ def read_manifest(bundle: str | Path) -> BundleManifest:
             raise ConfigError(f"{path}: model file {part.file!r} lies outside the bundle")
         if not model.is_file():
             raise ConfigError(f"{bundle / part.file}: model file of the bundle is missing")
+        if part.sha256 is not None and file_sha256(model) != part.sha256:
+            raise ConfigError(
+                f"{bundle / part.file}: differs from the file the bundle was written with (SHA-256 mismatch): "
+                "damaged or replaced; export the bundle again"
+            )
     return manifest
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 from srcrn.atomic import atomic_path, write_json
-from srcrn.inference.bundle import BUNDLE_FILE, BUNDLE_FORMAT, BUNDLE_VERSION
+from srcrn.inference.bundle import BUNDLE_FILE, BUNDLE_FORMAT, BUNDLE_VERSION, file_sha256
 from srcrn.inference.checkpoints import build_model, read_checkpoint
 
 
@@ -54,6 +54,7 @@ def export_onnx(segmenter: str | Path, classifier: str | Path, out: str | Path) 
                 "output": "logits",
                 "tta": seg["tta"],
                 "keep_largest": seg["keep_largest"],
+                "sha256": file_sha256(out / "segmenter.onnx"),
                 "source": Path(segmenter).name,
             },
             "classifier": {
@@ -66,6 +67,7 @@ def export_onnx(segmenter: str | Path, classifier: str | Path, out: str | Path) 
                 "target_sensitivity": stored_classifier.extras.get("target_sensitivity"),
                 "tta": cls.get("tta", False),
                 "calibration": stored_classifier.extras.get("calibration"),
+                "sha256": file_sha256(out / "classifier.onnx"),
                 "source": Path(classifier).name,
             },
         },
