@@ -69,6 +69,8 @@ def read_manifest(bundle: str | Path) -> BundleManifest:
         manifest = BundleManifest.model_validate(json.loads(path.read_text()))
     except json.JSONDecodeError as error:
         raise ConfigError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid JSON (not UTF-8 text)") from None
     except ValidationError as error:
         first = error.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
