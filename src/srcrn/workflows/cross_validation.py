@@ -43,6 +43,10 @@ from srcrn.settings import ClassifyTrainSettings
 from srcrn.stats import auc
 
 log = logging.getLogger(__name__)
+SELECT_BEST_CAVEAT = (
+    "select 'best' picks each fold's epoch by its AUC on the held-out images it then scores: the "
+    "out-of-fold AUC is optimistic (pass --select last)"
+)
 
 
 def fold_splits(dataset: IsicDataset, train_ids: list[str], folds: int, seed: int = 0) -> list[Split]:
@@ -124,6 +128,8 @@ def cross_validate(
     calibrated, and scored on the validation split. Writes ``oof.csv``, ``val.csv``, ``cv.json``."""
     if settings.model == "ensemble":
         raise ConfigError("classify cv runs one model (cnn or features); stack their cv folders with --model ensemble")
+    if settings.model == "cnn" and settings.select == "best":
+        log.warning("note: %s", SELECT_BEST_CAVEAT)
     if calibration not in METHODS:
         raise ConfigError(f"--calibration {calibration!r}: choose one of {', '.join(METHODS)}")
     data, out = Path(data), Path(out)
@@ -169,7 +175,8 @@ def cross_validate(
         "caveats": [
             "stage-1 masks come from one segmenter for all folds: if it was trained on the training split, "
             "it saw every fold's images (masks only, not melanoma labels)"
-        ],
+        ]
+        + ([SELECT_BEST_CAVEAT] if settings.model == "cnn" and settings.select == "best" else []),
     }
     if final:
         result["val"] = _final_model(settings, data, out, split, fitted, labels_of, progress)
