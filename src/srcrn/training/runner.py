@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import signal
@@ -84,6 +85,11 @@ def last_checkpoint(out: Path) -> Path:
 RUN_FILE = "config.yaml"  # written when a run starts: the folder holds a run from then on
 
 
+def _secondary_process() -> bool:
+    """A DDP process other than the first (Lightning's launcher and torchrun set these)."""
+    return any(int(os.environ.get(name, "0") or 0) > 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "GLOBAL_RANK"))
+
+
 def check_run_folder(out: Path, resume: bool) -> bool:
     """A run folder is resumable or refused, never trained into afresh by accident. Returns
     whether training continues from ``last.ckpt``.
@@ -94,6 +100,8 @@ def check_run_folder(out: Path, resume: bool) -> bool:
     - not ``resume`` and a run already there (finished, or started): refused.
     """
     last = last_checkpoint(out)
+    if _secondary_process():  # DDP re-runs the command per process: rank 0 alone checks and cleans
+        return resume and last.is_file()
     started = (out / RUN_FILE).is_file() or (out / "checkpoints").is_dir()
     if resume and last.is_file():
         return True
