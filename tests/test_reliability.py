@@ -271,3 +271,61 @@ def test_bad_input_corpus(case, tmp_path, tiny_segmenter, tiny_classifier, tiny_
     assert "Traceback" not in capsys.readouterr().err
     after = {p for p in tmp_path.rglob("*") if "out" not in p.relative_to(tmp_path).parts[:1]}
     assert {p for p in after - before if p.parts[len(tmp_path.parts)] != "c"} == set()  # nothing outside --out
+
+
+def _start(command, ready, timeout=120):
+    """A ``python -m srcrn`` child process, returned once ``ready()`` holds."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "srcrn", *command],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert child.poll() is None and time.monotonic() < deadline, child.stderr.read() if child.stderr else ""
+        time.sleep(0.02)
+    return child
+
+
+@pytest.mark.slow
+def test_classify_train_stopped_by_sigterm_resumes(sample, tiny_segmenter, tmp_path):
+    import signal
+
+    from helpers import run_cli
+
+    out = tmp_path / "run"
+    command = ["classify", "train", "--data", str(sample), "--out", str(out), "--segmenter", tiny_segmenter,
+               "--input", "crop", "--weights", "none", "--image-size", "64", "--batch-size", "4", "--epochs", "3",
+               "--cache", str(tmp_path / "cache"), "--no-progress"]  # fmt: skip
+    child = _start(command, lambda: (out / "logs" / "hparams.yaml").is_file())
+    child.send_signal(signal.SIGTERM)
+    _, errors = child.communicate(timeout=120)
+    assert child.returncode == 128 + signal.SIGTERM and "Traceback" not in errors, errors
+    run_cli("classify", "train", "--data", str(sample), "--out", str(out), "--resume", "--no-progress")
+    summary = __import__("json").loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 3 and summary["global_step"] == 24  # 32 training images, batch 4
+    _no_duplicate_rows(out / "metrics.csv")
+
+
+@pytest.mark.slow
+def test_prepare_killed_midway_leaves_nothing_half_written(sample, tmp_path):
+    import signal
+
+    from srcrn.data.cache import MANIFEST, STAGING_PREFIX, PreparedData
+
+    out = tmp_path / "cache"
+    command = ["prepare", str(sample), "--out", str(out), "--size", "64", "--workers", "1"]
+    child = _start(command, lambda: any(out.glob(f"{STAGING_PREFIX}*/images.npy")))
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=60)
+    assert not (out / MANIFEST).exists()  # no cache that looks complete
+    from helpers import run_cli
+
+    run_cli(*command)
+    assert not list(out.glob(f"{STAGING_PREFIX}*")) and len(PreparedData.load(out).ids) == 40
