@@ -22,17 +22,18 @@ from srcrn.evaluation.calibration import calibration_metrics, fit_calibration, r
 from srcrn.stats import auc, auc_interval, paired_auc_difference_interval
 
 MODELS = (
-    ("cv-paper", "paper recipe (frozen SRCRN encoder + new head, SGD)"),
     ("cv-strong", "strong recipe (fine-tuned, AdamW, augmentation, EMA, TTA)"),
     ("cv-features", "lesion features + gradient boosting"),
-    ("ensemble", "stack: strong + features + paper (logistic regression on out-of-fold logits)"),
+    ("ensemble", "stack: strong + features (logistic regression on out-of-fold logits)"),
 )
+PAPER = ("paper", "paper recipe (frozen SRCRN encoder + new head, SGD): final model only")
 PAIRS = (
-    ("cv-strong", "cv-paper"),
-    ("cv-features", "cv-paper"),
     ("cv-features", "cv-strong"),
     ("ensemble", "cv-strong"),
     ("ensemble", "cv-features"),
+    ("cv-strong", "paper"),
+    ("cv-features", "paper"),
+    ("ensemble", "paper"),
 )
 
 
@@ -86,16 +87,30 @@ def main(runs: Path, out: Path) -> None:
             f"| {folds} | {_interval(v['truth'].to_numpy(), v['logit'].to_numpy())} ({len(v)}) "
             f"| {brier} | {ece} | {method} | {wall} |"
         )
+    paper = runs / PAPER[0] / "eval-val" / "per_image.csv"
+    if paper.is_file():
+        table = pd.read_csv(paper, dtype={"image_id": str}).sort_values("image_id").reset_index(drop=True)
+        truth, score = table["truth"].to_numpy(), table["melanoma"].to_numpy()
+        val[PAPER[0]] = table.assign(logit=score)  # AUC and its intervals use the ranking only
+        wall = json.loads((runs / PAPER[0] / "summary.json").read_text())["wall_seconds"]
+        raw = calibration_metrics(truth, score)
+        lines.append(
+            f"| {PAPER[0]}: {PAPER[1]} | not run | | {_interval(truth, score)} ({len(table)}) "
+            f"| {raw['brier']:.3f} / - / - | {raw['ece']:.3f} / - / - | none | {wall:.0f} (1 run) |"
+        )
     lines += [
         "",
         "| A - B | out-of-fold AUC difference [95 % paired CI] | validation AUC difference [95 % paired CI] |",
     ]
     lines += ["|---|---|---|"]
     for a, b in PAIRS:
-        if a not in oof or b not in oof:
+        if a not in val or b not in val:
             continue
         cells = []
         for tables in (oof, val):
+            if a not in tables or b not in tables:
+                cells.append("not run")
+                continue
             first, second = tables[a], tables[b]
             assert (first["image_id"] == second["image_id"]).all()
             y = first["truth"].to_numpy()
@@ -124,8 +139,10 @@ def main(runs: Path, out: Path) -> None:
     print(text)
 
     figure, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-    for key, _ in present:
+    for key in val:
         for axis, tables in zip(axes, (oof, val)):
+            if key not in tables:
+                continue
             t = tables[key]
             fpr, tpr, _ = roc_curve(t["truth"], t["logit"])
             axis.plot(fpr, tpr, lw=1.5, label=f"{key} {auc(t['truth'].to_numpy(), t['logit'].to_numpy()):.3f}")
