@@ -329,3 +329,40 @@ def test_prepare_killed_midway_leaves_nothing_half_written(sample, tmp_path):
 
     run_cli(*command)
     assert not list(out.glob(f"{STAGING_PREFIX}*")) and len(PreparedData.load(out).ids) == 40
+
+
+@pytest.mark.slow
+def test_predict_killed_midway_then_rerun_gives_the_whole_result(sample, tiny_segmenter, tiny_classifier, tmp_path):
+    import signal
+
+    import pandas as pd
+
+    from helpers import run_cli
+
+    out = tmp_path / "predicted"
+    command = ["predict", str(sample / "images"), "--out", str(out), "--segmenter", tiny_segmenter,
+               "--classifier", tiny_classifier, "--batch-size", "4", "--no-progress"]  # fmt: skip
+    child = _start(command, lambda: len(list((out / "masks").glob("*.png"))) >= 4)
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=60)
+    (out / "masks" / ".ISIC_0000071_segmentation.png.abc123.png").write_bytes(b"half")  # as a kill leaves it
+    run_cli(*command)
+    assert len(pd.read_csv(out / "predictions.csv")) == 40
+    assert len(list((out / "masks").glob("*.png"))) == 40 and not list((out / "masks").glob(".*"))
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_during_the_checkpoint_write_starts_over(sample, tmp_path):
+    from helpers import run_cli
+
+    out = tmp_path / "run"
+    train = ["segment", "train", "--data", str(sample), "--out", str(out), "--image-size", "64", "--batch-size", "4",
+             "--epochs", "1", "--steps-per-epoch", "2", "--cache", str(tmp_path / "cache"), "--no-progress"]  # fmt: skip
+    run_cli(*train)
+    last = out / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:50_000])  # cut short, as a kill -9 during the write leaves it
+    run_cli(*train, "--resume")
+    from srcrn.inference.checkpoints import read_checkpoint
+
+    assert read_checkpoint(last, expect="segmenter").kind == "segmenter"
+    _no_duplicate_rows(out / "metrics.csv")

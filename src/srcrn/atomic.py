@@ -48,3 +48,16 @@ def write_mask(path: str | Path, mask) -> None:
 
     with atomic_path(path) as temporary:
         Image.fromarray(np.asarray(mask).astype(np.uint8) * 255).save(temporary, format="PNG")
+
+
+def remove_leftovers(folder: str | Path) -> int:
+    """Delete the temporary files of ``atomic_path`` that a killed process left in ``folder``
+    (hidden, never mistaken for outputs, but they would pile up). Only for a folder no other
+    process is writing into; returns how many were removed."""
+    removed = 0
+    for path in Path(folder).glob(".*.*"):
+        stem = path.name[1:].rsplit(".", 1)[0] if path.suffix else path.name[1:]
+        if path.is_file() and "." in stem:  # .<name>.<random><suffix>
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

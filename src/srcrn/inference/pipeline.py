@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from srcrn.atomic import atomic_path, write_mask
+from srcrn.atomic import atomic_path, remove_leftovers, write_mask
 from srcrn.console import progress
 from srcrn.data.images import IMAGE_SUFFIXES, decode_image, decode_image_fit
 from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
@@ -233,6 +233,8 @@ def predict_images(
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Every image of ``inputs`` in batches; a bad file is reported and skipped, the rest go on."""
     out.mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / "masks", out / "overlays", out / "explanations"):  # after a killed run
+        remove_leftovers(folder)
     paths, errors = find_images(inputs)
     seen: dict[str, Path] = {}
     readable = []

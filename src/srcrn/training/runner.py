@@ -85,6 +85,17 @@ def last_checkpoint(out: Path) -> Path:
 RUN_FILE = "config.yaml"  # written when a run starts: the folder holds a run from then on
 
 
+def _readable(checkpoint: Path) -> bool:
+    """Whether a checkpoint loads (one cut short by a kill during its write does not)."""
+    import torch
+
+    try:
+        torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # torch raises many types for a damaged file; all mean the same here
+        return False
+    return True
+
+
 def _secondary_process() -> bool:
     """A DDP process other than the first (Lightning's launcher and torchrun set these)."""
     return any(int(os.environ.get(name, "0") or 0) > 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "GLOBAL_RANK"))
@@ -103,9 +114,10 @@ def check_run_folder(out: Path, resume: bool) -> bool:
     if _secondary_process():  # DDP re-runs the command per process: rank 0 alone checks and cleans
         return resume and last.is_file()
     started = (out / RUN_FILE).is_file() or (out / "checkpoints").is_dir()
-    if resume and last.is_file():
+    if resume and last.is_file() and _readable(last):
         return True
     if resume and started:
+        # Killed before its first checkpoint, or while writing it: nothing complete to go on from.
         logging.getLogger(__name__).info("%s: no complete checkpoint to resume from: starting the run over", out)
         for stale in ("checkpoints", "logs"):
             shutil.rmtree(out / stale, ignore_errors=True)
