@@ -269,7 +269,7 @@ def test_cv_of_the_feature_model_then_eval_and_predict_use_its_calibration(tiny_
 
     model_path = result["val"]["model"]
     stored = FeatureModel.load(model_path)
-    assert stored.extras["calibration"]["method"] == "temperature"
+    assert stored.extras["calibration"]["method"] == "platt"
     assert stored.spec.calibration.scale == pytest.approx(result["calibration"]["scale"])
     # classify eval of the stored model reproduces the calibrated validation scores.
     evaluation = tmp_path / "eval"

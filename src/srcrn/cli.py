@@ -254,8 +254,8 @@ def classify_cv(
         bool, typer.Option(help="also train on the whole training split, calibrate, score the validation split")
     ] = True,
     calibration: Annotated[
-        str, typer.Option(help="calibration fitted on the out-of-fold logits: temperature | platt")
-    ] = "temperature",
+        str, typer.Option(help="calibration fitted on the out-of-fold logits: platt (measured best) | temperature")
+    ] = "platt",
     config: Config = None,
     progress_bar: Progress = True,
     flags: Optional[dict] = None,

@@ -120,7 +120,7 @@ def cross_validate(
     *,
     folds: int = 5,
     final: bool = True,
-    calibration: str = "temperature",
+    calibration: str = "platt",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Per-fold and pooled out-of-fold AUC (95 % bootstrap interval), calibration fitted on the
