@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip -q --disable-pip-version-check
 CODE   := src tests benchmarks experiments
 
-.PHONY: demo test test-fast lint bench venv clean
+.PHONY: demo test test-fast lint bench venv clean browser
 
 venv: $(VENV)/.installed
 
@@ -26,7 +26,14 @@ lint: venv
 	$(BIN)/ruff format --check $(CODE)
 	$(BIN)/mypy
 
-test: lint
+# The browser test drives Debian's Chromium (Playwright downloads no browser here): installed
+# when missing and we are root; otherwise that test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
+	    apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || echo "chromium not installed: tests/test_browser.py will skip"
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 test-fast: lint

@@ -64,3 +64,19 @@ def segment_eval(model: str | Path, data: Path, out: Path, cache: Path, *extra: 
     """``srcrn segment eval`` of ``model`` on ``data`` into ``out`` (private cache, no progress)."""
     run_cli("segment", "eval", "--model", str(model), "--data", str(data), "--out", str(out),
             "--cache", str(cache), "--no-progress", *extra)  # fmt: skip
+
+
+def png_claiming(width, height):
+    """A tiny PNG whose header claims ``width`` x ``height`` (a decompression bomb's shape,
+    without the gigabytes)."""
+    import io
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, format="PNG")
+    content = bytearray(buffer.getvalue())
+    header = struct.pack(">II", width, height) + bytes(content[24:29])
+    content[16:29] = header
+    content[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    return bytes(content)

@@ -194,10 +194,12 @@ def test_each_image_is_decoded_once_per_size(models, sample, tmp_path, monkeypat
     for name in ("decode_image", "decode_image_fit"):
         original = getattr(pipeline, name)
         monkeypatch.setattr(
-            pipeline, name, lambda path, size, _f=original, _n=name: calls.append((_n, size)) or _f(path, size)
+            pipeline,
+            name,
+            lambda path, size, _f=original, _n=name, **kw: calls.append((_n, size)) or _f(path, size, **kw),
         )
     images = sorted((sample / "images").glob("*.jpg"))[:3]
-    model = pipeline.TwoStagePipeline.from_checkpoints(segmenter, classifier)
-    model.predict(images, tmp_path / "out")
+    model = pipeline.Pipeline.from_checkpoints(segmenter, classifier)
+    model.predict_files(images, tmp_path / "out")
     # The models' size (64 for both) once per image, and the working size for outputs once.
     assert sorted(calls) == sorted([("decode_image", 64)] * 3 + [("decode_image_fit", pipeline.WORKING_SIDE)] * 3)

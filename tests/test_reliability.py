@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import cli_error, write_image
+from helpers import cli_error, png_claiming, write_image
 from srcrn.data.images import MAX_ASPECT_RATIO, MIN_SIDE, decode_image
 from srcrn.errors import DataError
 
@@ -175,6 +175,10 @@ def _corpus_case(name, tmp, models):
     seg_eval = ["segment", "eval", "--data", str(data), "--out", out, "--cache", str(tmp / "c"), "--no-progress"]
     cls_eval = ["classify", "eval", "--data", str(data), "--out", out, "--cache", str(tmp / "c"), "--no-progress"]
     prepare = ["prepare", str(data), "--out", out, "--size", "32", "--workers", "1"]
+    cache = ["--cache", str(tmp / "c"), "--no-progress"]
+    seg_train = ["segment", "train", "--data", str(data), "--out", out, "--image-size", "64", "--epochs", "1", *cache]
+    cls_train = ["classify", "train", "--data", str(data), "--out", out, "--image-size", "64", "--weights", "none",
+                 "--input", "crop", "--segmenter", seg, "--epochs", "1", *cache]  # fmt: skip
     if name == "prepare: truncated image":
         return prepare, _truncate(first), "truncated"
     if name == "prepare: not an image":
@@ -236,6 +240,35 @@ def _corpus_case(name, tmp, models):
             (tmp / "none.ckpt"),
             "not found",
         )
+    if name == "segment train: a mask of another size":
+        Image.new("L", (40, 40)).save(mask)
+        return seg_train, mask, "differs from its image"
+    if name == "segment train: an image size SRCRN cannot take":
+        return [*seg_train, "--image-size", "100"], "--image-size", "multiple of 32"
+    if name == "segment train: a settings file that is not YAML":
+        (tmp / "bad.yaml").write_text("lr: [")
+        return [*seg_train, "--config", str(tmp / "bad.yaml")], tmp / "bad.yaml", "not valid YAML"
+    if name == "classify train: an image without its label":
+        labels = (data / "labels.csv").read_text().splitlines()
+        (data / "labels.csv").write_text("\n".join(line for line in labels if first.stem not in line) + "\n")
+        return cls_train, first, "label"
+    if name == "classify train: a classifier given as the segmenter":
+        return [*cls_train, "--segmenter", cls], Path(cls), "holds a classifier"
+    if name == "classify eval: a split file naming an unknown image":
+        split = tmp / "split.csv"
+        split.write_text("image_id,subset\nISIC_9999999,val\n")
+        return [*cls_eval, "--model", cls, "--split", str(split)], split, "ISIC_9999999"
+    if name == "reproduce: a config with an unknown key":
+        (tmp / "r.yaml").write_text("experiments: [segmentation]\nsegmentaton: {epochs: 1}\n")
+        return (
+            ["reproduce", "--config", str(tmp / "r.yaml"), "--data", str(data), "--out", out],
+            tmp / "r.yaml",
+            "segmentaton",
+        )
+    if name == "predict: a PNG whose header claims 30000x30000 pixels":
+        bomb = tmp / "bomb.png"
+        bomb.write_bytes(png_claiming(30000, 30000))
+        return [*torch_predict[:1], str(bomb), *torch_predict[2:]], bomb, "absurd image size"
     raise KeyError(name)
 
 
@@ -258,6 +291,14 @@ CORPUS = [
     "predict: --out is a file",
     "predict: the only image is truncated",
     "predict: segmenter checkpoint missing",
+    "predict: a PNG whose header claims 30000x30000 pixels",
+    "segment train: a mask of another size",
+    "segment train: an image size SRCRN cannot take",
+    "segment train: a settings file that is not YAML",
+    "classify train: an image without its label",
+    "classify train: a classifier given as the segmenter",
+    "classify eval: a split file naming an unknown image",
+    "reproduce: a config with an unknown key",
 ]
 
 

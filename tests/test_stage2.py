@@ -294,29 +294,29 @@ def test_cv_of_the_feature_model_then_eval_and_predict_use_its_calibration(tiny_
 
 @pytest.mark.slow
 def test_calibration_travels_from_checkpoint_to_bundle_and_predict(tiny_segmenter, sample, tmp_path, capsys):
-    from srcrn.inference.pipeline import TwoStagePipeline
+    from srcrn.inference.pipeline import Pipeline
     from srcrn.training.classification import train_classification
 
     config = small_classification_config(tmp_path, weights="none", segmenter=tiny_segmenter, input="crop")
     checkpoint = train_classification(config, sample, tmp_path / "run", progress=False)["model_checkpoint"]
     images = sorted((sample / "images").glob("*.jpg"))[:3]
-    before = TwoStagePipeline.from_checkpoints(tiny_segmenter, checkpoint)
+    before = Pipeline.from_checkpoints(tiny_segmenter, checkpoint)
     store_extras(checkpoint, calibration={"method": "platt", "scale": 0.5, "bias": -0.25})
     assert read_checkpoint(checkpoint).extras["calibration"]["scale"] == 0.5
-    after = TwoStagePipeline.from_checkpoints(tiny_segmenter, checkpoint)
+    after = Pipeline.from_checkpoints(tiny_segmenter, checkpoint)
     assert after.classifier.spec.calibration == Calibration("platt", 0.5, -0.25)
-    raw = before.predict(images, tmp_path / "p1")
-    calibrated = after.predict(images, tmp_path / "p2")
+    raw = before.predict_many(images)
+    calibrated = after.predict_many(images)
     for r, c in zip(raw, calibrated):
-        logit = np.log(r.melanoma) - np.log1p(-r.melanoma)
-        assert c.melanoma == pytest.approx(float(sigmoid(0.5 * logit - 0.25)), rel=1e-4)
+        logit = np.log(r.probability) - np.log1p(-r.probability)
+        assert c.probability == pytest.approx(float(sigmoid(0.5 * logit - 0.25)), rel=1e-4)
     bundle = tmp_path / "bundle"
     run_cli("export", "onnx", "--segmenter", tiny_segmenter, "--classifier", checkpoint, "--out", str(bundle))
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert manifest["classifier"]["calibration"]["scale"] == 0.5 and manifest["version"] == 3
-    onnx = TwoStagePipeline.from_bundle(bundle).predict(images, tmp_path / "p3")
+    onnx = Pipeline.from_bundle(bundle).predict_many(images)
     for c, o in zip(calibrated, onnx):
-        assert o.melanoma == pytest.approx(c.melanoma, abs=1e-4)
+        assert o.probability == pytest.approx(c.probability, abs=1e-4)
     # --explain: torch only, and said so for the ONNX engine.
     message = cli_error(capsys, "predict", str(images[0]), "--out", str(tmp_path / "p4"), "--engine", "onnx",
                         "--model", str(bundle), "--explain")  # fmt: skip

@@ -162,13 +162,14 @@ def segment_train(
         )
 
 
-def _split_ids(split_file: Path | None, subset: str) -> list[str] | None:
-    """Ids of ``subset`` in a run's split.csv (or None: every image)."""
+def _split_ids(split_file: Path | None, subset: str, data: Path) -> list[str] | None:
+    """Ids of ``subset`` in a run's split.csv (or None: every image), each one in ``data``."""
     if split_file is None:
         return None
+    from srcrn.data.isic import IsicDataset
     from srcrn.data.splits import split_ids
 
-    return split_ids(split_file, subset)
+    return split_ids(split_file, subset, known=IsicDataset.from_dir(data).ids)
 
 
 def _shown(metrics: dict) -> dict:
@@ -204,14 +205,19 @@ def segment_eval(
         model,
         data,
         out,
-        ids=_split_ids(split_file, subset),
+        ids=_split_ids(split_file, subset, data),
         tta=tta,
         keep_largest=keep_largest,
         batch_size=batch_size,
         cache=cache,
         progress=progress_bar,
     )
-    log.info("%s: %s", out / "metrics.json", _shown(result.metrics))
+    if result.scored:
+        log.info("%s: %s", out / "metrics.json", _shown(result.metrics))
+    else:
+        log.info(
+            "%s: %d masks written; no image had a mask, so nothing was scored", out / "masks", len(result.per_image)
+        )
 
 
 classify_app = typer.Typer(help="Stage 2: melanoma classification of SRCRN-segmented lesions.", no_args_is_help=True)
@@ -336,7 +342,7 @@ def classify_eval(
         model,
         data,
         out,
-        ids=_split_ids(split_file, subset),
+        ids=_split_ids(split_file, subset, data),
         segmenter=str(segmenter) if segmenter else None,
         cache=cache,
         target_sensitivity=target_sensitivity,
@@ -406,16 +412,16 @@ def predict(
     """Both stages for each image: lesion mask (original size), measurements, melanoma
     probability (calibrated when the classifier carries a calibration) and decision, overlay,
     and with --explain a Grad-CAM heatmap. A bad file is reported and skipped."""
-    from srcrn.inference.pipeline import TwoStagePipeline, predict_images
+    from srcrn.inference.pipeline import Pipeline, predict_images
 
     if engine == "torch":
         if segmenter is None or classifier is None:
             raise SrcrnError("--engine torch: needs --segmenter CKPT and --classifier CKPT")
-        pipeline = TwoStagePipeline.from_checkpoints(segmenter, classifier, threshold, explain=explain)
+        pipeline = Pipeline.from_checkpoints(segmenter, classifier, threshold, explain=explain)
     else:
         if model is None:
             raise SrcrnError("--engine onnx: needs --model DIR (a bundle written by 'srcrn export onnx')")
-        pipeline = TwoStagePipeline.from_bundle(model, threshold, explain=explain)
+        pipeline = Pipeline.from_bundle(model, threshold, explain=explain)
     results, errors = predict_images(pipeline, inputs, out, batch_size=batch_size, show_progress=progress_bar)
     if not results:  # a run that produced nothing must not look like a success
         raise SrcrnError(
@@ -442,6 +448,55 @@ def predict(
         out / "overlays",
         f", Grad-CAM heatmaps in {out / 'explanations'}" if explain else "",
     )
+
+
+@app.command()
+def serve(
+    model: Annotated[Optional[Path], typer.Option("--model", help="bundle folder of srcrn export onnx")] = None,
+    segmenter: Annotated[
+        Optional[Path], typer.Option("--segmenter", help="SRCRN checkpoint (instead of --model)")
+    ] = None,
+    classifier: Annotated[
+        Optional[Path], typer.Option("--classifier", help="classifier checkpoint or .skops (instead of --model)")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="address to listen on; 127.0.0.1 keeps the service on this machine")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    api_key: Annotated[
+        Optional[str],
+        typer.Option(envvar="SRCRN_API_KEY", help="bearer token required by predict and model (env SRCRN_API_KEY)"),
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(min=0.01, help="largest upload accepted (413 beyond)")] = 30.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="predictions run at once")] = 1,
+    queue: Annotated[int, typer.Option(min=0, help="requests that may wait; beyond them 503 + Retry-After")] = 8,
+    threshold: Annotated[
+        Optional[float], typer.Option(min=0.0, max=1.0, help="decision threshold (default: the model's)")
+    ] = None,
+    explain: Annotated[bool, typer.Option(help="add a Grad-CAM heatmap to each answer (checkpoints only)")] = False,
+) -> None:
+    """The pipeline as a REST service (/api/v1/predict, /health, /ready, /model; OpenAPI at
+    /docs) and a web page at /. Uploads stay in memory and are never stored or logged."""
+    import uvicorn
+
+    from srcrn.inference.pipeline import Pipeline
+    from srcrn.serving.app import ServeSettings, create_app
+
+    if model is not None and (segmenter or classifier):
+        raise SrcrnError("--model: give a bundle, or --segmenter and --classifier checkpoints, not both")
+    if model is not None:
+        pipeline = Pipeline.from_bundle(model, threshold, explain=explain)
+    elif segmenter is not None and classifier is not None:
+        pipeline = Pipeline.from_checkpoints(segmenter, classifier, threshold, explain=explain)
+    else:
+        raise SrcrnError("--model: needs a bundle folder (or --segmenter CKPT and --classifier CKPT)")
+    settings = ServeSettings(
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024), api_key=api_key, concurrency=concurrency, queue=queue
+    )
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        log.warning("listening on %s without --api-key: anyone who reaches this address can use the service", host)
+    log.info("serving on http://%s:%d (page /, API docs /docs)", host, port)
+    uvicorn.run(create_app(pipeline, settings), host=host, port=port, log_level="warning", access_log=False)
 
 
 export_app = typer.Typer(help="Export trained models for deployment.", no_args_is_help=True)

@@ -8,8 +8,10 @@ resized with an antialiasing filter.
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -30,15 +32,44 @@ DRAFT_OVERSAMPLE = 2
 RESAMPLE = Image.Resampling.LANCZOS
 
 
-def open_image(path: str | Path, *, photo: bool = True) -> Image.Image:
+# What the Python API and the server accept as an image: a file path, the bytes of an image
+# file (an upload), a Pillow image, or an HxWx3 (or HxW) uint8 array.
+ImageSource = Union[str, Path, bytes, Image.Image, np.ndarray]
+
+
+def source_name(source: ImageSource, name: str | None = None) -> Path:
+    """What an error about ``source`` names: its path, else ``name``, else its kind."""
+    if isinstance(source, (str, Path)):
+        return Path(source)
+    return Path(name or f"<{'bytes' if isinstance(source, bytes) else type(source).__name__}>")
+
+
+def _from_array(array: np.ndarray, path: Path) -> Image.Image:
+    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise DataError(path, f"expected an HxWx3 uint8 array, got shape {array.shape} of {array.dtype}")
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def open_image(source: ImageSource, *, photo: bool = True, name: str | None = None) -> Image.Image:
     """Open lazily (header only) and refuse unreadable files and absurd sizes; a ``photo`` (not
-    a mask, which is checked against its image instead) must also have a dermoscopic shape."""
-    path = Path(path)
+    a mask, which is checked against its image instead) must also have a dermoscopic shape.
+    Errors name the file (or ``name``, for bytes and in-memory images)."""
+    path = source_name(source, name)
     try:
         with warnings.catch_warnings():
             # Our own limit below gives the clearer message; Pillow's hard limit still applies.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            if isinstance(source, Image.Image):
+                # A copy: decoding at reduced scale (draft) would change the caller's image.
+                image = source.copy()
+            elif isinstance(source, np.ndarray):
+                image = _from_array(source, path)
+            elif isinstance(source, bytes):
+                if not source:
+                    raise DataError(path, "empty file (0 bytes)")
+                image = Image.open(io.BytesIO(source))
+            else:
+                image = Image.open(path)
     except FileNotFoundError:
         raise DataError(path, "file not found") from None
     except Image.DecompressionBombError as error:
@@ -79,15 +110,17 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def decode_image(path: str | Path, size: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode ``path`` to RGB uint8 with EXIF orientation applied, resized to size x size
+def decode_image(
+    source: ImageSource, size: int | None = None, *, name: str | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode ``source`` to RGB uint8 with EXIF orientation applied, resized to size x size
     if given; also return the original (width, height) after orientation.
 
     With ``size``, JPEGs are decoded at the smallest DCT scale that keeps both sides at
     least ``DRAFT_OVERSAMPLE * size``.
     """
-    path = Path(path)
-    image = open_image(path)
+    path = source_name(source, name)
+    image = open_image(source, name=name)
     original = _oriented_size(image)
     if size is not None and image.format == "JPEG":
         request = DRAFT_OVERSAMPLE * size
@@ -142,13 +175,15 @@ def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None, si
     return np.asarray(mask) > 0
 
 
-def decode_crop(path: str | Path, box: tuple[float, float, float, float], size: int) -> np.ndarray:
+def decode_crop(
+    source: ImageSource, box: tuple[float, float, float, float], size: int, *, name: str | None = None
+) -> np.ndarray:
     """The region ``box`` = (left, top, right, bottom), as fractions of the oriented image,
     decoded at reduced scale (enough pixels for ``DRAFT_OVERSAMPLE * size`` across the
     region) and resized to size x size RGB uint8."""
-    path = Path(path)
+    path = source_name(source, name)
     left, top, right, bottom = box
-    image = open_image(path)
+    image = open_image(source, name=name)
     if image.format == "JPEG":
         smallest = max(min(right - left, bottom - top), 1e-3)
         request = int(np.ceil(DRAFT_OVERSAMPLE * size / smallest))
@@ -166,11 +201,13 @@ def decode_crop(path: str | Path, box: tuple[float, float, float, float], size: 
     return to_rgb_array(image.crop(pixels).resize((size, size), RESAMPLE))
 
 
-def decode_image_fit(path: str | Path, max_side: int) -> tuple[np.ndarray, tuple[int, int]]:
+def decode_image_fit(
+    source: ImageSource, max_side: int, *, name: str | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
     """RGB uint8 with EXIF orientation applied, shrunk (aspect kept) so that its longer side is
     at most ``max_side``, decoded at reduced scale; also the original (width, height)."""
-    path = Path(path)
-    image = open_image(path)
+    path = source_name(source, name)
+    image = open_image(source, name=name)
     original = _oriented_size(image)
     scale = min(1.0, max_side / max(original))
     if image.format == "JPEG" and scale < 1.0:

@@ -32,11 +32,18 @@ def lesion_box(mask: np.ndarray, margin: float = 0.1) -> tuple[float, float, flo
 
 
 def lesion_input(
-    image: np.ndarray, mask: np.ndarray | None, mode: str, image_path=None, *, margin: float = 0.1
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    mode: str,
+    image_path=None,
+    *,
+    margin: float = 0.1,
+    name: str | None = None,
 ) -> np.ndarray:
     """One classifier input (uint8 S x S x 3) from the image and its lesion mask at that size.
 
-    ``crop`` decodes the lesion's box again from ``image_path`` at reduced scale, so the crop
+    ``crop`` decodes the lesion's box again from ``image_path`` (any image source of
+    ``decode_image``; ``name`` names it in errors) at reduced scale, so the crop
     keeps the detail a 128-px whole image has lost. An empty mask leaves the image whole:
     zeroing or cropping it would leave nothing to classify."""
     if mode not in INPUT_MODES:
@@ -53,7 +60,7 @@ def lesion_input(
     box = lesion_box(mask, margin)
     if box is None or image_path is None:  # no lesion, or nothing to crop from: the whole image
         return image
-    return decode_crop(image_path, box, image.shape[0])
+    return decode_crop(image_path, box, image.shape[0], name=name)
 
 
 def crop_mask(mask: np.ndarray, mode: str, size: int, *, margin: float = 0.1) -> np.ndarray:

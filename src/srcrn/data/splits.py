@@ -15,6 +15,7 @@ the model on images it saw.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import get_args
@@ -69,8 +70,9 @@ class Split:
         )
 
 
-def split_ids(path: str | Path, subset: str) -> list[str]:
-    """Ids of ``subset`` (train | val) in a split.csv, or in the split.csv of a run folder."""
+def split_ids(path: str | Path, subset: str, known: Iterable[str] | None = None) -> list[str]:
+    """Ids of ``subset`` (train | val) in a split.csv, or in the split.csv of a run folder;
+    with ``known`` (the data's ids), an id the data lacks is refused naming the split file."""
     path = Path(path)
     split_csv = path / "split.csv" if path.is_dir() else path
     if not split_csv.is_file():
@@ -78,7 +80,16 @@ def split_ids(path: str | Path, subset: str) -> list[str]:
     table = pd.read_csv(split_csv, dtype=str)
     if not {"image_id", "subset"} <= set(table.columns):
         raise DataError(split_csv, f"not a split file: columns {', '.join(table.columns)}; expected image_id,subset")
-    return table.loc[table["subset"] == subset, "image_id"].tolist()
+    ids = table.loc[table["subset"] == subset, "image_id"].tolist()
+    if known is not None:
+        missing = sorted(set(ids) - set(known))
+        if missing:
+            raise DataError(
+                split_csv,
+                f"names {len(missing)} image(s) the data folder lacks, first '{missing[0]}' "
+                "(a split of another data folder?)",
+            )
+    return ids
 
 
 def make_split(dataset: IsicDataset, method: str = "paper", *, seed: int = 0, val_fraction: float = 0.2) -> Split:

@@ -4,7 +4,8 @@ original size exactly as the ISIC scorer does, and write ISIC files.
 For each image, ``Segmenter.mask`` gives the mask at the original size (the model's TTA
 and post-processing included); it is written as ``masks/<id>_segmentation.png`` (0/255)
 and scored against the truth. Outputs: ``metrics.json`` (macro averages + ``n_images``) and
-``per_image.csv``. The returned ``SegmentationEvaluation`` also holds the cases a report
+``per_image.csv``; a folder without masks gets masks and ``per_image.csv`` but no
+``metrics.json`` (scoring never writes a metrics file without scores). The returned ``SegmentationEvaluation`` also holds the cases a report
 may draw (best, middling, worst): drawing is the reporting layer's job.
 """
 
@@ -31,6 +32,7 @@ class SegmentationEvaluation:
     metrics: dict[str, Any]
     per_image: pd.DataFrame
     cases: list[dict[str, Any]] = field(default_factory=list)  # image path, truth, prediction, jaccard
+    scored: bool = True  # False: no image had a mask, so masks were written and nothing scored
 
 
 def evaluate_segmentation(
@@ -102,5 +104,9 @@ def evaluate_segmentation(
     }
     if scored:
         metrics.update({name: float(per_image[name].mean()) for name in SEGMENTATION_METRICS})
-    write_json(out / "metrics.json", metrics)
-    return SegmentationEvaluation(metrics, per_image, cases)
+        write_json(out / "metrics.json", metrics)
+    else:
+        # No truth, no scores: a metrics.json without scores would read as a scored run, so
+        # none is written (and a stale one from an earlier scored run is removed).
+        (out / "metrics.json").unlink(missing_ok=True)
+    return SegmentationEvaluation(metrics, per_image, cases, scored=scored)

@@ -25,6 +25,8 @@ class _Part(BaseModel):
     image_size: int = Field(ge=16, le=4096)
     source: str = ""
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")  # v3: checked on every load
+    # What the model's training run recorded (data counts, validation scores), for model cards.
+    training: dict[str, float | int | str | None] | None = None
 
 
 class SegmenterPart(_Part):

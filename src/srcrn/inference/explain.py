@@ -8,12 +8,9 @@ ONNX engine is refused with a message saying so.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 
-from srcrn.atomic import atomic_path
 from srcrn.data.normalization import normalize_numpy
 from srcrn.errors import ConfigError
 from srcrn.inference.predictor import Classifier
@@ -52,12 +49,8 @@ def place_heatmap(
     return canvas
 
 
-def write_heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, path: Path, strength: float = 0.5) -> None:
+def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, strength: float = 0.5) -> np.ndarray:
     """The image with the heatmap blended in (OpenCV's JET colour map, stronger where hotter)."""
-    from PIL import Image
-
     colours = cv2.applyColorMap((heatmap * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
     alpha = (strength * heatmap)[..., None]
-    blended = (image.astype(np.float32) * (1 - alpha) + colours.astype(np.float32) * alpha).astype(np.uint8)
-    with atomic_path(path) as temporary:
-        Image.fromarray(blended).save(temporary, format="PNG", compress_level=1)
+    return (image.astype(np.float32) * (1 - alpha) + colours.astype(np.float32) * alpha).astype(np.uint8)

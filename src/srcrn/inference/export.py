@@ -8,6 +8,7 @@ from pathlib import Path
 
 from srcrn.atomic import atomic_path, write_json
 from srcrn.inference.bundle import BUNDLE_FILE, BUNDLE_FORMAT, BUNDLE_VERSION, file_sha256
+from srcrn.inference.card import training_record
 from srcrn.inference.checkpoints import build_model, read_checkpoint
 
 
@@ -56,6 +57,7 @@ def export_onnx(segmenter: str | Path, classifier: str | Path, out: str | Path) 
                 "keep_largest": seg["keep_largest"],
                 "sha256": file_sha256(out / "segmenter.onnx"),
                 "source": Path(segmenter).name,
+                "training": training_record(segmenter),
             },
             "classifier": {
                 "file": "classifier.onnx",
@@ -69,6 +71,7 @@ def export_onnx(segmenter: str | Path, classifier: str | Path, out: str | Path) 
                 "calibration": stored_classifier.extras.get("calibration"),
                 "sha256": file_sha256(out / "classifier.onnx"),
                 "source": Path(classifier).name,
+                "training": training_record(classifier),
             },
         },
     )

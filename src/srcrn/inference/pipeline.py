@@ -9,10 +9,12 @@ imports no torch: with the ONNX Runtime engine, torch is not needed at all.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,12 @@ from PIL import Image
 
 from srcrn.atomic import atomic_path, remove_leftovers, write_mask
 from srcrn.console import progress
-from srcrn.data.images import IMAGE_SUFFIXES, decode_image, decode_image_fit
+from srcrn.data.images import IMAGE_SUFFIXES, ImageSource, decode_image, decode_image_fit
 from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
 from srcrn.data.lesion import crop_mask, lesion_box, lesion_input
 from srcrn.errors import ConfigError, DataError, SrcrnError
-from srcrn.inference.measurements import measure_lesion
+from srcrn.inference.card import model_card, training_records
+from srcrn.inference.measurements import LesionMeasurements, measure_lesion
 from srcrn.inference.predictor import Classifier, Segmenter, from_bundle
 
 # Measurements and overlays use the image at this longer side at most (lengths are scaled
@@ -39,6 +42,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Prediction:
+    """What ``srcrn predict`` records of one image: the numbers and the files it wrote."""
+
     image_id: str
     source: str
     width: int
@@ -50,6 +55,91 @@ class Prediction:
     mask: str = ""
     overlay: str = ""
     explanation: str = ""
+
+
+@dataclass
+class PipelineResult:
+    """Both stages' answer for one image, in memory. ``mask`` is at the image's original size
+    (EXIF orientation applied); the measurements are in original pixels."""
+
+    image_id: str
+    source: str
+    width: int
+    height: int
+    probability: float  # P(melanoma), calibrated when the classifier carries a calibration
+    decision: str  # "melanoma" when probability > threshold, else "benign"
+    threshold: float
+    mask: np.ndarray = field(repr=False)  # bool, height x width
+    measurements: LesionMeasurements
+    heatmap: np.ndarray | None = field(default=None, repr=False)  # Grad-CAM on the working image
+    # The image and mask at the working size (longer side WORKING_SIDE at most), for overlays.
+    working_image: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3), np.uint8), repr=False)
+    working_mask: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool), repr=False)
+
+    @property
+    def caption(self) -> str:
+        return f"P(melanoma) {self.probability:.3f} -> {self.decision} (threshold {self.threshold:.3f})"
+
+    def overlay(self) -> np.ndarray:
+        """The image with the lesion contour and the decision, RGB uint8."""
+        return render_overlay(self.working_image, self.working_mask, self.caption)
+
+    def mask_png(self) -> bytes:
+        """The mask as an ISIC mask file (0/255 PNG, original size)."""
+        return encode_png(self.mask.astype(np.uint8) * 255)
+
+    def overlay_png(self) -> bytes:
+        return encode_png(self.overlay())
+
+    def explanation(self) -> np.ndarray | None:
+        """The Grad-CAM heatmap blended over the image (RGB), when asked for."""
+        if self.heatmap is None:
+            return None
+        from srcrn.inference.explain import heatmap_overlay
+
+        return heatmap_overlay(self.working_image, self.heatmap)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready numbers (no arrays; NaN as None)."""
+        return _clean(
+            {
+                "image_id": self.image_id,
+                "width": self.width,
+                "height": self.height,
+                "probability": self.probability,
+                "decision": self.decision,
+                "threshold": self.threshold,
+                "measurements": self.measurements.to_dict(),
+            }
+        )
+
+    def save(self, out: str | Path) -> Prediction:
+        """Write what ``srcrn predict`` writes for this image under ``out``:
+        ``masks/<id>_segmentation.png``, ``overlays/<id>_overlay.png`` and, with a heatmap,
+        ``explanations/<id>_gradcam.png`` (each atomically)."""
+        out = Path(out)
+        mask_path = out / "masks" / f"{self.image_id}_segmentation.png"
+        write_mask(mask_path, self.mask)
+        overlay_path = out / "overlays" / f"{self.image_id}_overlay.png"
+        write_png(overlay_path, self.overlay())
+        explanation_path = ""
+        explanation = self.explanation()
+        if explanation is not None:
+            explanation_path = str(out / "explanations" / f"{self.image_id}_gradcam.png")
+            write_png(Path(explanation_path), explanation)
+        return Prediction(
+            self.image_id,
+            self.source,
+            self.width,
+            self.height,
+            self.probability,
+            self.decision,
+            self.threshold,
+            self.measurements.to_dict(),
+            str(mask_path),
+            str(overlay_path),
+            explanation_path,
+        )
 
 
 def find_images(inputs: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -69,25 +159,48 @@ def find_images(inputs: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     return found, errors
 
 
-class TwoStagePipeline:
-    """Both stages over the one prediction path (``predictor``), whatever runs the networks
-    (eager PyTorch or ONNX Runtime): every step before and after them is shared, so both
-    engines give the same outputs, and the masks are those ``segment eval`` scores."""
+def _identity(image: ImageSource, image_id: str | None, position: int) -> tuple[str, str | None]:
+    """(image id, name for error messages): a path's stem and path, else what the caller named."""
+    if isinstance(image, (str, Path)):
+        return image_id or Path(image).stem, None
+    return image_id or f"image-{position}", image_id or f"<image {position}>"
 
-    def __init__(self, segmenter: Segmenter, classifier: Any, threshold: float | None = None, *, explain: bool = False):
+
+class Pipeline:
+    """Both stages for any dermoscopic image, over the one prediction path (``predictor``),
+    whatever runs the networks (eager PyTorch or ONNX Runtime): every step before and after
+    them is shared, so both engines give the same outputs, and the masks are those
+    ``segment eval`` scores.
+
+    >>> pipeline = Pipeline.from_bundle("bundle")            # doctest: +SKIP
+    >>> result = pipeline.predict("ISIC_0000000.jpg")        # doctest: +SKIP
+    >>> result.probability, result.decision, result.mask.shape  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        classifier: Any,
+        threshold: float | None = None,
+        *,
+        explain: bool = False,
+        card: dict[str, Any] | None = None,
+    ):
         self.segmenter, self.classifier, self.explain = segmenter, classifier, explain
         self.needs_masks = not isinstance(classifier, Classifier)
         self.segment_size, self.classify_size = segmenter.image_size, classifier.image_size
         self.input_mode, self.margin = classifier.spec.input, classifier.spec.margin
         self.threshold = float(classifier.spec.threshold if threshold is None else threshold)
-        self.seconds = {"decode": 0.0, "segment": 0.0, "classify": 0.0, "explain": 0.0, "outputs": 0.0}
+        self.card = card or {}
+        self.seconds = dict.fromkeys(STEPS, 0.0)
 
     @classmethod
     def from_checkpoints(
         cls, segmenter: str | Path, classifier: str | Path, threshold: float | None = None, *, explain: bool = False
-    ) -> TwoStagePipeline:
-        """Eager models: a segmenter checkpoint, and a classifier checkpoint (.ckpt) or a lesion
-        feature model (.skops, scored from the lesion and its mask; no Grad-CAM)."""
+    ) -> Pipeline:
+        """Eager models (needs ``srcrn[train]``): a segmenter checkpoint, and a classifier
+        checkpoint (.ckpt) or a lesion feature model (.skops, scored from the lesion and its
+        mask; no Grad-CAM)."""
         if Path(classifier).suffix == ".skops":
             from srcrn.inference.feature_model import FeatureModel  # scikit-learn: only when used
 
@@ -96,41 +209,65 @@ class TwoStagePipeline:
             model: Any = FeatureModel.load(classifier)
         else:
             model = Classifier.from_checkpoint(classifier)
-        return cls(Segmenter.from_checkpoint(segmenter), model, threshold, explain=explain)
+        pipeline = cls(Segmenter.from_checkpoint(segmenter), model, threshold, explain=explain)
+        pipeline.card = model_card(pipeline, "torch", training_records(segmenter, classifier), WORKING_SIDE)
+        return pipeline
 
     @classmethod
-    def from_bundle(
-        cls, bundle: str | Path, threshold: float | None = None, *, explain: bool = False
-    ) -> TwoStagePipeline:
+    def from_bundle(cls, bundle: str | Path, threshold: float | None = None, *, explain: bool = False) -> Pipeline:
+        """The ONNX models of an ``srcrn export onnx`` bundle (torch-free)."""
         if explain:
             raise ConfigError(
                 "--explain needs the torch engine: ONNX models carry no gradients for Grad-CAM "
                 "(pass --segmenter and --classifier checkpoints instead of --model)"
             )
-        segmenter, classifier, _ = from_bundle(bundle)
-        return cls(segmenter, classifier, threshold)
+        segmenter, classifier, manifest = from_bundle(bundle)
+        pipeline = cls(segmenter, classifier, threshold)
+        records = {"segmenter": manifest.segmenter.training, "classifier": manifest.classifier.training}
+        pipeline.card = model_card(pipeline, "onnx", records, WORKING_SIDE, exported_with=manifest.srcrn_version)
+        return pipeline
 
-    def _decode(self, path: Path) -> tuple[dict[int, np.ndarray], tuple[int, int]]:
+    def _decode(self, image: ImageSource, name: str | None) -> tuple[dict[int, np.ndarray], tuple[int, int]]:
         """The image at each size the models need, each decoded once, and its original size."""
         decoded: dict[int, np.ndarray] = {}
         original = (0, 0)
         for size in dict.fromkeys((self.segment_size, self.classify_size)):
-            decoded[size], original = decode_image(path, size)
+            decoded[size], original = decode_image(image, size, name=name)
         return decoded, original
 
-    def predict(self, paths: list[Path], out: Path) -> list[Prediction]:
-        """One batch of images (all decodable): masks and overlays written under ``out``."""
+    def predict(self, image: ImageSource, *, image_id: str | None = None) -> PipelineResult:
+        """One image: a path, the bytes of an image file, a Pillow image or an HxWx3 uint8
+        array. A bad image raises ``DataError`` naming it."""
+        return self.predict_many([image], image_ids=[image_id] if image_id else None)[0]
+
+    def predict_many(
+        self, images: Sequence[ImageSource], *, batch_size: int = 8, image_ids: Sequence[str] | None = None
+    ) -> list[PipelineResult]:
+        """Many images, ``batch_size`` at a time through the networks; the first bad image
+        raises ``DataError`` (``srcrn predict`` instead skips bad files: ``predict_images``)."""
+        if image_ids is not None and len(image_ids) != len(images):
+            raise ConfigError(f"image_ids: {len(image_ids)} ids for {len(images)} images")
+        identities = [_identity(image, image_ids[i] if image_ids else None, i) for i, image in enumerate(images)]
+        results: list[PipelineResult] = []
+        for start in range(0, len(images), batch_size):
+            results += self._predict_batch(images[start : start + batch_size], identities[start : start + batch_size])
+        return results
+
+    def _predict_batch(
+        self, images: Sequence[ImageSource], identities: list[tuple[str, str | None]]
+    ) -> list[PipelineResult]:
         started = time.perf_counter()
-        decoded = [self._decode(path) for path in paths]
+        decoded = [self._decode(image, name) for image, (_, name) in zip(images, identities)]
         self.seconds["decode"] += time.perf_counter() - started
         started = time.perf_counter()
         probabilities = self.segmenter.probabilities(np.stack([d[self.segment_size] for d, _ in decoded]))
         self.seconds["segment"] += time.perf_counter() - started
         started = time.perf_counter()
         inputs, boxes, input_masks = [], [], []
-        for path, (images, _), probability in zip(paths, decoded, probabilities):
+        for image, (images_at, _), probability, (_, name) in zip(images, decoded, probabilities, identities):
             mask = self.segmenter.mask(probability, self.classify_size, self.classify_size)
-            inputs.append(lesion_input(images[self.classify_size], mask, self.input_mode, path, margin=self.margin))
+            at_size = images_at[self.classify_size]
+            inputs.append(lesion_input(at_size, mask, self.input_mode, image, margin=self.margin, name=name))
             boxes.append(lesion_box(mask, self.margin) if self.input_mode == "crop" else None)
             if self.needs_masks:
                 input_masks.append(crop_mask(mask, self.input_mode, self.classify_size, margin=self.margin))
@@ -141,7 +278,7 @@ class TwoStagePipeline:
         else:
             melanoma = self.classifier.probabilities(np.stack(inputs))
         self.seconds["classify"] += time.perf_counter() - started
-        heatmaps: list[np.ndarray | None] = [None] * len(paths)
+        heatmaps: list[np.ndarray | None] = [None] * len(images)
         if self.explain:
             from srcrn.inference.explain import grad_cam
 
@@ -150,63 +287,65 @@ class TwoStagePipeline:
             self.seconds["explain"] += time.perf_counter() - started
         started = time.perf_counter()
         results = [
-            self._finish(path, width, height, probability, float(score), out, heatmap, box)
-            for path, (_, (width, height)), probability, score, heatmap, box in zip(
-                paths, decoded, probabilities, melanoma, heatmaps, boxes
+            self._finish(image, identity, size, probability, float(score), heatmap, box)
+            for image, identity, (_, size), probability, score, heatmap, box in zip(
+                images, identities, decoded, probabilities, melanoma, heatmaps, boxes
             )
         ]
-        self.seconds["outputs"] += time.perf_counter() - started
+        self.seconds["measure"] += time.perf_counter() - started
         return results
 
     def _finish(
         self,
-        path: Path,
-        width: int,
-        height: int,
+        image: ImageSource,
+        identity: tuple[str, str | None],
+        size: tuple[int, int],
         probability: np.ndarray,
         score: float,
-        out: Path,
-        heatmap: np.ndarray | None = None,
-        box: tuple[float, float, float, float] | None = None,
-    ) -> Prediction:
-        mask_path = out / "masks" / f"{path.stem}_segmentation.png"
-        write_mask(mask_path, self.segmenter.mask(probability, width, height))
-        work, _ = decode_image_fit(path, WORKING_SIDE)
+        heatmap: np.ndarray | None,
+        box: tuple[float, float, float, float] | None,
+    ) -> PipelineResult:
+        (width, height), (image_id, name) = size, identity
+        work, _ = decode_image_fit(image, WORKING_SIDE, name=name)
         work_mask = self.segmenter.mask(probability, work.shape[1], work.shape[0])
-        measurements = measure_lesion(work_mask, work, scale=width / work.shape[1]).to_dict()
-        decision = "melanoma" if score > self.threshold else "benign"
-        overlay_path = out / "overlays" / f"{path.stem}_overlay.png"
-        draw_overlay(
-            work, work_mask, f"P(melanoma) {score:.3f} -> {decision} (threshold {self.threshold:.3f})", overlay_path
-        )
-        explanation = ""
+        placed = None
         if heatmap is not None:
-            from srcrn.inference.explain import place_heatmap, write_heatmap_overlay
+            from srcrn.inference.explain import place_heatmap
 
-            explanation_path = out / "explanations" / f"{path.stem}_gradcam.png"
-            write_heatmap_overlay(work, place_heatmap(heatmap, box, work.shape[1], work.shape[0]), explanation_path)
-            explanation = str(explanation_path)
-        return Prediction(
-            path.stem,
-            str(path),
-            width,
-            height,
-            score,
-            decision,
-            self.threshold,
-            measurements,
-            str(mask_path),
-            str(overlay_path),
-            explanation,
+            placed = place_heatmap(heatmap, box, work.shape[1], work.shape[0])
+        return PipelineResult(
+            image_id=image_id,
+            source=str(image) if isinstance(image, (str, Path)) else (name or image_id),
+            width=width,
+            height=height,
+            probability=score,
+            decision="melanoma" if score > self.threshold else "benign",
+            threshold=self.threshold,
+            mask=self.segmenter.mask(probability, width, height),
+            measurements=measure_lesion(work_mask, work, scale=width / work.shape[1]),
+            heatmap=placed,
+            working_image=work,
+            working_mask=work_mask,
         )
+
+    def predict_files(self, paths: list[Path], out: Path) -> list[Prediction]:
+        """One batch of image files (all decodable), each result saved under ``out``."""
+        results = self.predict_many(paths, batch_size=max(1, len(paths)))
+        started = time.perf_counter()
+        saved = [result.save(out) for result in results]
+        self.seconds["outputs"] += time.perf_counter() - started
+        return saved
+
+
+STEPS = ("decode", "segment", "classify", "explain", "measure", "outputs")
 
 
 OVERLAY_MIN_WIDTH = 640
 
 
-def draw_overlay(image: np.ndarray, mask: np.ndarray, caption: str, path: Path) -> None:
-    """The image with the lesion contour and a caption band, as PNG (small images are
-    enlarged so that the caption stays legible)."""
+def render_overlay(image: np.ndarray, mask: np.ndarray, caption: str) -> np.ndarray:
+    """The image with the lesion contour and a caption band, RGB (small images are enlarged
+    so that the caption stays legible)."""
     factor = max(1.0, OVERLAY_MIN_WIDTH / image.shape[1])
     if factor > 1.0:
         size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
@@ -223,13 +362,26 @@ def draw_overlay(image: np.ndarray, mask: np.ndarray, caption: str, path: Path) 
     cv2.putText(
         canvas, caption, (8, int(band * 0.7)), font, scale, (255, 255, 255), max(1, round(scale * 2)), cv2.LINE_AA
     )
+    return np.ascontiguousarray(canvas[..., ::-1])
+
+
+# Light compression: at the default level, PNG encoding of a photo took most of predict's time.
+PNG_COMPRESS_LEVEL = 1
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+def write_png(path: Path, pixels: np.ndarray) -> None:
     with atomic_path(path) as temporary:
-        # Light compression: at the default level, PNG encoding of a photo took most of predict's time.
-        Image.fromarray(canvas[..., ::-1]).save(temporary, format="PNG", compress_level=1)
+        Image.fromarray(pixels).save(temporary, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
 
 
 def predict_images(
-    pipeline: TwoStagePipeline, inputs: list[Path], out: Path, *, batch_size: int = 8, show_progress: bool = True
+    pipeline: Pipeline, inputs: list[Path], out: Path, *, batch_size: int = 8, show_progress: bool = True
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Every image of ``inputs`` in batches; a bad file is reported and skipped, the rest go on."""
     out.mkdir(parents=True, exist_ok=True)
@@ -250,11 +402,11 @@ def predict_images(
     batches = [readable[i : i + batch_size] for i in range(0, len(readable), batch_size)]
     for batch in progress(batches, len(batches), "predict", show_progress):
         try:
-            results += pipeline.predict(batch, out)
+            results += pipeline.predict_files(batch, out)
         except SrcrnError:
             for path in batch:  # find the bad file(s); predict the good ones one by one
                 try:
-                    results += pipeline.predict([path], out)
+                    results += pipeline.predict_files([path], out)
                 except DataError as error:
                     errors.append((str(error.path), error.problem))
     for source, problem in errors:

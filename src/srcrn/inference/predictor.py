@@ -130,6 +130,9 @@ class Calibration:
         # change the AUC) that the logits still rank.
         return 1.0 / (1.0 + np.exp(-(self.scale * np.asarray(logits, dtype=np.float64) + self.bias)))
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "scale": self.scale, "bias": self.bias}
+
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> Calibration:
         return cls(**{k: values[k] for k in ("method", "scale", "bias") if k in values}) if values else cls()

@@ -18,6 +18,8 @@ from typing import Any
 
 import lightning as L
 import pandas as pd
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -199,6 +201,19 @@ class _GracefulStop:
             signal.signal(number, handler)
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written beside their target and renamed over it. Lightning's own write
+    goes through an fsspec transaction whose temporary file lies in the system temp folder:
+    where that is another filesystem (a tmpfs /tmp), the final move is a copy that a kill
+    can cut short, leaving a truncated ``last.ckpt``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError("storage_options are not supported for local checkpoints")
+        with atomic_path(path) as temporary:
+            torch.save(checkpoint, temporary)
+
+
 @quiet_lightning()
 def fit(
     task: L.LightningModule,
@@ -236,6 +251,7 @@ def fit(
         logger=CSVLogger(out, name="logs", version=""),
         callbacks=[checkpoints, *(callbacks or [])]
         + ([RichProgressBar(console_kwargs={"stderr": True})] if progress else []),
+        plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=10,

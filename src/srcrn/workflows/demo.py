@@ -17,7 +17,7 @@ import pandas as pd
 from srcrn.data.cache import prepare
 from srcrn.data.isic import IsicDataset
 from srcrn.data.splits import Split
-from srcrn.inference.pipeline import Prediction, TwoStagePipeline, predict_images
+from srcrn.inference.pipeline import Pipeline, Prediction, predict_images
 from srcrn.sample import sample_dir
 from srcrn.settings import ClassifyTrainSettings, SegmentTrainSettings, load_settings
 from srcrn.workflows.classify import train_classifier
@@ -82,9 +82,7 @@ def run_demo(out: Path, progress: bool = True) -> DemoResult:
     classifier = train_classifier(classifier_config, sample_dir(), out / "classifier", progress=progress)
 
     log.info("both stages on the held-out images (srcrn predict) ...")
-    pipeline = TwoStagePipeline.from_checkpoints(
-        segmenter, classifier.get("model_checkpoint", classifier["best_checkpoint"])
-    )
+    pipeline = Pipeline.from_checkpoints(segmenter, classifier.get("model_checkpoint", classifier["best_checkpoint"]))
     held_out = [dataset.sample(image_id).image_path for image_id in split.val]
     results, _ = predict_images(pipeline, held_out, out / "predictions", show_progress=progress)
     per_image = pd.read_csv(evaluation / "per_image.csv")

@@ -1,0 +1,301 @@
+"""``srcrn serve``: the two-stage pipeline as a REST service and a web page (FastAPI).
+
+Safe defaults for a clinic network, each one a setting of ``ServeSettings``:
+
+- uploads are read into memory (never written to disk, never logged) and refused beyond
+  ``max_upload_bytes`` (413) before they are parsed;
+- a bearer token, when one is set, is required by the prediction and model endpoints (401);
+- at most ``concurrency`` predictions run at once and ``queue`` more wait; beyond that a
+  request is answered 503 with ``Retry-After`` at once, instead of piling up in memory;
+- a bad image is a 422 with one line naming it, and the service goes on.
+
+The service keeps no state between requests, so replicas behind any load balancer scale it.
+torch-free with a bundle (the ONNX engine): ``pip install 'srcrn[serve]'`` is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import math
+import secrets
+import threading
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from srcrn import __version__
+from srcrn.errors import DataError, SrcrnError
+from srcrn.inference.pipeline import Pipeline
+
+API = "/api/v1"
+IMAGE_FIELD = "image"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    max_upload_bytes: int = 30 * 1024 * 1024
+    api_key: str | None = None
+    concurrency: int = 1  # one prediction already uses every core (ONNX Runtime's threads)
+    queue: int = 8
+    retry_after_seconds: int = 2
+    warm_up: bool = True
+
+
+class _InMemoryParser(MultiPartParser):
+    """Starlette's multipart parser, with uploads kept in memory: its spooled files move to a
+    temporary file on disk past 1 MB, and an upload must never touch the disk. The body is
+    already bounded by ``max_upload_bytes`` when this runs."""
+
+    spool_max_size = 1 << 62
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+class _Admission:
+    """At most ``concurrency`` predictions at once and ``queue`` waiting, counted from arrival."""
+
+    def __init__(self, concurrency: int, queue: int):
+        self.concurrency, self.capacity, self.admitted = concurrency, concurrency + queue, 0
+        self._semaphore: asyncio.Semaphore | None = None
+
+    @property
+    def semaphore(self) -> asyncio.Semaphore:
+        if self._semaphore is None:  # created inside the server's event loop
+            self._semaphore = asyncio.Semaphore(self.concurrency)
+        return self._semaphore
+
+    def enter(self) -> bool:
+        if self.admitted >= self.capacity:
+            return False
+        self.admitted += 1
+        return True
+
+    def leave(self) -> None:
+        self.admitted -= 1
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+
+def _upload_name(filename: str | None) -> str:
+    """The upload's file name for messages: the base name only, printable, bounded."""
+    name = Path((filename or "upload").replace("\\", "/")).name or "upload"
+    return "".join(c if c.isprintable() else "?" for c in name)[:100]
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _Refused(413, f"upload of {int(declared):,} bytes exceeds the limit of {limit:,} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():  # a body without (or lying about) its length
+        size += len(chunk)
+        if size > limit:
+            raise _Refused(413, f"upload exceeds the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _image_part(request: Request, body: bytes) -> tuple[bytes, str]:
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise _Refused(415, f"send the image as multipart/form-data in the field '{IMAGE_FIELD}'")
+
+    async def stream() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    try:
+        form = await _InMemoryParser(request.headers, stream(), max_files=4, max_fields=16).parse()
+    except MultiPartException as error:
+        raise _Refused(400, f"malformed multipart upload ({error.message})") from None
+    try:
+        part = form.get(IMAGE_FIELD)
+        if part is None or isinstance(part, str):
+            fields = ", ".join(sorted(form.keys())) or "none"
+            raise _Refused(400, f"no file in the field '{IMAGE_FIELD}' (fields sent: {fields})")
+        return await part.read(), _upload_name(part.filename)
+    finally:
+        await form.close()
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _b64(content: bytes) -> str:
+    return base64.b64encode(content).decode("ascii")
+
+
+def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> FastAPI:
+    """The service around one loaded pipeline (the models stay in memory; requests share them)."""
+    settings = settings or ServeSettings()
+    admission = _Admission(settings.concurrency, settings.queue)
+    ready = threading.Event()
+    model = {
+        "srcrn_version": __version__,
+        "engine": pipeline.card.get("engine"),
+        "segmenter": pipeline.card.get("segmenter", {}).get("source"),
+        "classifier": pipeline.card.get("classifier", {}).get("source"),
+    }
+
+    def warm_up() -> None:
+        # The first prediction pays for lazy initialisation (ONNX Runtime's, PyTorch's); a
+        # replica says it is ready only after it, so a load balancer sends no request to wait.
+        try:
+            if settings.warm_up:
+                grey = np.full((256, 256, 3), 128, np.uint8)
+                pipeline.predict(grey, image_id="warm-up")
+        except Exception:
+            log.exception("warm-up prediction failed")
+            return
+        ready.set()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        thread = threading.Thread(target=warm_up, name="srcrn-warm-up", daemon=True)
+        thread.start()
+        yield
+
+    app = FastAPI(
+        title="srcrn",
+        version=__version__,
+        description="Melanoma detection in dermoscopic images: lesion mask, measurements and melanoma "
+        "probability. A research tool to assist review, not a diagnosis.",
+        lifespan=lifespan,
+    )
+
+    def authorised(request: Request) -> bool:
+        if not settings.api_key:
+            return True
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and secrets.compare_digest(token.encode(), settings.api_key.encode())
+
+    unauthorised = {"WWW-Authenticate": "Bearer"}
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        log.error("internal error: %s", type(error).__name__)  # no request content in the log
+        return _error(500, "internal error; the request was not stored")
+
+    @app.get(f"{API}/health", summary="Liveness: the process answers")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "auth": "bearer" if settings.api_key else "none"}
+
+    @app.get(f"{API}/ready", summary="Readiness: models loaded and warmed up")
+    async def is_ready() -> Response:
+        if not ready.is_set():
+            return _error(503, "models are warming up", {"Retry-After": str(settings.retry_after_seconds)})
+        return JSONResponse({"status": "ready", "busy": admission.admitted, "capacity": admission.capacity})
+
+    @app.get(f"{API}/model", summary="Model card: versions, training data, validation, threshold")
+    async def model_card(request: Request) -> Response:
+        if not authorised(request):
+            return _error(401, "missing or wrong bearer token", unauthorised)
+        return JSONResponse(_clean(pipeline.card))
+
+    @app.post(
+        f"{API}/predict",
+        summary="Mask, measurements and melanoma probability of one dermoscopic image",
+        description=f"multipart/form-data with the image file in the field '{IMAGE_FIELD}'. The mask "
+        "(0/255, original size) and the overlay come back as base64 PNG in the JSON. Errors: 400 no "
+        "image field, 401 token, 413 too large, 415 not multipart, 422 not a usable image, 503 busy "
+        "(Retry-After).",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": [IMAGE_FIELD],
+                            "properties": {IMAGE_FIELD: {"type": "string", "format": "binary"}},
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def predict(request: Request, images: bool = True) -> Response:
+        arrived = time.perf_counter()
+        if not authorised(request):
+            return _error(401, "missing or wrong bearer token", unauthorised)
+        if not ready.is_set():
+            return _error(503, "models are warming up", {"Retry-After": str(settings.retry_after_seconds)})
+        if not admission.enter():
+            return _error(503, "busy: try again shortly", {"Retry-After": str(settings.retry_after_seconds)})
+        try:
+            body = await _read_body(request, settings.max_upload_bytes)
+            content, name = await _image_part(request, body)
+            del body
+            async with admission.semaphore:
+                started = time.perf_counter()
+                try:
+                    result = await run_in_threadpool(pipeline.predict, content, image_id=Path(name).stem)
+                except DataError as error:  # named by the upload's file name, not the id
+                    raise _Refused(422, f"{name}: {error.problem}") from None
+                except SrcrnError as error:
+                    raise _Refused(422, str(error)) from None
+                predicted = time.perf_counter()
+                encoded = await run_in_threadpool(_encode, result, images)
+        except _Refused as refused:
+            return _error(refused.status, refused.message, refused.headers)
+        finally:
+            admission.leave()
+        finished = time.perf_counter()
+        payload = result.to_dict() | {
+            "filename": name,
+            "model": model,
+            "timings_ms": {
+                "queue": round((started - arrived) * 1000, 1),
+                "predict": round((predicted - started) * 1000, 1),
+                "encode": round((finished - predicted) * 1000, 1),
+                "total": round((finished - arrived) * 1000, 1),
+            },
+        }
+        return JSONResponse(_clean(payload | encoded))
+
+    static = resources.files("srcrn.serving") / "static"
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse((static / "index.html").read_text(encoding="utf-8"))
+
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    return app
+
+
+def _encode(result: Any, images: bool) -> dict[str, str | None]:
+    if not images:
+        return {}
+    explanation = result.explanation()
+    from srcrn.inference.pipeline import encode_png
+
+    return {
+        "mask_png": _b64(result.mask_png()),
+        "overlay_png": _b64(result.overlay_png()),
+        "explanation_png": _b64(encode_png(explanation)) if explanation is not None else None,
+    }

@@ -1,0 +1,118 @@
+// The page of `srcrn serve`: upload one image to /api/v1/predict and show the answer.
+// Plain JavaScript, served by the app itself: nothing is fetched from the internet.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const LABELS = {
+  area_pixels: "Area (px)",
+  area_fraction: "Share of the image",
+  asymmetry_major_axis: "Asymmetry, major axis",
+  asymmetry_minor_axis: "Asymmetry, minor axis",
+  compactness: "Border compactness",
+  longest_diameter_pixels: "Longest diameter (px)",
+  colour_count: "Colours (ABCD)",
+  colours: "Colours present",
+  empty_mask: "No lesion found",
+  touches_border: "Lesion touches the border",
+};
+let current = null;
+
+function show(element, visible) { element.hidden = !visible; }
+
+function fail(message) {
+  $("status").textContent = "";
+  $("error").textContent = message;
+  show($("error"), true);
+}
+
+function formatValue(value) {
+  if (value === null || value === undefined) return "n/a";
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toFixed(3);
+  return String(value) || "none";
+}
+
+function png(base64) { return base64 ? "data:image/png;base64," + base64 : ""; }
+
+function render(result, file) {
+  current = result;
+  const probability = result.probability;
+  $("decision").textContent = result.decision === "melanoma" ? "Melanoma suspected" : "Benign";
+  $("decision").className = "decision " + result.decision;
+  $("probability").textContent =
+    `P(melanoma) ${probability.toFixed(3)} (threshold ${result.threshold.toFixed(3)})`;
+  $("bar").style.width = (100 * probability).toFixed(1) + "%";
+  $("threshold-mark").style.left = (100 * result.threshold).toFixed(1) + "%";
+  const body = $("measurements").tBodies[0];
+  body.replaceChildren(...Object.entries(result.measurements).map(([key, value]) => {
+    const row = body.insertRow();  // text only (textContent): nothing from a response becomes markup
+    row.insertCell().textContent = LABELS[key] || key;
+    row.insertCell().textContent = formatValue(value);
+    return row;
+  }));
+  $("mask-layer").src = png(result.mask_png);
+  $("heat-layer").src = png(result.explanation_png);
+  show($("heat-toggle"), Boolean(result.explanation_png));
+  $("download-mask").href = png(result.mask_png);
+  $("download-mask").download = `${result.image_id}_segmentation.png`;
+  const numbers = Object.fromEntries(Object.entries(result).filter(([k]) => !k.endsWith("_png")));
+  $("download-json").href = URL.createObjectURL(new Blob([JSON.stringify(numbers, null, 2)], {type: "application/json"}));
+  $("download-json").download = `${result.image_id}.json`;
+  $("model").textContent = `${result.image_id}: ${result.width}x${result.height} px; model ${result.model.segmenter} + ` +
+    `${result.model.classifier} (srcrn ${result.model.srcrn_version}, ${result.model.engine}); ` +
+    `${result.timings_ms.total.toFixed(0)} ms`;
+  $("photo").dataset.original = URL.createObjectURL(file);
+  updateLayers();
+  show($("result"), true);
+  $("status").textContent = "Done.";
+}
+
+function updateLayers() {
+  if (!current) return;
+  const photo = $("photo");
+  photo.src = $("show-contour").checked ? png(current.overlay_png) : photo.dataset.original;
+  show($("mask-layer"), $("show-mask").checked);
+  show($("heat-layer"), $("show-heat").checked && Boolean(current.explanation_png));
+}
+
+async function upload(file) {
+  if (!file) return;
+  show($("error"), false);
+  $("status").textContent = `Analysing ${file.name}...`;
+  const form = new FormData();
+  form.append("image", file, file.name);
+  const headers = {};
+  const token = $("token").value || sessionStorage.getItem("srcrn-token");
+  if (token) headers["Authorization"] = "Bearer " + token;
+  let response;
+  try {
+    response = await fetch("/api/v1/predict", {method: "POST", body: form, headers});
+  } catch (error) {
+    fail("The service cannot be reached: " + error.message);
+    return;
+  }
+  let body = null;
+  try { body = await response.json(); } catch (error) { body = null; }
+  if (!response.ok) {
+    const detail = body && body.detail ? body.detail : response.statusText;
+    const why = {401: "API key needed or wrong", 413: "file too large", 422: "not a usable image",
+                 503: "service busy, try again"}[response.status] || `error ${response.status}`;
+    fail(`${why}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
+    return;
+  }
+  if (token) sessionStorage.setItem("srcrn-token", token);
+  render(body, file);
+}
+
+$("file").addEventListener("change", (event) => upload(event.target.files[0]));
+for (const id of ["show-contour", "show-mask", "show-heat"]) $(id).addEventListener("change", updateLayers);
+const drop = $("drop");
+drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  upload(event.dataTransfer.files[0]);
+});
+fetch("/api/v1/health").then((r) => r.json()).then((health) => show($("token-row"), health.auth === "bearer"))
+  .catch(() => fail("The service cannot be reached."));

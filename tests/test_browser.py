@@ -1,0 +1,121 @@
+"""The page of ``srcrn serve`` in a real headless Chromium (Debian's ``chromium`` package, driven
+by Playwright; no browser is downloaded): a sample image gives its probability, decision and
+overlay; a bad file shows its error in the page; the page fits a phone's width.
+
+Screenshots go to ``$SRCRN_SCREENSHOTS`` when set (the README's come from there, with
+``$SRCRN_SCREENSHOT_BUNDLE`` naming a trained bundle instead of the tests' two-step models),
+else to the test's temporary folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import srcrn
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Flags a sandboxed, offline machine needs: no background connections, no GPU, and no
+# sandbox when running as root (CI containers).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle):
+    return Path(os.environ.get("SRCRN_SCREENSHOT_BUNDLE") or tiny_bundle)
+
+
+@pytest.fixture(scope="module")
+def server(bundle):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "srcrn", "serve", "--model", str(bundle), "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert child.poll() is None, child.stderr.read() if child.stderr else ""
+        try:
+            with urllib.request.urlopen(f"{url}/api/v1/ready", timeout=2) as answer:
+                if json.load(answer)["status"] == "ready":
+                    break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "srcrn serve never became ready"
+        time.sleep(0.2)
+    yield url
+    child.terminate()
+    child.wait(30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("no Chromium installed (apt-get install chromium); make test installs it when run as root")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
+    with playwright.sync_playwright() as driver:
+        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("SRCRN_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_upload_shows_probability_decision_and_overlay(server, browser, bundle, sample, tmp_path):
+    photo = sorted((sample / "images").glob("*.jpg"))[0]
+    expected = srcrn.Pipeline.from_bundle(bundle).predict(photo)
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(server)
+    page.set_input_files("#file", str(photo))
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert page.text_content("#decision") == ("Melanoma suspected" if expected.decision == "melanoma" else "Benign")
+    assert f"P(melanoma) {expected.probability:.3f}" in page.text_content("#probability")
+    overlay = page.eval_on_selector("#photo", "img => [img.complete, img.naturalWidth, img.src.slice(0, 22)]")
+    assert overlay[0] and overlay[1] >= 640 and overlay[2] == "data:image/png;base64,"
+    assert page.locator("#measurements tr").count() == len(expected.measurements.to_dict())
+    page.check("#show-mask")
+    assert page.is_visible("#mask-layer")
+    page.screenshot(path=str(_shots(tmp_path) / "serve-result.png"), full_page=True)
+    page.close()
+
+
+def test_a_bad_file_shows_its_error_in_the_page(server, browser, tmp_path):
+    bad = tmp_path / "holiday.jpg"
+    bad.write_text("not a picture")
+    page = browser.new_page(viewport={"width": 1100, "height": 600})
+    page.goto(server)
+    page.set_input_files("#file", str(bad))
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    message = page.text_content("#error")
+    assert message.startswith("not a usable image: holiday.jpg: cannot read image"), message
+    assert page.is_hidden("#result")
+    page.screenshot(path=str(_shots(tmp_path) / "serve-error.png"), full_page=True)
+    page.close()
+
+
+def test_the_page_fits_a_phone(server, browser, sample, tmp_path):
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+    page.goto(server)
+    page.set_input_files("#file", str(sorted((sample / "images").glob("*.jpg"))[1]))
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the screen
+    page.screenshot(path=str(_shots(tmp_path) / "serve-phone.png"), full_page=True)
+    page.close()

@@ -1,0 +1,224 @@
+"""The Python API (``srcrn.Pipeline``) and ``srcrn serve``: every endpoint, answers equal to the
+API's on the same bytes, each bad upload a documented 4xx with a message (and the next good
+request still works), tokens, and load shedding."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import srcrn
+from helpers import cli_error, png_claiming
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_bundle):
+    return srcrn.Pipeline.from_bundle(tiny_bundle)
+
+
+@pytest.fixture(scope="module")
+def photo(sample):
+    return sorted((sample / "images").glob("*.jpg"))[0]
+
+
+def _client(pipeline, **settings):
+    from fastapi.testclient import TestClient
+
+    from srcrn.serving.app import ServeSettings, create_app
+
+    client = TestClient(create_app(pipeline, ServeSettings(**settings)))
+    client.__enter__()  # runs the lifespan: the warm-up prediction
+    deadline = time.monotonic() + 60
+    while client.get("/api/v1/ready").status_code != 200:
+        assert time.monotonic() < deadline, "the service never became ready"
+        time.sleep(0.05)
+    return client
+
+
+@pytest.fixture(scope="module")
+def client(pipeline):
+    client = _client(pipeline)
+    yield client
+    client.__exit__(None, None, None)
+
+
+def _upload(client, content, name="lesion.jpg", field="image", headers=None):
+    return client.post("/api/v1/predict", files={field: (name, content, "application/octet-stream")}, headers=headers)
+
+
+# --- the Python API --------------------------------------------------------------------------
+
+
+def test_every_kind_of_image_gives_the_same_answer(pipeline, photo):
+    by_path = pipeline.predict(photo)
+    assert isinstance(by_path, srcrn.PipelineResult) and isinstance(by_path.measurements, srcrn.LesionMeasurements)
+    with Image.open(photo) as image:
+        assert by_path.mask.shape == (image.height, image.width) and by_path.mask.dtype == bool
+        array = np.asarray(image.convert("RGB"))
+        others = [pipeline.predict(photo.read_bytes()), pipeline.predict(image), pipeline.predict(array)]
+    for other in others[:2]:  # the same file's bytes and Pillow image: the same decoding
+        assert other.probability == pytest.approx(by_path.probability, abs=1e-6)
+        assert np.array_equal(other.mask, by_path.mask)
+    # An array is already decoded at full size (no reduced-scale JPEG decoding): nearly equal.
+    assert others[2].probability == pytest.approx(by_path.probability, abs=0.05)
+    assert others[2].mask.shape == by_path.mask.shape
+    assert by_path.decision == ("melanoma" if by_path.probability > by_path.threshold else "benign")
+
+
+def test_predict_many_equals_one_by_one_and_save_writes_what_predict_writes(pipeline, sample, tmp_path):
+    from helpers import run_cli
+
+    images = sorted((sample / "images").glob("*.jpg"))[:3]
+    many = pipeline.predict_many(images, batch_size=2)
+    for image, result in zip(images, many):
+        single = pipeline.predict(image)
+        assert result.image_id == image.stem and result.probability == pytest.approx(single.probability, abs=1e-6)
+    saved = many[0].save(tmp_path / "api")
+    run_cli("predict", str(images[0]), "--engine", "onnx", "--model", str(pipeline_bundle(pipeline)),
+            "--out", str(tmp_path / "cli"), "--no-progress")  # fmt: skip
+    for kind, name in (("masks", "_segmentation.png"), ("overlays", "_overlay.png")):
+        api = np.asarray(Image.open(tmp_path / "api" / kind / f"{images[0].stem}{name}"))
+        cli = np.asarray(Image.open(tmp_path / "cli" / kind / f"{images[0].stem}{name}"))
+        assert np.array_equal(api, cli), kind
+    assert saved.melanoma == many[0].probability
+
+
+def pipeline_bundle(pipeline):
+    from pathlib import Path
+
+    return Path(pipeline.segmenter.source).parent
+
+
+def test_a_bad_image_raises_the_projects_error_naming_it(pipeline):
+    with pytest.raises(srcrn.DataError, match=r"^upload\.jpg: cannot read image"):
+        pipeline.predict(b"not an image", image_id="upload.jpg")
+    with pytest.raises(srcrn.DataError, match="expected an HxWx3 uint8 array"):
+        pipeline.predict(np.zeros((64, 64, 3), np.float32))
+
+
+# --- the service -----------------------------------------------------------------------------
+
+
+def test_health_ready_model_card_and_docs(client, tiny_bundle):
+    assert client.get("/api/v1/health").json() == {"status": "ok", "auth": "none"}
+    assert client.get("/api/v1/ready").json()["status"] == "ready"
+    card = client.get("/api/v1/model").json()
+    assert card["engine"] == "onnx" and card["classifier"]["threshold"] == pytest.approx(0.5, abs=0.5)
+    assert card["segmenter"]["image_size"] == 64 and card["classifier"]["input"] == "crop"
+    assert card["classifier"]["training"]["n_train"] > 0  # from the classifier's run summary
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/api/v1/predict"]["post"]["requestBody"]["content"]
+    assert "image" in body["multipart/form-data"]["schema"]["properties"]
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text and "http" not in page.text.split("<body>")[1]
+
+
+def test_the_answer_equals_the_api_on_the_same_bytes(client, pipeline, photo):
+    response = _upload(client, photo.read_bytes(), name=photo.name)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    expected = pipeline.predict(photo.read_bytes(), image_id=photo.stem)
+    assert answer["probability"] == pytest.approx(expected.probability, abs=1e-9)
+    assert answer["decision"] == expected.decision and answer["threshold"] == expected.threshold
+    assert (answer["width"], answer["height"]) == (expected.width, expected.height)
+    assert answer["measurements"]["area_pixels"] == expected.measurements.area_pixels
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["mask_png"]))))
+    assert np.array_equal(mask > 0, expected.mask)
+    overlay = Image.open(io.BytesIO(base64.b64decode(answer["overlay_png"])))
+    assert overlay.format == "PNG" and overlay.width >= 640
+    assert answer["model"]["engine"] == "onnx" and set(answer["timings_ms"]) == {"queue", "predict", "encode", "total"}
+    assert "mask_png" not in client.post("/api/v1/predict?images=false", files={"image": photo.read_bytes()}).json()
+
+
+def _bad_uploads(photo):
+    content = photo.read_bytes()
+    tiny = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(tiny, format="PNG")
+    return {
+        "not an image": (dict(content=b"hello, not a picture"), 422, "cannot read image"),
+        "truncated JPEG": (dict(content=content[: len(content) // 3]), 422, "truncated"),
+        "30000x30000 PNG bomb": (dict(content=png_claiming(30000, 30000), name="bomb.png"), 422, "absurd image size"),
+        "zero bytes": (dict(content=b""), 422, "empty file"),
+        "1x1 image": (dict(content=tiny.getvalue(), name="dot.png"), 422, "too small"),
+        "wrong field name": (dict(content=content, field="file"), 400, "no file in the field 'image'"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["not an image", "truncated JPEG", "30000x30000 PNG bomb", "zero bytes", "1x1 image", "wrong field name"]
+)
+def test_each_bad_upload_is_a_4xx_with_a_message_and_the_service_goes_on(client, photo, case):
+    upload, status, text = _bad_uploads(photo)[case]
+    response = _upload(client, **upload)
+    assert response.status_code == status and text in response.json()["detail"], response.text
+    if status == 422:  # the message names the upload
+        assert response.json()["detail"].startswith(upload.get("name", "lesion.jpg"))
+    assert _upload(client, photo.read_bytes()).status_code == 200
+
+
+def test_too_large_not_multipart_and_tokens(pipeline, photo):
+    client = _client(pipeline, max_upload_bytes=10_000, api_key="s3cret")
+    try:
+        good = {"Authorization": "Bearer s3cret"}
+        assert client.get("/api/v1/health").json()["auth"] == "bearer"  # probes need no token
+        assert _upload(client, photo.read_bytes()).status_code == 401
+        assert _upload(client, photo.read_bytes(), headers={"Authorization": "Bearer guess"}).status_code == 401
+        assert client.get("/api/v1/model").status_code == 401
+        large = _upload(client, b"x" * 20_000, headers=good)
+        assert large.status_code == 413 and "exceeds the limit of 10,000 bytes" in large.json()["detail"]
+        raw = client.post("/api/v1/predict", content=b"raw bytes", headers=good | {"Content-Type": "image/jpeg"})
+        assert raw.status_code == 415 and "multipart/form-data" in raw.json()["detail"]
+        small = io.BytesIO()
+        Image.open(photo).resize((64, 48)).save(small, format="JPEG")
+        assert _upload(client, small.getvalue(), headers=good).status_code == 200
+    finally:
+        client.__exit__(None, None, None)
+
+
+class _Held:
+    """A pipeline whose predictions wait until released: the service's queue fills up."""
+
+    def __init__(self, pipeline):
+        self.pipeline, self.card, self.release = pipeline, pipeline.card, threading.Event()
+
+    def predict(self, image, image_id=None):
+        if image_id != "warm-up":
+            self.release.wait(30)
+        return self.pipeline.predict(image, image_id=image_id)
+
+
+def test_beyond_the_queue_requests_get_503_with_retry_after(pipeline, photo):
+    held = _Held(pipeline)
+    client = _client(held, concurrency=1, queue=1)
+    try:
+        answers: list[int] = []
+        first = [threading.Thread(target=lambda: answers.append(_upload(client, photo.read_bytes()).status_code))
+                 for _ in range(2)]  # fmt: skip
+        for thread in first:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while client.get("/api/v1/ready").json()["busy"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        shed = _upload(client, photo.read_bytes())
+        assert shed.status_code == 503 and shed.headers["Retry-After"] == "2" and "busy" in shed.json()["detail"]
+        held.release.set()
+        for thread in first:
+            thread.join(60)
+        assert answers == [200, 200]
+    finally:
+        held.release.set()
+        client.__exit__(None, None, None)
+
+
+def test_serve_without_a_model_is_one_line(capsys):
+    assert "needs a bundle folder" in cli_error(capsys, "serve")
