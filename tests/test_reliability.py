@@ -407,3 +407,46 @@ def test_resume_after_a_kill_during_the_checkpoint_write_starts_over(sample, tmp
 
     assert read_checkpoint(last, expect="segmenter").kind == "segmenter"
     _no_duplicate_rows(out / "metrics.csv")
+
+
+@pytest.mark.slow
+def test_a_run_killed_in_its_second_epoch_resumes_from_the_first_epochs_checkpoint(sample, tmp_path):
+    import json
+    import signal
+
+    import torch
+
+    from helpers import run_cli
+
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    last = out / "checkpoints" / "last.ckpt"
+    child = _train_in_background(sample, out, cache)
+    deadline = __import__("time").monotonic() + 300
+    while not last.is_file():  # the end of epoch 1 writes it (atomically: whole or absent)
+        assert child.poll() is None and __import__("time").monotonic() < deadline
+        __import__("time").sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=60)
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0  # loadable, whole
+    assert not [p for p in last.parent.iterdir() if p.name.startswith(".")]  # no half-written temporary left
+    run_cli("segment", "train", "--data", str(sample), "--out", str(out), "--resume", "--no-progress")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["global_step"] == 12 and summary["epochs"] == 2
+    assert sorted(_no_duplicate_rows(out / "metrics.csv")["epoch"].unique()) == [0, 1]
+
+
+@pytest.mark.slow
+def test_segment_eval_without_masks_writes_masks_but_no_metrics(tiny_segmenter, sample, tmp_path, capsys):
+    import shutil
+
+    from helpers import run_cli
+
+    data = tmp_path / "data"
+    shutil.copytree(sample / "images", data / "images")
+    out = tmp_path / "eval"
+    (out).mkdir()
+    (out / "metrics.json").write_text('{"jaccard": 0.9}')  # a stale score must not survive
+    run_cli("segment", "eval", "--model", tiny_segmenter, "--data", str(data), "--out", str(out),
+            "--cache", str(tmp_path / "c"), "--no-progress")  # fmt: skip
+    assert "nothing was scored" in capsys.readouterr().err
+    assert not (out / "metrics.json").exists() and len(list((out / "masks").glob("*.png"))) == 40
