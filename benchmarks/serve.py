@@ -63,24 +63,24 @@ def start_server(bundle: Path, queue: int) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the server did not become ready in 120 s")
 
 
-def load(url: str, uploads: list[tuple[str, bytes, bool]], concurrency: int) -> dict:
+def load(url: str, uploads: list[tuple[str, bytes, bool]], concurrency: int, query: str = "") -> dict:
     """Send every upload (name, bytes, good?) with ``concurrency`` clients; time each answer."""
 
     def send(upload: tuple[str, bytes, bool]) -> tuple[int, float, bool]:
         name, content, good = upload
         started = time.perf_counter()
         try:
-            answer = client.post(f"{url}/api/v1/predict", files={"image": (name, content, "image/jpeg")})
+            answer = client.post(f"{url}/api/v1/predict{query}", files={"image": (name, content, "image/jpeg")})
             status = answer.status_code
         except httpx.HTTPError:
             status = 0  # no answer at all
         return status, time.perf_counter() - started, good
 
     with httpx.Client(timeout=300, limits=httpx.Limits(max_connections=concurrency)) as client:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(concurrency) as pool:
             answers = list(pool.map(send, uploads))
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     latencies = np.array([seconds for _, seconds, _ in answers]) * 1000
     return {
         "requests_per_second": len(uploads) / wall,
@@ -89,6 +89,7 @@ def load(url: str, uploads: list[tuple[str, bytes, bool]], concurrency: int) -> 
         "p99": float(np.percentile(latencies, 99)),
         "statuses": dict(sorted(Counter(status for status, _, _ in answers).items())),
         "good_failed": sum(1 for status, _, good in answers if good and status != 200),
+        "client_cpu_share": cpu / wall,  # of one core: what the load generator took from the server
     }
 
 
@@ -115,30 +116,43 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {len(images)} JPEGs from {args.data}, {args.requests} requests per run")
 
     pipeline = Pipeline.from_bundle(args.model)
-    pipeline.predict_many([p for p in images[:4]], batch_size=4)  # warm-up
-    started = time.perf_counter()
-    pipeline.predict_many([path for path in images], batch_size=16)
-    in_process = len(images) / (time.perf_counter() - started)
-    del pipeline
+    pipeline.predict_many(images[:16], batch_size=16)  # warm-up
 
+    def in_process_speed() -> float:
+        started = time.perf_counter()
+        pipeline.predict_many(cycle_paths, batch_size=16)
+        return len(cycle_paths) / (time.perf_counter() - started)
+
+    cycle_paths = [images[i % len(images)] for i in range(args.requests)]
+    # Measured before and after the server's runs (this shared machine's speed drifts).
+    speeds = [in_process_speed()]
     server, url = start_server(args.model, queue=max(LEVELS) * 4)
     try:
         before = rss_mb(server.pid)
         runs = {f"concurrency {c}": load(url, cycle, c) for c in LEVELS}
         runs["concurrency 4, 20 % bad uploads"] = load(url, mixed, 4)
+        # Without the mask and overlay PNGs in the answers: what encoding them costs.
+        runs["concurrency 16, ?images=false"] = load(url, cycle, 16, "?images=false")
         after = rss_mb(server.pid)
     finally:
         server.terminate()
         server.wait(30)
-    print(f"\nPipeline.predict_many (batch 16, in process, no HTTP): {in_process:.2f} images/s")
+    speeds.append(in_process_speed())
+    in_process = sum(speeds) / 2
+    print(
+        f"\nPipeline.predict_many (batch 16, in process, no HTTP, the same {args.requests} images): "
+        f"{speeds[0]:.2f} images/s before the server runs, {speeds[1]:.2f} after; mean {in_process:.2f}"
+    )
     print(f"server RSS: {before:.0f} MB after warm-up, {after:.0f} MB after all runs ({after / before - 1:+.1%})\n")
-    print("| run | requests/s | vs predict_many | p50 ms | p95 ms | p99 ms | answers by status | good failed |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| run | requests/s | vs predict_many | p50 ms | p95 ms | p99 ms | answers by status | good failed "
+          "| load generator CPU (cores) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in runs.items():
         statuses = ", ".join(f"{k}: {v}" for k, v in r["statuses"].items())
         print(
             f"| {name} | {r['requests_per_second']:.2f} | {r['requests_per_second'] / in_process:.2f}x | "
-            f"{r['p50']:.0f} | {r['p95']:.0f} | {r['p99']:.0f} | {statuses} | {r['good_failed']} |"
+            f"{r['p50']:.0f} | {r['p95']:.0f} | {r['p99']:.0f} | {statuses} | {r['good_failed']} | "
+            f"{r['client_cpu_share']:.2f} |"
         )
 
 

@@ -135,7 +135,7 @@ def test_the_answer_equals_the_api_on_the_same_bytes(client, pipeline, photo):
     assert np.array_equal(mask > 0, expected.mask)
     overlay = Image.open(io.BytesIO(base64.b64decode(answer["overlay_png"])))
     assert overlay.format == "PNG" and overlay.width >= 640
-    assert answer["model"]["engine"] == "onnx" and set(answer["timings_ms"]) == {"queue", "predict", "encode", "total"}
+    assert answer["model"]["engine"] == "onnx" and set(answer["timings_ms"]) == {"upload", "predict", "encode", "total"}
     assert "mask_png" not in client.post("/api/v1/predict?images=false", files={"image": photo.read_bytes()}).json()
 
 
@@ -195,10 +195,15 @@ class _Held:
             self.release.wait(30)
         return self.pipeline.predict(image, image_id=image_id)
 
+    def predict_many(self, images, **options):
+        if options.get("image_ids"):  # not the warm-up
+            self.release.wait(30)
+        return self.pipeline.predict_many(images, **options)
+
 
 def test_beyond_the_queue_requests_get_503_with_retry_after(pipeline, photo):
     held = _Held(pipeline)
-    client = _client(held, concurrency=1, queue=1)
+    client = _client(held, concurrency=1, max_batch=1, queue=1)
     try:
         answers: list[int] = []
         first = [threading.Thread(target=lambda: answers.append(_upload(client, photo.read_bytes()).status_code))
@@ -215,6 +220,45 @@ def test_beyond_the_queue_requests_get_503_with_retry_after(pipeline, photo):
         for thread in first:
             thread.join(60)
         assert answers == [200, 200]
+    finally:
+        held.release.set()
+        client.__exit__(None, None, None)
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(pipeline, sample):
+    images = sorted((sample / "images").glob("*.jpg"))[:6]
+    held = _Held(pipeline)
+    client = _client(held, max_batch=4)
+    sizes: list[int] = []
+    original = held.predict_many
+
+    def counted(batch, **options):
+        sizes.append(len(batch))
+        return original(batch, **options)
+
+    held.predict_many = counted
+    try:
+        answers: dict[str, dict] = {}
+
+        def send(path):
+            answers[path.stem] = _upload(client, path.read_bytes(), name=path.name).json()
+
+        threads = [threading.Thread(target=send, args=(path,)) for path in images]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while client.get("/api/v1/ready").json()["busy"] < len(images):  # all arrived, one batch held
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        held.release.set()
+        for thread in threads:
+            thread.join(60)
+        # The first request alone (held), then those that waited meanwhile, in batches of at most 4.
+        assert sum(sizes) == 6 and max(sizes) > 1 and max(sizes) <= 4, sizes
+        for path in images:
+            expected = pipeline.predict(path)
+            assert answers[path.stem]["probability"] == pytest.approx(expected.probability, abs=1e-5)
+            assert answers[path.stem]["image_id"] == path.stem
     finally:
         held.release.set()
         client.__exit__(None, None, None)

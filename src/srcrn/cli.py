@@ -480,8 +480,9 @@ def serve(
     import uvicorn
 
     from srcrn.inference.pipeline import Pipeline
-    from srcrn.serving.app import ServeSettings, create_app
+    from srcrn.serving.app import ServeSettings, create_app, limit_malloc_arenas
 
+    limit_malloc_arenas()
     if model is not None and (segmenter or classifier):
         raise SrcrnError("--model: give a bundle, or --segmenter and --classifier checkpoints, not both")
     if model is not None:
