@@ -89,7 +89,7 @@ def test_upload_shows_probability_decision_and_overlay(server, browser, bundle, 
     assert page.text_content("#decision") == ("Melanoma suspected" if expected.decision == "melanoma" else "Benign")
     assert f"P(melanoma) {expected.probability:.3f}" in page.text_content("#probability")
     overlay = page.eval_on_selector("#photo", "img => [img.complete, img.naturalWidth, img.src.slice(0, 22)]")
-    assert overlay[0] and overlay[1] >= 640 and overlay[2] == "data:image/png;base64,"
+    assert overlay[0] and overlay[1] == expected.width and overlay[2] == "data:image/png;base64,"
     assert page.locator("#measurements tr").count() == len(expected.measurements.to_dict())
     page.check("#show-mask")
     assert page.is_visible("#mask-layer")

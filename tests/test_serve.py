@@ -134,7 +134,8 @@ def test_the_answer_equals_the_api_on_the_same_bytes(client, pipeline, photo):
     mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["mask_png"]))))
     assert np.array_equal(mask > 0, expected.mask)
     overlay = Image.open(io.BytesIO(base64.b64decode(answer["overlay_png"])))
-    assert overlay.format == "PNG" and overlay.width >= 640
+    assert overlay.format == "PNG" and overlay.size == (expected.width, expected.height)  # under 1024 px: as is
+    assert np.array_equal(np.asarray(overlay), expected.overlay(caption=False))
     assert answer["model"]["engine"] == "onnx" and set(answer["timings_ms"]) == {"upload", "predict", "encode", "total"}
     assert "mask_png" not in client.post("/api/v1/predict?images=false", files={"image": photo.read_bytes()}).json()
 

@@ -78,16 +78,17 @@ class PipelineResult:
     def caption(self) -> str:
         return f"P(melanoma) {self.probability:.3f} -> {self.decision} (threshold {self.threshold:.3f})"
 
-    def overlay(self) -> np.ndarray:
-        """The image with the lesion contour and the decision, RGB uint8."""
-        return render_overlay(self.working_image, self.working_mask, self.caption)
+    def overlay(self, *, caption: bool = True) -> np.ndarray:
+        """The image (at the working size) with the lesion contour and, with ``caption``, the
+        decision in a band on top (enlarged to 640 px wide at least, for legibility), RGB uint8."""
+        return render_overlay(self.working_image, self.working_mask, self.caption if caption else None)
 
     def mask_png(self) -> bytes:
         """The mask as an ISIC mask file (0/255 PNG, original size)."""
         return encode_png(self.mask.astype(np.uint8) * 255)
 
-    def overlay_png(self) -> bytes:
-        return encode_png(self.overlay())
+    def overlay_png(self, *, caption: bool = True) -> bytes:
+        return encode_png(self.overlay(caption=caption))
 
     def explanation(self) -> np.ndarray | None:
         """The Grad-CAM heatmap blended over the image (RGB), when asked for."""
@@ -341,9 +342,14 @@ STEPS = ("decode", "segment", "classify", "explain", "measure", "outputs")
 OVERLAY_MIN_WIDTH = 640
 
 
-def render_overlay(image: np.ndarray, mask: np.ndarray, caption: str) -> np.ndarray:
-    """The image with the lesion contour and a caption band, RGB (small images are enlarged
-    so that the caption stays legible)."""
+def render_overlay(image: np.ndarray, mask: np.ndarray, caption: str | None) -> np.ndarray:
+    """The image with the lesion contour and, with a ``caption``, a caption band on top, RGB
+    (small images are then enlarged so that the caption stays legible)."""
+    if caption is None:
+        canvas = np.ascontiguousarray(image[..., ::-1])
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(canvas, contours, -1, (0, 255, 255), max(1, round(canvas.shape[1] / 320)))
+        return np.ascontiguousarray(canvas[..., ::-1])
     factor = max(1.0, OVERLAY_MIN_WIDTH / image.shape[1])
     if factor > 1.0:
         size = (round(image.shape[1] * factor), round(image.shape[0] * factor))

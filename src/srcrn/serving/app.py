@@ -303,7 +303,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         f"{API}/predict",
         summary="Mask, measurements and melanoma probability of one dermoscopic image",
         description=f"multipart/form-data with the image file in the field '{IMAGE_FIELD}'. The mask "
-        "(0/255, original size) and the overlay come back as base64 PNG in the JSON. Errors: 400 no "
+        "(0/255, original size) and the overlay (the contour on the image, longer side at most 1024 px) come back as base64 PNG in the JSON. Errors: 400 no "
         "image field, 401 token, 413 too large, 415 not multipart, 422 not a usable image, 503 busy "
         "(Retry-After).",
         openapi_extra={
@@ -377,6 +377,8 @@ def _encode(result: Any, images: bool) -> dict[str, str | None]:
 
     return {
         "mask_png": _b64(result.mask_png()),
-        "overlay_png": _b64(result.overlay_png()),
+        # No caption band (the decision is in the JSON): the working size, not enlarged, which
+        # keeps PNG encoding, the largest per-request cost after the networks, small.
+        "overlay_png": _b64(result.overlay_png(caption=False)),
         "explanation_png": _b64(encode_png(explanation)) if explanation is not None else None,
     }
