@@ -92,7 +92,15 @@ def test_upload_shows_probability_decision_and_overlay(server, browser, bundle, 
     assert overlay[0] and overlay[1] == expected.width and overlay[2] == "data:image/png;base64,"
     assert page.locator("#measurements tr").count() == len(expected.measurements.to_dict())
     page.check("#show-mask")
+    page.wait_for_selector("#mask-layer[data-drawn='1']", timeout=10_000)
     assert page.is_visible("#mask-layer")
+    # The layer covers the lesion: translucent cyan inside the mask, clear outside.
+    alpha = page.evaluate(
+        "() => { const c = document.getElementById('mask-layer'); const d = c.getContext('2d')"
+        ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4)"
+        " n += d[i] > 0; return n / (c.width * c.height); }"
+    )
+    assert alpha == pytest.approx(expected.measurements.area_fraction, abs=0.05)
     page.screenshot(path=str(_shots(tmp_path) / "serve-result.png"), full_page=True)
     page.close()
 

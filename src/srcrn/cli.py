@@ -468,7 +468,8 @@ def serve(
         typer.Option(envvar="SRCRN_API_KEY", help="bearer token required by predict and model (env SRCRN_API_KEY)"),
     ] = None,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="largest upload accepted (413 beyond)")] = 30.0,
-    concurrency: Annotated[int, typer.Option(min=1, help="predictions run at once")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, help="batches predicted at once")] = 1,
+    max_batch: Annotated[int, typer.Option(min=1, help="waiting requests predicted together, at most")] = 8,
     queue: Annotated[int, typer.Option(min=0, help="requests that may wait; beyond them 503 + Retry-After")] = 8,
     threshold: Annotated[
         Optional[float], typer.Option(min=0.0, max=1.0, help="decision threshold (default: the model's)")
@@ -492,7 +493,11 @@ def serve(
     else:
         raise SrcrnError("--model: needs a bundle folder (or --segmenter CKPT and --classifier CKPT)")
     settings = ServeSettings(
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024), api_key=api_key, concurrency=concurrency, queue=queue
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        api_key=api_key,
+        concurrency=concurrency,
+        max_batch=max_batch,
+        queue=queue,
     )
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         log.warning("listening on %s without --api-key: anyone who reaches this address can use the service", host)

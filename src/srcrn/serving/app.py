@@ -212,8 +212,9 @@ def _b64(content: bytes) -> str:
 def limit_malloc_arenas(arenas: int = 2) -> bool:
     """Cap glibc's malloc arenas (as ``MALLOC_ARENA_MAX`` would) before the worker threads start:
     by default every thread that allocates may get an arena of its own that keeps its freed
-    memory, and under load the server's resident memory grew by 18-33 % where with two arenas it
-    grew under 10 % (benchmarks/serve.py). No library exposes ``mallopt``; ctypes does. Returns
+    memory: under load the server's resident memory grew by 18 % and 33 % in two runs of
+    benchmarks/serve.py, by 8 % and 11 % with two arenas. No library exposes ``mallopt``; ctypes
+    does. Returns
     whether the cap applies (glibc only)."""
     import ctypes
     import ctypes.util

@@ -50,7 +50,7 @@ function render(result, file) {
     row.insertCell().textContent = formatValue(value);
     return row;
   }));
-  $("mask-layer").src = png(result.mask_png);
+  drawMask(png(result.mask_png));
   $("heat-layer").src = png(result.explanation_png);
   show($("heat-toggle"), Boolean(result.explanation_png));
   $("download-mask").href = png(result.mask_png);
@@ -65,6 +65,29 @@ function render(result, file) {
   updateLayers();
   show($("result"), true);
   $("status").textContent = "Done.";
+}
+
+// The mask as a translucent cyan layer, drawn at most 1024 px wide (the display never needs more).
+function drawMask(source) {
+  const mask = new Image();
+  mask.onload = () => {
+    const canvas = $("mask-layer");
+    const scale = Math.min(1, 1024 / mask.naturalWidth);
+    canvas.width = Math.round(mask.naturalWidth * scale);
+    canvas.height = Math.round(mask.naturalHeight * scale);
+    const context = canvas.getContext("2d");
+    context.drawImage(mask, 0, 0, canvas.width, canvas.height);
+    const pixels = context.getImageData(0, 0, canvas.width, canvas.height);
+    for (let i = 0; i < pixels.data.length; i += 4) {
+      const inside = pixels.data[i] > 127;
+      pixels.data[i] = 0; pixels.data[i + 1] = 200; pixels.data[i + 2] = 255;
+      pixels.data[i + 3] = inside ? 110 : 0;
+    }
+    context.putImageData(pixels, 0, 0);
+    canvas.dataset.drawn = "1";
+  };
+  $("mask-layer").dataset.drawn = "";
+  mask.src = source;
 }
 
 function updateLayers() {
