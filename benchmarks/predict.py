@@ -16,8 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from srcrn.inference.batch import predict_images
 from srcrn.inference.export import export_onnx
-from srcrn.inference.pipeline import Pipeline, predict_images
+from srcrn.inference.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "isic-dev"

@@ -407,23 +407,58 @@ def predict(
     explain: Annotated[
         bool, typer.Option(help="also write a Grad-CAM heatmap of the classifier's evidence (engine torch)")
     ] = False,
+    overlays: Annotated[bool, typer.Option(help="write overlays/<id>_overlay.png (--no-overlays: faster)")] = True,
+    precision: Annotated[
+        Literal["fp32", "bf16"], typer.Option(help="engine torch: bf16 autocast (fast only on CPUs with BF16)")
+    ] = "fp32",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="keep the images an earlier (killed) run into --out finished")
+    ] = False,
+    shard: Annotated[
+        Optional[str],
+        typer.Option(
+            help="K/N: only this machine's share of the images (by a hash of their ids); join with merge-predictions"
+        ),
+    ] = None,
     progress_bar: Progress = True,
 ) -> None:
     """Both stages for each image: lesion mask (original size), measurements, melanoma
     probability (calibrated when the classifier carries a calibration) and decision, overlay,
-    and with --explain a Grad-CAM heatmap. A bad file is reported and skipped."""
-    from srcrn.inference.pipeline import Pipeline, predict_images
+    and with --explain a Grad-CAM heatmap. A bad file is reported and skipped; a killed job
+    continues with --resume; N machines split an archive with --shard K/N."""
+    from srcrn.inference.batch import parse_shard, predict_images
+    from srcrn.inference.pipeline import Pipeline
+
+    part = parse_shard(shard) if shard else None
 
     if engine == "torch":
         if segmenter is None or classifier is None:
             raise SrcrnError("--engine torch: needs --segmenter CKPT and --classifier CKPT")
-        pipeline = Pipeline.from_checkpoints(segmenter, classifier, threshold, explain=explain)
+        if precision == "bf16":
+            from srcrn.inference.runtimes import cpu_has_bf16
+
+            if not cpu_has_bf16():
+                log.warning("--precision bf16: this CPU has no BF16 instructions; bf16 is emulated, slower than fp32")
+        pipeline = Pipeline.from_checkpoints(segmenter, classifier, threshold, explain=explain, precision=precision)
     else:
         if model is None:
             raise SrcrnError("--engine onnx: needs --model DIR (a bundle written by 'srcrn export onnx')")
+        if precision != "fp32":
+            raise SrcrnError("--precision: for --engine torch; an ONNX bundle has its own (export onnx --quantize)")
         pipeline = Pipeline.from_bundle(model, threshold, explain=explain)
-    results, errors = predict_images(pipeline, inputs, out, batch_size=batch_size, show_progress=progress_bar)
-    if not results:  # a run that produced nothing must not look like a success
+    results, errors = predict_images(
+        pipeline,
+        inputs,
+        out,
+        batch_size=batch_size,
+        show_progress=progress_bar,
+        overlays=overlays,
+        resume=resume,
+        shard=part,
+    )
+    if not results and part is not None and not errors:
+        log.warning("%s: shard %s holds none of the images (empty tables written)", out, shard)
+    elif not results:  # a run that produced nothing must not look like a success
         raise SrcrnError(
             f"{out / 'predictions.json'}: nothing predicted: {len(errors)} input(s) refused, first "
             f"{errors[0][0]}: {errors[0][1]}"
@@ -441,12 +476,30 @@ def predict(
         table.caption = f"first 20 of {len(results)}: all are in predictions.csv"
     console.print(table)
     log.info(
-        "%s, %s, masks in %s, overlays in %s%s",
+        "%s, %s, masks in %s%s%s",
         out / "predictions.csv",
         out / "predictions.json",
         out / "masks",
-        out / "overlays",
+        f", overlays in {out / 'overlays'}" if overlays else "",
         f", Grad-CAM heatmaps in {out / 'explanations'}" if explain else "",
+    )
+
+
+@app.command("merge-predictions")
+def merge_predictions_command(
+    folders: Annotated[list[Path], typer.Argument(help="output folders of predict --shard K/N runs")],
+    out: Annotated[Path, typer.Option("--out", help="folder for the joined predictions.csv/.json")],
+) -> None:
+    """Join the tables of sharded predict runs (masks and overlays stay in the shards' folders)."""
+    from srcrn.inference.batch import merge_predictions
+
+    predictions, errors = merge_predictions(folders, out)
+    log.info(
+        "%s: %d predictions, %d skipped inputs, from %d folders",
+        out / "predictions.csv",
+        predictions,
+        errors,
+        len(folders),
     )
 
 
@@ -514,13 +567,36 @@ def export_onnx_command(
     segmenter: Annotated[Path, typer.Option("--segmenter", help="SRCRN checkpoint (segment train)")],
     classifier: Annotated[Path, typer.Option("--classifier", help="classifier checkpoint (classify train)")],
     out: Annotated[Path, typer.Option("--out", help="bundle folder: both models + bundle.json")],
+    quantize: Annotated[
+        Optional[Literal["int8"]],
+        typer.Option(help="int8: static quantization, parity measured, refused beyond tolerance"),
+    ] = None,
+    calibration: Annotated[
+        Optional[Path], typer.Option(help="ISIC-layout folder for int8 calibration and parity (not the test split)")
+    ] = None,
+    calibration_images: Annotated[int, typer.Option(min=8, help="images that calibrate the int8 ranges")] = 64,
+    parity_images: Annotated[int, typer.Option(min=1, help="other images on which int8 is compared with fp32")] = 200,
 ) -> None:
     """Both stages as ONNX models with their preprocessing and prediction settings, threshold and
     version: run them with `srcrn predict --engine onnx --model DIR` (no torch needed)."""
     from srcrn.inference.export import export_onnx
 
-    folder = export_onnx(segmenter, classifier, out)
-    log.info("bundle written: %s (segmenter.onnx, classifier.onnx, bundle.json)", folder)
+    if quantize is None:
+        folder = export_onnx(segmenter, classifier, out)
+        log.info("bundle written: %s (segmenter.onnx, classifier.onnx, bundle.json)", folder)
+        return
+    if calibration is None:
+        raise SrcrnError("--quantize int8: needs --calibration DATA (images whose ranges calibrate the int8 models)")
+    import tempfile
+
+    from srcrn.inference.quantize import quantize_bundle
+
+    with tempfile.TemporaryDirectory() as scratch:
+        fp32 = export_onnx(segmenter, classifier, Path(scratch) / "fp32")
+        folder = quantize_bundle(fp32, out, calibration, calibration_images, parity_images)
+    parity = __import__("json").loads((folder / "bundle.json").read_text())["parity"]
+    shown = {k: round(v, 4) for k, v in parity.items() if isinstance(v, float)}
+    log.info("int8 bundle written: %s; parity on %d held-out images: %s", folder, parity["images"], shown)
 
 
 @app.command()

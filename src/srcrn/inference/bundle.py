@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -60,6 +60,8 @@ class BundleManifest(BaseModel):
     normalization: Normalization
     segmenter: SegmenterPart
     classifier: ClassifierPart
+    precision: Literal["fp32", "int8"] = "fp32"
+    parity: dict[str, Any] | None = None  # int8: scores against fp32 on held-out images (quantize.py)
 
 
 def read_manifest(bundle: str | Path) -> BundleManifest:

@@ -9,7 +9,6 @@ imports no torch: with the ONNX Runtime engine, torch is not needed at all.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -20,14 +19,11 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pandas as pd
 
-from srcrn.atomic import atomic_path, remove_leftovers, write_mask
-from srcrn.console import progress
-from srcrn.data.images import IMAGE_SUFFIXES, ImageSource, decode_image, decode_image_fit
-from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
+from srcrn.atomic import atomic_path, write_mask
+from srcrn.data.images import ImageSource, decode_image, decode_image_fit
 from srcrn.data.lesion import crop_mask, lesion_box, lesion_input
-from srcrn.errors import ConfigError, DataError, SrcrnError
+from srcrn.errors import ConfigError
 from srcrn.inference.card import model_card, training_records
 from srcrn.inference.measurements import LesionMeasurements, measure_lesion
 from srcrn.inference.predictor import Classifier, Segmenter, from_bundle
@@ -100,7 +96,7 @@ class PipelineResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready numbers (no arrays; NaN as None)."""
-        return _clean(
+        return clean_json(
             {
                 "image_id": self.image_id,
                 "width": self.width,
@@ -112,15 +108,16 @@ class PipelineResult:
             }
         )
 
-    def save(self, out: str | Path) -> Prediction:
+    def save(self, out: str | Path, *, overlay: bool = True) -> Prediction:
         """Write what ``srcrn predict`` writes for this image under ``out``:
-        ``masks/<id>_segmentation.png``, ``overlays/<id>_overlay.png`` and, with a heatmap,
-        ``explanations/<id>_gradcam.png`` (each atomically)."""
+        ``masks/<id>_segmentation.png``, ``overlays/<id>_overlay.png`` (unless ``overlay`` is
+        False) and, with a heatmap, ``explanations/<id>_gradcam.png`` (each atomically)."""
         out = Path(out)
         mask_path = out / "masks" / f"{self.image_id}_segmentation.png"
         write_mask(mask_path, self.mask)
-        overlay_path = out / "overlays" / f"{self.image_id}_overlay.png"
-        write_png(overlay_path, self.overlay())
+        overlay_path = out / "overlays" / f"{self.image_id}_overlay.png" if overlay else None
+        if overlay_path is not None:
+            write_png(overlay_path, self.overlay())
         explanation_path = ""
         explanation = self.explanation()
         if explanation is not None:
@@ -136,26 +133,9 @@ class PipelineResult:
             self.threshold,
             self.measurements.to_dict(),
             str(mask_path),
-            str(overlay_path),
+            str(overlay_path or ""),
             explanation_path,
         )
-
-
-def find_images(inputs: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Image files from files and folders (not recursive); unknown paths become errors."""
-    found, errors = [], []
-    for item in inputs:
-        if item.is_dir():
-            found += sorted(
-                p
-                for p in item.iterdir()
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith(NON_IMAGE_STEM_SUFFIXES)
-            )
-        elif item.is_file():
-            found.append(item)
-        else:
-            errors.append((str(item), "file not found"))
-    return found, errors
 
 
 def _identity(image: ImageSource, image_id: str | None, position: int) -> tuple[str, str | None]:
@@ -195,11 +175,17 @@ class Pipeline:
 
     @classmethod
     def from_checkpoints(
-        cls, segmenter: str | Path, classifier: str | Path, threshold: float | None = None, *, explain: bool = False
+        cls,
+        segmenter: str | Path,
+        classifier: str | Path,
+        threshold: float | None = None,
+        *,
+        explain: bool = False,
+        precision: str = "fp32",
     ) -> Pipeline:
         """Eager models (needs ``srcrn[train]``): a segmenter checkpoint, and a classifier
         checkpoint (.ckpt) or a lesion feature model (.skops, scored from the lesion and its
-        mask; no Grad-CAM)."""
+        mask; no Grad-CAM). ``precision`` bf16 runs both networks under bfloat16 autocast."""
         if Path(classifier).suffix == ".skops":
             from srcrn.inference.feature_model import FeatureModel  # scikit-learn: only when used
 
@@ -207,8 +193,8 @@ class Pipeline:
                 raise ConfigError(f"{classifier}: --explain shows a CNN's evidence; a feature model has none to show")
             model: Any = FeatureModel.load(classifier)
         else:
-            model = Classifier.from_checkpoint(classifier)
-        pipeline = cls(Segmenter.from_checkpoint(segmenter), model, threshold, explain=explain)
+            model = Classifier.from_checkpoint(classifier, precision)
+        pipeline = cls(Segmenter.from_checkpoint(segmenter, precision=precision), model, threshold, explain=explain)
         pipeline.card = model_card(pipeline, "torch", training_records(segmenter, classifier), WORKING_SIDE)
         return pipeline
 
@@ -252,9 +238,14 @@ class Pipeline:
             results += self._predict_batch(images[start : start + batch_size], identities[start : start + batch_size])
         return results
 
-    def _predict_batch(
-        self, images: Sequence[ImageSource], identities: list[tuple[str, str | None]]
-    ) -> list[PipelineResult]:
+    def model_inputs(self, images: Sequence[ImageSource]) -> tuple[np.ndarray, np.ndarray]:
+        """What each network is given for ``images``: the segmenter's uint8 images and the
+        classifier's lesion inputs (from this pipeline's masks), e.g. to calibrate int8 models."""
+        identities = [_identity(image, None, i) for i, image in enumerate(images)]
+        decoded, _, inputs, _, _ = self._stage_inputs(images, identities)
+        return np.stack([d[self.segment_size] for d, _ in decoded]), np.stack(inputs)
+
+    def _stage_inputs(self, images: Sequence[ImageSource], identities: list[tuple[str, str | None]]) -> tuple:
         started = time.perf_counter()
         decoded = [self._decode(image, name) for image, (_, name) in zip(images, identities)]
         self.seconds["decode"] += time.perf_counter() - started
@@ -271,6 +262,12 @@ class Pipeline:
             if self.needs_masks:
                 input_masks.append(crop_mask(mask, self.input_mode, self.classify_size, margin=self.margin))
         self.seconds["decode"] += time.perf_counter() - started
+        return decoded, probabilities, inputs, boxes, input_masks
+
+    def _predict_batch(
+        self, images: Sequence[ImageSource], identities: list[tuple[str, str | None]]
+    ) -> list[PipelineResult]:
+        decoded, probabilities, inputs, boxes, input_masks = self._stage_inputs(images, identities)
         started = time.perf_counter()
         if self.needs_masks:  # the lesion-feature model reads the lesion's mask too
             melanoma = self.classifier.probabilities(np.stack(inputs), np.stack(input_masks))
@@ -327,11 +324,11 @@ class Pipeline:
             working_mask=work_mask,
         )
 
-    def predict_files(self, paths: list[Path], out: Path) -> list[Prediction]:
+    def predict_files(self, paths: list[Path], out: Path, *, overlays: bool = True) -> list[Prediction]:
         """One batch of image files (all decodable), each result saved under ``out``."""
         results = self.predict_many(paths, batch_size=max(1, len(paths)))
         started = time.perf_counter()
-        saved = [result.save(out) for result in results]
+        saved = [result.save(out, overlay=overlays) for result in results]
         self.seconds["outputs"] += time.perf_counter() - started
         return saved
 
@@ -388,57 +385,10 @@ def write_png(path: Path, pixels: np.ndarray) -> None:
         temporary.write_bytes(encode_png(pixels))
 
 
-def predict_images(
-    pipeline: Pipeline, inputs: list[Path], out: Path, *, batch_size: int = 8, show_progress: bool = True
-) -> tuple[list[Prediction], list[tuple[str, str]]]:
-    """Every image of ``inputs`` in batches; a bad file is reported and skipped, the rest go on."""
-    out.mkdir(parents=True, exist_ok=True)
-    for folder in (out, out / "masks", out / "overlays", out / "explanations"):  # after a killed run
-        remove_leftovers(folder)
-    paths, errors = find_images(inputs)
-    seen: dict[str, Path] = {}
-    readable = []
-    for path in paths:
-        if path.stem in seen and seen[path.stem].resolve() == path.resolve():
-            continue  # the same file named twice (e.g. alone and through its folder)
-        if path.stem in seen:
-            errors.append((str(path), f"same image id as {seen[path.stem]}: its outputs would be overwritten"))
-            continue
-        seen[path.stem] = path
-        readable.append(path)
-    results: list[Prediction] = []
-    batches = [readable[i : i + batch_size] for i in range(0, len(readable), batch_size)]
-    for batch in progress(batches, len(batches), "predict", show_progress):
-        try:
-            results += pipeline.predict_files(batch, out)
-        except SrcrnError:
-            for path in batch:  # find the bad file(s); predict the good ones one by one
-                try:
-                    results += pipeline.predict_files([path], out)
-                except DataError as error:
-                    errors.append((str(error.path), error.problem))
-    for source, problem in errors:
-        log.warning("skipped %s: %s", source, problem)
-    write_predictions(results, errors, out)
-    return results, errors
-
-
-def write_predictions(results: list[Prediction], errors: list[tuple[str, str]], out: Path) -> None:
-    rows = [{k: v for k, v in vars(r).items() if k != "measurements"} | r.measurements for r in results]
-    with atomic_path(out / "predictions.csv") as temporary:
-        pd.DataFrame(rows).to_csv(temporary, index=False)
-    payload = {
-        "predictions": [_clean(vars(r)) for r in results],
-        "errors": [{"source": s, "problem": p} for s, p in errors],
-    }
-    with atomic_path(out / "predictions.json") as temporary:
-        temporary.write_text(json.dumps(payload, indent=2))
-
-
-def _clean(value):
+def clean_json(value: Any) -> Any:
     """JSON has no NaN: write null."""
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: clean_json(v) for k, v in value.items()}
     if isinstance(value, float) and math.isnan(value):
         return None
     return value

@@ -47,13 +47,15 @@ def _batched(run: Callable[[np.ndarray], np.ndarray], items: np.ndarray, batch_s
     )
 
 
-def _torch_runtime(path: str | Path, kind: Literal["segmenter", "classifier"]) -> tuple[Runtime, Any]:
+def _torch_runtime(
+    path: str | Path, kind: Literal["segmenter", "classifier"], precision: str = "fp32"
+) -> tuple[Runtime, Any]:
     """The eager model of a checkpoint of ``kind`` (imported lazily: the ONNX path needs no torch)."""
     from srcrn.inference.checkpoints import build_model, read_checkpoint
     from srcrn.inference.runtimes import TorchRuntime
 
     stored = read_checkpoint(path, expect=kind)
-    return TorchRuntime(build_model(stored)), stored
+    return TorchRuntime(build_model(stored), precision), stored
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,8 @@ class Segmenter:
         return self.spec.image_size
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, batch_size: int = 32) -> Segmenter:
-        runtime, stored = _torch_runtime(path, "segmenter")
+    def from_checkpoint(cls, path: str | Path, batch_size: int = 32, precision: str = "fp32") -> Segmenter:
+        runtime, stored = _torch_runtime(path, "segmenter", precision)
         s = stored.settings
         spec = SegmenterSpec(s["image_size"], bool(s["tta"]), bool(s["keep_largest"]))
         return cls(runtime, spec, str(path), batch_size)
@@ -161,8 +163,8 @@ class Classifier:
         return self.spec.image_size
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> Classifier:
-        runtime, stored = _torch_runtime(path, "classifier")
+    def from_checkpoint(cls, path: str | Path, precision: str = "fp32") -> Classifier:
+        runtime, stored = _torch_runtime(path, "classifier", precision)
         s = stored.settings
         spec = ClassifierSpec(
             s["image_size"],

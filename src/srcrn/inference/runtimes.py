@@ -14,17 +14,32 @@ class Runtime(Protocol):
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
-class TorchRuntime:
-    """An ``nn.Module`` in eval mode under ``torch.inference_mode``."""
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere PyTorch
+    emulates it, more slowly than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
-    def __init__(self, model: Any):
-        self.model = model.eval()
+
+class TorchRuntime:
+    """An ``nn.Module`` in eval mode under ``torch.inference_mode``; with ``precision`` bf16,
+    under CPU autocast to bfloat16 (outputs back in float32)."""
+
+    def __init__(self, model: Any, precision: str = "fp32"):
+        from srcrn.errors import ConfigError
+
+        if precision not in ("fp32", "bf16"):
+            raise ConfigError(f"--precision: fp32 or bf16 (given {precision!r})")
+        self.model, self.precision = model.eval(), precision
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
-            return self.model(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.model(torch.from_numpy(np.ascontiguousarray(batch))).float().numpy()
 
 
 class OnnxRuntime:

@@ -17,7 +17,8 @@ import pandas as pd
 from srcrn.data.cache import prepare
 from srcrn.data.isic import IsicDataset
 from srcrn.data.splits import Split
-from srcrn.inference.pipeline import Pipeline, Prediction, predict_images
+from srcrn.inference.batch import predict_images
+from srcrn.inference.pipeline import Pipeline, Prediction
 from srcrn.sample import sample_dir
 from srcrn.settings import ClassifyTrainSettings, SegmentTrainSettings, load_settings
 from srcrn.workflows.classify import train_classifier

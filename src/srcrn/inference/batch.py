@@ -1,0 +1,208 @@
+"""``srcrn predict`` over many files: a bad file is reported and skipped, a killed job resumes
+where it stopped, and N machines split an archive without a coordinator.
+
+- Each batch's outputs (mask, overlay) are written atomically, then its records are appended
+  to ``predictions.partial.jsonl`` (one JSON object a line, flushed and fsynced). ``--resume``
+  reads that journal (a line cut short by a kill is dropped) or a finished run's
+  ``predictions.json``, skips the images recorded there whose outputs exist, and predicts the
+  rest. ``predictions.csv``/``.json`` are written
+  (atomically) from all records at the end, and the journal is then removed.
+- ``--shard K/N`` keeps the images whose id hashes to K-1 modulo N: deterministic on every
+  machine whatever the listing order, disjoint, and together complete.
+- ``merge_predictions`` joins the shards' tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import fields
+from pathlib import Path
+
+import pandas as pd
+
+from srcrn.atomic import atomic_path, remove_leftovers
+from srcrn.console import progress
+from srcrn.data.images import IMAGE_SUFFIXES
+from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
+from srcrn.errors import ConfigError, DataError, SrcrnError
+from srcrn.inference.pipeline import Pipeline, Prediction, clean_json
+
+JOURNAL = "predictions.partial.jsonl"
+log = logging.getLogger(__name__)
+
+
+def find_images(inputs: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files from files and folders (not recursive); unknown paths become errors."""
+    found, errors = [], []
+    for item in inputs:
+        if item.is_dir():
+            found += sorted(
+                p
+                for p in item.iterdir()
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith(NON_IMAGE_STEM_SUFFIXES)
+            )
+        elif item.is_file():
+            found.append(item)
+        else:
+            errors.append((str(item), "file not found"))
+    return found, errors
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` (1 <= K <= N) to (K, N)."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard: expected K/N such as 2/8 (given {text!r})") from None
+    if not 1 <= k <= n:
+        raise ConfigError(f"--shard: K must be between 1 and N (given {text!r})")
+    return k, n
+
+
+def in_shard(image_id: str, shard: tuple[int, int]) -> bool:
+    """Whether ``image_id`` belongs to shard K of N: by a hash of the id (SHA-1, not Python's
+    salted ``hash``), so every machine agrees whatever order it lists the files in."""
+    k, n = shard
+    return int.from_bytes(hashlib.sha1(image_id.encode("utf-8")).digest()[:8], "big") % n == k - 1
+
+
+def _read_finished(out: Path) -> dict[str, Prediction]:
+    """The records of an earlier run (a finished one's ``predictions.json``, a killed one's
+    journal) whose outputs are all there; a journal line cut short by a kill is dropped."""
+    records: list[object] = []
+    finished = out / "predictions.json"
+    if finished.is_file():
+        try:
+            records += json.loads(finished.read_text()).get("predictions", [])
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            pass  # unreadable: its images are predicted again
+    if (out / JOURNAL).is_file():
+        for line in (out / JOURNAL).read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # cut short by the kill
+    done: dict[str, Prediction] = {}
+    names = {f.name for f in fields(Prediction)}
+    for record in records:
+        if not isinstance(record, dict) or set(record) != names:
+            continue
+        prediction = Prediction(**record)
+        outputs = [prediction.mask, prediction.overlay, prediction.explanation]
+        if all(Path(path).is_file() for path in outputs if path):
+            done[prediction.image_id] = prediction
+    return done
+
+
+def _append(journal, results: list[Prediction]) -> None:
+    for result in results:
+        journal.write(json.dumps(clean_json(vars(result))) + "\n")
+    journal.flush()
+    os.fsync(journal.fileno())  # the records survive a kill (and a power cut) once appended
+
+
+def predict_images(
+    pipeline: Pipeline,
+    inputs: list[Path],
+    out: Path,
+    *,
+    batch_size: int = 8,
+    show_progress: bool = True,
+    overlays: bool = True,
+    resume: bool = False,
+    shard: tuple[int, int] | None = None,
+) -> tuple[list[Prediction], list[tuple[str, str]]]:
+    """Every image of ``inputs`` (of ``shard``, if given) in batches; a bad file is reported
+    and skipped, the rest go on. With ``resume``, images a killed run finished are kept."""
+    out.mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / "masks", out / "overlays", out / "explanations"):  # after a killed run
+        remove_leftovers(folder)
+    paths, errors = find_images(inputs)
+    seen: dict[str, Path] = {}
+    readable = []
+    for path in paths:
+        if shard is not None and not in_shard(path.stem, shard):
+            continue
+        if path.stem in seen and seen[path.stem].resolve() == path.resolve():
+            continue  # the same file named twice (e.g. alone and through its folder)
+        if path.stem in seen:
+            errors.append((str(path), f"same image id as {seen[path.stem]}: its outputs would be overwritten"))
+            continue
+        seen[path.stem] = path
+        readable.append(path)
+    done = _read_finished(out) if resume else {}
+    if done:
+        log.info("%s: resuming: %d of %d images were predicted before", out, len(done), len(readable))
+    results: list[Prediction] = [done[p.stem] for p in readable if p.stem in done]
+    todo = [p for p in readable if p.stem not in done]
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    # Kept records first (a rewrite of the journal, so that a torn line or a record of an image
+    # no longer asked for does not survive), then one append per finished batch.
+    with atomic_path(out / JOURNAL) as temporary:
+        temporary.write_text("".join(json.dumps(clean_json(vars(r))) + "\n" for r in results), encoding="utf-8")
+    with open(out / JOURNAL, "a", encoding="utf-8") as journal:
+        for batch in progress(batches, len(batches), "predict", show_progress):
+            finished: list[Prediction] = []
+            try:
+                finished = pipeline.predict_files(batch, out, overlays=overlays)
+            except SrcrnError:
+                for path in batch:  # find the bad file(s); predict the good ones one by one
+                    try:
+                        finished += pipeline.predict_files([path], out, overlays=overlays)
+                    except DataError as error:
+                        errors.append((str(error.path), error.problem))
+            _append(journal, finished)
+            results += finished
+    for source, problem in errors:
+        log.warning("skipped %s: %s", source, problem)
+    order = {p.stem: i for i, p in enumerate(readable)}
+    results.sort(key=lambda r: order[r.image_id])
+    write_predictions(results, errors, out)
+    (out / JOURNAL).unlink(missing_ok=True)
+    return results, errors
+
+
+def write_predictions(results: list[Prediction], errors: list[tuple[str, str]], out: Path) -> None:
+    rows = [{k: v for k, v in vars(r).items() if k != "measurements"} | r.measurements for r in results]
+    with atomic_path(out / "predictions.csv") as temporary:
+        pd.DataFrame(rows).to_csv(temporary, index=False)
+    payload = {
+        "predictions": [clean_json(vars(r)) for r in results],
+        "errors": [{"source": s, "problem": p} for s, p in errors],
+    }
+    with atomic_path(out / "predictions.json") as temporary:
+        temporary.write_text(json.dumps(payload, indent=2))
+
+
+def merge_predictions(folders: list[Path], out: Path) -> tuple[int, int]:
+    """One ``predictions.csv``/``.json`` from the output folders of ``predict --shard`` runs
+    (the masks and overlays stay where they are: the tables point to them). An image in two
+    folders, or a folder without its tables, is refused. Returns (predictions, errors)."""
+    predictions: list[dict] = []
+    errors: list[dict] = []
+    where: dict[str, Path] = {}
+    for folder in folders:
+        table = folder / "predictions.json"
+        if not table.is_file():
+            raise DataError(table, "not found: an unfinished shard? (rerun it with --resume)")
+        try:
+            payload = json.loads(table.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise DataError(table, "not valid JSON") from None
+        for record in payload.get("predictions", []):
+            image_id = record["image_id"]
+            if image_id in where:
+                raise DataError(table, f"image '{image_id}' is also in {where[image_id]}: overlapping shards")
+            where[image_id] = folder
+            predictions.append(record)
+        errors += payload.get("errors", [])
+    rows = [{k: v for k, v in r.items() if k != "measurements"} | (r.get("measurements") or {}) for r in predictions]
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "predictions.csv") as temporary:
+        pd.DataFrame(rows).to_csv(temporary, index=False)
+    with atomic_path(out / "predictions.json") as temporary:
+        temporary.write_text(json.dumps({"predictions": predictions, "errors": errors}, indent=2))
+    return len(predictions), len(errors)

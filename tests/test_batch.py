@@ -1,0 +1,91 @@
+"""Batch jobs of ``srcrn predict``: a job killed with SIGKILL mid-folder resumes to the result
+of an uninterrupted run, shards are disjoint and cover everything, merge joins them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from helpers import cli_error, run_cli
+from srcrn.inference.batch import JOURNAL, in_shard, parse_shard
+
+pytestmark = pytest.mark.slow
+NUMBERS = ["image_id", "width", "height", "melanoma", "decision", "threshold", "area_pixels", "compactness"]
+
+
+def _predict(images, bundle, out, *extra):
+    return ["predict", str(images), "--engine", "onnx", "--model", str(bundle), "--out", str(out), "--batch-size",
+            "4", "--no-progress", *extra]  # fmt: skip
+
+
+def _table(out):
+    return pd.read_csv(out / "predictions.csv").sort_values("image_id").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_bundle, sample, tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole") / "out"
+    run_cli(*_predict(sample / "images", tiny_bundle, out))
+    return _table(out)
+
+
+def test_a_job_killed_mid_folder_resumes_to_the_uninterrupted_result(tiny_bundle, sample, tmp_path, uninterrupted):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "srcrn", *_predict(sample / "images", tiny_bundle, out)]
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (out / JOURNAL).is_file() or (out / JOURNAL).read_text().count("\n") < 8:
+        assert child.poll() is None and time.monotonic() < deadline, child.stderr.read() if child.stderr else ""
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=60)
+    assert not (out / "predictions.csv").exists()  # no table that looks complete
+    with open(out / JOURNAL, "a") as journal:
+        journal.write('{"image_id": "ISIC_00')  # a record cut short by the kill
+    finished = (out / JOURNAL).read_text().count("\n")
+    run_cli(*_predict(sample / "images", tiny_bundle, out, "--resume"))
+    resumed = _table(out)
+    assert len(resumed) == 40 and not (out / JOURNAL).exists()
+    pd.testing.assert_frame_equal(resumed[NUMBERS], uninterrupted[NUMBERS], check_exact=False, atol=1e-6)
+    assert len(list((out / "masks").glob("*.png"))) == 40 and not list((out / "masks").glob(".*"))
+    assert finished >= 8  # those were kept, not predicted again (their files are older than the rest)
+    # --resume over a finished run predicts nothing again and keeps the table.
+    before = (out / "predictions.csv").stat().st_mtime_ns
+    masks = {p.name: p.stat().st_mtime_ns for p in (out / "masks").iterdir()}
+    run_cli(*_predict(sample / "images", tiny_bundle, out, "--resume"))
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "masks").iterdir()} == masks
+    assert (out / "predictions.csv").stat().st_mtime_ns >= before and len(_table(out)) == 40
+
+
+def test_shards_are_disjoint_cover_everything_and_merge_to_the_whole(tiny_bundle, sample, tmp_path, uninterrupted):
+    shards = [tmp_path / f"shard-{k}" for k in (1, 2, 3)]
+    for k, out in enumerate(shards, start=1):
+        run_cli(*_predict(sample / "images", tiny_bundle, out, "--shard", f"{k}/3", "--no-overlays"))
+    ids = [set(_table(out)["image_id"]) for out in shards]
+    assert all(ids) and sum(len(i) for i in ids) == 40 and set().union(*ids) == set(uninterrupted["image_id"])
+    for k, part in enumerate(ids, start=1):
+        assert all(in_shard(image_id, (k, 3)) for image_id in part)
+    assert not list(shards[0].glob("overlays/*.png")) and _table(shards[0])["overlay"].isna().all()  # --no-overlays
+    merged = tmp_path / "merged"
+    run_cli("merge-predictions", *map(str, shards), "--out", str(merged))
+    joined = _table(merged)
+    pd.testing.assert_frame_equal(joined[NUMBERS], uninterrupted[NUMBERS], check_exact=False, atol=1e-6)
+    assert len(json.loads((merged / "predictions.json").read_text())["predictions"]) == 40
+
+
+def test_merge_refuses_overlapping_shards_and_bad_shard_flags(tiny_bundle, sample, tmp_path, capsys):
+    out = tmp_path / "one"
+    run_cli(*_predict(sample / "images", tiny_bundle, out, "--shard", "1/8"))
+    message = cli_error(capsys, "merge-predictions", str(out), str(out), "--out", str(tmp_path / "m"))
+    assert "overlapping shards" in message and str(out / "predictions.json") in message
+    assert "K must be between 1 and N" in cli_error(
+        capsys, *_predict(sample / "images", tiny_bundle, out, "--shard", "9/8")
+    )
+    assert parse_shard("2/8") == (2, 8)
