@@ -1,15 +1,20 @@
-"""End-to-end images/s of ``srcrn predict``, from JPEG files to predictions.csv, with eager
-PyTorch and with ONNX Runtime, in one run on the same images; and where the time goes.
+"""Images/s of ``srcrn predict`` with eager PyTorch (fp32, bf16 autocast) and ONNX Runtime (fp32,
+int8), in one run on the same images: the networks alone, and end to end from JPEG files to
+predictions.csv with and without overlays; where the time goes; the networks' GFLOP/s.
 
-    .venv/bin/python benchmarks/predict.py --segmenter CKPT --classifier CKPT [--images 200]
+    .venv/bin/python benchmarks/predict.py --segmenter CKPT --classifier CKPT \\
+        [--int8 BUNDLE8] [--images 200]
 
-Both engines run the same pipeline (decode, SRCRN, lesion input, classifier, mask at the
-original size, measurements, overlay, CSV/JSON); only the two models' execution differs.
+``--int8`` is a bundle of ``srcrn export onnx --quantize int8`` of the same checkpoints (its
+parity with fp32, measured by the export, is printed). All engines run the same pipeline
+(decode, SRCRN, lesion input, classifier, mask at the original size, measurements, overlay,
+CSV/JSON); only the networks' execution differs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import shutil
 import tempfile
@@ -19,25 +24,74 @@ from pathlib import Path
 from srcrn.inference.batch import predict_images
 from srcrn.inference.export import export_onnx
 from srcrn.inference.pipeline import Pipeline
+from srcrn.inference.runtimes import cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "isic-dev"
 
 
-def measure(pipeline: Pipeline, images: list[Path], batch_size: int) -> tuple[float, dict]:
+def end_to_end(pipeline: Pipeline, images: list[Path], batch_size: int, overlays: bool) -> tuple[float, dict]:
     with tempfile.TemporaryDirectory() as out:
         predict_images(pipeline, images[:batch_size], Path(out) / "warm-up", batch_size=batch_size, show_progress=False)
         pipeline.seconds = dict.fromkeys(pipeline.seconds, 0.0)
         started = time.perf_counter()
-        predict_images(pipeline, images, Path(out) / "run", batch_size=batch_size, show_progress=False)
+        predict_images(
+            pipeline, images, Path(out) / "run", batch_size=batch_size, show_progress=False, overlays=overlays
+        )
         wall = time.perf_counter() - started
     return len(images) / wall, {k: v / wall for k, v in pipeline.seconds.items()}
 
 
+def networks_only(pipeline: Pipeline, images: list[Path], batch_size: int) -> float:
+    """Images/s of the two networks (with the models' TTA) on inputs decoded beforehand."""
+    segment_inputs, classify_inputs = pipeline.model_inputs(images)
+    pipeline.segmenter.probabilities(segment_inputs[:batch_size])  # warm-up
+    started = time.perf_counter()
+    for i in range(0, len(images), batch_size):
+        pipeline.segmenter.probabilities(segment_inputs[i : i + batch_size])
+        pipeline.classifier.logits(classify_inputs[i : i + batch_size])
+    return len(images) / (time.perf_counter() - started)
+
+
+def flops_per_image(segmenter: Path, classifier: Path) -> float:
+    """Floating-point operations of both networks for one image (TTA passes included), counted
+    by PyTorch's FlopCounterMode (2 per multiply-add) on one forward pass each."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from srcrn.inference.checkpoints import build_model, read_checkpoint
+
+    total = 0.0
+    for path, kind in ((segmenter, "segmenter"), (classifier, "classifier")):
+        stored = read_checkpoint(path, expect=kind)
+        size, passes = stored.settings["image_size"], 4 if stored.settings.get("tta") else 1
+        counter = FlopCounterMode(display=False)
+        with counter, torch.inference_mode():
+            build_model(stored).eval()(torch.zeros(1, 3, size, size))
+        total += counter.get_total_flops() * passes
+    return total
+
+
+def peak_gflops() -> tuple[float, str]:
+    """fp32 peak of this machine's cores, from lscpu: cores x GHz x 64 FLOP per cycle (two
+    AVX-512 FMA units of 16 lanes x 2 FLOP: the first run of this benchmark measured ONNX
+    Runtime at 192 GFLOP/s, above the 160 of one unit, so these cores have two)."""
+    import os
+    import re
+    import subprocess
+
+    text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    ghz = re.search(r"@ ([\d.]+)GHz", text)
+    frequency = float(ghz.group(1)) if ghz else 2.5
+    cores = len(os.sched_getaffinity(0))
+    return cores * frequency * 64, f"{cores} cores x {frequency} GHz x 64 FLOP/cycle (two AVX-512 FMA units)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--segmenter", type=Path, default=ROOT / "runs" / "srcrn8-dev" / "checkpoints" / "best.ckpt")
-    parser.add_argument("--classifier", type=Path, default=ROOT / "runs" / "cls-augment" / "checkpoints" / "best.ckpt")
+    parser.add_argument("--segmenter", type=Path, required=True)
+    parser.add_argument("--classifier", type=Path, required=True)
+    parser.add_argument("--int8", type=Path, help="bundle of srcrn export onnx --quantize int8")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -46,25 +100,50 @@ def main() -> None:
         if not path.exists():
             raise SystemExit(f"{path} not found: pass --segmenter, --classifier (checkpoints) and --data")
     images = sorted((args.data / "images").glob("ISIC_*.jpg"))[: args.images]
-    print(f"machine: {platform.machine()}, {len(images)} JPEGs from {args.data}, batch {args.batch_size}")
+    print(f"machine: {platform.machine()}, BF16 instructions: {cpu_has_bf16()}, {len(images)} JPEGs from {args.data}, "
+          f"batch {args.batch_size}")  # fmt: skip
     bundle = Path(tempfile.mkdtemp())
     try:
         export_onnx(args.segmenter, args.classifier, bundle)
-        results = {
-            "eager PyTorch": measure(
-                Pipeline.from_checkpoints(args.segmenter, args.classifier), images, args.batch_size
-            ),
-            "ONNX Runtime": measure(Pipeline.from_bundle(bundle), images, args.batch_size),
+        engines = {
+            "eager fp32": Pipeline.from_checkpoints(args.segmenter, args.classifier),
+            "eager bf16": Pipeline.from_checkpoints(args.segmenter, args.classifier, precision="bf16"),
+            "ONNX fp32": Pipeline.from_bundle(bundle),
         }
+        if args.int8:
+            engines["ONNX int8"] = Pipeline.from_bundle(args.int8)
+            parity = json.loads((args.int8 / "bundle.json").read_text())["parity"]
+            print("int8 parity (written by the export):", {k: v for k, v in parity.items() if k != "tolerance"})
+        results = {}
+        for name, pipeline in engines.items():
+            results[name] = (
+                networks_only(pipeline, images, args.batch_size),
+                end_to_end(pipeline, images, args.batch_size, overlays=True),
+                end_to_end(pipeline, images, args.batch_size, overlays=False),
+            )
     finally:
         shutil.rmtree(bundle)
-    eager = results["eager PyTorch"][0]
-    print("\n| engine | images/s | vs eager | decode | segmentation | classification | outputs |")
-    print("|---|---|---|---|---|---|---|")
-    for name, (speed, shares) in results.items():
+    flops = flops_per_image(args.segmenter, args.classifier)
+    peak, how = peak_gflops()
+    print(f"\nnetworks: {flops / 1e9:.2f} GFLOP per image (TTA included); fp32 peak {peak:.0f} GFLOP/s = {how}")
+    eager = results["eager fp32"]
+    print("\n| engine | networks img/s | GFLOP/s (% of fp32 peak) | end to end img/s, overlays | vs eager fp32 "
+          "| no overlays | vs eager fp32 | overhead (end to end minus networks), no overlays |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for name, (model_speed, (with_speed, _), (without_speed, _)) in results.items():
+        overhead = 1 - without_speed / model_speed
         print(
-            f"| {name} | {speed:.1f} | {speed / eager:.2f}x | {shares['decode']:.0%} | {shares['segment']:.0%} | "
-            f"{shares['classify']:.0%} | {shares['measure'] + shares['outputs']:.0%} |"
+            f"| {name} | {model_speed:.1f} | {model_speed * flops / 1e9:.0f} ({model_speed * flops / 1e9 / peak:.0%}) "
+            f"| {with_speed:.1f} | {with_speed / eager[1][0]:.2f}x | {without_speed:.1f} | "
+            f"{without_speed / eager[2][0]:.2f}x | {overhead:.0%} |"
+        )
+    print("\nwhere end-to-end time goes (overlays on):")
+    print("| engine | decode | segmentation | classification | measurements | outputs |")
+    print("|---|---|---|---|---|---|")
+    for name, (_, (_, shares), _) in results.items():
+        print(
+            f"| {name} | {shares['decode']:.0%} | {shares['segment']:.0%} | {shares['classify']:.0%} | "
+            f"{shares['measure']:.0%} | {shares['outputs']:.0%} |"
         )
 
 

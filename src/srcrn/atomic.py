@@ -11,13 +11,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-_UMASK = _current_umask()
+_UMASK = current_umask()
 
 
 @contextmanager

@@ -18,6 +18,7 @@ of the int8 masks and of the fp32 masks against the truth (when masks exist), AU
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from srcrn.atomic import current_umask
 from srcrn.data.normalization import normalize_numpy
 from srcrn.errors import ConfigError
 
@@ -117,7 +119,9 @@ def quantize_bundle(fp32_bundle: Path, out: Path, data: Path, calibration_images
     fp32 = Pipeline.from_bundle(fp32_bundle)
     segmenter_inputs, classifier_inputs = fp32.model_inputs([dataset.sample(i).image_path for i in calibration])
     manifest = read_manifest(fp32_bundle).model_dump()
-    staging = Path(tempfile.mkdtemp(prefix=".int8-", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".int8-", dir=out.parent))  # beside out: renamed over it at the end
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; a bundle gets the usual permissions
     try:
         shutil.copy(fp32_bundle / BUNDLE_FILE, staging / BUNDLE_FILE)
         for part, images in (("segmenter", segmenter_inputs), ("classifier", classifier_inputs)):
