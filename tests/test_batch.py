@@ -41,7 +41,7 @@ def test_a_job_killed_mid_folder_resumes_to_the_uninterrupted_result(tiny_bundle
     command = [sys.executable, "-m", "srcrn", *_predict(sample / "images", tiny_bundle, out)]
     child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120
-    while not (out / JOURNAL).is_file() or (out / JOURNAL).read_text().count("\n") < 8:
+    while not (out / JOURNAL).is_file() or (out / JOURNAL).read_text().count("\n") < 9:  # job + 8 images
         assert child.poll() is None and time.monotonic() < deadline, child.stderr.read() if child.stderr else ""
         time.sleep(0.01)
     child.send_signal(signal.SIGKILL)
@@ -55,13 +55,23 @@ def test_a_job_killed_mid_folder_resumes_to_the_uninterrupted_result(tiny_bundle
     assert len(resumed) == 40 and not (out / JOURNAL).exists()
     pd.testing.assert_frame_equal(resumed[NUMBERS], uninterrupted[NUMBERS], check_exact=False, atol=1e-6)
     assert len(list((out / "masks").glob("*.png"))) == 40 and not list((out / "masks").glob(".*"))
-    assert finished >= 8  # those were kept, not predicted again (their files are older than the rest)
+    assert (
+        finished >= 9
+    )  # the job line and 8 or more images: those were kept, not predicted again (their files are older than the rest)
     # --resume over a finished run predicts nothing again and keeps the table.
     before = (out / "predictions.csv").stat().st_mtime_ns
     masks = {p.name: p.stat().st_mtime_ns for p in (out / "masks").iterdir()}
     run_cli(*_predict(sample / "images", tiny_bundle, out, "--resume"))
     assert {p.name: p.stat().st_mtime_ns for p in (out / "masks").iterdir()} == masks
     assert (out / "predictions.csv").stat().st_mtime_ns >= before and len(_table(out)) == 40
+
+
+def test_resume_refuses_a_folder_of_other_models(tiny_bundle, sample, tmp_path, capsys):
+    out = tmp_path / "out"
+    run_cli(*_predict(sample / "images", tiny_bundle, out, "--shard", "1/8"))
+    message = cli_error(capsys, *_predict(sample / "images", tiny_bundle, out, "--shard", "1/8", "--resume",
+                                          "--threshold", "0.9"))  # fmt: skip
+    assert f"{out}: holds predictions of other models or settings (threshold differ)" in message
 
 
 def test_shards_are_disjoint_cover_everything_and_merge_to_the_whole(tiny_bundle, sample, tmp_path, uninterrupted):

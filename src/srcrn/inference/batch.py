@@ -69,22 +69,54 @@ def in_shard(image_id: str, shard: tuple[int, int]) -> bool:
     return int.from_bytes(hashlib.sha1(image_id.encode("utf-8")).digest()[:8], "big") % n == k - 1
 
 
-def _read_finished(out: Path) -> dict[str, Prediction]:
+def job_identity(pipeline: Pipeline) -> dict:
+    """What makes two runs' predictions the same: the models and their prediction settings.
+    A resumed job must match the one it continues, or its table would mix two models."""
+    card = pipeline.card or {}
+    segmenter, classifier = card.get("segmenter", {}), card.get("classifier", {})
+    return clean_json(
+        {
+            "engine": card.get("engine"),
+            "segmenter": {k: segmenter.get(k) for k in ("source", "image_size", "tta", "keep_largest")},
+            "classifier": {
+                k: classifier.get(k) for k in ("source", "kind", "image_size", "input", "margin", "calibration")
+            },
+            "threshold": pipeline.threshold,
+        }
+    )
+
+
+def _read_finished(out: Path, identity: dict) -> dict[str, Prediction]:
     """The records of an earlier run (a finished one's ``predictions.json``, a killed one's
-    journal) whose outputs are all there; a journal line cut short by a kill is dropped."""
+    journal) whose outputs are all there; a journal line cut short by a kill is dropped. An
+    earlier run of other models or settings is refused."""
     records: list[object] = []
+    jobs: list[object] = []
     finished = out / "predictions.json"
     if finished.is_file():
         try:
-            records += json.loads(finished.read_text()).get("predictions", [])
+            payload = json.loads(finished.read_text())
+            records += payload.get("predictions", [])
+            jobs.append(payload.get("job"))
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             pass  # unreadable: its images are predicted again
     if (out / JOURNAL).is_file():
         for line in (out / JOURNAL).read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # cut short by the kill
+            if isinstance(record, dict) and set(record) == {"job"}:
+                jobs.append(record["job"])
+            else:
+                records.append(record)
+    for job in jobs:
+        if job is not None and job != identity:
+            changed = sorted(k for k in identity if job.get(k) != identity[k]) if isinstance(job, dict) else ["all"]
+            raise ConfigError(
+                f"{out}: holds predictions of other models or settings ({', '.join(changed)} differ); "
+                "use another --out, or run without --resume to predict everything again"
+            )
     done: dict[str, Prediction] = {}
     names = {f.name for f in fields(Prediction)}
     for record in records:
@@ -133,7 +165,8 @@ def predict_images(
             continue
         seen[path.stem] = path
         readable.append(path)
-    done = _read_finished(out) if resume else {}
+    identity = job_identity(pipeline)
+    done = _read_finished(out, identity) if resume else {}
     if done:
         log.info("%s: resuming: %d of %d images were predicted before", out, len(done), len(readable))
     results: list[Prediction] = [done[p.stem] for p in readable if p.stem in done]
@@ -142,7 +175,8 @@ def predict_images(
     # Kept records first (a rewrite of the journal, so that a torn line or a record of an image
     # no longer asked for does not survive), then one append per finished batch.
     with atomic_path(out / JOURNAL) as temporary:
-        temporary.write_text("".join(json.dumps(clean_json(vars(r))) + "\n" for r in results), encoding="utf-8")
+        kept = "".join(json.dumps(clean_json(vars(r))) + "\n" for r in results)
+        temporary.write_text(json.dumps({"job": identity}) + "\n" + kept, encoding="utf-8")
     with open(out / JOURNAL, "a", encoding="utf-8") as journal:
         for batch in progress(batches, len(batches), "predict", show_progress):
             finished: list[Prediction] = []
@@ -160,18 +194,21 @@ def predict_images(
         log.warning("skipped %s: %s", source, problem)
     order = {p.stem: i for i, p in enumerate(readable)}
     results.sort(key=lambda r: order[r.image_id])
-    write_predictions(results, errors, out)
+    write_predictions(results, errors, out, identity)
     (out / JOURNAL).unlink(missing_ok=True)
     return results, errors
 
 
-def write_predictions(results: list[Prediction], errors: list[tuple[str, str]], out: Path) -> None:
+def write_predictions(
+    results: list[Prediction], errors: list[tuple[str, str]], out: Path, job: dict | None = None
+) -> None:
     rows = [{k: v for k, v in vars(r).items() if k != "measurements"} | r.measurements for r in results]
     with atomic_path(out / "predictions.csv") as temporary:
         pd.DataFrame(rows).to_csv(temporary, index=False)
     payload = {
         "predictions": [clean_json(vars(r)) for r in results],
         "errors": [{"source": s, "problem": p} for s, p in errors],
+        "job": job,
     }
     with atomic_path(out / "predictions.json") as temporary:
         temporary.write_text(json.dumps(payload, indent=2))
@@ -184,6 +221,7 @@ def merge_predictions(folders: list[Path], out: Path) -> tuple[int, int]:
     predictions: list[dict] = []
     errors: list[dict] = []
     where: dict[str, Path] = {}
+    jobs: dict[str, Path] = {}  # the job identity of each shard: one table must not mix models
     for folder in folders:
         table = folder / "predictions.json"
         if not table.is_file():
@@ -192,6 +230,11 @@ def merge_predictions(folders: list[Path], out: Path) -> tuple[int, int]:
             payload = json.loads(table.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise DataError(table, "not valid JSON") from None
+        job = payload.get("job")
+        if job is not None:
+            jobs.setdefault(json.dumps(job, sort_keys=True), table)
+            if len(jobs) > 1:
+                raise DataError(table, f"predicted with other models or settings than {next(iter(jobs.values()))}")
         for record in payload.get("predictions", []):
             image_id = record["image_id"]
             if image_id in where:
@@ -204,5 +247,6 @@ def merge_predictions(folders: list[Path], out: Path) -> tuple[int, int]:
     with atomic_path(out / "predictions.csv") as temporary:
         pd.DataFrame(rows).to_csv(temporary, index=False)
     with atomic_path(out / "predictions.json") as temporary:
-        temporary.write_text(json.dumps({"predictions": predictions, "errors": errors}, indent=2))
+        job = json.loads(next(iter(jobs))) if jobs else None
+        temporary.write_text(json.dumps({"predictions": predictions, "errors": errors, "job": job}, indent=2))
     return len(predictions), len(errors)

@@ -386,9 +386,13 @@ def write_png(path: Path, pixels: np.ndarray) -> None:
 
 
 def clean_json(value: Any) -> Any:
-    """JSON has no NaN: write null."""
+    """JSON has no NaN or infinity: write null; numpy scalars become Python numbers."""
     if isinstance(value, dict):
         return {k: clean_json(v) for k, v in value.items()}
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

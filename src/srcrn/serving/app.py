@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import math
 import secrets
 import threading
 import time
@@ -40,7 +39,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from srcrn import __version__
 from srcrn.errors import DataError, SrcrnError
-from srcrn.inference.pipeline import Pipeline
+from srcrn.inference.pipeline import Pipeline, clean_json
 
 API = "/api/v1"
 IMAGE_FIELD = "image"
@@ -195,16 +194,6 @@ async def _image_part(request: Request, body: bytes) -> tuple[bytes, str]:
         await form.close()
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def _b64(content: bytes) -> str:
     return base64.b64encode(content).decode("ascii")
 
@@ -298,7 +287,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
     async def model_card(request: Request) -> Response:
         if not authorised(request):
             return _error(401, "missing or wrong bearer token", unauthorised)
-        return JSONResponse(_clean(pipeline.card))
+        return JSONResponse(clean_json(pipeline.card))
 
     @app.post(
         f"{API}/predict",
@@ -358,7 +347,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
                 "total": round((finished - arrived) * 1000, 1),
             },
         }
-        return JSONResponse(_clean(payload | encoded))
+        return JSONResponse(clean_json(payload | encoded))
 
     static = resources.files("srcrn.serving") / "static"
 
