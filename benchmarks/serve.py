@@ -117,13 +117,13 @@ def main() -> None:
 
     pipeline = Pipeline.from_bundle(args.model)
     pipeline.predict_many(images[:16], batch_size=16)  # warm-up
+    cycle_paths = [images[i % len(images)] for i in range(args.requests)]
 
     def in_process_speed() -> float:
         started = time.perf_counter()
         pipeline.predict_many(cycle_paths, batch_size=16)
         return len(cycle_paths) / (time.perf_counter() - started)
 
-    cycle_paths = [images[i % len(images)] for i in range(args.requests)]
     # Measured before and after the server's runs (this shared machine's speed drifts).
     speeds = [in_process_speed()]
     server, url = start_server(args.model, queue=max(LEVELS) * 4)

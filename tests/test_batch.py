@@ -50,14 +50,15 @@ def test_a_job_killed_mid_folder_resumes_to_the_uninterrupted_result(tiny_bundle
     with open(out / JOURNAL, "a") as journal:
         journal.write('{"image_id": "ISIC_00')  # a record cut short by the kill
     finished = (out / JOURNAL).read_text().count("\n")
+    journaled = [json.loads(line)["image_id"] for line in (out / JOURNAL).read_text().splitlines()[1:-1]]
+    kept = {i: (out / "masks" / f"{i}_segmentation.png").stat().st_mtime_ns for i in journaled}
     run_cli(*_predict(sample / "images", tiny_bundle, out, "--resume"))
     resumed = _table(out)
     assert len(resumed) == 40 and not (out / JOURNAL).exists()
     pd.testing.assert_frame_equal(resumed[NUMBERS], uninterrupted[NUMBERS], check_exact=False, atol=1e-6)
     assert len(list((out / "masks").glob("*.png"))) == 40 and not list((out / "masks").glob(".*"))
-    assert (
-        finished >= 9
-    )  # the job line and 8 or more images: those were kept, not predicted again (their files are older than the rest)
+    assert finished >= 9  # the job line and 8 or more images: those were kept, not predicted again
+    assert {i: (out / "masks" / f"{i}_segmentation.png").stat().st_mtime_ns for i in journaled} == kept
     # --resume over a finished run predicts nothing again and keeps the table.
     before = (out / "predictions.csv").stat().st_mtime_ns
     masks = {p.name: p.stat().st_mtime_ns for p in (out / "masks").iterdir()}

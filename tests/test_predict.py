@@ -200,6 +200,6 @@ def test_each_image_is_decoded_once_per_size(models, sample, tmp_path, monkeypat
         )
     images = sorted((sample / "images").glob("*.jpg"))[:3]
     model = pipeline.Pipeline.from_checkpoints(segmenter, classifier)
-    model.predict_files(images, tmp_path / "out")
+    model.predict_many(images)
     # The models' size (64 for both) once per image, and the working size for outputs once.
     assert sorted(calls) == sorted([("decode_image", 64)] * 3 + [("decode_image_fit", pipeline.WORKING_SIDE)] * 3)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_int8_export_measures_parity_and_refuses_beyond_tolerance(
     tiny_segmenter, tiny_classifier, sample, tmp_path, capsys, monkeypatch
 ):
-    from srcrn.inference import quantize
+    from srcrn.workflows import quantize
 
     command = ["export", "onnx", "--segmenter", tiny_segmenter, "--classifier", tiny_classifier, "--quantize", "int8",
                "--calibration", str(sample), "--calibration-images", "16", "--parity-images", "16"]  # fmt: skip

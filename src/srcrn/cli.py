@@ -388,6 +388,34 @@ def classify_sweep(
     log.info("table: %s, %s; figure: %s", out / "sweep.csv", out / "sweep.md", out / "sweep.png")
 
 
+def _load_pipeline(
+    engine: str,
+    model: Path | None,
+    segmenter: Path | None,
+    classifier: Path | None,
+    threshold: float | None,
+    explain: bool,
+    precision: str = "fp32",
+) -> Any:
+    """The pipeline of ``predict`` and ``serve``: checkpoints (engine torch) or a bundle (onnx)."""
+    from srcrn.inference.pipeline import Pipeline
+
+    if engine == "torch":
+        if segmenter is None or classifier is None:
+            raise SrcrnError("--engine torch: needs --segmenter CKPT and --classifier CKPT")
+        if precision == "bf16":
+            from srcrn.inference.runtimes import cpu_has_bf16
+
+            if not cpu_has_bf16():
+                log.warning("--precision bf16: this CPU has no BF16 instructions; bf16 is emulated, slower than fp32")
+        return Pipeline.from_checkpoints(segmenter, classifier, threshold, explain=explain, precision=precision)
+    if model is None:
+        raise SrcrnError("--engine onnx: needs --model DIR (a bundle written by 'srcrn export onnx')")
+    if precision != "fp32":
+        raise SrcrnError("--precision: for --engine torch; an ONNX bundle has its own (export onnx --quantize)")
+    return Pipeline.from_bundle(model, threshold, explain=explain)
+
+
 @app.command()
 def predict(
     inputs: Annotated[list[Path], typer.Argument(help="images and/or folders of images")],
@@ -427,25 +455,10 @@ def predict(
     and with --explain a Grad-CAM heatmap. A bad file is reported and skipped; a killed job
     continues with --resume; N machines split an archive with --shard K/N."""
     from srcrn.inference.batch import parse_shard, predict_images
-    from srcrn.inference.pipeline import Pipeline
 
     part = parse_shard(shard) if shard else None
 
-    if engine == "torch":
-        if segmenter is None or classifier is None:
-            raise SrcrnError("--engine torch: needs --segmenter CKPT and --classifier CKPT")
-        if precision == "bf16":
-            from srcrn.inference.runtimes import cpu_has_bf16
-
-            if not cpu_has_bf16():
-                log.warning("--precision bf16: this CPU has no BF16 instructions; bf16 is emulated, slower than fp32")
-        pipeline = Pipeline.from_checkpoints(segmenter, classifier, threshold, explain=explain, precision=precision)
-    else:
-        if model is None:
-            raise SrcrnError("--engine onnx: needs --model DIR (a bundle written by 'srcrn export onnx')")
-        if precision != "fp32":
-            raise SrcrnError("--precision: for --engine torch; an ONNX bundle has its own (export onnx --quantize)")
-        pipeline = Pipeline.from_bundle(model, threshold, explain=explain)
+    pipeline = _load_pipeline(engine, model, segmenter, classifier, threshold, explain, precision)
     results, errors = predict_images(
         pipeline,
         inputs,
@@ -533,18 +546,14 @@ def serve(
     /docs) and a web page at /. Uploads stay in memory and are never stored or logged."""
     import uvicorn
 
-    from srcrn.inference.pipeline import Pipeline
     from srcrn.serving.app import ServeSettings, create_app, limit_malloc_arenas
 
     limit_malloc_arenas()
     if model is not None and (segmenter or classifier):
         raise SrcrnError("--model: give a bundle, or --segmenter and --classifier checkpoints, not both")
-    if model is not None:
-        pipeline = Pipeline.from_bundle(model, threshold, explain=explain)
-    elif segmenter is not None and classifier is not None:
-        pipeline = Pipeline.from_checkpoints(segmenter, classifier, threshold, explain=explain)
-    else:
+    if model is None and (segmenter is None or classifier is None):
         raise SrcrnError("--model: needs a bundle folder (or --segmenter CKPT and --classifier CKPT)")
+    pipeline = _load_pipeline("onnx" if model else "torch", model, segmenter, classifier, threshold, explain)
     settings = ServeSettings(
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         api_key=api_key,
@@ -589,12 +598,11 @@ def export_onnx_command(
         raise SrcrnError("--quantize int8: needs --calibration DATA (images whose ranges calibrate the int8 models)")
     import tempfile
 
-    from srcrn.inference.quantize import quantize_bundle
+    from srcrn.workflows.quantize import quantize_bundle
 
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_onnx(segmenter, classifier, Path(scratch) / "fp32")
-        folder = quantize_bundle(fp32, out, calibration, calibration_images, parity_images)
-    parity = __import__("json").loads((folder / "bundle.json").read_text())["parity"]
+        folder, parity = quantize_bundle(fp32, out, calibration, calibration_images, parity_images)
     shown = {k: round(v, 4) for k, v in parity.items() if isinstance(v, float)}
     log.info("int8 bundle written: %s; parity on %d held-out images: %s", folder, parity["images"], shown)
 

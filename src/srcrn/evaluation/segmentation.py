@@ -5,8 +5,9 @@ For each image, ``Segmenter.mask`` gives the mask at the original size (the mode
 and post-processing included); it is written as ``masks/<id>_segmentation.png`` (0/255)
 and scored against the truth. Outputs: ``metrics.json`` (macro averages + ``n_images``) and
 ``per_image.csv``; a folder without masks gets masks and ``per_image.csv`` but no
-``metrics.json`` (scoring never writes a metrics file without scores). The returned ``SegmentationEvaluation`` also holds the cases a report
-may draw (best, middling, worst): drawing is the reporting layer's job.
+``metrics.json`` (scoring never writes a metrics file without scores). The returned
+``SegmentationEvaluation`` also holds the cases a report may draw (best, middling, worst):
+drawing is the reporting layer's job.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -129,9 +130,12 @@ def _read_finished(out: Path, identity: dict) -> dict[str, Prediction]:
     return done
 
 
+def _line(prediction: Prediction) -> str:
+    return json.dumps(clean_json(vars(prediction))) + "\n"
+
+
 def _append(journal, results: list[Prediction]) -> None:
-    for result in results:
-        journal.write(json.dumps(clean_json(vars(result))) + "\n")
+    journal.write("".join(_line(result) for result in results))
     journal.flush()
     os.fsync(journal.fileno())  # the records survive a kill (and a power cut) once appended
 
@@ -175,19 +179,21 @@ def predict_images(
     # Kept records first (a rewrite of the journal, so that a torn line or a record of an image
     # no longer asked for does not survive), then one append per finished batch.
     with atomic_path(out / JOURNAL) as temporary:
-        kept = "".join(json.dumps(clean_json(vars(r))) + "\n" for r in results)
+        kept = "".join(_line(r) for r in results)
         temporary.write_text(json.dumps({"job": identity}) + "\n" + kept, encoding="utf-8")
     with open(out / JOURNAL, "a", encoding="utf-8") as journal:
         for batch in progress(batches, len(batches), "predict", show_progress):
             finished: list[Prediction] = []
-            try:
-                finished = pipeline.predict_files(batch, out, overlays=overlays)
-            except SrcrnError:
-                for path in batch:  # find the bad file(s); predict the good ones one by one
-                    try:
-                        finished += pipeline.predict_files([path], out, overlays=overlays)
-                    except DataError as error:
-                        errors.append((str(error.path), error.problem))
+            outcomes = pipeline.predict_each(batch)
+            started = time.perf_counter()
+            for path, outcome in zip(batch, outcomes):
+                if isinstance(outcome, DataError):
+                    errors.append((str(outcome.path), outcome.problem))
+                elif isinstance(outcome, SrcrnError):
+                    errors.append((str(path), str(outcome)))
+                else:
+                    finished.append(outcome.save(out, overlay=overlays))
+            pipeline.seconds["outputs"] += time.perf_counter() - started
             _append(journal, finished)
             results += finished
     for source, problem in errors:
@@ -202,16 +208,17 @@ def predict_images(
 def write_predictions(
     results: list[Prediction], errors: list[tuple[str, str]], out: Path, job: dict | None = None
 ) -> None:
-    rows = [{k: v for k, v in vars(r).items() if k != "measurements"} | r.measurements for r in results]
+    _write_tables([clean_json(vars(r)) for r in results], [{"source": s, "problem": p} for s, p in errors], out, job)
+
+
+def _write_tables(records: list[dict], errors: list[dict], out: Path, job: dict | None) -> None:
+    """``predictions.csv`` (one row an image, measurements as columns) and ``predictions.json``."""
+    rows = [{k: v for k, v in r.items() if k != "measurements"} | (r.get("measurements") or {}) for r in records]
+    out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "predictions.csv") as temporary:
         pd.DataFrame(rows).to_csv(temporary, index=False)
-    payload = {
-        "predictions": [clean_json(vars(r)) for r in results],
-        "errors": [{"source": s, "problem": p} for s, p in errors],
-        "job": job,
-    }
     with atomic_path(out / "predictions.json") as temporary:
-        temporary.write_text(json.dumps(payload, indent=2))
+        temporary.write_text(json.dumps({"predictions": records, "errors": errors, "job": job}, indent=2))
 
 
 def merge_predictions(folders: list[Path], out: Path) -> tuple[int, int]:
@@ -242,11 +249,5 @@ def merge_predictions(folders: list[Path], out: Path) -> tuple[int, int]:
             where[image_id] = folder
             predictions.append(record)
         errors += payload.get("errors", [])
-    rows = [{k: v for k, v in r.items() if k != "measurements"} | (r.get("measurements") or {}) for r in predictions]
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "predictions.csv") as temporary:
-        pd.DataFrame(rows).to_csv(temporary, index=False)
-    with atomic_path(out / "predictions.json") as temporary:
-        job = json.loads(next(iter(jobs))) if jobs else None
-        temporary.write_text(json.dumps({"predictions": predictions, "errors": errors, "job": job}, indent=2))
+    _write_tables(predictions, errors, out, json.loads(next(iter(jobs))) if jobs else None)
     return len(predictions), len(errors)

@@ -23,7 +23,7 @@ import numpy as np
 from srcrn.atomic import atomic_path, write_mask
 from srcrn.data.images import ImageSource, decode_image, decode_image_fit
 from srcrn.data.lesion import crop_mask, lesion_box, lesion_input
-from srcrn.errors import ConfigError
+from srcrn.errors import ConfigError, SrcrnError
 from srcrn.inference.card import model_card, training_records
 from srcrn.inference.measurements import LesionMeasurements, measure_lesion
 from srcrn.inference.predictor import Classifier, Segmenter, from_bundle
@@ -324,13 +324,23 @@ class Pipeline:
             working_mask=work_mask,
         )
 
-    def predict_files(self, paths: list[Path], out: Path, *, overlays: bool = True) -> list[Prediction]:
-        """One batch of image files (all decodable), each result saved under ``out``."""
-        results = self.predict_many(paths, batch_size=max(1, len(paths)))
-        started = time.perf_counter()
-        saved = [result.save(out, overlay=overlays) for result in results]
-        self.seconds["outputs"] += time.perf_counter() - started
-        return saved
+    def predict_each(
+        self, images: Sequence[ImageSource], *, image_ids: Sequence[str] | None = None
+    ) -> list[PipelineResult | SrcrnError]:
+        """``images`` as one batch; when one of them is bad, each on its own, so that only the
+        bad ones fail: their entry is the error (``srcrn predict`` and ``srcrn serve`` report
+        it and go on)."""
+        try:
+            return list(self.predict_many(images, batch_size=max(1, len(images)), image_ids=image_ids))
+        except SrcrnError:
+            pass
+        outcomes: list[PipelineResult | SrcrnError] = []
+        for i, image in enumerate(images):
+            try:
+                outcomes.append(self.predict(image, image_id=image_ids[i] if image_ids else None))
+            except SrcrnError as error:
+                outcomes.append(error)
+        return outcomes
 
 
 STEPS = ("decode", "segment", "classify", "explain", "measure", "outputs")
@@ -342,19 +352,19 @@ OVERLAY_MIN_WIDTH = 640
 def render_overlay(image: np.ndarray, mask: np.ndarray, caption: str | None) -> np.ndarray:
     """The image with the lesion contour and, with a ``caption``, a caption band on top, RGB
     (small images are then enlarged so that the caption stays legible)."""
-    if caption is None:
-        canvas = np.ascontiguousarray(image[..., ::-1])
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(canvas, contours, -1, (0, 255, 255), max(1, round(canvas.shape[1] / 320)))
-        return np.ascontiguousarray(canvas[..., ::-1])
-    factor = max(1.0, OVERLAY_MIN_WIDTH / image.shape[1])
+    factor = max(1.0, OVERLAY_MIN_WIDTH / image.shape[1]) if caption is not None else 1.0
     if factor > 1.0:
         size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
         image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
         mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
     canvas = np.ascontiguousarray(image[..., ::-1])  # OpenCV draws in BGR
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(canvas, contours, -1, (0, 255, 255), max(2, round(canvas.shape[1] / 320)))
+    # Without a caption the image is not enlarged, so a small one gets a thinner line.
+    cv2.drawContours(
+        canvas, contours, -1, (0, 255, 255), max(1 if caption is None else 2, round(canvas.shape[1] / 320))
+    )
+    if caption is None:
+        return np.ascontiguousarray(canvas[..., ::-1])
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, canvas.shape[1] / 900
     (text_width, text_height), _ = cv2.getTextSize(caption, font, scale, 1)
     scale *= min(1.0, (canvas.shape[1] - 16) / text_width)  # shrink the caption to fit the width

@@ -39,7 +39,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from srcrn import __version__
 from srcrn.errors import DataError, SrcrnError
-from srcrn.inference.pipeline import Pipeline, clean_json
+from srcrn.inference.pipeline import Pipeline, clean_json, encode_png
 
 API = "/api/v1"
 IMAGE_FIELD = "image"
@@ -131,23 +131,10 @@ class _Batcher:
                     future.set_result(outcome)
 
     def _predict(self, items: list[tuple[bytes, str]]) -> list[Any]:
-        try:
-            return list(
-                self.pipeline.predict_many(
-                    [content for content, _ in items], image_ids=[i for _, i in items], batch_size=len(items)
-                )
-            )
-        except SrcrnError:
-            pass  # a bad upload in the batch: predict one by one, so that only it fails
-        except Exception as error:  # anything else: every waiting request gets the failure (a 500)
+        try:  # a bad upload fails alone (predict_each); anything else fails every waiting request (500)
+            return self.pipeline.predict_each([content for content, _ in items], image_ids=[i for _, i in items])
+        except Exception as error:
             return [error] * len(items)
-        outcomes: list[Any] = []
-        for content, image_id in items:
-            try:
-                outcomes.append(self.pipeline.predict(content, image_id=image_id))
-            except Exception as error:  # this request alone fails
-                outcomes.append(error)
-        return outcomes
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -363,8 +350,6 @@ def _encode(result: Any, images: bool) -> dict[str, str | None]:
     if not images:
         return {}
     explanation = result.explanation()
-    from srcrn.inference.pipeline import encode_png
-
     return {
         "mask_png": _b64(result.mask_png()),
         # No caption band (the decision is in the JSON): the working size, not enlarged, which

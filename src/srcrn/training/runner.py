@@ -89,8 +89,6 @@ RUN_FILE = "config.yaml"  # written when a run starts: the folder holds a run fr
 
 def _readable(checkpoint: Path) -> bool:
     """Whether a checkpoint loads (one cut short by a kill during its write does not)."""
-    import torch
-
     try:
         torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # torch raises many types for a damaged file; all mean the same here

@@ -1,4 +1,5 @@
-"""int8 bundles: ONNX Runtime's static quantization of both models, with its parity measured.
+"""``srcrn export onnx --quantize int8``: ONNX Runtime's static quantization of both models,
+with its parity measured (a workflow: it exports, then evaluates).
 
 Method (``onnxruntime.quantization.quantize_static``): QDQ format (QuantizeLinear/
 DequantizeLinear pairs that ORT fuses into integer kernels, and that stay readable by any ONNX
@@ -29,6 +30,7 @@ import numpy as np
 from srcrn.atomic import current_umask
 from srcrn.data.normalization import normalize_numpy
 from srcrn.errors import ConfigError
+from srcrn.evaluation.metrics import segmentation_scores
 
 # The largest drops int8 may cost against fp32 (the issue's figures): 0.005 Jaccard, 0.01 AUC.
 TOLERANCE = {"jaccard_drop": 0.005, "auc_drop": 0.01}
@@ -69,8 +71,7 @@ def quantize_model(fp32: Path, int8: Path, images: np.ndarray) -> None:
 
 
 def _jaccard(prediction: np.ndarray, truth: np.ndarray) -> float:
-    union = np.logical_or(prediction, truth).sum()
-    return float(np.logical_and(prediction, truth).sum() / union) if union else 1.0
+    return segmentation_scores(prediction, truth)["jaccard"]  # the ISIC scorer's definition
 
 
 def measure_parity(fp32: Any, int8: Any, dataset: Any, ids: list[str]) -> dict[str, Any]:
@@ -103,7 +104,9 @@ def measure_parity(fp32: Any, int8: Any, dataset: Any, ids: list[str]) -> dict[s
     return parity
 
 
-def quantize_bundle(fp32_bundle: Path, out: Path, data: Path, calibration_images: int, parity_images: int) -> Path:
+def quantize_bundle(
+    fp32_bundle: Path, out: Path, data: Path, calibration_images: int, parity_images: int
+) -> tuple[Path, dict[str, Any]]:
     """An int8 copy of ``fp32_bundle`` in ``out``, calibrated on ``calibration_images`` images of
     ``data`` and checked on ``parity_images`` others; refused (nothing written) beyond TOLERANCE."""
     from srcrn.atomic import write_json
@@ -143,4 +146,4 @@ def quantize_bundle(fp32_bundle: Path, out: Path, data: Path, calibration_images
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return out
+    return out, parity
