@@ -1,6 +1,8 @@
 """Images/s of ``srcrn predict`` with eager PyTorch (fp32, bf16 autocast) and ONNX Runtime (fp32,
 int8), in one run on the same images: the networks alone, and end to end from JPEG files to
-predictions.csv with and without overlays; where the time goes; the networks' GFLOP/s.
+predictions.csv with and without overlays, overlapped (decoding and outputs in the pipeline's
+worker threads) and one step after another (``workers=0``); where the time goes; the
+networks' GFLOP/s; and each engine's accuracy on the dev validation split against eager fp32.
 
     .venv/bin/python benchmarks/predict.py --segmenter CKPT --classifier CKPT \\
         [--int8 BUNDLE8] [--images 200]
@@ -23,14 +25,17 @@ from pathlib import Path
 
 from srcrn.inference.batch import predict_images
 from srcrn.inference.export import export_onnx
-from srcrn.inference.pipeline import Pipeline
+from srcrn.inference.pipeline import WORKERS, Pipeline
 from srcrn.inference.runtimes import cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "isic-dev"
 
 
-def end_to_end(pipeline: Pipeline, images: list[Path], batch_size: int, overlays: bool) -> tuple[float, dict]:
+def end_to_end(
+    pipeline: Pipeline, images: list[Path], batch_size: int, overlays: bool, workers: int = WORKERS
+) -> tuple[float, dict]:
+    pipeline.workers = workers
     with tempfile.TemporaryDirectory() as out:
         predict_images(pipeline, images[:batch_size], Path(out) / "warm-up", batch_size=batch_size, show_progress=False)
         pipeline.seconds = dict.fromkeys(pipeline.seconds, 0.0)
@@ -51,6 +56,20 @@ def networks_only(pipeline: Pipeline, images: list[Path], batch_size: int) -> fl
         pipeline.segmenter.probabilities(segment_inputs[i : i + batch_size])
         pipeline.classifier.logits(classify_inputs[i : i + batch_size])
     return len(images) / (time.perf_counter() - started)
+
+
+def validation_accuracy(engines: dict[str, Pipeline], data: Path, batch_size: int) -> dict:
+    """Each engine's masks (Jaccard, ISIC definition) and melanoma probabilities (AUC) on the
+    official ISIC 2017 validation images of ``data``, paired with eager fp32 on the same images."""
+    from srcrn.data.isic import IsicDataset
+    from srcrn.data.splits import make_split
+    from srcrn.workflows.quantize import measure_parity
+
+    dataset = IsicDataset.from_dir(data)
+    ids = make_split(dataset, "official").val
+    reference = engines["eager fp32"]
+    scores = {name: measure_parity(reference, pipeline, dataset, ids) for name, pipeline in engines.items()}
+    return {"images": len(ids), "engines": scores}
 
 
 def flops_per_image(segmenter: Path, classifier: Path) -> float:
@@ -114,13 +133,18 @@ def main() -> None:
             engines["ONNX int8"] = Pipeline.from_bundle(args.int8)
             parity = json.loads((args.int8 / "bundle.json").read_text())["parity"]
             print("int8 parity (written by the export):", {k: v for k, v in parity.items() if k != "tolerance"})
-        results = {}
+        results, serial = {}, {}
         for name, pipeline in engines.items():
             results[name] = (
                 networks_only(pipeline, images, args.batch_size),
                 end_to_end(pipeline, images, args.batch_size, overlays=True),
                 end_to_end(pipeline, images, args.batch_size, overlays=False),
             )
+            serial[name] = (
+                end_to_end(pipeline, images, args.batch_size, overlays=True, workers=0)[0],
+                end_to_end(pipeline, images, args.batch_size, overlays=False, workers=0)[0],
+            )
+        accuracy = validation_accuracy(engines, args.data, args.batch_size)
     finally:
         shutil.rmtree(bundle)
     flops = flops_per_image(args.segmenter, args.classifier)
@@ -137,7 +161,23 @@ def main() -> None:
             f"| {with_speed:.1f} | {with_speed / eager[1][0]:.2f}x | {without_speed:.1f} | "
             f"{without_speed / eager[2][0]:.2f}x | {overhead:.0%} |"
         )
-    print("\nwhere end-to-end time goes (overlays on):")
+    print(f"\noverlap: end to end img/s with the pipeline's {WORKERS} worker threads vs none (one step after another)")
+    print("| engine | overlays: workers 0 | workers 2 | gain | no overlays: workers 0 | workers 2 | gain |")
+    print("|---|---|---|---|---|---|---|")
+    for name, (_, (with_speed, _), (without_speed, _)) in results.items():
+        with0, without0 = serial[name]
+        print(f"| {name} | {with0:.1f} | {with_speed:.1f} | {with_speed / with0:.2f}x | {without0:.1f} | "
+              f"{without_speed:.1f} | {without_speed / without0:.2f}x |")  # fmt: skip
+    print(f"\naccuracy on the dev validation split ({accuracy['images']} images), each engine against eager fp32:")
+    print(
+        "| engine | Jaccard | vs eager fp32 | AUC | vs eager fp32 | max probability difference | mask agreement (Jaccard) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, parity in accuracy["engines"].items():
+        print(f"| {name} | {parity['jaccard_int8']:.4f} | {-parity['jaccard_drop']:+.4f} | {parity['auc_int8']:.4f} | "
+              f"{-parity['auc_drop']:+.4f} | {parity['max_probability_difference']:.4f} | "
+              f"{parity['mask_agreement_jaccard']:.4f} |")  # fmt: skip
+    print("\nwhere end-to-end time goes (overlays on; seconds summed over threads, as shares of the wall time):")
     print("| engine | decode | segmentation | classification | measurements | outputs |")
     print("|---|---|---|---|---|---|")
     for name, (_, (_, shares), _) in results.items():

@@ -202,7 +202,12 @@ class _Held:
             self.release.wait(30)
         return self.pipeline.predict_many(images, **options)
 
-    predict_each = srcrn.Pipeline.predict_each  # the real fallback, over the held predict_many
+    def predict_stream(self, images, **options):
+        if options.get("image_ids"):  # not the warm-up
+            self.release.wait(30)
+        return self.pipeline.predict_stream(images, **options)
+
+    predict_each = srcrn.Pipeline.predict_each  # the real one, over the held predict_stream
 
 
 def test_beyond_the_queue_requests_get_503_with_retry_after(pipeline, photo):
@@ -234,13 +239,13 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(pipeline, 
     held = _Held(pipeline)
     client = _client(held, max_batch=4)
     sizes: list[int] = []
-    original = held.predict_many
+    original = held.predict_stream
 
     def counted(batch, **options):
         sizes.append(len(batch))
         return original(batch, **options)
 
-    held.predict_many = counted
+    held.predict_stream = counted
     try:
         answers: dict[str, dict] = {}
 

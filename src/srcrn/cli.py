@@ -396,9 +396,12 @@ def _load_pipeline(
     threshold: float | None,
     explain: bool,
     precision: str = "fp32",
+    workers: int | None = None,
 ) -> Any:
     """The pipeline of ``predict`` and ``serve``: checkpoints (engine torch) or a bundle (onnx)."""
-    from srcrn.inference.pipeline import Pipeline
+    from srcrn.inference.pipeline import WORKERS, Pipeline
+
+    workers = WORKERS if workers is None else workers
 
     if engine == "torch":
         if segmenter is None or classifier is None:
@@ -408,12 +411,14 @@ def _load_pipeline(
 
             if not cpu_has_bf16():
                 log.warning("--precision bf16: this CPU has no BF16 instructions; bf16 is emulated, slower than fp32")
-        return Pipeline.from_checkpoints(segmenter, classifier, threshold, explain=explain, precision=precision)
+        return Pipeline.from_checkpoints(
+            segmenter, classifier, threshold, explain=explain, precision=precision, workers=workers
+        )
     if model is None:
         raise SrcrnError("--engine onnx: needs --model DIR (a bundle written by 'srcrn export onnx')")
     if precision != "fp32":
         raise SrcrnError("--precision: for --engine torch; an ONNX bundle has its own (export onnx --quantize)")
-    return Pipeline.from_bundle(model, threshold, explain=explain)
+    return Pipeline.from_bundle(model, threshold, explain=explain, workers=workers)
 
 
 @app.command()
@@ -436,6 +441,10 @@ def predict(
         bool, typer.Option(help="also write a Grad-CAM heatmap of the classifier's evidence (engine torch)")
     ] = False,
     overlays: Annotated[bool, typer.Option(help="write overlays/<id>_overlay.png (--no-overlays: faster)")] = True,
+    workers: Annotated[
+        Optional[int],
+        typer.Option(min=0, help="threads decoding and writing beside the networks (0: none) [default: 2]"),
+    ] = None,
     precision: Annotated[
         Literal["fp32", "bf16"], typer.Option(help="engine torch: bf16 autocast (fast only on CPUs with BF16)")
     ] = "fp32",
@@ -458,7 +467,7 @@ def predict(
 
     part = parse_shard(shard) if shard else None
 
-    pipeline = _load_pipeline(engine, model, segmenter, classifier, threshold, explain, precision)
+    pipeline = _load_pipeline(engine, model, segmenter, classifier, threshold, explain, precision, workers)
     results, errors = predict_images(
         pipeline,
         inputs,

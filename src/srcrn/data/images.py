@@ -111,7 +111,7 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
 
 
 def decode_image(
-    source: ImageSource, size: int | None = None, *, name: str | None = None
+    source: ImageSource | ImageFile, size: int | None = None, *, name: str | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode ``source`` to RGB uint8 with EXIF orientation applied, resized to size x size
     if given; also return the original (width, height) after orientation.
@@ -119,19 +119,12 @@ def decode_image(
     With ``size``, JPEGs are decoded at the smallest DCT scale that keeps both sides at
     least ``DRAFT_OVERSAMPLE * size``.
     """
-    path = source_name(source, name)
-    image = open_image(source, name=name)
-    original = _oriented_size(image)
-    if size is not None and image.format == "JPEG":
-        request = DRAFT_OVERSAMPLE * size
-        image.draft("RGB", (request, request))
-    image = _load_pixels(image, path)
-    image = ImageOps.exif_transpose(image)
+    file = ImageFile.of(source, name)
+    request = DRAFT_OVERSAMPLE * size if size is not None else None
+    image = file.pixels((request, request) if request is not None else None)
     if size is not None and image.size != (size, size):
-        if image.mode not in ("RGB", "L"):
-            image = Image.fromarray(to_rgb_array(image))
         image = image.resize((size, size), RESAMPLE)
-    return to_rgb_array(image), original
+    return to_rgb_array(image), file.original
 
 
 def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
@@ -176,21 +169,15 @@ def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None, si
 
 
 def decode_crop(
-    source: ImageSource, box: tuple[float, float, float, float], size: int, *, name: str | None = None
+    source: ImageSource | ImageFile, box: tuple[float, float, float, float], size: int, *, name: str | None = None
 ) -> np.ndarray:
     """The region ``box`` = (left, top, right, bottom), as fractions of the oriented image,
     decoded at reduced scale (enough pixels for ``DRAFT_OVERSAMPLE * size`` across the
     region) and resized to size x size RGB uint8."""
-    path = source_name(source, name)
     left, top, right, bottom = box
-    image = open_image(source, name=name)
-    if image.format == "JPEG":
-        smallest = max(min(right - left, bottom - top), 1e-3)
-        request = int(np.ceil(DRAFT_OVERSAMPLE * size / smallest))
-        image.draft("RGB", (request, request))
-    image = ImageOps.exif_transpose(_load_pixels(image, path))
-    if image.mode not in ("RGB", "L"):
-        image = Image.fromarray(to_rgb_array(image))
+    smallest = max(min(right - left, bottom - top), 1e-3)
+    request = int(np.ceil(DRAFT_OVERSAMPLE * size / smallest))
+    image = ImageFile.of(source, name).pixels((request, request))
     width, height = image.size
     pixels = (
         int(np.floor(left * width)),
@@ -202,20 +189,53 @@ def decode_crop(
 
 
 def decode_image_fit(
-    source: ImageSource, max_side: int, *, name: str | None = None
+    source: ImageSource | ImageFile, max_side: int, *, name: str | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """RGB uint8 with EXIF orientation applied, shrunk (aspect kept) so that its longer side is
     at most ``max_side``, decoded at reduced scale; also the original (width, height)."""
-    path = source_name(source, name)
-    image = open_image(source, name=name)
-    original = _oriented_size(image)
+    file = ImageFile.of(source, name)
+    original = file.original
     scale = min(1.0, max_side / max(original))
-    if image.format == "JPEG" and scale < 1.0:
-        image.draft("RGB", (int(original[0] * scale) + 1, int(original[1] * scale) + 1))
-    image = ImageOps.exif_transpose(_load_pixels(image, path))
-    if image.mode not in ("RGB", "L"):
-        image = Image.fromarray(to_rgb_array(image))
+    # A full-scale request (scale 1) decodes as no request does: the decode is then shared.
+    image = file.pixels((int(original[0] * scale) + 1, int(original[1] * scale) + 1) if scale < 1.0 else original)
     target = (max(1, round(original[0] * scale)), max(1, round(original[1] * scale)))
     if image.size != target:
         image = image.resize(target, RESAMPLE)
     return to_rgb_array(image), original
+
+
+class ImageFile:
+    """One image source decoded for several uses (each model's size, the lesion's crop, the
+    working size of overlays and measurements), each DCT scale decoded once.
+
+    Every use asks for a JPEG draft (``Image.draft``) of at least some size; uses whose
+    requests land on the same DCT scale get the very same decoded pixels, so sharing them
+    changes no output. For the ISIC 2017 images (mostly 256x192) every use lands on full
+    scale: one decode instead of three. Not thread-safe: one image, one worker at a time.
+    """
+
+    def __init__(self, source: ImageSource, name: str | None = None):
+        self.source, self.name = source, name
+        self.path = source_name(source, name)
+        header = open_image(source, name=name)  # refuses bad files and absurd sizes up front
+        self.original = _oriented_size(header)
+        self.is_jpeg = header.format == "JPEG"
+        self._decoded: dict[tuple, Image.Image] = {}
+
+    @classmethod
+    def of(cls, source: ImageSource | ImageFile, name: str | None = None) -> ImageFile:
+        return source if isinstance(source, ImageFile) else cls(source, name)
+
+    def pixels(self, draft: tuple[int, int] | None = None) -> Image.Image:
+        """The oriented image (RGB or L) decoded at the smallest DCT scale whose sides are at
+        least ``draft`` (full scale without one, or for other formats)."""
+        image = open_image(self.source, name=self.name)
+        if draft is not None and self.is_jpeg:
+            image.draft("RGB", draft)
+        key = (image.size, image.mode)
+        if key not in self._decoded:
+            image = ImageOps.exif_transpose(_load_pixels(image, self.path))
+            if image.mode not in ("RGB", "L"):
+                image = Image.fromarray(to_rgb_array(image))
+            self._decoded[key] = image
+        return self._decoded[key]

@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -175,25 +174,25 @@ def predict_images(
         log.info("%s: resuming: %d of %d images were predicted before", out, len(done), len(readable))
     results: list[Prediction] = [done[p.stem] for p in readable if p.stem in done]
     todo = [p for p in readable if p.stem not in done]
-    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    starts = range(0, len(todo), batch_size)
     # Kept records first (a rewrite of the journal, so that a torn line or a record of an image
     # no longer asked for does not survive), then one append per finished batch.
     with atomic_path(out / JOURNAL) as temporary:
         kept = "".join(_line(r) for r in results)
         temporary.write_text(json.dumps({"job": identity}) + "\n" + kept, encoding="utf-8")
     with open(out / JOURNAL, "a", encoding="utf-8") as journal:
-        for batch in progress(batches, len(batches), "predict", show_progress):
+        # Overlapped (Pipeline.predict_stream): batch k+1 is decoded and batch k-1's files are
+        # written while the networks run on batch k; a batch is journaled once its files exist.
+        stream = pipeline.predict_stream(todo, batch_size=batch_size, then=lambda r: r.save(out, overlay=overlays))
+        for start, outcomes in zip(progress(starts, len(starts), "predict", show_progress), stream):
             finished: list[Prediction] = []
-            outcomes = pipeline.predict_each(batch)
-            started = time.perf_counter()
-            for path, outcome in zip(batch, outcomes):
+            for path, outcome in zip(todo[start : start + batch_size], outcomes):
                 if isinstance(outcome, DataError):
                     errors.append((str(outcome.path), outcome.problem))
                 elif isinstance(outcome, SrcrnError):
                     errors.append((str(path), str(outcome)))
                 else:
-                    finished.append(outcome.save(out, overlay=overlays))
-            pipeline.seconds["outputs"] += time.perf_counter() - started
+                    finished.append(outcome)
             _append(journal, finished)
             results += finished
     for source, problem in errors:

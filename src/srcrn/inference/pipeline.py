@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import cv2
 import numpy as np
 
 from srcrn.atomic import atomic_path, write_mask
-from srcrn.data.images import ImageSource, decode_image, decode_image_fit
+from srcrn.data.images import ImageFile, ImageSource, decode_image, decode_image_fit
 from srcrn.data.lesion import crop_mask, lesion_box, lesion_input
 from srcrn.errors import ConfigError, SrcrnError
 from srcrn.inference.card import model_card, training_records
@@ -31,6 +33,10 @@ from srcrn.inference.predictor import Classifier, Segmenter, from_bundle
 # Measurements and overlays use the image at this longer side at most (lengths are scaled
 # back to original pixels): precise enough for a lesion, cheap even for 6700x4500 originals.
 WORKING_SIDE = 1024
+# Decoding and finishing (masks at the original size, measurements, overlays, PNG files) run
+# in this many threads beside the networks: Pillow, OpenCV, NumPy and ONNX Runtime release
+# the GIL, so they overlap. Measured in benchmarks/predict.py (BENCHMARKS.md).
+WORKERS = 2
 log = logging.getLogger(__name__)
 
 
@@ -164,8 +170,12 @@ class Pipeline:
         *,
         explain: bool = False,
         card: dict[str, Any] | None = None,
+        workers: int = WORKERS,
     ):
         self.segmenter, self.classifier, self.explain = segmenter, classifier, explain
+        self.workers = workers  # threads that decode and finish images beside the networks (0: none)
+        self._pool: ThreadPoolExecutor | None = None
+        self._clock = threading.Lock()
         self.needs_masks = not isinstance(classifier, Classifier)
         self.segment_size, self.classify_size = segmenter.image_size, classifier.image_size
         self.input_mode, self.margin = classifier.spec.input, classifier.spec.margin
@@ -182,6 +192,7 @@ class Pipeline:
         *,
         explain: bool = False,
         precision: str = "fp32",
+        workers: int = WORKERS,
     ) -> Pipeline:
         """Eager models (needs ``srcrn[train]``): a segmenter checkpoint, and a classifier
         checkpoint (.ckpt) or a lesion feature model (.skops, scored from the lesion and its
@@ -194,12 +205,20 @@ class Pipeline:
             model: Any = FeatureModel.load(classifier)
         else:
             model = Classifier.from_checkpoint(classifier, precision)
-        pipeline = cls(Segmenter.from_checkpoint(segmenter, precision=precision), model, threshold, explain=explain)
+        pipeline = cls(
+            Segmenter.from_checkpoint(segmenter, precision=precision),
+            model,
+            threshold,
+            explain=explain,
+            workers=workers,
+        )
         pipeline.card = model_card(pipeline, "torch", training_records(segmenter, classifier), WORKING_SIDE)
         return pipeline
 
     @classmethod
-    def from_bundle(cls, bundle: str | Path, threshold: float | None = None, *, explain: bool = False) -> Pipeline:
+    def from_bundle(
+        cls, bundle: str | Path, threshold: float | None = None, *, explain: bool = False, workers: int = WORKERS
+    ) -> Pipeline:
         """The ONNX models of an ``srcrn export onnx`` bundle (torch-free)."""
         if explain:
             raise ConfigError(
@@ -207,18 +226,10 @@ class Pipeline:
                 "(pass --segmenter and --classifier checkpoints instead of --model)"
             )
         segmenter, classifier, manifest = from_bundle(bundle)
-        pipeline = cls(segmenter, classifier, threshold)
+        pipeline = cls(segmenter, classifier, threshold, workers=workers)
         records = {"segmenter": manifest.segmenter.training, "classifier": manifest.classifier.training}
         pipeline.card = model_card(pipeline, "onnx", records, WORKING_SIDE, exported_with=manifest.srcrn_version)
         return pipeline
-
-    def _decode(self, image: ImageSource, name: str | None) -> tuple[dict[int, np.ndarray], tuple[int, int]]:
-        """The image at each size the models need, each decoded once, and its original size."""
-        decoded: dict[int, np.ndarray] = {}
-        original = (0, 0)
-        for size in dict.fromkeys((self.segment_size, self.classify_size)):
-            decoded[size], original = decode_image(image, size, name=name)
-        return decoded, original
 
     def predict(self, image: ImageSource, *, image_id: str | None = None) -> PipelineResult:
         """One image: a path, the bytes of an image file, a Pillow image or an HxWx3 uint8
@@ -229,93 +240,181 @@ class Pipeline:
         self, images: Sequence[ImageSource], *, batch_size: int = 8, image_ids: Sequence[str] | None = None
     ) -> list[PipelineResult]:
         """Many images, ``batch_size`` at a time through the networks; the first bad image
-        raises ``DataError`` (``srcrn predict`` instead skips bad files: ``predict_images``)."""
+        raises ``DataError`` (``predict_each`` and ``srcrn predict`` instead go on)."""
+        results: list[PipelineResult] = []
+        for batch in self.predict_stream(images, batch_size=batch_size, image_ids=image_ids):
+            for outcome in batch:
+                if isinstance(outcome, SrcrnError):
+                    raise outcome
+                results.append(outcome)
+        return results
+
+    def predict_each(
+        self, images: Sequence[ImageSource], *, image_ids: Sequence[str] | None = None
+    ) -> list[PipelineResult | SrcrnError]:
+        """``images`` as one batch; a bad image fails alone: its entry is the error (``srcrn
+        predict`` and ``srcrn serve`` report it and go on)."""
+        return [
+            o
+            for batch in self.predict_stream(images, batch_size=max(1, len(images)), image_ids=image_ids)
+            for o in batch
+        ]
+
+    def predict_stream(
+        self,
+        images: Sequence[ImageSource],
+        *,
+        batch_size: int = 8,
+        image_ids: Sequence[str] | None = None,
+        then: Callable[[PipelineResult], Any] | None = None,
+    ) -> Iterator[list[Any]]:
+        """Every image, one list per batch in input order: its ``PipelineResult`` (or what
+        ``then`` returned for it, e.g. the saved files), or the ``SrcrnError`` of a bad image.
+
+        Overlapped: while the networks run on batch k (in this thread), the worker pool
+        decodes batch k+1 and finishes batch k-1 (masks at the original size, measurements,
+        ``then``). Each image is decoded once per DCT scale its uses need (``ImageFile``).
+        The outputs are those of running the steps one after another (``workers=0``).
+        """
         if image_ids is not None and len(image_ids) != len(images):
             raise ConfigError(f"image_ids: {len(image_ids)} ids for {len(images)} images")
         identities = [_identity(image, image_ids[i] if image_ids else None, i) for i, image in enumerate(images)]
-        results: list[PipelineResult] = []
-        for start in range(0, len(images), batch_size):
-            results += self._predict_batch(images[start : start + batch_size], identities[start : start + batch_size])
-        return results
+        spans = [range(start, min(start + batch_size, len(images))) for start in range(0, len(images), batch_size)]
+        pool = self._executor()
+
+        def load(span: range) -> list[Future]:
+            return [_submit(pool, self._timed, "decode", self._load, images[i], identities[i]) for i in span]
+
+        def finish(outcomes: list[Any]) -> list[Future]:
+            return [
+                _submit(pool, self._timed, "measure", self._finish_then, outcome, then)
+                if isinstance(outcome, _Modelled)
+                else _done(outcome)
+                for outcome in outcomes
+            ]
+
+        pending: list[Future] | None = None
+        loading = load(spans[0]) if spans else []
+        for k in range(len(spans)):
+            loaded = [_outcome(future) for future in loading]
+            loading = load(spans[k + 1]) if k + 1 < len(spans) else []  # decoded while the networks run
+            finishing = finish(self._run_networks(loaded))
+            if pending is not None:
+                yield [future.result() for future in pending]
+            pending = finishing
+        if pending is not None:
+            yield [future.result() for future in pending]
 
     def model_inputs(self, images: Sequence[ImageSource]) -> tuple[np.ndarray, np.ndarray]:
         """What each network is given for ``images``: the segmenter's uint8 images and the
         classifier's lesion inputs (from this pipeline's masks), e.g. to calibrate int8 models."""
-        identities = [_identity(image, None, i) for i, image in enumerate(images)]
-        decoded, _, inputs, _, _ = self._stage_inputs(images, identities)
-        return np.stack([d[self.segment_size] for d, _ in decoded]), np.stack(inputs)
+        loaded = [self._load(image, _identity(image, None, i)) for i, image in enumerate(images)]
+        probabilities = self.segmenter.probabilities(np.stack([item.at_size[self.segment_size] for item in loaded]))
+        inputs = [self._lesion(item, probability)[0] for item, probability in zip(loaded, probabilities)]
+        return np.stack([item.at_size[self.segment_size] for item in loaded]), np.stack(inputs)
 
-    def _stage_inputs(self, images: Sequence[ImageSource], identities: list[tuple[str, str | None]]) -> tuple:
-        started = time.perf_counter()
-        decoded = [self._decode(image, name) for image, (_, name) in zip(images, identities)]
-        self.seconds["decode"] += time.perf_counter() - started
-        started = time.perf_counter()
-        probabilities = self.segmenter.probabilities(np.stack([d[self.segment_size] for d, _ in decoded]))
-        self.seconds["segment"] += time.perf_counter() - started
-        started = time.perf_counter()
-        inputs, boxes, input_masks = [], [], []
-        for image, (images_at, _), probability, (_, name) in zip(images, decoded, probabilities, identities):
-            mask = self.segmenter.mask(probability, self.classify_size, self.classify_size)
-            at_size = images_at[self.classify_size]
-            inputs.append(lesion_input(at_size, mask, self.input_mode, image, margin=self.margin, name=name))
-            boxes.append(lesion_box(mask, self.margin) if self.input_mode == "crop" else None)
-            if self.needs_masks:
-                input_masks.append(crop_mask(mask, self.input_mode, self.classify_size, margin=self.margin))
-        self.seconds["decode"] += time.perf_counter() - started
-        return decoded, probabilities, inputs, boxes, input_masks
+    def _executor(self) -> ThreadPoolExecutor | None:
+        if self.workers > 0 and self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="srcrn-pipeline")
+        return self._pool
 
-    def _predict_batch(
-        self, images: Sequence[ImageSource], identities: list[tuple[str, str | None]]
-    ) -> list[PipelineResult]:
-        decoded, probabilities, inputs, boxes, input_masks = self._stage_inputs(images, identities)
+    def _timed(self, step: str, function: Callable, *args: Any) -> Any:
         started = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            with self._clock:  # steps run in several threads at once: their seconds add up
+                self.seconds[step] += time.perf_counter() - started
+
+    def _load(self, image: ImageSource, identity: tuple[str, str | None]) -> _Loaded:
+        """The image at each size the networks need (one decode for all where the sizes share a
+        DCT scale) and its original size."""
+        file = ImageFile(image, identity[1])
+        at_size = {size: decode_image(file, size)[0] for size in dict.fromkeys((self.segment_size, self.classify_size))}
+        return _Loaded(image, identity, file, at_size)
+
+    def _lesion(
+        self, item: _Loaded, probability: np.ndarray
+    ) -> tuple[np.ndarray, tuple[float, float, float, float] | None, np.ndarray | None]:
+        """The classifier's input (a crop decoded from the original), its box, its mask."""
+        mask = self.segmenter.mask(probability, self.classify_size, self.classify_size)
+        lesion = lesion_input(
+            item.at_size[self.classify_size],
+            mask,
+            self.input_mode,
+            item.file,
+            margin=self.margin,
+            name=item.identity[1],
+        )
+        box = lesion_box(mask, self.margin) if self.input_mode == "crop" else None
+        input_mask = (
+            crop_mask(mask, self.input_mode, self.classify_size, margin=self.margin) if self.needs_masks else None
+        )
+        return lesion, box, input_mask
+
+    def _run_networks(self, loaded: list[_Loaded | SrcrnError]) -> list[_Modelled | SrcrnError]:
+        """Both networks over a batch's good images (bad ones keep their error)."""
+        good = {i: item for i, item in enumerate(loaded) if isinstance(item, _Loaded)}
+        outcomes: list[Any] = list(loaded)
+        if not good:
+            return outcomes
+        items = list(good.values())
+        probabilities = self._timed(
+            "segment", self.segmenter.probabilities, np.stack([item.at_size[self.segment_size] for item in items])
+        )
+        lesions: dict[int, tuple] = {}
+        for i, item, probability in zip(good, items, probabilities):  # in this thread: between the networks
+            try:
+                lesions[i] = self._timed("decode", self._lesion, item, probability)
+            except SrcrnError as error:  # e.g. a file cut short where only the crop reads it
+                outcomes[i] = error
+        if not lesions:
+            return outcomes
+        keys = list(lesions)
+        inputs = np.stack([lesions[i][0] for i in keys])
         if self.needs_masks:  # the lesion-feature model reads the lesion's mask too
-            melanoma = self.classifier.probabilities(np.stack(inputs), np.stack(input_masks))
+            scores = self._timed(
+                "classify", self.classifier.probabilities, inputs, np.stack([lesions[i][2] for i in keys])
+            )
         else:
-            melanoma = self.classifier.probabilities(np.stack(inputs))
-        self.seconds["classify"] += time.perf_counter() - started
-        heatmaps: list[np.ndarray | None] = [None] * len(images)
+            scores = self._timed("classify", self.classifier.probabilities, inputs)
+        heatmaps: list[np.ndarray | None] = [None] * len(keys)
         if self.explain:
             from srcrn.inference.explain import grad_cam
 
-            started = time.perf_counter()
-            heatmaps = list(grad_cam(self.classifier, np.stack(inputs)))
-            self.seconds["explain"] += time.perf_counter() - started
-        started = time.perf_counter()
-        results = [
-            self._finish(image, identity, size, probability, float(score), heatmap, box)
-            for image, identity, (_, size), probability, score, heatmap, box in zip(
-                images, identities, decoded, probabilities, melanoma, heatmaps, boxes
-            )
-        ]
-        self.seconds["measure"] += time.perf_counter() - started
-        return results
+            heatmaps = list(self._timed("explain", grad_cam, self.classifier, inputs))
+        by_position = dict(zip(good, probabilities))
+        for i, score, heatmap in zip(keys, scores, heatmaps):
+            outcomes[i] = _Modelled(good[i], by_position[i], float(score), heatmap, lesions[i][1])
+        return outcomes
 
-    def _finish(
-        self,
-        image: ImageSource,
-        identity: tuple[str, str | None],
-        size: tuple[int, int],
-        probability: np.ndarray,
-        score: float,
-        heatmap: np.ndarray | None,
-        box: tuple[float, float, float, float] | None,
-    ) -> PipelineResult:
-        (width, height), (image_id, name) = size, identity
-        work, _ = decode_image_fit(image, WORKING_SIDE, name=name)
+    def _finish_then(self, modelled: _Modelled, then: Callable[[PipelineResult], Any] | None) -> Any:
+        try:
+            result = self._finish(modelled)
+        except SrcrnError as error:
+            return error
+        if then is None:
+            return result
+        return self._timed("outputs", then, result)
+
+    def _finish(self, modelled: _Modelled) -> PipelineResult:
+        item, probability = modelled.loaded, modelled.probability
+        (image_id, name), (width, height) = item.identity, item.file.original
+        work, _ = decode_image_fit(item.file, WORKING_SIDE)
         work_mask = self.segmenter.mask(probability, work.shape[1], work.shape[0])
         placed = None
-        if heatmap is not None:
+        if modelled.heatmap is not None:
             from srcrn.inference.explain import place_heatmap
 
-            placed = place_heatmap(heatmap, box, work.shape[1], work.shape[0])
+            placed = place_heatmap(modelled.heatmap, modelled.box, work.shape[1], work.shape[0])
+        image = item.image
         return PipelineResult(
             image_id=image_id,
             source=str(image) if isinstance(image, (str, Path)) else (name or image_id),
             width=width,
             height=height,
-            probability=score,
-            decision="melanoma" if score > self.threshold else "benign",
+            probability=modelled.score,
+            decision="melanoma" if modelled.score > self.threshold else "benign",
             threshold=self.threshold,
             mask=self.segmenter.mask(probability, width, height),
             measurements=measure_lesion(work_mask, work, scale=width / work.shape[1]),
@@ -324,23 +423,52 @@ class Pipeline:
             working_mask=work_mask,
         )
 
-    def predict_each(
-        self, images: Sequence[ImageSource], *, image_ids: Sequence[str] | None = None
-    ) -> list[PipelineResult | SrcrnError]:
-        """``images`` as one batch; when one of them is bad, each on its own, so that only the
-        bad ones fail: their entry is the error (``srcrn predict`` and ``srcrn serve`` report
-        it and go on)."""
-        try:
-            return list(self.predict_many(images, batch_size=max(1, len(images)), image_ids=image_ids))
-        except SrcrnError:
-            pass
-        outcomes: list[PipelineResult | SrcrnError] = []
-        for i, image in enumerate(images):
-            try:
-                outcomes.append(self.predict(image, image_id=image_ids[i] if image_ids else None))
-            except SrcrnError as error:
-                outcomes.append(error)
-        return outcomes
+
+@dataclass
+class _Loaded:
+    """An image decoded for the networks."""
+
+    image: ImageSource
+    identity: tuple[str, str | None]
+    file: ImageFile
+    at_size: dict[int, np.ndarray]
+
+
+@dataclass
+class _Modelled:
+    """An image the networks have seen: what ``_finish`` turns into a ``PipelineResult``."""
+
+    loaded: _Loaded
+    probability: np.ndarray
+    score: float
+    heatmap: np.ndarray | None
+    box: tuple[float, float, float, float] | None
+
+
+def _submit(pool: ThreadPoolExecutor | None, function: Callable, *args: Any) -> Future:
+    """``function(*args)`` in the pool, or here and now without one (``workers=0``)."""
+    if pool is not None:
+        return pool.submit(function, *args)
+    future: Future = Future()
+    try:
+        future.set_result(function(*args))
+    except BaseException as error:  # handed to whoever reads the result, as the pool does
+        future.set_exception(error)
+    return future
+
+
+def _done(value: Any) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+def _outcome(future: Future) -> Any:
+    """A task's result, or the ``SrcrnError`` of a bad image (anything else propagates)."""
+    try:
+        return future.result()
+    except SrcrnError as error:
+        return error
 
 
 STEPS = ("decode", "segment", "classify", "explain", "measure", "outputs")
