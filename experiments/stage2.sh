@@ -28,6 +28,8 @@ fi
 # epoch on the held-out fold would score the fold with a model chosen on it.
 common=(--data "$D" --split official --segmenter "$SEG" --input crop --margin 0.2 --image-size 128 --no-progress)
 cnn=(--weights "srcrn:$SEG" --select last)
+# Lesion features at version 2 (139; version 1's 83 plus colour structure). The table's
+# cv-features-v1 and ensemble-v1 rows are these two commands run at version 1 (commit 960619f).
 srcrn classify cv --out "$R/cv-features" "${common[@]}" --model features --folds 5
 # One epoch is about 108 steps: the recipe's weight average (0.995, for runs of thousands of
 # steps) would still be mostly the first weights, so this budget averages faster (0.98).

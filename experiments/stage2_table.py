@@ -23,11 +23,15 @@ from srcrn.stats import auc, auc_interval, paired_auc_difference_interval
 
 MODELS = (
     ("cv-strong", "strong recipe (fine-tuned, AdamW, augmentation, EMA, TTA)"),
-    ("cv-features", "lesion features + gradient boosting"),
-    ("ensemble", "stack: strong + features (logistic regression on out-of-fold logits)"),
+    ("cv-features", "lesion features (version 2: 139) + gradient boosting"),
+    ("ensemble", "stack: strong + features v2 (logistic regression on out-of-fold logits)"),
+    ("cv-features-v1", "lesion features (version 1: 83, without colour structure) + gradient boosting"),
+    ("ensemble-v1", "stack: strong + features v1"),
 )
 PAPER = ("paper", "paper recipe (frozen SRCRN encoder + new head, SGD): final model only")
 PAIRS = (
+    ("cv-features", "cv-features-v1"),
+    ("ensemble", "ensemble-v1"),
     ("cv-features", "cv-strong"),
     ("ensemble", "cv-strong"),
     ("ensemble", "cv-features"),

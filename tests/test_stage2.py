@@ -89,6 +89,26 @@ def test_features_are_finite_deterministic_and_read_the_lesion():
     assert features["empty_mask"] == 0.0
 
 
+def test_colour_structure_features_read_centre_halves_and_colours():
+    image, mask = _disc_lesion()
+    plain = lesion_features(image, mask)
+    assert plain["lab_spread_0"] == pytest.approx(0.0, abs=1e-6) and plain["colour_asymmetry_0"] < 1e-6
+    assert plain["radial_slope_L"] == pytest.approx(0.0, abs=1e-6)
+    lesion_lab = rgb2lab(np.array([[[90, 60, 40]]], np.uint8))[0, 0]
+    assert plain[f"histogram_L{int(lesion_lab[0] // (100 / 6))}"] == 1.0  # every pixel in its lightness bin
+    rows, columns = np.mgrid[:96, :96]
+    core = (rows - 48) ** 2 + (columns - 48) ** 2 < 10**2
+    dark_core = image.copy()
+    dark_core[core] = (30, 20, 15)  # a darker centre: lightness falls from the border inwards
+    assert lesion_features(dark_core, mask)["radial_slope_L"] < -10
+    assert lesion_features(dark_core, mask)["dark_share"] == pytest.approx(core.sum() / mask.sum(), abs=1e-9)
+    halves = image.copy()
+    halves[mask & (columns < 48)] = (90, 110, 150)  # blue-grey on one side only
+    two = lesion_features(halves, mask)
+    assert two["lab_spread_0"] > 10 and max(two["colour_asymmetry_0"], two["colour_asymmetry_1"]) > 20
+    assert two["blue_grey_share"] == pytest.approx(0.5, abs=0.05)
+
+
 def test_features_of_an_empty_mask_use_the_whole_image():
     image, _ = _disc_lesion()
     features = lesion_features(image, np.zeros(image.shape[:2], bool))

@@ -21,7 +21,7 @@ from srcrn.data.splits import Split, make_split
 from srcrn.errors import ConfigError
 from srcrn.evaluation.classification import write_classification_outputs
 from srcrn.inference.feature_model import FeatureModel
-from srcrn.inference.features import feature_table
+from srcrn.inference.features import FEATURES_VERSION, feature_table
 from srcrn.inference.lesions import LesionData, lesion_data
 from srcrn.settings import ClassifyTrainSettings
 from srcrn.training.runner import RUN_FILE
@@ -56,7 +56,7 @@ def lesion_feature_matrix(lesions: LesionData, *, show_progress: bool = True) ->
         np.asarray(lesions.inputs[:, ::8, ::8]),
     ):
         digest.update(np.ascontiguousarray(part).tobytes())
-    digest.update(f"{lesions.input_mode}|{lesions.margin}|{'|'.join(lesions.prepared.ids)}".encode())
+    digest.update(f"{FEATURES_VERSION}|{lesions.input_mode}|{lesions.margin}|{'|'.join(lesions.prepared.ids)}".encode())
     path = lesions.prepared.folder / f"features-{digest.hexdigest()[:16]}.npz"
     if path.is_file():
         stored = np.load(path)
