@@ -109,6 +109,27 @@ def test_colour_structure_features_read_centre_halves_and_colours():
     assert two["blue_grey_share"] == pytest.approx(0.5, abs=0.05)
 
 
+def test_a_feature_model_of_an_older_feature_version_reads_its_own_columns():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from srcrn.inference.feature_model import FeatureModel
+
+    images, masks = zip(*[_disc_lesion(radius=r, lesion=(90 + 3 * r, 60, 40)) for r in range(12, 36, 2)])
+    inputs, lesions = np.stack(images), np.stack(masks)
+    table = np.array([list(lesion_features(i, m).values()) for i, m in zip(inputs, lesions)])
+    names = list(lesion_features(images[0], masks[0]))
+    old = ["area_fraction", "lesion_L_mean", "contrast_L"]  # a model that knew three of today's features
+    columns = [names.index(n) for n in old]
+    labels = np.arange(len(inputs)) % 2
+    estimator = HistGradientBoostingClassifier(max_iter=5, min_samples_leaf=2).fit(table[:, columns], labels)
+    model = FeatureModel(estimator, old, {"image_size": 96, "input": "crop", "margin": 0.2})
+    expected = estimator.decision_function(table[:, columns])
+    assert np.allclose(model.logits(inputs, lesions), expected)
+    unknown = FeatureModel(estimator, ["area_fraction", "lesion_L_mean", "not_a_feature"], {"image_size": 96})
+    with pytest.raises(ConfigError, match="does not compute, first 'not_a_feature'"):
+        unknown.logits(inputs, lesions)
+
+
 def test_features_of_an_empty_mask_use_the_whole_image():
     image, _ = _disc_lesion()
     features = lesion_features(image, np.zeros(image.shape[:2], bool))

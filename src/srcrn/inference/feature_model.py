@@ -57,8 +57,15 @@ class FeatureModel:
     def logits(self, inputs: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Melanoma logits (uncalibrated) of classifier inputs and the lesion masks on them."""
         features, names = feature_table(inputs, masks)
-        if names != self.names:
-            raise ConfigError("the lesion features of this srcrn differ from those the model was trained on")
+        if names != self.names:  # a model of an older feature version reads its own columns
+            position = {name: i for i, name in enumerate(names)}
+            missing = [name for name in self.names if name not in position]
+            if missing:
+                raise ConfigError(
+                    f"the model needs {len(missing)} lesion feature(s) this srcrn does not compute, first "
+                    f"'{missing[0]}' (a model of another srcrn version?)"
+                )
+            features = features[:, [position[name] for name in self.names]]
         return self.logits_of_features(features)
 
     def probabilities(self, inputs: np.ndarray, masks: np.ndarray) -> np.ndarray:
