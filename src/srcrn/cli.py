@@ -443,7 +443,7 @@ def predict(
     overlays: Annotated[bool, typer.Option(help="write overlays/<id>_overlay.png (--no-overlays: faster)")] = True,
     workers: Annotated[
         Optional[int],
-        typer.Option(min=0, help="threads decoding and writing beside the networks (0: none) [default: 2]"),
+        typer.Option(min=0, help="threads decoding and writing beside the networks (0: none) [default: 1]"),
     ] = None,
     precision: Annotated[
         Literal["fp32", "bf16"], typer.Option(help="engine torch: bf16 autocast (fast only on CPUs with BF16)")

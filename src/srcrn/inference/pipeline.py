@@ -35,8 +35,9 @@ from srcrn.inference.predictor import Classifier, Segmenter, from_bundle
 WORKING_SIDE = 1024
 # Decoding and finishing (masks at the original size, measurements, overlays, PNG files) run
 # in this many threads beside the networks: Pillow, OpenCV, NumPy and ONNX Runtime release
-# the GIL, so they overlap. Measured in benchmarks/predict.py (BENCHMARKS.md).
-WORKERS = 2
+# the GIL, so they overlap. One, by measurement on 2 cores (benchmarks/overlap.py,
+# BENCHMARKS.md): never slower than none, and two oversubscribe the cores the networks use.
+WORKERS = 1
 log = logging.getLogger(__name__)
 
 

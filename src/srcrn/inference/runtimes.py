@@ -43,7 +43,11 @@ class TorchRuntime:
 
 
 class OnnxRuntime:
-    """One ONNX model of a bundle, on the CPU, all graph optimisations on."""
+    """One ONNX model of a bundle, on the CPU. Session options chosen by measurement
+    (``benchmarks/ort_options.py``, BENCHMARKS.md): all graph optimisations, sequential
+    execution, ONNX Runtime's default intra-op threads (one per core), and no spinning: idle
+    ORT threads sleep instead of busy-waiting, which left the int8 networks 27 % faster on their
+    own and leaves the cores to the pipeline's decoding and output threads in between."""
 
     def __init__(self, path: str | Path):
         import onnxruntime
@@ -52,6 +56,8 @@ class OnnxRuntime:
 
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own untyped errors for damaged files
