@@ -288,9 +288,7 @@ class Pipeline:
 
         def finish(outcomes: list[Any]) -> list[Future]:
             return [
-                _submit(pool, self._timed, "measure", self._finish_then, outcome, then)
-                if isinstance(outcome, _Modelled)
-                else _done(outcome)
+                _submit(pool, self._finish_then, outcome, then) if isinstance(outcome, _Modelled) else _done(outcome)
                 for outcome in outcomes
             ]
 
@@ -391,7 +389,7 @@ class Pipeline:
 
     def _finish_then(self, modelled: _Modelled, then: Callable[[PipelineResult], Any] | None) -> Any:
         try:
-            result = self._finish(modelled)
+            result = self._timed("measure", self._finish, modelled)
         except SrcrnError as error:
             return error
         if then is None:
