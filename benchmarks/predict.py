@@ -63,13 +63,14 @@ def validation_accuracy(engines: dict[str, Pipeline], data: Path, limit: int | N
     official ISIC 2017 validation images of ``data``, paired with eager fp32 on the same images."""
     from srcrn.data.isic import IsicDataset
     from srcrn.data.splits import make_split
-    from srcrn.workflows.quantize import measure_parity
+    from srcrn.workflows.quantize import parity_of
 
     dataset = IsicDataset.from_dir(data)
-    ids = make_split(dataset, "official").val[:limit]
-    reference = engines["eager fp32"]
-    scores = {name: measure_parity(reference, pipeline, dataset, ids) for name, pipeline in engines.items()}
-    return {"images": len(ids), "engines": scores}
+    samples = [dataset.sample(i) for i in make_split(dataset, "official").val[:limit]]
+    paths = [s.image_path for s in samples]
+    results = {name: pipeline.predict_many(paths, batch_size=16) for name, pipeline in engines.items()}
+    scores = {name: parity_of(results["eager fp32"], found, samples) for name, found in results.items()}
+    return {"images": len(samples), "engines": scores}
 
 
 def flops_per_image(segmenter: Path, classifier: Path) -> float:

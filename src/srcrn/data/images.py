@@ -220,6 +220,7 @@ class ImageFile:
         header = open_image(source, name=name)  # refuses bad files and absurd sizes up front
         self.original = _oriented_size(header)
         self.is_jpeg = header.format == "JPEG"
+        self._unused: Image.Image | None = header  # the first use decodes it: one open for one use
         self._decoded: dict[tuple, Image.Image] = {}
 
     @classmethod
@@ -229,7 +230,7 @@ class ImageFile:
     def pixels(self, draft: tuple[int, int] | None = None) -> Image.Image:
         """The oriented image (RGB or L) decoded at the smallest DCT scale whose sides are at
         least ``draft`` (full scale without one, or for other formats)."""
-        image = open_image(self.source, name=self.name)
+        image, self._unused = self._unused or open_image(self.source, name=self.name), None
         if draft is not None and self.is_jpeg:
             image.draft("RGB", draft)
         key = (image.size, image.mode)

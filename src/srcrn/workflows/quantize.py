@@ -76,14 +76,18 @@ def _jaccard(prediction: np.ndarray, truth: np.ndarray) -> float:
 
 def measure_parity(fp32: Any, int8: Any, dataset: Any, ids: list[str]) -> dict[str, Any]:
     """Scores of both pipelines on ``ids`` of ``dataset`` (an ``IsicDataset``)."""
+    samples = [dataset.sample(i) for i in ids]
+    paths = [s.image_path for s in samples]
+    return parity_of(fp32.predict_many(paths, batch_size=16), int8.predict_many(paths, batch_size=16), samples)
+
+
+def parity_of(a: list[Any], b: list[Any], samples: list[Any]) -> dict[str, Any]:
+    """Scores of two pipelines' results ``a`` (the reference) and ``b`` on the same ``samples``."""
     from srcrn.data.images import read_mask
     from srcrn.stats import auc
 
-    samples = [dataset.sample(i) for i in ids]
-    paths = [s.image_path for s in samples]
-    a, b = fp32.predict_many(paths, batch_size=16), int8.predict_many(paths, batch_size=16)
     parity: dict[str, Any] = {
-        "images": len(ids),
+        "images": len(samples),
         "max_probability_difference": float(max(abs(x.probability - y.probability) for x, y in zip(a, b))),
         "mask_agreement_jaccard": float(np.mean([_jaccard(x.mask, y.mask) for x, y in zip(a, b)])),
     }
