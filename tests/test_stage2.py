@@ -18,6 +18,7 @@ from srcrn.errors import ConfigError
 from srcrn.evaluation.calibration import calibration_metrics, expected_calibration_error, fit_calibration
 from srcrn.inference.checkpoints import read_checkpoint, store_extras
 from srcrn.inference.features import lesion_features
+from srcrn.inference.melanoma import probabilities as melanoma_probabilities
 from srcrn.inference.predictor import Calibration, Classifier, sigmoid
 from srcrn.stats import auc
 from srcrn.workflows.cross_validation import fold_splits
@@ -269,7 +270,7 @@ def test_each_recipe_builds_and_trains_two_steps(recipe, tiny_segmenter, sample,
     classifier = Classifier.from_checkpoint(kept)
     assert classifier.spec.tta == (recipe == "strong") and classifier.spec.input == config.input
     inputs = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
-    probabilities = classifier.probabilities(inputs)
+    probabilities = melanoma_probabilities(classifier, inputs)
     assert probabilities.shape == (3,) and np.all((probabilities > 0) & (probabilities < 1))
 
 
@@ -354,7 +355,8 @@ def test_calibration_travels_from_checkpoint_to_bundle_and_predict(tiny_segmente
     bundle = tmp_path / "bundle"
     run_cli("export", "onnx", "--segmenter", tiny_segmenter, "--classifier", checkpoint, "--out", str(bundle))
     manifest = json.loads((bundle / "bundle.json").read_text())
-    assert manifest["classifier"]["calibration"]["scale"] == 0.5 and manifest["version"] == 3
+    assert manifest["classifier"]["calibration"]["scale"] == 0.5 and manifest["version"] == 4
+    assert manifest["classifier"]["kind"] == "cnn"
     onnx = Pipeline.from_bundle(bundle).predict_many(images)
     for c, o in zip(calibrated, onnx):
         assert o.probability == pytest.approx(c.probability, abs=1e-4)
@@ -403,7 +405,8 @@ def test_grad_cam_has_the_image_size_and_points_at_the_lesion_it_learnt(tmp_path
         optimizer.step()
     classifier = Classifier(TorchRuntime(model), ClassifierSpec(128))
     images, labels, boxes = _squares(8, 128, np.random.default_rng(1))
-    assert classifier.probabilities(images)[labels == 1].min() > classifier.probabilities(images)[labels == 0].max()
+    scores = melanoma_probabilities(classifier, images)
+    assert scores[labels == 1].min() > scores[labels == 0].max()
     maps = grad_cam(classifier, images)
     assert maps.shape == (8, 128, 128) and maps.min() >= 0 and maps.max() <= 1
     for heat, label, (top, left) in zip(maps, labels, boxes):

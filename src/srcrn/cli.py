@@ -302,10 +302,15 @@ def classify_cv(
 @classify_app.command("eval")
 def classify_eval(
     model: Annotated[
-        Path, typer.Option("--model", help="checkpoint (.ckpt) or feature model (.skops) of classify train")
+        Path,
+        typer.Option("--model", help="stage-2 model of classify train: CNN checkpoint, feature model or stack folder"),
     ],
     data: ClassifyData,
     out: Annotated[Path, typer.Option("--out", help="folder for predictions.csv, metrics.json, roc.png")],
+    metadata: Annotated[
+        Optional[Path],
+        typer.Option(help="clinical metadata CSV (default: DATA/metadata.csv), for models that take age/sex/site"),
+    ] = None,
     segmenter: Annotated[
         Optional[Path],
         typer.Option(
@@ -334,7 +339,7 @@ def classify_eval(
 ) -> None:
     """Melanoma probabilities for every image; AUC (bootstrap 95 % CI), accuracy, sensitivity...,
     Brier score and expected calibration error, ROC and reliability diagram. --model is a
-    checkpoint (.ckpt) or a feature model (.skops). With --target-sensitivity, also pick the
+    CNN checkpoint, a feature model or a stack folder. With --target-sensitivity, also pick the
     operating threshold (on calibrated probabilities) and store it in the model."""
     from srcrn.workflows.classify import evaluate_classifier_checkpoint
 
@@ -348,6 +353,7 @@ def classify_eval(
         target_sensitivity=target_sensitivity,
         calibrate=calibrate,
         progress=progress_bar,
+        metadata=metadata,
     )
     log.info(
         "%s%s", out / "predictions.csv", f"; {out / 'metrics.json'}: {_shown(result.metrics)}" if result.metrics else ""
@@ -427,7 +433,12 @@ def predict(
     out: Annotated[Path, typer.Option("--out", help="folder for masks/, overlays/, predictions.csv/.json")],
     segmenter: Annotated[Optional[Path], typer.Option("--segmenter", help="SRCRN checkpoint (engine torch)")] = None,
     classifier: Annotated[
-        Optional[Path], typer.Option("--classifier", help="classifier checkpoint (engine torch)")
+        Optional[Path],
+        typer.Option("--classifier", help="stage-2 model (engine torch): CNN checkpoint, feature model, stack folder"),
+    ] = None,
+    metadata: Annotated[
+        Optional[Path],
+        typer.Option(help="clinical metadata CSV (age, sex, site per image id; ISIC 2017/2019/2020 forms)"),
     ] = None,
     engine: Annotated[
         Literal["torch", "onnx"], typer.Option(help="torch (checkpoints) | onnx (a bundle of srcrn export onnx)")
@@ -477,6 +488,7 @@ def predict(
         overlays=overlays,
         resume=resume,
         shard=part,
+        metadata=metadata,
     )
     if not results and part is not None and not errors:
         log.warning("%s: shard %s holds none of the images (empty tables written)", out, shard)
@@ -532,7 +544,8 @@ def serve(
         Optional[Path], typer.Option("--segmenter", help="SRCRN checkpoint (instead of --model)")
     ] = None,
     classifier: Annotated[
-        Optional[Path], typer.Option("--classifier", help="classifier checkpoint or .skops (instead of --model)")
+        Optional[Path],
+        typer.Option("--classifier", help="stage-2 model: CNN checkpoint, feature model or stack (instead of --model)"),
     ] = None,
     host: Annotated[
         str, typer.Option(help="address to listen on; 127.0.0.1 keeps the service on this machine")
@@ -583,8 +596,10 @@ app.add_typer(export_app, name="export")
 @export_app.command("onnx")
 def export_onnx_command(
     segmenter: Annotated[Path, typer.Option("--segmenter", help="SRCRN checkpoint (segment train)")],
-    classifier: Annotated[Path, typer.Option("--classifier", help="classifier checkpoint (classify train)")],
-    out: Annotated[Path, typer.Option("--out", help="bundle folder: both models + bundle.json")],
+    classifier: Annotated[
+        Path, typer.Option("--classifier", help="stage-2 model of classify train: CNN, feature model or stack folder")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="bundle folder: both stages' models + bundle.json")],
     quantize: Annotated[
         Optional[Literal["int8"]],
         typer.Option(help="int8: static quantization, parity measured, refused beyond tolerance"),
@@ -595,13 +610,14 @@ def export_onnx_command(
     calibration_images: Annotated[int, typer.Option(min=8, help="images that calibrate the int8 ranges")] = 64,
     parity_images: Annotated[int, typer.Option(min=1, help="other images on which int8 is compared with fp32")] = 200,
 ) -> None:
-    """Both stages as ONNX models with their preprocessing and prediction settings, threshold and
-    version: run them with `srcrn predict --engine onnx --model DIR` (no torch needed)."""
+    """Both stages for the torch-free engine (networks as ONNX, a feature model as skops, a stack
+    with its weights) with their preprocessing and prediction settings, threshold and version:
+    run them with `srcrn predict --engine onnx --model DIR` (no torch needed)."""
     from srcrn.inference.export import export_onnx
 
     if quantize is None:
         folder = export_onnx(segmenter, classifier, out)
-        log.info("bundle written: %s (segmenter.onnx, classifier.onnx, bundle.json)", folder)
+        log.info("bundle written: %s (%s)", folder, ", ".join(sorted(p.name for p in folder.iterdir())))
         return
     if calibration is None:
         raise SrcrnError("--quantize int8: needs --calibration DATA (images whose ranges calibrate the int8 models)")

@@ -26,6 +26,9 @@ def _base_type(annotation: Any) -> tuple[type, str]:
     """The click-level type of a field, and the text of its choices (if any)."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if typing.get_origin(annotation) is list:  # a repeatable flag; its items' choices checked by the schema
+        item_choices = _base_type(typing.get_args(annotation)[0])[1]
+        return list[str], item_choices
     if typing.get_origin(annotation) is Literal:
         choices = typing.get_args(annotation)
         # Choices are validated by the schema (one-line error naming the flag), not by click.

@@ -36,6 +36,8 @@ InputMode = Literal["full", "masked", "crop"]
 Balance = Literal["none", "augment", "extra"]
 AugmentFamily = Literal["geometry", "colour", "axis", "mix"]
 ClassifierModel = Literal["cnn", "features", "ensemble"]
+# The clinical context a stage-2 model may take (srcrn.data.metadata reads it).
+ClinicalField = Literal["age", "sex", "site"]
 ClassifierOptimizer = Literal["sgd", "adamw"]
 ClassifierSchedule = Literal["inverse-time", "constant", "cosine", "onecycle"]
 ClassifierAugment = Literal["none", "strong"]
@@ -191,6 +193,26 @@ class ClassifyTrainSettings(RunSettings):
     )
     tta: bool = Field(False, description="flip test-time augmentation when this model predicts")
     eval_batch_size: int = Field(64, ge=1, description="validation batch size")
+    clinical: list[ClinicalField] = Field(
+        default_factory=list,
+        description="clinical context the feature model takes (age, sex, site; repeat or comma-separate); none by default",
+    )
+    lesion_features: bool = Field(
+        True, description="features model: use the lesion features (off: clinical context only)"
+    )
+    metadata: str | None = Field(None, description="clinical metadata CSV (default: the data folder's metadata.csv)")
+
+    @field_validator("clinical", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            parts = [p.strip() for v in value for p in str(v).split(",") if p.strip()]
+            if parts == ["none"]:
+                return []
+            return list(dict.fromkeys(["age", "sex", "site"] if parts == ["all"] else parts))
+        return value
 
     @model_validator(mode="after")
     def _needs(self) -> ClassifyTrainSettings:
@@ -198,6 +220,13 @@ class ClassifyTrainSettings(RunSettings):
             raise ValueError("balance 'extra' needs extra: a folder of labelled images (masks not needed)")
         if self.model == "ensemble" and len(self.members) < 2:
             raise ValueError("model 'ensemble' needs members: two or more 'srcrn classify cv' folders")
+        if self.clinical and self.model == "cnn":
+            raise ValueError(
+                "clinical: the CNN takes images only; clinical context goes into --model features "
+                "(and through it into a stack)"
+            )
+        if not self.lesion_features and not self.clinical and self.model == "features":
+            raise ValueError("a features model without lesion features needs clinical fields (e.g. --clinical all)")
         return self
 
 

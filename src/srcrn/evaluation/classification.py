@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from srcrn.atomic import atomic_path, write_json
+from srcrn.data.metadata import contexts_for, load_folder_metadata
 from srcrn.errors import SrcrnError
 from srcrn.evaluation.calibration import calibration_metrics, fit_calibration
-from srcrn.inference.feature_model import FeatureModel
-from srcrn.inference.predictor import Calibration, Classifier
+from srcrn.inference.melanoma import MelanomaModel
+from srcrn.inference.predictor import Calibration
 from srcrn.stats import DEFAULT_RESAMPLES, auc, auc_interval
 
 
@@ -92,12 +93,13 @@ def threshold_for_sensitivity(labels: np.ndarray, probabilities: np.ndarray, tar
 
 
 def evaluate_classifier(
-    classifier: Classifier | FeatureModel,
+    classifier: MelanomaModel,
     data: str | Path,
     out: str | Path,
     *,
     ids: list[str] | None = None,
     segmenter: str | None = None,
+    metadata: str | Path | None = None,
     cache: str | Path | None = None,
     show_progress: bool = True,
     target_sensitivity: float | None = None,
@@ -108,7 +110,8 @@ def evaluate_classifier(
     With ``calibrate`` (temperature | platt), a calibration is fitted on these images instead;
     with ``target_sensitivity``, the threshold reaching it on these images' (calibrated)
     probabilities is chosen and used for the metrics (``metrics['threshold']``). Storing
-    either in the model is the caller's choice."""
+    either in the model is the caller's choice. A model that takes clinical context reads it
+    from ``metadata`` or the folder's ``metadata.csv`` (images without a row have none)."""
     from srcrn.inference.lesions import lesion_data
 
     spec = classifier.spec
@@ -118,8 +121,8 @@ def evaluate_classifier(
         image_size=spec.image_size,
         input_mode=spec.input,
         margin=spec.margin,
-        segmenter=segmenter if spec.input != "full" or isinstance(classifier, FeatureModel) else None,
-        need_masks=isinstance(classifier, FeatureModel),
+        segmenter=segmenter if spec.input != "full" or classifier.needs_masks else None,
+        need_masks=classifier.needs_masks,
         require_labels=False,
         cache=cache,
         progress=show_progress,
@@ -127,10 +130,11 @@ def evaluate_classifier(
     ids = list(ids) if ids is not None else lesions.prepared.ids
     rows = lesions.prepared.positions(ids)
     inputs = np.asarray(lesions.inputs[rows])
-    if isinstance(classifier, FeatureModel):
-        logits = classifier.logits(inputs, lesions.input_masks(rows))
-    else:
-        logits = classifier.logits(inputs)
+    masks = lesions.input_masks(rows) if classifier.needs_masks else None
+    contexts = None
+    if classifier.clinical_fields:
+        contexts = contexts_for(ids, load_folder_metadata(data, metadata, lesions.prepared.ids))
+    logits = classifier.logits(inputs, masks, contexts)
     labels = lesions.prepared.melanoma[rows]
     labelled = not np.isnan(labels).any()
     if (target_sensitivity is not None or calibrate) and not labelled:

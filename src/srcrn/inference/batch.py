@@ -27,6 +27,7 @@ from srcrn.atomic import atomic_path, remove_leftovers
 from srcrn.console import progress
 from srcrn.data.images import IMAGE_SUFFIXES
 from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
+from srcrn.data.metadata import read_metadata
 from srcrn.errors import ConfigError, DataError, SrcrnError
 from srcrn.inference.pipeline import Pipeline, Prediction, clean_json
 
@@ -149,9 +150,14 @@ def predict_images(
     overlays: bool = True,
     resume: bool = False,
     shard: tuple[int, int] | None = None,
+    metadata: Path | None = None,
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Every image of ``inputs`` (of ``shard``, if given) in batches; a bad file is reported
-    and skipped, the rest go on. With ``resume``, images a killed run finished are kept."""
+    and skipped, the rest go on. With ``resume``, images a killed run finished are kept.
+    ``metadata`` (a CSV) gives images their clinical context by id; read before anything runs."""
+    contexts = read_metadata(metadata) if metadata is not None else {}
+    if contexts and not pipeline.classifier.clinical_fields:
+        log.warning("%s: this model takes no clinical context; the metadata is not used", metadata)
     out.mkdir(parents=True, exist_ok=True)
     for folder in (out, out / "masks", out / "overlays", out / "explanations"):  # after a killed run
         remove_leftovers(folder)
@@ -183,7 +189,12 @@ def predict_images(
     with open(out / JOURNAL, "a", encoding="utf-8") as journal:
         # Overlapped (Pipeline.predict_stream): batch k+1 is decoded and batch k-1's files are
         # written while the networks run on batch k; a batch is journaled once its files exist.
-        stream = pipeline.predict_stream(todo, batch_size=batch_size, then=lambda r: r.save(out, overlay=overlays))
+        stream = pipeline.predict_stream(
+            todo,
+            batch_size=batch_size,
+            then=lambda r: r.save(out, overlay=overlays),
+            contexts=[contexts.get(p.stem) for p in todo],
+        )
         for start, outcomes in zip(progress(starts, len(starts), "predict", show_progress), stream):
             finished: list[Prediction] = []
             for path, outcome in zip(todo[start : start + batch_size], outcomes):

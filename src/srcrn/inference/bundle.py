@@ -1,5 +1,7 @@
-"""The deployment bundle of ``srcrn export onnx``: two ONNX models and ``bundle.json``, whose
-schema is declared here (pydantic) and checked whenever a bundle is read. torch-free."""
+"""The deployment bundle of ``srcrn export onnx``: the segmenter (ONNX), the stage-2 model of
+any kind (a CNN as ONNX, a lesion-feature model as skops, a stack of them with its stacker) and
+``bundle.json``, whose schema is declared here (pydantic) and checked whenever a bundle is
+read. torch-free."""
 
 from __future__ import annotations
 
@@ -8,14 +10,15 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from srcrn.errors import ConfigError
 
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = "srcrn-bundle"
-BUNDLE_VERSION = 3  # 2: segmenter tta/keep_largest, classifier target_sensitivity; 3: classifier tta,
-# calibration, sha256 of each model file
+BUNDLE_VERSION = 4  # 2: segmenter tta/keep_largest, classifier target_sensitivity; 3: classifier tta,
+# calibration, sha256 of each model file; 4: classifier kind (cnn | features | stack), clinical
+# fields, stack members and stacker
 
 
 class _Part(BaseModel):
@@ -35,7 +38,21 @@ class SegmenterPart(_Part):
     keep_largest: bool = False
 
 
+class MemberPart(BaseModel):
+    """One member of a stack: its file (ONNX for a CNN, skops for a feature model)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    kind: Literal["cnn", "features"]
+    file: str
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    tta: bool = False
+    source: str = ""
+
+
 class ClassifierPart(_Part):
+    kind: Literal["cnn", "features", "stack"] = "cnn"  # v1-v3 bundles hold a CNN
+    file: str = ""  # a stack's files are its members'
     output: Literal["logit"] = "logit"
     input: Literal["full", "masked", "crop"]
     margin: float = Field(ge=0)
@@ -43,6 +60,24 @@ class ClassifierPart(_Part):
     target_sensitivity: float | None = None
     tta: bool = False
     calibration: dict[str, float | str] | None = None  # method, scale, bias: P = sigmoid(scale * logit + bias)
+    clinical: list[Literal["age", "sex", "site"]] = Field(default_factory=list)  # fields the model takes
+    members: list[MemberPart] = Field(default_factory=list)  # stack: logit = intercept + weights . members'
+    weights: list[float] = Field(default_factory=list)
+    intercept: float = 0.0
+
+    @model_validator(mode="after")
+    def _files(self) -> ClassifierPart:
+        if self.kind == "stack" and (len(self.members) < 2 or len(self.weights) != len(self.members)):
+            raise ValueError("a stack needs two or more members and one weight each")
+        if self.kind != "stack" and not self.file:
+            raise ValueError(f"a {self.kind} classifier needs its file")
+        return self
+
+    def files(self) -> list[tuple[str, str | None]]:
+        """(file, sha256) of every model file this part reads."""
+        if self.kind == "stack":
+            return [(m.file, m.sha256) for m in self.members]
+        return [(self.file, self.sha256)]
 
 
 class Normalization(BaseModel):
@@ -81,15 +116,16 @@ def read_manifest(bundle: str | Path) -> BundleManifest:
         raise ConfigError(
             f"{path}: {key}: {first['msg']} (this srcrn reads bundle format v1-v{BUNDLE_VERSION})"
         ) from None
-    for part in (manifest.segmenter, manifest.classifier):
-        model = (bundle / part.file).resolve()
+    files = [(manifest.segmenter.file, manifest.segmenter.sha256), *manifest.classifier.files()]
+    for name, sha256 in files:
+        model = (bundle / name).resolve()
         if bundle.resolve() not in model.parents:
-            raise ConfigError(f"{path}: model file {part.file!r} lies outside the bundle")
+            raise ConfigError(f"{path}: model file {name!r} lies outside the bundle")
         if not model.is_file():
-            raise ConfigError(f"{bundle / part.file}: model file of the bundle is missing")
-        if part.sha256 is not None and file_sha256(model) != part.sha256:
+            raise ConfigError(f"{bundle / name}: model file of the bundle is missing")
+        if sha256 is not None and file_sha256(model) != sha256:
             raise ConfigError(
-                f"{bundle / part.file}: differs from the file the bundle was written with (SHA-256 mismatch): "
+                f"{bundle / name}: differs from the file the bundle was written with (SHA-256 mismatch): "
                 "damaged or replaced; export the bundle again"
             )
     return manifest

@@ -53,7 +53,9 @@ def model_card(
         },
         "classifier": {
             "source": Path(getattr(classifier, "source", "") or "").name,
-            "kind": "lesion features" if pipeline.needs_masks else "cnn",
+            "kind": classifier.kind,  # cnn | features | stack (inference.melanoma)
+            "members": [m.kind for m in getattr(classifier, "members", [])],
+            "clinical_fields": list(classifier.clinical_fields),  # age, sex, site: what the model takes
             "image_size": pipeline.classify_size,
             "input": pipeline.input_mode,
             "margin": pipeline.margin,

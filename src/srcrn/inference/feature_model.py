@@ -7,6 +7,7 @@ user may have been sent. ``load`` refuses any type outside scikit-learn and nump
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,25 +15,40 @@ from typing import Any
 import numpy as np
 
 from srcrn.atomic import atomic_path
+from srcrn.data.metadata import NO_CONTEXT, ClinicalContext, clinical_feature_names, clinical_features
 from srcrn.errors import ConfigError
 from srcrn.inference.features import feature_table
 from srcrn.inference.predictor import Calibration, ClassifierSpec
 
-FEATURE_MODEL_SUFFIX = ".skops"
+Contexts = Sequence[ClinicalContext | None] | None
+
 FORMAT = "srcrn-feature-model"
 TRUSTED_PREFIXES = ("sklearn.", "numpy.")
 
 
 @dataclass
 class FeatureModel:
+    """Kind ``features`` of ``inference.melanoma``: gradient boosting over lesion features of
+    the input and its mask and/or the image's clinical context (age, sex, site)."""
+
     estimator: Any  # a fitted HistGradientBoostingClassifier
     names: list[str]
     settings: dict[str, Any]
     extras: dict[str, Any] = field(default_factory=dict)  # threshold, target_sensitivity, calibration
+    source: str = ""
+    kind = "features"
 
     @property
     def image_size(self) -> int:
         return int(self.settings["image_size"])
+
+    @property
+    def needs_masks(self) -> bool:
+        return bool(self.settings.get("lesion_features", True))
+
+    @property
+    def clinical_fields(self) -> tuple[str, ...]:
+        return tuple(self.settings.get("clinical") or ())
 
     @property
     def spec(self) -> ClassifierSpec:
@@ -48,28 +64,38 @@ class FeatureModel:
             Calibration.from_dict(self.extras.get("calibration")),
         )
 
-    def logits_of_features(self, features: np.ndarray) -> np.ndarray:
-        return np.asarray(self.estimator.decision_function(features), dtype=np.float64)
+    def columns(
+        self, inputs: np.ndarray, masks: np.ndarray | None = None, contexts: Contexts = None
+    ) -> tuple[np.ndarray, list[str]]:
+        """The table this model reads (lesion features and/or clinical columns), in the
+        order of this srcrn; ``logits_of_table`` picks the model's own columns from it."""
+        return model_table(
+            inputs,
+            masks,
+            contexts,
+            lesion=self.needs_masks,
+            clinical=self.clinical_fields,
+            where=self.source or "feature model",
+        )
 
-    def probabilities_of(self, features: np.ndarray) -> np.ndarray:
-        return self.spec.calibration(self.logits_of_features(features)).astype(np.float64)
-
-    def logits(self, inputs: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """Melanoma logits (uncalibrated) of classifier inputs and the lesion masks on them."""
-        features, names = feature_table(inputs, masks)
-        if names != self.names:  # a model of an older feature version reads its own columns
+    def logits_of_table(self, table: np.ndarray, names: list[str]) -> np.ndarray:
+        """Uncalibrated logits of a feature table whose columns are ``names``: the model's own
+        columns are picked by name (a model of an older feature version reads its own)."""
+        if names != self.names:
             position = {name: i for i, name in enumerate(names)}
             missing = [name for name in self.names if name not in position]
             if missing:
                 raise ConfigError(
-                    f"the model needs {len(missing)} lesion feature(s) this srcrn does not compute, first "
-                    f"'{missing[0]}' (a model of another srcrn version?)"
+                    f"{self.source or 'the model'}: needs {len(missing)} feature(s) this srcrn does not compute, "
+                    f"first '{missing[0]}' (a model of another srcrn version?)"
                 )
-            features = features[:, [position[name] for name in self.names]]
-        return self.logits_of_features(features)
+            table = table[:, [position[name] for name in self.names]]
+        return np.asarray(self.estimator.decision_function(table), dtype=np.float64).reshape(len(table))
 
-    def probabilities(self, inputs: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        return self.spec.calibration(self.logits(inputs, masks)).astype(np.float64)
+    def logits(self, inputs: np.ndarray, masks: np.ndarray | None = None, contexts: Contexts = None) -> np.ndarray:
+        """Melanoma logits (uncalibrated) of classifier inputs, the lesion masks on them and
+        the images' clinical context (None where unknown)."""
+        return self.logits_of_table(*self.columns(inputs, masks, contexts))
 
     def save(self, path: str | Path) -> None:
         import skops.io
@@ -103,12 +129,45 @@ class FeatureModel:
             raise ConfigError(f"{path}: not a readable feature model ({type(error).__name__})") from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise ConfigError(f"{path}: not a feature model of 'srcrn classify train --model features'")
-        return cls(payload["estimator"], list(payload["names"]), dict(payload["settings"]), dict(payload["extras"]))
+        try:
+            return cls(
+                payload["estimator"],
+                [str(n) for n in payload["names"]],
+                dict(payload["settings"]),
+                dict(payload["extras"]),
+                str(path),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"{path}: a damaged feature model (its names, settings or extras are missing)") from None
 
-    def store_extras(self, path: str | Path, **extras: Any) -> None:
+    def store_extras(self, **extras: Any) -> None:
+        """Record a threshold or calibration in the model file (rewritten atomically)."""
         self.extras |= extras
-        self.save(path)
+        self.save(self.source)
 
 
-def is_feature_model(path: str | Path) -> bool:
-    return Path(path).suffix == FEATURE_MODEL_SUFFIX
+def model_table(
+    inputs: np.ndarray,
+    masks: np.ndarray | None,
+    contexts: Contexts,
+    *,
+    lesion: bool,
+    clinical: Sequence[str],
+    where: str = "feature model",
+) -> tuple[np.ndarray, list[str]]:
+    """Lesion features of ``inputs``/``masks`` (with ``lesion``) beside the clinical columns of
+    ``clinical`` fields, and the column names: what a feature model is trained and scored on."""
+    parts: list[np.ndarray] = []
+    names: list[str] = []
+    if lesion:
+        if masks is None:
+            raise ConfigError(f"{where}: lesion features need the lesion masks on the inputs")
+        features, names = feature_table(inputs, masks)
+        parts.append(features)
+    if clinical:
+        given = list(contexts) if contexts is not None else [None] * len(inputs)
+        if len(given) != len(inputs):
+            raise ConfigError(f"{where}: {len(given)} clinical contexts for {len(inputs)} images")
+        parts.append(clinical_features([c or NO_CONTEXT for c in given], clinical))
+        names = names + clinical_feature_names(clinical)
+    return np.concatenate(parts, axis=1) if parts else np.zeros((len(inputs), 0)), names

@@ -25,10 +25,13 @@ import numpy as np
 from srcrn.atomic import atomic_path, write_mask
 from srcrn.data.images import ImageFile, ImageSource, decode_image, decode_image_fit
 from srcrn.data.lesion import crop_mask, lesion_box, lesion_input
+from srcrn.data.metadata import NO_CONTEXT, ClinicalContext
 from srcrn.errors import ConfigError, SrcrnError
 from srcrn.inference.card import model_card, training_records
 from srcrn.inference.measurements import LesionMeasurements, measure_lesion
-from srcrn.inference.predictor import Classifier, Segmenter, from_bundle
+from srcrn.inference.melanoma import MelanomaModel, load_melanoma_model
+from srcrn.inference.melanoma import probabilities as melanoma_probabilities
+from srcrn.inference.predictor import Segmenter, from_bundle
 
 # Measurements and overlays use the image at this longer side at most (lengths are scaled
 # back to original pixels): precise enough for a lesion, cheap even for 6700x4500 originals.
@@ -56,6 +59,7 @@ class Prediction:
     mask: str = ""
     overlay: str = ""
     explanation: str = ""
+    clinical: str = ""  # the clinical fields the model took for this image, e.g. "age sex site"
 
 
 @dataclass
@@ -72,6 +76,10 @@ class PipelineResult:
     threshold: float
     mask: np.ndarray = field(repr=False)  # bool, height x width
     measurements: LesionMeasurements
+    # The clinical context given with the image, and the fields of it the model used (a model
+    # without clinical inputs uses none; a field not given is scored as unknown).
+    context: ClinicalContext = NO_CONTEXT
+    clinical_used: tuple[str, ...] = ()
     heatmap: np.ndarray | None = field(default=None, repr=False)  # Grad-CAM on the working image
     # The image and mask at the working size (longer side WORKING_SIDE at most), for overlays.
     working_image: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3), np.uint8), repr=False)
@@ -112,6 +120,7 @@ class PipelineResult:
                 "decision": self.decision,
                 "threshold": self.threshold,
                 "measurements": self.measurements.to_dict(),
+                "clinical": {"given": self.context.to_dict(), "used": list(self.clinical_used)},
             }
         )
 
@@ -142,6 +151,7 @@ class PipelineResult:
             str(mask_path),
             str(overlay_path or ""),
             explanation_path,
+            " ".join(self.clinical_used),
         )
 
 
@@ -166,7 +176,7 @@ class Pipeline:
     def __init__(
         self,
         segmenter: Segmenter,
-        classifier: Any,
+        classifier: MelanomaModel,
         threshold: float | None = None,
         *,
         explain: bool = False,
@@ -177,7 +187,7 @@ class Pipeline:
         self.workers = workers  # threads that decode and finish images beside the networks (0: none)
         self._pool: ThreadPoolExecutor | None = None
         self._clock = threading.Lock()
-        self.needs_masks = not isinstance(classifier, Classifier)
+        self.needs_masks = classifier.needs_masks  # the lesion-feature model reads the lesion's mask
         self.segment_size, self.classify_size = segmenter.image_size, classifier.image_size
         self.input_mode, self.margin = classifier.spec.input, classifier.spec.margin
         self.threshold = float(classifier.spec.threshold if threshold is None else threshold)
@@ -195,17 +205,12 @@ class Pipeline:
         precision: str = "fp32",
         workers: int = WORKERS,
     ) -> Pipeline:
-        """Eager models (needs ``srcrn[train]``): a segmenter checkpoint, and a classifier
-        checkpoint (.ckpt) or a lesion feature model (.skops, scored from the lesion and its
-        mask; no Grad-CAM). ``precision`` bf16 runs both networks under bfloat16 autocast."""
-        if Path(classifier).suffix == ".skops":
-            from srcrn.inference.feature_model import FeatureModel  # scikit-learn: only when used
-
-            if explain:
-                raise ConfigError(f"{classifier}: --explain shows a CNN's evidence; a feature model has none to show")
-            model: Any = FeatureModel.load(classifier)
-        else:
-            model = Classifier.from_checkpoint(classifier, precision)
+        """Eager models (needs ``srcrn[train]``): a segmenter checkpoint, and any stage-2 model
+        (``inference.melanoma``: a CNN checkpoint, a lesion-feature model, a stack; Grad-CAM
+        for the CNN only). ``precision`` bf16 runs the networks under bfloat16 autocast."""
+        model = load_melanoma_model(classifier, precision)
+        if explain and model.kind != "cnn":
+            raise ConfigError(f"{classifier}: --explain shows a CNN's evidence; a {model.kind} model has none to show")
         pipeline = cls(
             Segmenter.from_checkpoint(segmenter, precision=precision),
             model,
@@ -232,18 +237,38 @@ class Pipeline:
         pipeline.card = model_card(pipeline, "onnx", records, WORKING_SIDE, exported_with=manifest.srcrn_version)
         return pipeline
 
-    def predict(self, image: ImageSource, *, image_id: str | None = None) -> PipelineResult:
+    def predict(
+        self,
+        image: ImageSource,
+        *,
+        image_id: str | None = None,
+        age: float | str | None = None,
+        sex: str | None = None,
+        site: str | None = None,
+        context: ClinicalContext | None = None,
+    ) -> PipelineResult:
         """One image: a path, the bytes of an image file, a Pillow image or an HxWx3 uint8
-        array. A bad image raises ``DataError`` naming it."""
-        return self.predict_many([image], image_ids=[image_id] if image_id else None)[0]
+        array, with the patient's approximate ``age`` (years), ``sex`` (male | female) and the
+        lesion's body ``site`` (ISIC's anatomic sites, e.g. 'posterior torso') where known, or
+        a ``context``. A model without clinical inputs ignores them. A bad image or value
+        raises ``DataError`` naming it."""
+        if context is None:
+            context = ClinicalContext.of(age, sex, site)
+        return self.predict_many([image], image_ids=[image_id] if image_id else None, contexts=[context])[0]
 
     def predict_many(
-        self, images: Sequence[ImageSource], *, batch_size: int = 8, image_ids: Sequence[str] | None = None
+        self,
+        images: Sequence[ImageSource],
+        *,
+        batch_size: int = 8,
+        image_ids: Sequence[str] | None = None,
+        contexts: Sequence[ClinicalContext | None] | None = None,
     ) -> list[PipelineResult]:
-        """Many images, ``batch_size`` at a time through the networks; the first bad image
-        raises ``DataError`` (``predict_each`` and ``srcrn predict`` instead go on)."""
+        """Many images (each with its clinical context, if any), ``batch_size`` at a time through
+        the networks; the first bad image raises ``DataError`` (``predict_each`` and ``srcrn
+        predict`` instead go on)."""
         results: list[PipelineResult] = []
-        for batch in self.predict_stream(images, batch_size=batch_size, image_ids=image_ids):
+        for batch in self.predict_stream(images, batch_size=batch_size, image_ids=image_ids, contexts=contexts):
             for outcome in batch:
                 if isinstance(outcome, SrcrnError):
                     raise outcome
@@ -251,13 +276,19 @@ class Pipeline:
         return results
 
     def predict_each(
-        self, images: Sequence[ImageSource], *, image_ids: Sequence[str] | None = None
+        self,
+        images: Sequence[ImageSource],
+        *,
+        image_ids: Sequence[str] | None = None,
+        contexts: Sequence[ClinicalContext | None] | None = None,
     ) -> list[PipelineResult | SrcrnError]:
         """``images`` as one batch; a bad image fails alone: its entry is the error (``srcrn
         predict`` and ``srcrn serve`` report it and go on)."""
         return [
             o
-            for batch in self.predict_stream(images, batch_size=max(1, len(images)), image_ids=image_ids)
+            for batch in self.predict_stream(
+                images, batch_size=max(1, len(images)), image_ids=image_ids, contexts=contexts
+            )
             for o in batch
         ]
 
@@ -268,6 +299,7 @@ class Pipeline:
         batch_size: int = 8,
         image_ids: Sequence[str] | None = None,
         then: Callable[[PipelineResult], Any] | None = None,
+        contexts: Sequence[ClinicalContext | None] | None = None,
     ) -> Iterator[list[Any]]:
         """Every image, one list per batch in input order: its ``PipelineResult`` (or what
         ``then`` returned for it, e.g. the saved files), or the ``SrcrnError`` of a bad image.
@@ -279,12 +311,15 @@ class Pipeline:
         """
         if image_ids is not None and len(image_ids) != len(images):
             raise ConfigError(f"image_ids: {len(image_ids)} ids for {len(images)} images")
+        if contexts is not None and len(contexts) != len(images):
+            raise ConfigError(f"contexts: {len(contexts)} clinical contexts for {len(images)} images")
+        given = [(contexts[i] if contexts is not None else None) or NO_CONTEXT for i in range(len(images))]
         identities = [_identity(image, image_ids[i] if image_ids else None, i) for i, image in enumerate(images)]
         spans = [range(start, min(start + batch_size, len(images))) for start in range(0, len(images), batch_size)]
         pool = self._executor()
 
         def load(span: range) -> list[Future]:
-            return [_submit(pool, self._timed, "decode", self._load, images[i], identities[i]) for i in span]
+            return [_submit(pool, self._timed, "decode", self._load, images[i], identities[i], given[i]) for i in span]
 
         def finish(outcomes: list[Any]) -> list[Future]:
             return [
@@ -307,7 +342,7 @@ class Pipeline:
     def model_inputs(self, images: Sequence[ImageSource]) -> tuple[np.ndarray, np.ndarray]:
         """What each network is given for ``images``: the segmenter's uint8 images and the
         classifier's lesion inputs (from this pipeline's masks), e.g. to calibrate int8 models."""
-        loaded = [self._load(image, _identity(image, None, i)) for i, image in enumerate(images)]
+        loaded = [self._load(image, _identity(image, None, i), NO_CONTEXT) for i, image in enumerate(images)]
         probabilities = self.segmenter.probabilities(np.stack([item.at_size[self.segment_size] for item in loaded]))
         inputs = [self._lesion(item, probability)[0] for item, probability in zip(loaded, probabilities)]
         return np.stack([item.at_size[self.segment_size] for item in loaded]), np.stack(inputs)
@@ -325,12 +360,12 @@ class Pipeline:
             with self._clock:  # steps run in several threads at once: their seconds add up
                 self.seconds[step] += time.perf_counter() - started
 
-    def _load(self, image: ImageSource, identity: tuple[str, str | None]) -> _Loaded:
+    def _load(self, image: ImageSource, identity: tuple[str, str | None], context: ClinicalContext) -> _Loaded:
         """The image at each size the networks need (one decode for all where the sizes share a
         DCT scale) and its original size."""
         file = ImageFile(image, identity[1])
         at_size = {size: decode_image(file, size)[0] for size in dict.fromkeys((self.segment_size, self.classify_size))}
-        return _Loaded(image, identity, file, at_size)
+        return _Loaded(image, identity, file, at_size, context)
 
     def _lesion(
         self, item: _Loaded, probability: np.ndarray
@@ -371,12 +406,9 @@ class Pipeline:
             return outcomes
         keys = list(lesions)
         inputs = np.stack([lesions[i][0] for i in keys])
-        if self.needs_masks:  # the lesion-feature model reads the lesion's mask too
-            scores = self._timed(
-                "classify", self.classifier.probabilities, inputs, np.stack([lesions[i][2] for i in keys])
-            )
-        else:
-            scores = self._timed("classify", self.classifier.probabilities, inputs)
+        masks = np.stack([lesions[i][2] for i in keys]) if self.needs_masks else None
+        contexts = [good[i].context for i in keys]
+        scores = self._timed("classify", melanoma_probabilities, self.classifier, inputs, masks, contexts)
         heatmaps: list[np.ndarray | None] = [None] * len(keys)
         if self.explain:
             from srcrn.inference.explain import grad_cam
@@ -407,6 +439,7 @@ class Pipeline:
 
             placed = place_heatmap(modelled.heatmap, modelled.box, work.shape[1], work.shape[0])
         image = item.image
+        used = tuple(f for f in self.classifier.clinical_fields if getattr(item.context, f) is not None)
         return PipelineResult(
             image_id=image_id,
             source=str(image) if isinstance(image, (str, Path)) else (name or image_id),
@@ -420,6 +453,8 @@ class Pipeline:
             heatmap=placed,
             working_image=work,
             working_mask=work_mask,
+            context=item.context,
+            clinical_used=used,
         )
 
 
@@ -431,6 +466,7 @@ class _Loaded:
     identity: tuple[str, str | None]
     file: ImageFile
     at_size: dict[int, np.ndarray]
+    context: ClinicalContext = NO_CONTEXT
 
 
 @dataclass

@@ -11,7 +11,7 @@ torch-free: the torch runtime imports torch only when it runs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from srcrn.data.normalization import normalize_numpy
+from srcrn.errors import ConfigError
 from srcrn.inference.postprocess import keep_largest_region
 from srcrn.inference.runtimes import Runtime
 
@@ -153,7 +154,12 @@ class ClassifierSpec:
 
 
 class Classifier:
-    """Stage 2: melanoma probabilities of classifier inputs (built by ``data.lesion``)."""
+    """Stage 2's CNN (kind ``cnn`` of ``inference.melanoma``): melanoma logits of classifier
+    inputs (built by ``data.lesion``); it reads neither lesion masks nor clinical context."""
+
+    kind = "cnn"
+    needs_masks = False
+    clinical_fields: tuple[str, ...] = ()
 
     def __init__(self, runtime: Runtime, spec: ClassifierSpec, source: str = "", batch_size: int = 64):
         self.runtime, self.spec, self.source, self.batch_size = runtime, spec, source, batch_size
@@ -178,9 +184,12 @@ class Classifier:
         )
         return cls(runtime, spec, str(path))
 
-    def logits(self, inputs: np.ndarray, *, tta: bool | None = None) -> np.ndarray:
+    def logits(
+        self, inputs: np.ndarray, masks: np.ndarray | None = None, contexts: Any = None, *, tta: bool | None = None
+    ) -> np.ndarray:
         """float [N] melanoma logits (uncalibrated) for uint8 [N, S, S, 3] classifier inputs;
-        ``tta`` (default: the model's own setting) averages the logits of the four flips."""
+        ``tta`` (default: the model's own setting) averages the logits of the four flips.
+        ``masks`` and ``contexts`` are accepted for the common interface and not read."""
         inputs = np.asarray(inputs, dtype=np.uint8)
         tta = self.spec.tta if tta is None else tta
 
@@ -194,13 +203,19 @@ class Classifier:
 
         return _batched(run, inputs, self.batch_size)
 
-    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
-        """float [N] P(melanoma), calibrated when the model carries a calibration."""
-        return self.spec.calibration(self.logits(inputs)).astype(np.float64)
+    def store_extras(self, **extras: Any) -> None:
+        """Record a threshold or calibration in the checkpoint (needs torch; bundles are written whole)."""
+        from srcrn.inference.checkpoints import store_extras
+
+        store_extras(self.source, **extras)
+        from srcrn.inference.melanoma import with_extras
+
+        self.spec = with_extras(self.spec, extras)
 
 
-def from_bundle(bundle: str | Path) -> tuple[Segmenter, Classifier, Any]:
-    """Both models of an ``srcrn export onnx`` bundle, run with ONNX Runtime."""
+def from_bundle(bundle: str | Path) -> tuple[Segmenter, Any, Any]:
+    """The segmenter and the stage-2 model (``inference.melanoma``) of an ``srcrn export onnx``
+    bundle: CNNs run with ONNX Runtime, feature models with scikit-learn (``srcrn[features]``)."""
     from srcrn.inference.bundle import read_manifest
     from srcrn.inference.runtimes import OnnxRuntime
 
@@ -210,18 +225,43 @@ def from_bundle(bundle: str | Path) -> tuple[Segmenter, Classifier, Any]:
     segmenter = Segmenter(
         OnnxRuntime(bundle / seg.file), SegmenterSpec(seg.image_size, seg.tta, seg.keep_largest), str(bundle / seg.file)
     )
-    classifier = Classifier(
-        OnnxRuntime(bundle / cls.file),
-        ClassifierSpec(
-            cls.image_size,
-            cls.input,
-            cls.margin,
-            cls.threshold,
-            None,
-            cls.target_sensitivity,
-            cls.tta,
-            Calibration.from_dict(cls.calibration),
-        ),
-        str(bundle / cls.file),
+    spec = ClassifierSpec(
+        cls.image_size,
+        cls.input,
+        cls.margin,
+        cls.threshold,
+        None,
+        cls.target_sensitivity,
+        cls.tta,
+        Calibration.from_dict(cls.calibration),
     )
-    return segmenter, classifier, manifest
+    if cls.kind == "stack":
+        from srcrn.inference.melanoma import StackModel
+
+        members = [
+            _bundle_member(bundle, m.kind, m.file, replace(spec, tta=m.tta, calibration=Calibration()))
+            for m in cls.members
+        ]
+        model: Any = StackModel(members, cls.weights, cls.intercept, source=str(bundle))
+        model.spec = spec
+    else:
+        model = _bundle_member(bundle, cls.kind, cls.file, spec)
+    return segmenter, model, manifest
+
+
+def _bundle_member(bundle: Path, kind: str, file: str, spec: ClassifierSpec) -> Any:
+    if kind == "cnn":
+        from srcrn.inference.runtimes import OnnxRuntime
+
+        return Classifier(OnnxRuntime(bundle / file), spec, str(bundle / file))
+    try:
+        from srcrn.inference.feature_model import FeatureModel
+    except ModuleNotFoundError as error:
+        raise ConfigError(
+            f"{bundle / file}: a lesion-feature model needs the 'features' extra: pip install 'srcrn[features]' "
+            f"({error.name} is missing)"
+        ) from None
+    model = FeatureModel.load(bundle / file)
+    model.extras = {"threshold": spec.threshold, "target_sensitivity": spec.target_sensitivity,
+                    "calibration": spec.calibration.to_dict()}  # fmt: skip
+    return model

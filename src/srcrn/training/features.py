@@ -17,6 +17,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from srcrn.atomic import atomic_path, write_json
 from srcrn.console import progress as progress_bar
+from srcrn.data.metadata import clinical_feature_names, clinical_features, contexts_for, load_folder_metadata
 from srcrn.data.splits import Split, make_split
 from srcrn.errors import ConfigError
 from srcrn.evaluation.classification import write_classification_outputs
@@ -75,6 +76,24 @@ def lesion_feature_matrix(lesions: LesionData, *, show_progress: bool = True) ->
     return matrix, names
 
 
+def training_table(
+    config: ClassifyTrainSettings, data: str | Path, lesions: LesionData, *, show_progress: bool = True
+) -> tuple[np.ndarray, list[str]]:
+    """What the feature model of ``config`` reads for every image of ``lesions`` (cache order):
+    the lesion features (cached) and/or the clinical columns from the folder's metadata."""
+    parts: list[np.ndarray] = []
+    names: list[str] = []
+    if config.lesion_features:
+        features, names = lesion_feature_matrix(lesions, show_progress=show_progress)
+        parts.append(features)
+    if config.clinical:
+        ids = lesions.prepared.ids
+        metadata = load_folder_metadata(data, config.metadata, ids, required=True)
+        parts.append(clinical_features(contexts_for(ids, metadata), config.clinical))
+        names = names + clinical_feature_names(config.clinical)
+    return np.concatenate(parts, axis=1), names
+
+
 def fit_feature_model(
     features: np.ndarray, labels: np.ndarray, names: list[str], settings: ClassifyTrainSettings
 ) -> FeatureModel:
@@ -113,7 +132,7 @@ def train_feature_model(
     lesions = feature_lesions(config, data, progress=progress)
     if split is None:
         split = make_split(lesions.dataset, config.split, seed=config.seed, val_fraction=config.val_fraction)
-    features, names = lesion_feature_matrix(lesions, show_progress=progress)
+    features, names = training_table(config, data, lesions, show_progress=progress)
     labels = lesions.prepared.melanoma
     train_rows, val_rows = lesions.prepared.positions(split.train), lesions.prepared.positions(split.val)
     model = fit_feature_model(features[train_rows], labels[train_rows], names, config)
@@ -121,14 +140,18 @@ def train_feature_model(
     config.save(out / "config.yaml")
     path = out / MODEL_FILE
     model.save(path)
+    model.source = str(path)
+    val_logits = model.logits_of_table(features[val_rows], names)
     evaluation = write_classification_outputs(
-        out / "eval", split.val, model.probabilities_of(features[val_rows]), labels[val_rows]
+        out / "eval", split.val, model.spec.calibration(val_logits).astype(np.float64), labels[val_rows]
     )
     summary = {
         "model": "features",
         "model_checkpoint": str(path),
         "best_checkpoint": str(path),
         "n_features": len(names),
+        "clinical": list(config.clinical),
+        "lesion_features": config.lesion_features,
         "n_train": len(train_rows),
         "n_train_melanoma": int(labels[train_rows].sum()),
         "n_val": len(val_rows),

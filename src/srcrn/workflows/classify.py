@@ -15,9 +15,7 @@ from srcrn.atomic import atomic_path
 from srcrn.data.splits import Split
 from srcrn.evaluation.calibration import reliability_curve
 from srcrn.evaluation.classification import ClassificationEvaluation, evaluate_classifier
-from srcrn.inference.checkpoints import store_extras
-from srcrn.inference.feature_model import FeatureModel, is_feature_model
-from srcrn.inference.predictor import Classifier
+from srcrn.inference.melanoma import load_melanoma_model
 from srcrn.reporting.figures import reliability_figure, roc_curve_figure, sweep_curves, training_curves
 from srcrn.reporting.tables import markdown_table
 from srcrn.settings import ClassifyTrainSettings
@@ -74,18 +72,19 @@ def evaluate_classifier_checkpoint(
     target_sensitivity: float | None = None,
     calibrate: str | None = None,
     progress: bool = True,
+    metadata: str | Path | None = None,
 ) -> ClassificationEvaluation:
     """``classify eval``: predictions, metrics (discrimination and calibration), ``roc.png`` and
     ``reliability.png``. A calibration fitted here (``calibrate``) and the threshold chosen for
     ``target_sensitivity`` are stored in the model, where ``predict`` and the bundle take them from."""
-    feature_model = is_feature_model(checkpoint)
-    model = FeatureModel.load(checkpoint) if feature_model else Classifier.from_checkpoint(checkpoint)
+    model = load_melanoma_model(checkpoint)
     result = evaluate_classifier(
         model,
         data,
         out,
         ids=ids,
         segmenter=segmenter,
+        metadata=metadata,
         cache=cache,
         show_progress=progress,
         target_sensitivity=target_sensitivity,
@@ -98,10 +97,8 @@ def evaluate_classifier_checkpoint(
         extras["calibration"] = {"method": c.method, "scale": c.scale, "bias": c.bias, "fitted_on": str(data)}
     if target_sensitivity is not None and metrics:
         extras |= {"threshold": metrics["threshold"], "target_sensitivity": target_sensitivity}
-    if extras and isinstance(model, FeatureModel):
-        model.store_extras(checkpoint, **extras)
-    elif extras:
-        store_extras(checkpoint, **extras)
+    if extras:
+        model.store_extras(**extras)
     if metrics and 0 < metrics["n_melanoma"] < metrics["n_images"]:
         truth, probability = result.predictions["truth"].to_numpy(), result.predictions["melanoma"].to_numpy()
         fpr, tpr, _ = binary_roc(torch.as_tensor(probability, dtype=torch.float64), torch.as_tensor(truth).long())

@@ -35,10 +35,10 @@ from srcrn.data.splits import Split, make_split
 from srcrn.errors import ConfigError
 from srcrn.evaluation.calibration import METHODS, calibration_metrics, fit_calibration
 from srcrn.evaluation.classification import classification_metrics
-from srcrn.inference.checkpoints import store_extras
 from srcrn.inference.feature_model import FeatureModel
 from srcrn.inference.lesions import LesionData
-from srcrn.inference.predictor import Calibration, Classifier
+from srcrn.inference.melanoma import load_melanoma_model
+from srcrn.inference.predictor import Calibration
 from srcrn.settings import ClassifyTrainSettings
 from srcrn.stats import auc
 
@@ -74,14 +74,14 @@ def _train_and_score(
     """Train on ``split.train`` in ``run`` (resuming a cut run) and return the logits of
     ``split.val`` and the kept model's path."""
     if settings.model == "features":
-        from srcrn.training.features import MODEL_FILE, feature_lesions, lesion_feature_matrix, train_feature_model
+        from srcrn.training.features import MODEL_FILE, feature_lesions, train_feature_model, training_table
 
         if not (run / MODEL_FILE).is_file():
             train_feature_model(settings, data, run, resume=True, progress=progress, split=split)
         lesions = feature_lesions(settings, data, progress=False)
-        features, _ = lesion_feature_matrix(lesions, show_progress=False)
+        table, names = training_table(settings, data, lesions, show_progress=False)
         model = FeatureModel.load(run / MODEL_FILE)
-        return model.logits_of_features(features[lesions.prepared.positions(split.val)]), str(run / MODEL_FILE)
+        return model.logits_of_table(table[lesions.prepared.positions(split.val)], names), str(run / MODEL_FILE)
     from srcrn.inference.lesions import lesion_data
     from srcrn.training.classification import train_classification
     from srcrn.training.runner import RUN_FILE
@@ -100,7 +100,7 @@ def _train_and_score(
         cache=settings.cache,
         progress=False,
     )
-    classifier = Classifier.from_checkpoint(checkpoint)
+    classifier = load_melanoma_model(checkpoint)
     return classifier.logits(np.asarray(cnn_lesions.inputs[cnn_lesions.prepared.positions(split.val)])), checkpoint
 
 
@@ -196,10 +196,7 @@ def _final_model(
     run = out / "final"
     logits, model_path = _train_and_score(settings, data, run, split, progress)
     entry = {"method": fitted.method, "scale": fitted.scale, "bias": fitted.bias, "fitted_on": "out-of-fold"}
-    if settings.model == "features":
-        FeatureModel.load(model_path).store_extras(model_path, calibration=entry)
-    else:
-        store_extras(model_path, calibration=entry)
+    load_melanoma_model(model_path).store_extras(calibration=entry)
     labels = np.array([labels_of[i] for i in split.val])
     raw, calibrated = Calibration()(logits), fitted(logits)
     _write_csv(_scored(split.val, labels, logits, melanoma=raw, melanoma_calibrated=calibrated), out / "val.csv")

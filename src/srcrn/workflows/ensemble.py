@@ -10,6 +10,7 @@ ever scored by a stacker that was fitted on that image's score.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,11 @@ from srcrn.atomic import atomic_path, write_json
 from srcrn.errors import ConfigError
 from srcrn.evaluation.calibration import calibration_metrics
 from srcrn.evaluation.classification import classification_metrics
+from srcrn.inference.melanoma import StackModel
 from srcrn.settings import ClassifyTrainSettings
 
 log = logging.getLogger(__name__)
+MODEL_DIR = "model"  # the stack as a model: stack.json + its members' final models
 
 
 def _member_table(folders: list[Path], name: str) -> pd.DataFrame:
@@ -86,11 +89,51 @@ def stack_members(folders: list[Path], out: Path) -> dict[str, Any]:
     return result
 
 
+def member_model(folder: Path) -> Path:
+    """The final model of a finished ``classify cv`` folder (trained on the whole training split)."""
+    path = folder / "cv.json"
+    try:
+        model = json.loads(path.read_text())["val"]["model"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise ConfigError(
+            f"{path}: names no final model; members must be finished 'srcrn classify cv' folders (with their final model)"
+        ) from None
+    candidate = Path(model)
+    if not candidate.exists():  # a cv folder moved since: its final model lies inside it
+        relocated = [p for p in (folder / "final" / "model.skops", folder / "final" / "checkpoints" / "last.ckpt")]
+        candidate = next((p for p in relocated if p.exists()), candidate)
+    if not candidate.exists():
+        raise ConfigError(f"{path}: its final model {model} is missing")
+    return candidate
+
+
 def train_ensemble(settings: ClassifyTrainSettings, out: str | Path) -> dict[str, Any]:
+    """Fit the stacker and write ``out/model``: one self-contained stack (its members' final
+    models copied in beside ``stack.json``) that eval, predict, serve and export take like any
+    other stage-2 model."""
     out = Path(out)
+    folders = [Path(m) for m in settings.members]
+    files = [member_model(folder) for folder in folders]  # refused before anything is written
     out.mkdir(parents=True, exist_ok=True)
     settings.save(out / "config.yaml")
-    result = stack_members([Path(m) for m in settings.members], out)
+    result = stack_members(folders, out)
+    model = StackModel.write(out / MODEL_DIR, files, result["weights"], result["intercept"], [f.name for f in folders])
+    StackModel.load(model)  # members' inputs must agree: refused here, not at predict time
+    result["model"] = str(model)
+    write_json(
+        out / "summary.json",
+        {
+            "model": "ensemble",
+            "model_checkpoint": str(model),
+            "best_checkpoint": str(model),
+            "members": [str(f) for f in folders],
+            "n_train": result["oof"]["n_images"],
+            "n_train_melanoma": result["oof"]["n_melanoma"],
+            "n_val": result["val"]["n_images"],
+            "val_auc": result["val"]["auc"],
+            "oof_auc": result["oof"]["auc"],
+        },
+    )
     log.info(
         "ensemble of %d: weights %s; out-of-fold AUC %.4f, validation AUC %.4f",
         len(settings.members),

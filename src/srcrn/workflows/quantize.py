@@ -131,10 +131,17 @@ def quantize_bundle(
     os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; a bundle gets the usual permissions
     try:
         shutil.copy(fp32_bundle / BUNDLE_FILE, staging / BUNDLE_FILE)
-        for part, images in (("segmenter", segmenter_inputs), ("classifier", classifier_inputs)):
-            name = manifest[part]["file"]
-            quantize_model(fp32_bundle / name, staging / name, images)
-            manifest[part]["sha256"] = file_sha256(staging / name)
+        # The networks become int8; a feature model's file is copied as it is.
+        classifier = manifest["classifier"]
+        parts = [(manifest["segmenter"], segmenter_inputs)]
+        parts += [(part, classifier_inputs) for part in (classifier["members"] or [classifier])]
+        for part, images in parts:
+            name = part["file"]
+            if part.get("kind", "cnn") == "cnn":
+                quantize_model(fp32_bundle / name, staging / name, images)
+            else:
+                shutil.copyfile(fp32_bundle / name, staging / name)
+            part["sha256"] = file_sha256(staging / name)
         write_json(staging / BUNDLE_FILE, manifest)  # hashes of the int8 files, before parity loads them
         parity = measure_parity(fp32, Pipeline.from_bundle(staging), dataset, held_out)
         parity |= {"calibration_images": len(calibration), "tolerance": TOLERANCE, "method": "static QDQ, "
