@@ -1,4 +1,5 @@
-# srcrn serve in a container: the ONNX Runtime engine only (no torch, no training extras).
+# srcrn serve in a container: the ONNX Runtime engine and scikit-learn for feature models and stacks
+# (no torch, no training extras).
 #
 #   srcrn export onnx --segmenter SEG.ckpt --classifier CLS.ckpt --out bundle   # on a training machine
 #   docker build -t srcrn-serve .
@@ -11,7 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install '.[serve]' && useradd --system --uid 10001 srcrn
+RUN pip install '.[serve,features]' && useradd --system --uid 10001 srcrn
 USER srcrn
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \

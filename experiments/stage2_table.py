@@ -27,6 +27,11 @@ MODELS = (
     ("ensemble", "stack: strong + features v2 (logistic regression on out-of-fold logits)"),
     ("cv-features-v1", "lesion features (version 1: 83, without colour structure) + gradient boosting"),
     ("ensemble-v1", "stack: strong + features v1"),
+    # Clinical context (experiments/stage2_clinical.sh): image-only rows above, image + metadata below.
+    ("cv-clinical", "clinical context only (age, sex, site) + gradient boosting: no image"),
+    ("cv-features-clinical", "lesion features v2 + clinical context + gradient boosting"),
+    ("ensemble-clinical", "stack: strong + (features v2 + clinical context)"),
+    ("ensemble-three", "stack: strong + features v2 + clinical context only"),
 )
 PAPER = ("paper", "paper recipe (frozen SRCRN encoder + new head, SGD): final model only")
 PAIRS = (
@@ -38,6 +43,12 @@ PAIRS = (
     ("cv-strong", "paper"),
     ("cv-features", "paper"),
     ("ensemble", "paper"),
+    ("cv-features-clinical", "cv-features"),
+    ("cv-features-clinical", "cv-clinical"),
+    ("cv-clinical", "cv-strong"),
+    ("ensemble-clinical", "ensemble"),
+    ("ensemble-clinical", "cv-features-clinical"),
+    ("ensemble-three", "ensemble-clinical"),
 )
 
 

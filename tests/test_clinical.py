@@ -117,7 +117,7 @@ def test_clinical_settings_accept_lists_and_refuse_the_cnn():
     settings = load_settings(ClassifyTrainSettings, flags={"model": "features", "clinical": ["age,sex", "site"]})
     assert settings.clinical == ["age", "sex", "site"]
     assert load_settings(ClassifyTrainSettings, model="features", clinical="all").clinical == ["age", "sex", "site"]
-    with pytest.raises(ConfigError, match="clinical.0: Input should be 'age', 'sex' or 'site' \\(given 'weight'\\)"):
+    with pytest.raises(ConfigError, match=r"clinical\.0: Input should be 'age', 'sex' or 'site' \(given 'weight'\)"):
         load_settings(ClassifyTrainSettings, model="features", clinical=["weight"])
     with pytest.raises(ConfigError, match="the CNN takes images only"):
         load_settings(ClassifyTrainSettings, clinical=["age"])
@@ -168,7 +168,7 @@ def test_the_registry_recognises_models_by_content_not_name(tmp_path, tiny_class
     assert kind_of(odd) == "features" and load_melanoma_model(odd).kind == "features"
     junk = tmp_path / "junk.skops"
     junk.write_bytes(b"not a model")
-    with pytest.raises(ConfigError, match="junk.skops: not a stage-2 model"):
+    with pytest.raises(ConfigError, match=r"junk\.skops: not a stage-2 model"):
         load_melanoma_model(junk)
 
 
@@ -315,3 +315,73 @@ def test_clinical_training_without_metadata_is_one_line(isic_copy, tiny_segmente
                         str(isic_copy), "--segmenter", tiny_segmenter, "--image-size", "64", "--input", "crop",
                         "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"), "--no-progress")  # fmt: skip
     assert "metadata.csv: no clinical metadata for this data folder; pass --metadata FILE" in message
+
+
+@pytest.mark.slow
+def test_the_service_takes_clinical_fields_and_refuses_bad_ones(stage2_models, sample, tiny_segmenter, tmp_path):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    import srcrn
+    from srcrn.serving.app import ServeSettings, create_app
+
+    bundle = tmp_path / "bundle"
+    run_cli("export", "onnx", "--segmenter", tiny_segmenter, "--classifier", stage2_models["features"], "--out",
+            str(bundle))  # fmt: skip
+    pipeline = srcrn.Pipeline.from_bundle(bundle)
+    photo = sorted((sample / "images").glob("*.jpg"))[0]
+    expected = pipeline.predict(photo, age=75, sex="male", site="head/neck")
+    with TestClient(create_app(pipeline, ServeSettings())) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/api/v1/ready").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        files = {"image": (photo.name, photo.read_bytes(), "image/jpeg")}
+        answer = client.post("/api/v1/predict", files=files, data={"age": "75", "sex": "male", "site": "head/neck"})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["probability"] == pytest.approx(expected.probability, abs=1e-9)
+        assert body["clinical"] == {"given": {"age": 75.0, "sex": "male", "site": "head/neck"},
+                                    "used": ["age", "sex", "site"]}  # fmt: skip
+        bare = client.post("/api/v1/predict", files=files).json()
+        assert bare["clinical"]["used"] == [] and bare["probability"] == pytest.approx(
+            pipeline.predict(photo).probability, abs=1e-9
+        )
+        refused = client.post("/api/v1/predict", files=files, data={"age": "200"})
+        assert refused.status_code == 422 and "age: 200 is outside 0-120 years" in refused.json()["detail"]
+        refused = client.post("/api/v1/predict", files=files, data={"site": "elbow"})
+        assert refused.status_code == 422 and "unknown body site 'elbow'" in refused.json()["detail"]
+        schema = client.get("/openapi.json").json()
+        properties = schema["paths"]["/api/v1/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]
+        assert {"image", "age", "sex", "site"} <= set(properties["schema"]["properties"])
+
+
+@pytest.mark.slow
+def test_a_bundle_of_format_v3_still_loads_as_a_cnn(tiny_bundle, sample, tmp_path):
+    import srcrn
+
+    old = tmp_path / "v3"
+    shutil.copytree(tiny_bundle, old)
+    manifest = json.loads((old / "bundle.json").read_text())
+    for key in ("kind", "clinical", "members", "weights", "intercept"):
+        manifest["classifier"].pop(key, None)
+    manifest["version"] = 3
+    (old / "bundle.json").write_text(json.dumps(manifest))
+    photo = sorted((sample / "images").glob("*.jpg"))[0]
+    then, now = srcrn.Pipeline.from_bundle(old), srcrn.Pipeline.from_bundle(tiny_bundle)
+    assert then.classifier.kind == "cnn" and then.card["classifier"]["clinical_fields"] == []
+    assert then.predict(photo).probability == pytest.approx(now.predict(photo).probability, abs=1e-9)
+
+
+@pytest.mark.slow
+def test_a_stack_bundle_missing_a_member_is_one_line(stage2_models, tiny_segmenter, tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    run_cli("export", "onnx", "--segmenter", tiny_segmenter, "--classifier", stage2_models["stack"], "--out",
+            str(bundle))  # fmt: skip
+    (bundle / "classifier-member-1.skops").unlink()
+    photo = tmp_path / "x.jpg"
+    photo.write_bytes(b"")
+    message = cli_error(capsys, "predict", str(photo), "--engine", "onnx", "--model", str(bundle), "--out",
+                        str(tmp_path / "out"))  # fmt: skip
+    assert f"{bundle / 'classifier-member-1.skops'}: model file of the bundle is missing" in message

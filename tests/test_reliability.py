@@ -269,6 +269,30 @@ def _corpus_case(name, tmp, models):
         bomb = tmp / "bomb.png"
         bomb.write_bytes(png_claiming(30000, 30000))
         return [*torch_predict[:1], str(bomb), *torch_predict[2:]], bomb, "absurd image size"
+    meta = data / "metadata.csv"
+    feature_train = ["classify", "train", "--model", "features", "--clinical", "all", "--data", str(data), "--out",
+                     out, "--image-size", "64", "--input", "crop", "--segmenter", seg, *cache]  # fmt: skip
+    bad_metadata = {
+        "metadata: an age outside 0-120": ("image,age_approx,sex\nISIC_0000071,130,male\n", "130 is outside 0-120"),
+        "metadata: an unknown sex": ("image,age_approx,sex\nISIC_0000071,40,x\n", "unknown value 'x'"),
+        "metadata: an unknown body site": ("image,anatom_site_general\nISIC_0000071,knee\n", "unknown body site"),
+        "metadata: an image twice": ("image,sex\nISIC_0000071,male\nISIC_0000071,male\n", "appears twice"),
+        "metadata: an id the data lacks": ("image,sex\nISIC_9999999,male\n", "unknown image id 'ISIC_9999999'"),
+        "metadata: wrong columns": ("id,age\nISIC_0000071,40\n", "unexpected columns id,age"),
+        "metadata: not UTF-8": (b"image,sex\n\xff\xfe,male\n", "not UTF-8"),
+    }
+    if name in bad_metadata:
+        text, problem = bad_metadata[name]
+        if isinstance(text, bytes):
+            meta.write_bytes(text)
+        else:
+            meta.write_text(text)
+        return feature_train, meta, problem
+    if name == "predict: --metadata file missing":
+        return [*torch_predict, "--metadata", str(tmp / "none.csv")], tmp / "none.csv", "metadata file not found"
+    if name == "predict: --metadata with a bad age":
+        (tmp / "m.csv").write_text("image_id,age_approximate,sex\nISIC_0000071,-3,female\n")
+        return [*torch_predict, "--metadata", str(tmp / "m.csv")], tmp / "m.csv", "-3 is outside 0-120"
     raise KeyError(name)
 
 
@@ -299,6 +323,15 @@ CORPUS = [
     "classify train: a classifier given as the segmenter",
     "classify eval: a split file naming an unknown image",
     "reproduce: a config with an unknown key",
+    "metadata: an age outside 0-120",
+    "metadata: an unknown sex",
+    "metadata: an unknown body site",
+    "metadata: an image twice",
+    "metadata: an id the data lacks",
+    "metadata: wrong columns",
+    "metadata: not UTF-8",
+    "predict: --metadata file missing",
+    "predict: --metadata with a bad age",
 ]
 
 

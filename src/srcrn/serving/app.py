@@ -38,10 +38,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from srcrn import __version__
+from srcrn.data.metadata import NO_CONTEXT, SEXES, SITES, ClinicalContext
 from srcrn.errors import DataError, SrcrnError
 from srcrn.inference.pipeline import Pipeline, clean_json, encode_png
 
 API = "/api/v1"
+CLINICAL_FORM_FIELDS = ("age", "sex", "site")
 IMAGE_FIELD = "image"
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ class _Batcher:
 
     def __init__(self, pipeline: Any, settings: ServeSettings):
         self.pipeline, self.settings = pipeline, settings
-        self.queue: asyncio.Queue[tuple[bytes, str, asyncio.Future[Any]]] | None = None
+        self.queue: asyncio.Queue[tuple[bytes, str, ClinicalContext, asyncio.Future[Any]]] | None = None
         self.workers: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -109,10 +111,10 @@ class _Batcher:
             worker.cancel()
         await asyncio.gather(*self.workers, return_exceptions=True)
 
-    async def predict(self, content: bytes, image_id: str) -> Any:
+    async def predict(self, content: bytes, image_id: str, context: ClinicalContext = NO_CONTEXT) -> Any:
         assert self.queue is not None, "the batcher starts with the service"
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self.queue.put((content, image_id, future))
+        await self.queue.put((content, image_id, context, future))
         return await future
 
     async def _work(self) -> None:
@@ -121,8 +123,8 @@ class _Batcher:
             items = [await self.queue.get()]
             while len(items) < self.settings.max_batch and not self.queue.empty():
                 items.append(self.queue.get_nowait())
-            outcomes = await run_in_threadpool(self._predict, [(content, image_id) for content, image_id, _ in items])
-            for (_, _, future), outcome in zip(items, outcomes):
+            outcomes = await run_in_threadpool(self._predict, [item[:3] for item in items])
+            for (_, _, _, future), outcome in zip(items, outcomes):
                 if future.done():  # the client went away
                     continue
                 if isinstance(outcome, BaseException):
@@ -130,9 +132,11 @@ class _Batcher:
                 else:
                     future.set_result(outcome)
 
-    def _predict(self, items: list[tuple[bytes, str]]) -> list[Any]:
+    def _predict(self, items: list[tuple[bytes, str, ClinicalContext]]) -> list[Any]:
         try:  # a bad upload fails alone (predict_each); anything else fails every waiting request (500)
-            return self.pipeline.predict_each([content for content, _ in items], image_ids=[i for _, i in items])
+            return self.pipeline.predict_each(
+                [item[0] for item in items], image_ids=[item[1] for item in items], contexts=[item[2] for item in items]
+            )
         except Exception as error:
             return [error] * len(items)
 
@@ -160,7 +164,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _image_part(request: Request, body: bytes) -> tuple[bytes, str]:
+async def _image_part(request: Request, body: bytes) -> tuple[bytes, str, ClinicalContext]:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise _Refused(415, f"send the image as multipart/form-data in the field '{IMAGE_FIELD}'")
 
@@ -176,7 +180,15 @@ async def _image_part(request: Request, body: bytes) -> tuple[bytes, str]:
         if part is None or isinstance(part, str):
             fields = ", ".join(sorted(form.keys())) or "none"
             raise _Refused(400, f"no file in the field '{IMAGE_FIELD}' (fields sent: {fields})")
-        return await part.read(), _upload_name(part.filename)
+        name = _upload_name(part.filename)
+        given = {field: form.get(field) for field in CLINICAL_FORM_FIELDS}
+        if any(not isinstance(v, (str, type(None))) for v in given.values()):
+            raise _Refused(400, f"the fields {', '.join(CLINICAL_FORM_FIELDS)} are text, not files")
+        try:
+            context = ClinicalContext.of(**given)  # type: ignore[arg-type]
+        except DataError as error:
+            raise _Refused(422, str(error)) from None
+        return await part.read(), name, context
     finally:
         await form.close()
 
@@ -279,9 +291,11 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
     @app.post(
         f"{API}/predict",
         summary="Mask, measurements and melanoma probability of one dermoscopic image",
-        description=f"multipart/form-data with the image file in the field '{IMAGE_FIELD}'. The mask "
+        description=f"multipart/form-data with the image file in the field '{IMAGE_FIELD}' and, optionally, "
+        "the clinical context in the fields age, sex and site (used by models that take it; the answer's "
+        "`clinical.used` says which fields the model used). The mask "
         "(0/255, original size) and the overlay (the contour on the image, longer side at most 1024 px) come back as base64 PNG in the JSON. Errors: 400 no "
-        "image field, 401 token, 413 too large, 415 not multipart, 422 not a usable image, 503 busy "
+        "image field, 401 token, 413 too large, 415 not multipart, 422 not a usable image or clinical value, 503 busy "
         "(Retry-After).",
         openapi_extra={
             "requestBody": {
@@ -291,7 +305,21 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
                         "schema": {
                             "type": "object",
                             "required": [IMAGE_FIELD],
-                            "properties": {IMAGE_FIELD: {"type": "string", "format": "binary"}},
+                            "properties": {
+                                IMAGE_FIELD: {"type": "string", "format": "binary"},
+                                "age": {
+                                    "type": "number",
+                                    "minimum": 0,
+                                    "maximum": 120,
+                                    "description": "patient's approximate age in years (optional)",
+                                },
+                                "sex": {"type": "string", "enum": list(SEXES), "description": "optional"},
+                                "site": {
+                                    "type": "string",
+                                    "enum": [*SITES, "torso"],
+                                    "description": "the lesion's body site, ISIC's anatomic sites (optional)",
+                                },
+                            },
                         }
                     }
                 },
@@ -308,11 +336,11 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
             return _error(503, "busy: try again shortly", {"Retry-After": str(settings.retry_after_seconds)})
         try:
             body = await _read_body(request, settings.max_upload_bytes)
-            content, name = await _image_part(request, body)
+            content, name, context = await _image_part(request, body)
             del body
             started = time.perf_counter()
             try:
-                result = await batcher.predict(content, Path(name).stem)
+                result = await batcher.predict(content, Path(name).stem, context)
             except DataError as error:  # named by the upload's file name, not the id
                 raise _Refused(422, f"{name}: {error.problem}") from None
             except SrcrnError as error:

@@ -41,6 +41,10 @@ function render(result, file) {
   $("decision").className = "decision " + result.decision;
   $("probability").textContent =
     `P(melanoma) ${probability.toFixed(3)} (threshold ${result.threshold.toFixed(3)})`;
+  const used = (result.clinical && result.clinical.used) || [];
+  $("clinical-used").textContent = used.length
+    ? `Clinical context used: ${used.join(", ")}.`
+    : "No clinical context used (none given, or the model takes none).";
   $("bar").style.width = (100 * probability).toFixed(1) + "%";
   $("threshold-mark").style.left = (100 * result.threshold).toFixed(1) + "%";
   const body = $("measurements").tBodies[0];
@@ -100,10 +104,17 @@ function updateLayers() {
 
 async function upload(file) {
   if (!file) return;
+  // A new upload first clears the previous answer: an error must never sit beside another image's verdict.
+  current = null;
+  show($("result"), false);
   show($("error"), false);
   $("status").textContent = `Analysing ${file.name}...`;
   const form = new FormData();
   form.append("image", file, file.name);
+  for (const field of ["age", "sex", "site"]) {
+    const value = $(field).value.trim();
+    if (value) form.append(field, value);
+  }
   const headers = {};
   const token = $("token").value || sessionStorage.getItem("srcrn-token");
   if (token) headers["Authorization"] = "Bearer " + token;
@@ -118,7 +129,7 @@ async function upload(file) {
   try { body = await response.json(); } catch (error) { body = null; }
   if (!response.ok) {
     const detail = body && body.detail ? body.detail : response.statusText;
-    const why = {401: "API key needed or wrong", 413: "file too large", 422: "not a usable image",
+    const why = {401: "API key needed or wrong", 413: "file too large", 422: "not a usable image or value",
                  503: "service busy, try again"}[response.status] || `error ${response.status}`;
     fail(`${why}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
     return;
