@@ -33,15 +33,28 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "isic-dev"
 
 
 def end_to_end(
-    pipeline: Pipeline, images: list[Path], batch_size: int, overlays: bool, workers: int = WORKERS
+    pipeline: Pipeline,
+    images: list[Path],
+    batch_size: int,
+    overlays: bool,
+    workers: int = WORKERS,
+    metadata: Path | None = None,
 ) -> tuple[float, dict]:
+    """Images/s of ``predict_images`` (as ``srcrn predict``; ``metadata``: its --metadata) and
+    each step's share of the wall time."""
     pipeline.workers = workers
     with tempfile.TemporaryDirectory() as out:
         predict_images(pipeline, images[:batch_size], Path(out) / "warm-up", batch_size=batch_size, show_progress=False)
         pipeline.seconds = dict.fromkeys(pipeline.seconds, 0.0)
         started = time.perf_counter()
         predict_images(
-            pipeline, images, Path(out) / "run", batch_size=batch_size, show_progress=False, overlays=overlays
+            pipeline,
+            images,
+            Path(out) / "run",
+            batch_size=batch_size,
+            show_progress=False,
+            overlays=overlays,
+            metadata=metadata,
         )
         wall = time.perf_counter() - started
     return len(images) / wall, {k: v / wall for k, v in pipeline.seconds.items()}

@@ -1,7 +1,7 @@
 """Tables and figures of the stage-2 experiment (docs/results/classification.md), read from the
 run folders of experiments/stage2.sh, so that every number in the document is one the runs wrote.
 
-    python experiments/stage2_table.py [runs/stage2 [docs/results/classification]]
+    python experiments/stage2_table.py [runs/stage2 [docs/results/classification [DATA]]]
 """
 
 from __future__ import annotations
@@ -61,7 +61,40 @@ def _interval(labels: np.ndarray, scores: np.ndarray) -> str:
     return f"{auc(labels, scores):.3f} [{ci.low:.3f}, {ci.high:.3f}]"
 
 
-def main(runs: Path, out: Path) -> None:
+ROOT = Path(__file__).resolve().parents[1]
+SUBGROUP_MODELS = ("cv-features", "cv-clinical", "cv-features-clinical", "ensemble", "ensemble-three")
+
+
+def _subgroups(data: Path, oof: dict[str, pd.DataFrame]) -> list[str]:
+    """Out-of-fold AUC within subsets of the training split, to see how much of the clinical
+    context's gain is the source it marks: PH2 has no metadata, and in ISIC data the youngest
+    patients are mostly one series of benign naevi."""
+    from srcrn.data.metadata import find_metadata, read_metadata
+
+    found = find_metadata(data)
+    if found is None or not all(k in oof for k in ("cv-features", "cv-features-clinical")):
+        return []
+    contexts = read_metadata(found)
+    ids = oof["cv-features"]["image_id"]
+    ages = np.array([contexts[i].age if i in contexts and contexts[i].age is not None else np.nan for i in ids])
+    subsets = {
+        "all training images": np.ones(len(ids), bool),
+        "with a metadata row": np.array([i in contexts for i in ids]),
+        "age known": ~np.isnan(ages),
+        "age known, 20 or older": ~np.isnan(ages) & (ages >= 20),
+        "age known, 40 or older": ~np.isnan(ages) & (ages >= 40),
+    }
+    present = [m for m in SUBGROUP_MODELS if m in oof]
+    lines = ["", "| out-of-fold AUC within | images (melanoma) | " + " | ".join(present) + " |"]
+    lines.append("|---|---|" + "---|" * len(present))
+    for name, keep in subsets.items():
+        truth = oof["cv-features"]["truth"].to_numpy()[keep]
+        cells = [f"{auc(truth, oof[m]['logit'].to_numpy()[keep]):.3f}" for m in present]
+        lines.append(f"| {name} | {keep.sum()} ({int(truth.sum())}) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main(runs: Path, out: Path, data: Path = ROOT.parent / "shared" / "data" / "isic-dev") -> None:
     out.mkdir(parents=True, exist_ok=True)
     present = [(k, d) for k, d in MODELS if (runs / k / "cv.json").is_file()]
     lines = [
@@ -149,6 +182,7 @@ def main(runs: Path, out: Path) -> None:
             f"| strong-aux | SRCRN encoder trained with --aux-melanoma 0.5 | {_interval(y, joint['melanoma'].to_numpy())} |",
             f"| difference (aux - plain) | | {d:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}] (paired) |",
         ]
+    lines += _subgroups(data, oof)
     text = "\n".join(lines) + "\n"
     (out / "tables.md").write_text(text)
     print(text)
@@ -190,4 +224,5 @@ if __name__ == "__main__":
     main(
         Path(sys.argv[1]) if len(sys.argv) > 1 else Path("runs/stage2"),
         Path(sys.argv[2]) if len(sys.argv) > 2 else Path("docs/results/classification"),
+        *([Path(sys.argv[3])] if len(sys.argv) > 3 else []),
     )

@@ -222,11 +222,12 @@ def stage2_models(tmp_path_factory, sample, tiny_segmenter, tiny_classifier):
     run_cli("classify", "train", "--model", "ensemble", "--members", str(root / "cv-cnn"),
             "--members", str(root / "cv-features"), "--data", str(sample), "--out", str(root / "stack"))  # fmt: skip
     features = json.loads((root / "cv-features" / "cv.json").read_text())["val"]["model"]
-    return {"root": root, "cache": cache, "features": features, "stack": str(root / "stack" / "model")}
+    cnn = json.loads((root / "cv-cnn" / "cv.json").read_text())["val"]["model"]
+    return {"root": root, "cache": cache, "features": features, "cnn": cnn, "stack": str(root / "stack" / "model")}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["features", "stack"])
+@pytest.mark.parametrize("kind", ["cnn", "features", "stack"])
 def test_every_kind_scores_alike_in_eval_predict_both_engines_and_the_api(
     kind, stage2_models, sample, tiny_segmenter, tmp_path
 ):
@@ -234,7 +235,7 @@ def test_every_kind_scores_alike_in_eval_predict_both_engines_and_the_api(
 
     model_path, cache = stage2_models[kind], stage2_models["cache"]
     model = load_melanoma_model(model_path)
-    assert model.kind == kind and "age" in model.clinical_fields
+    assert model.kind == kind and ("age" in model.clinical_fields) == (kind != "cnn")
     evaluation = tmp_path / "eval"
     run_cli("classify", "eval", "--model", model_path, "--data", str(sample), "--out", str(evaluation),
             "--segmenter", tiny_segmenter, "--cache", cache, "--no-progress")  # fmt: skip
@@ -247,7 +248,7 @@ def test_every_kind_scores_alike_in_eval_predict_both_engines_and_the_api(
     run_cli("export", "onnx", "--segmenter", tiny_segmenter, "--classifier", model_path, "--out", str(bundle))
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert manifest["version"] == 4 and manifest["classifier"]["kind"] == kind
-    assert manifest["classifier"]["clinical"] == ["age", "sex", "site"]
+    assert manifest["classifier"]["clinical"] == ([] if kind == "cnn" else ["age", "sex", "site"])
     run_cli("predict", *map(str, images), "--engine", "onnx", "--model", str(bundle), "--metadata", metadata,
             "--out", str(tmp_path / "onnx"), "--no-progress")  # fmt: skip
     for engine in ("torch", "onnx"):
@@ -263,10 +264,11 @@ def test_every_kind_scores_alike_in_eval_predict_both_engines_and_the_api(
     given = contexts[first.stem]
     with_context = pipeline.predict(first, age=given.age, sex=given.sex, site=given.site)
     assert with_context.probability == pytest.approx(evaluated[first.stem], abs=1e-4)
-    assert with_context.to_dict()["clinical"]["used"] == given.given()
+    assert with_context.to_dict()["clinical"]["used"] == ([] if kind == "cnn" else given.given())
     changed = pipeline.predict(first, age=5 if (given.age or 0) > 40 else 85, sex=given.sex, site=given.site)
     assert changed.to_dict()["clinical"]["given"]["age"] != given.age
-    assert pipeline.card["classifier"]["kind"] == kind and pipeline.card["classifier"]["clinical_fields"]
+    assert pipeline.card["classifier"]["kind"] == kind
+    assert bool(pipeline.card["classifier"]["clinical_fields"]) == (kind != "cnn")
 
 
 @pytest.mark.slow
