@@ -404,10 +404,16 @@ def _load_pipeline(
     precision: str = "fp32",
     workers: int | None = None,
 ) -> Any:
-    """The pipeline of ``predict`` and ``serve``: checkpoints (engine torch) or a bundle (onnx)."""
+    """The pipeline of ``predict`` and ``serve``: checkpoints (engine torch), a bundle (onnx), or
+    with no model named at all the one shipped with srcrn (``--model default``)."""
+    from srcrn.inference.default import DEFAULT_NAME
     from srcrn.inference.pipeline import WORKERS, Pipeline
 
     workers = WORKERS if workers is None else workers
+    if model is None and segmenter is None and classifier is None:
+        engine, model = "onnx", Path(DEFAULT_NAME)
+    elif model is not None and segmenter is None and classifier is None:
+        engine = "onnx"  # a bundle is run by ONNX Runtime whatever --engine says
 
     if engine == "torch":
         if segmenter is None or classifier is None:
@@ -443,7 +449,12 @@ def predict(
     engine: Annotated[
         Literal["torch", "onnx"], typer.Option(help="torch (checkpoints) | onnx (a bundle of srcrn export onnx)")
     ] = "torch",
-    model: Annotated[Optional[Path], typer.Option("--model", help="bundle folder (engine onnx)")] = None,
+    model: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--model", help="bundle folder (engine onnx); without any model flag: the model shipped with srcrn"
+        ),
+    ] = None,
     threshold: Annotated[
         Optional[float], typer.Option(min=0.0, max=1.0, help="decision threshold (default: the checkpoint's)")
     ] = None,
@@ -539,7 +550,10 @@ def merge_predictions_command(
 
 @app.command()
 def serve(
-    model: Annotated[Optional[Path], typer.Option("--model", help="bundle folder of srcrn export onnx")] = None,
+    model: Annotated[
+        Optional[Path],
+        typer.Option("--model", help="bundle folder of srcrn export onnx (default: the model shipped with srcrn)"),
+    ] = None,
     segmenter: Annotated[
         Optional[Path], typer.Option("--segmenter", help="SRCRN checkpoint (instead of --model)")
     ] = None,
@@ -573,9 +587,10 @@ def serve(
     limit_malloc_arenas()
     if model is not None and (segmenter or classifier):
         raise SrcrnError("--model: give a bundle, or --segmenter and --classifier checkpoints, not both")
-    if model is None and (segmenter is None or classifier is None):
+    if model is None and (segmenter is None) != (classifier is None):
         raise SrcrnError("--model: needs a bundle folder (or --segmenter CKPT and --classifier CKPT)")
-    pipeline = _load_pipeline("onnx" if model else "torch", model, segmenter, classifier, threshold, explain)
+    engine = "torch" if segmenter is not None else "onnx"  # neither: the model shipped with srcrn
+    pipeline = _load_pipeline(engine, model, segmenter, classifier, threshold, explain)
     settings = ServeSettings(
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         api_key=api_key,
@@ -609,6 +624,10 @@ def export_onnx_command(
     ] = None,
     calibration_images: Annotated[int, typer.Option(min=8, help="images that calibrate the int8 ranges")] = 64,
     parity_images: Annotated[int, typer.Option(min=1, help="other images on which int8 is compared with fp32")] = 200,
+    int8_classifier: Annotated[
+        bool,
+        typer.Option(help="--no-int8-classifier: quantize the segmenter only (when the stage-2 CNNs lose parity)"),
+    ] = True,
 ) -> None:
     """Both stages for the torch-free engine (networks as ONNX, a feature model as skops, a stack
     with its weights) with their preprocessing and prediction settings, threshold and version:
@@ -627,9 +646,27 @@ def export_onnx_command(
 
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_onnx(segmenter, classifier, Path(scratch) / "fp32")
-        folder, parity = quantize_bundle(fp32, out, calibration, calibration_images, parity_images)
+        folder, parity = quantize_bundle(
+            fp32, out, calibration, calibration_images, parity_images, classifier=int8_classifier
+        )
     shown = {k: round(v, 4) for k, v in parity.items() if isinstance(v, float)}
     log.info("int8 bundle written: %s; parity on %d held-out images: %s", folder, parity["images"], shown)
+
+
+@app.command("model-card")
+def model_card_command(
+    model: Annotated[
+        Path, typer.Option("--model", help="bundle folder, or 'default' for the model shipped with srcrn")
+    ] = Path("default"),
+) -> None:
+    """What a bundle's model is: training data and licences, recipe, figures, threshold,
+    calibration, the clinical fields it takes, intended use and limits (JSON on stdout)."""
+    import json
+
+    from srcrn.inference.pipeline import Pipeline, clean_json
+
+    card = Pipeline.from_bundle(model, workers=0).card
+    typer.echo(json.dumps(clean_json(card), indent=2))  # stdout: `srcrn model-card > card.json`
 
 
 @app.command()

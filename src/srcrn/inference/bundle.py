@@ -97,6 +97,9 @@ class BundleManifest(BaseModel):
     classifier: ClassifierPart
     precision: Literal["fp32", "int8"] = "fp32"
     parity: dict[str, Any] | None = None  # int8: scores against fp32 on held-out images (quantize.py)
+    # What a shipped model says of itself (experiments/default_model.sh): training data and
+    # licences, recipe, validation and out-of-fold figures, intended use and limits.
+    card: dict[str, Any] | None = None
 
 
 def read_manifest(bundle: str | Path) -> BundleManifest:

@@ -225,7 +225,11 @@ class Pipeline:
     def from_bundle(
         cls, bundle: str | Path, threshold: float | None = None, *, explain: bool = False, workers: int = WORKERS
     ) -> Pipeline:
-        """The ONNX models of an ``srcrn export onnx`` bundle (torch-free)."""
+        """The models of an ``srcrn export onnx`` bundle (torch-free), or of the one shipped with
+        srcrn for ``bundle="default"`` (``Pipeline.default()``)."""
+        from srcrn.inference.default import resolve_bundle
+
+        bundle = resolve_bundle(bundle)
         if explain:
             raise ConfigError(
                 "--explain needs the torch engine: ONNX models carry no gradients for Grad-CAM "
@@ -235,7 +239,15 @@ class Pipeline:
         pipeline = cls(segmenter, classifier, threshold, workers=workers)
         records = {"segmenter": manifest.segmenter.training, "classifier": manifest.classifier.training}
         pipeline.card = model_card(pipeline, "onnx", records, WORKING_SIDE, exported_with=manifest.srcrn_version)
+        if manifest.card:  # a shipped model's own description (training data, licences, figures)
+            pipeline.card["model_card"] = manifest.card
         return pipeline
+
+    @classmethod
+    def default(cls, threshold: float | None = None, *, workers: int = WORKERS) -> Pipeline:
+        """The model shipped inside the package (``srcrn model-card`` describes it): no files,
+        no torch, no network. One error line where this srcrn ships none."""
+        return cls.from_bundle("default", threshold, workers=workers)
 
     def predict(
         self,

@@ -109,10 +109,17 @@ def parity_of(a: list[Any], b: list[Any], samples: list[Any]) -> dict[str, Any]:
 
 
 def quantize_bundle(
-    fp32_bundle: Path, out: Path, data: Path, calibration_images: int, parity_images: int
+    fp32_bundle: Path,
+    out: Path,
+    data: Path,
+    calibration_images: int,
+    parity_images: int,
+    *,
+    classifier: bool = True,
 ) -> tuple[Path, dict[str, Any]]:
     """An int8 copy of ``fp32_bundle`` in ``out``, calibrated on ``calibration_images`` images of
-    ``data`` and checked on ``parity_images`` others; refused (nothing written) beyond TOLERANCE."""
+    ``data`` and checked on ``parity_images`` others; refused (nothing written) beyond TOLERANCE.
+    ``classifier`` False keeps the stage-2 networks in fp32 (only the segmenter is quantized)."""
     from srcrn.atomic import write_json
     from srcrn.data.isic import IsicDataset
     from srcrn.inference.bundle import BUNDLE_FILE, file_sha256, read_manifest
@@ -132,12 +139,12 @@ def quantize_bundle(
     try:
         shutil.copy(fp32_bundle / BUNDLE_FILE, staging / BUNDLE_FILE)
         # The networks become int8; a feature model's file is copied as it is.
-        classifier = manifest["classifier"]
+        stage2 = manifest["classifier"]
         parts = [(manifest["segmenter"], segmenter_inputs)]
-        parts += [(part, classifier_inputs) for part in (classifier["members"] or [classifier])]
+        parts += [(part, classifier_inputs) for part in (stage2["members"] or [stage2])]
         for part, images in parts:
             name = part["file"]
-            if part.get("kind", "cnn") == "cnn":
+            if part.get("kind", "cnn") == "cnn" and (classifier or part is manifest["segmenter"]):
                 quantize_model(fp32_bundle / name, staging / name, images)
             else:
                 shutil.copyfile(fp32_bundle / name, staging / name)
@@ -150,6 +157,7 @@ def quantize_bundle(
         if failed:
             shown = ", ".join(f"{k} {parity[k]:.4f} > {TOLERANCE[k]}" for k in failed)
             raise ConfigError(f"{out}: int8 models refused, no bundle written: {shown} on {len(held_out)} images")
+        parity["quantized"] = "segmenter and CNNs" if classifier else "segmenter only"
         manifest |= {"precision": "int8", "parity": parity}
         write_json(staging / BUNDLE_FILE, manifest)
         if out.exists():
