@@ -487,7 +487,7 @@ def predict(
     continues with --resume; N machines split an archive with --shard K/N."""
     from srcrn.inference.batch import parse_shard, predict_images
 
-    part = parse_shard(shard) if shard else None
+    part = parse_shard(shard) if shard is not None else None
 
     pipeline = _load_pipeline(engine, model, segmenter, classifier, threshold, explain, precision, workers)
     results, errors = predict_images(

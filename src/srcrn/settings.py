@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from srcrn.atomic import atomic_path
 from srcrn.errors import ConfigError
@@ -64,6 +64,17 @@ class Settings(BaseModel):
     """Base of every schema: unknown keys are refused, values are checked on assignment too."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML reads `epochs: yes` as True, which pydantic would take as 1.
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            numeric = {int, float, int | None, float | None}
+            if annotation in numeric:
+                raise ValueError("expected a number, not a yes/no value")
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -332,6 +343,26 @@ class ReproduceSettings(Settings):
 
 
 S = TypeVar("S", bound=Settings)
+MAX_YAML_NODES = 10_000
+
+
+def _expanded_size(root: yaml.Node | None) -> int:
+    """How many values the YAML document holds once every alias is expanded; an alias is the
+    same node object as its anchor, so sizes are memoised per node (linear in the file)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) not in sizes:
+            sizes[id(node)] = 0  # a cycle (not valid in settings anyway) counts once
+            children: list[Any] = []
+            if isinstance(node, yaml.SequenceNode):
+                children = node.value
+            elif isinstance(node, yaml.MappingNode):
+                children = [part for pair in node.value for part in pair]
+            sizes[id(node)] = min(1 + sum(size(child) for child in children), MAX_YAML_NODES + 1)
+        return sizes[id(node)]
+
+    return size(root) if root is not None else 0
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:
@@ -339,7 +370,13 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+        size = _expanded_size(yaml.compose(text, Loader=yaml.SafeLoader))
+        if size > MAX_YAML_NODES:  # aliases of aliases: a few lines can expand to billions of values
+            raise ConfigError(f"{path}: expands to more than {MAX_YAML_NODES:,} YAML values (an alias bomb?)")
+        loaded = yaml.safe_load(text) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a settings file (not UTF-8 text)") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(loaded, dict):

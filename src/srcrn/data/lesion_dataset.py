@@ -87,6 +87,9 @@ class LesionDataModule(L.LightningDataModule):
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            # A last batch of one image fails batch normalisation in training mode: drop it
+            # (one image an epoch, a different one each epoch when shuffled).
+            drop_last=len(self.train) % self.batch_size == 1,
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -11,6 +11,7 @@ measures of how well probabilities match outcomes.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -24,6 +25,7 @@ from srcrn.inference.predictor import Calibration
 
 CalibrationMethod = Literal["temperature", "platt"]
 METHODS = get_args(CalibrationMethod)
+log = logging.getLogger(__name__)
 BINS = 10
 
 
@@ -47,7 +49,15 @@ def fit_calibration(labels: np.ndarray, logits: np.ndarray, method: str = "tempe
         )
         return Calibration("temperature", float(np.exp(-found.x)), 0.0)
     platt = LogisticRegression(C=1e6).fit(logits[:, None], labels)  # C large: no shrinkage
-    return Calibration("platt", float(platt.coef_[0, 0]), float(platt.intercept_[0]))
+    slope = float(platt.coef_[0, 0])
+    if slope <= 0:  # it would reverse (or flatten) the model's ranking: no calibration at all
+        log.warning(
+            "calibration: Platt scaling fitted a slope of %.4f (<= 0: the logits rank the held-out images "
+            "the wrong way round); no calibration is stored",
+            slope,
+        )
+        return Calibration()
+    return Calibration("platt", slope, float(platt.intercept_[0]))
 
 
 def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = BINS) -> float:

@@ -135,6 +135,12 @@ def train_feature_model(
     features, names = training_table(config, data, lesions, show_progress=progress)
     labels = lesions.prepared.melanoma
     train_rows, val_rows = lesions.prepared.positions(split.train), lesions.prepared.positions(split.val)
+    counts = np.bincount(labels[train_rows].astype(int), minlength=2)
+    if counts.min() == 0:  # a booster of one class scores every image alike: no model at all
+        raise ConfigError(
+            f"{data}: the training images hold {counts[1]} melanoma and {counts[0]} benign; "
+            "a melanoma model needs both classes"
+        )
     model = fit_feature_model(features[train_rows], labels[train_rows], names, config)
     split.save(out)
     config.save(out / "config.yaml")

@@ -37,7 +37,13 @@ def _member_table(folders: list[Path], name: str) -> pd.DataFrame:
         path = folder / name
         if not path.is_file():
             raise ConfigError(f"{path}: not found; members must be finished 'srcrn classify cv' folders")
-        table = pd.read_csv(path, dtype={"image_id": str})
+        try:
+            table = pd.read_csv(path, dtype={"image_id": str})
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+            raise ConfigError(f"{path}: not a readable table of 'srcrn classify cv'") from None
+        missing = [c for c in ("image_id", "truth", "logit") if c not in table]
+        if missing:
+            raise ConfigError(f"{path}: lacks the column(s) {', '.join(missing)} of 'srcrn classify cv' scores")
         keep = ["image_id", "truth"] + (["fold"] if "fold" in table else [])
         table = table[[*keep, "logit"]].rename(columns={"logit": f"m{index}"})
         if merged is None:
@@ -113,6 +119,9 @@ def train_ensemble(settings: ClassifyTrainSettings, out: str | Path) -> dict[str
     other stage-2 model."""
     out = Path(out)
     folders = [Path(m) for m in settings.members]
+    for folder in folders:  # the stack's files would replace the member's own (oof.csv, cv.json, ...)
+        if out.resolve() == folder.resolve() or out.resolve() in folder.resolve().parents:
+            raise ConfigError(f"--out {out}: is (or holds) the member {folder}; write the stack to another folder")
     files = [member_model(folder) for folder in folders]  # refused before anything is written
     out.mkdir(parents=True, exist_ok=True)
     settings.save(out / "config.yaml")

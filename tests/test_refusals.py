@@ -1,0 +1,110 @@
+"""What cannot be meaningful is refused (issue 25, the parts in the stage-2 and settings code):
+booleans read as numbers, YAML alias bombs and non-UTF-8 settings files, a negative Platt slope,
+a one-class feature model, a stack written over its member, members' unreadable score tables,
+an empty --shard, a last training batch of one image."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from helpers import cli_error
+from srcrn.errors import ConfigError
+from srcrn.settings import ClassifyTrainSettings, load_settings
+
+
+def test_yes_no_values_are_not_numbers(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: yes\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: epochs: expected a number, not a yes/no value"):
+        load_settings(ClassifyTrainSettings, config)
+    assert load_settings(ClassifyTrainSettings, tta=True).tta is True  # real booleans still are
+
+
+def test_a_yaml_alias_bomb_and_non_utf8_bytes_are_one_line(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for i, name in enumerate("bcdefghij"):
+        previous = "abcdefghij"[i]
+        lines.append(f"{name}: &{name} [{', '.join(['*' + previous] * 9)}]")
+    lines.append("members: *j")
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"bomb\.yaml: expands to more than 10,000 YAML values"):
+        load_settings(ClassifyTrainSettings, bomb)
+    binary = tmp_path / "b.yaml"
+    binary.write_bytes(b"epochs: 3\n\xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"b\.yaml: not a settings file \(not UTF-8 text\)"):
+        load_settings(ClassifyTrainSettings, binary)
+
+
+def test_a_platt_fit_that_would_reverse_the_ranking_is_not_stored(caplog):
+    from srcrn.evaluation.calibration import fit_calibration
+    from srcrn.inference.predictor import Calibration
+
+    labels = np.array([0, 0, 0, 1, 1, 1] * 20)
+    logits = np.array([2.0, 1.5, 1.0, -1.0, -1.5, -2.0] * 20)  # ranked the wrong way round
+    with caplog.at_level(logging.WARNING):
+        fitted = fit_calibration(labels, logits, "platt")
+    assert fitted == Calibration() and "slope" in caplog.text
+    assert fit_calibration(labels, -logits, "platt").scale > 0  # the right way round is kept
+
+
+def test_a_last_training_batch_of_one_image_is_dropped():
+    from srcrn.data.lesion_dataset import LesionDataModule
+
+    class Images:
+        def __init__(self, n):
+            self.labels = np.arange(n) % 2
+
+        def __len__(self):
+            return len(self.labels)
+
+    for count, dropped in ((9, True), (10, False), (8, False)):
+        module = LesionDataModule(Images(count), Images(2), batch_size=8, eval_batch_size=8)
+        assert module.train_dataloader().drop_last is dropped
+
+
+def test_an_empty_shard_is_refused(tmp_path, sample, capsys):
+    image = sorted((sample / "images").glob("*.jpg"))[0]
+    message = cli_error(capsys, "predict", str(image), "--out", str(tmp_path / "o"), "--shard", "")
+    assert "--shard: expected K/N such as 2/8 (given '')" in message
+
+
+def _cv_folder(path, rows=6, logit=True):
+    path.mkdir()
+    lines = ["image_id,truth,fold" + (",logit" if logit else "")]
+    lines += [f"i{k},{k % 2},{k % 2 + 1}" + (f",{k / 10}" if logit else "") for k in range(rows)]
+    (path / "oof.csv").write_text("\n".join(lines) + "\n")
+    (path / "val.csv").write_text("\n".join(lines) + "\n")
+    (path / "cv.json").write_text(json.dumps({"val": {"model": str(path / "model.skops")}}))
+    return path
+
+
+def test_a_stack_refuses_its_member_as_out_and_unreadable_member_tables(tmp_path, capsys):
+    a, b = _cv_folder(tmp_path / "a"), _cv_folder(tmp_path / "b", logit=False)
+    stack = ["classify", "train", "--model", "ensemble", "--members", str(a), "--members", str(b), "--data", "x"]
+    message = cli_error(capsys, *stack, "--out", str(a))
+    assert f"--out {a}: is (or holds) the member {a}" in message
+    before = (a / "oof.csv").read_bytes()
+    from srcrn.workflows.ensemble import stack_members
+
+    with pytest.raises(ConfigError, match=r"b/oof\.csv: lacks the column\(s\) logit"):
+        stack_members([a, b], tmp_path / "out")
+    (b / "oof.csv").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match=r"b/oof\.csv: not a readable table"):
+        stack_members([a, b], tmp_path / "out")
+    assert (a / "oof.csv").read_bytes() == before  # the member is untouched
+
+
+@pytest.mark.slow
+def test_a_feature_model_of_one_class_is_refused(isic_copy, tiny_segmenter, tmp_path, capsys):
+    labels = (isic_copy / "labels.csv").read_text().splitlines()
+    benign = [labels[0]] + [",".join([line.split(",")[0], "0.0", "0.0"]) for line in labels[1:]]
+    (isic_copy / "labels.csv").write_text("\n".join(benign) + "\n")
+    message = cli_error(capsys, "classify", "train", "--model", "features", "--data", str(isic_copy),
+                        "--segmenter", tiny_segmenter, "--image-size", "64", "--input", "crop", "--out",
+                        str(tmp_path / "run"), "--cache", str(tmp_path / "cache"), "--no-progress")  # fmt: skip
+    assert "melanoma and" in message and "needs both classes" in message
