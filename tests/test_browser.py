@@ -81,11 +81,20 @@ def _shots(tmp_path: Path) -> Path:
 
 def test_upload_shows_probability_decision_and_overlay(server, browser, bundle, sample, tmp_path):
     photo = sorted((sample / "images").glob("*.jpg"))[0]
-    expected = srcrn.Pipeline.from_bundle(bundle).predict(photo)
+    pipeline = srcrn.Pipeline.from_bundle(bundle)
+    expected = pipeline.predict(photo, age=65, sex="male", site="posterior torso")
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     page.goto(server)
+    page.fill("#age", "65")
+    page.select_option("#sex", "male")
+    page.select_option("#site", "posterior torso")
     page.set_input_files("#file", str(photo))
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    used = page.text_content("#clinical-used")
+    if pipeline.classifier.clinical_fields:  # the fields went with the upload and the model took them
+        assert used == "Clinical context used: age, sex, site."
+    else:
+        assert used.startswith("No clinical context used")
     assert page.text_content("#decision") == ("Melanoma suspected" if expected.decision == "melanoma" else "Benign")
     assert f"P(melanoma) {expected.probability:.3f}" in page.text_content("#probability")
     overlay = page.eval_on_selector("#photo", "img => [img.complete, img.naturalWidth, img.src.slice(0, 22)]")
@@ -116,6 +125,24 @@ def test_a_bad_file_shows_its_error_in_the_page(server, browser, tmp_path):
     assert message.startswith("not a usable image: holiday.jpg: cannot read image"), message
     assert page.is_hidden("#result")
     page.screenshot(path=str(_shots(tmp_path) / "serve-error.png"), full_page=True)
+    page.close()
+
+
+def test_a_new_upload_clears_the_previous_answer_first(server, browser, sample, tmp_path):
+    good = sorted((sample / "images").glob("*.jpg"))[2]
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(good.read_bytes()[:300])  # a JPEG cut short
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.goto(server)
+    page.set_input_files("#file", str(good))
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    page.set_input_files("#file", str(bad))
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    assert page.is_hidden("#result")  # no verdict of the previous image beside this one's error
+    assert "bad.jpg" in page.text_content("#error")
+    page.set_input_files("#file", str(good))
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert page.is_hidden("#error")
     page.close()
 
 

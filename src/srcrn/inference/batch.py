@@ -175,6 +175,8 @@ def predict_images(
         seen[path.stem] = path
         readable.append(path)
     identity = job_identity(pipeline)
+    if contexts and pipeline.classifier.clinical_fields:  # the same images with other metadata are another job
+        identity["metadata"] = hashlib.sha256(Path(metadata).read_bytes()).hexdigest()  # type: ignore[arg-type]
     done = _read_finished(out, identity) if resume else {}
     if done:
         log.info("%s: resuming: %d of %d images were predicted before", out, len(done), len(readable))

@@ -129,7 +129,9 @@ async function upload(file) {
   try { body = await response.json(); } catch (error) { body = null; }
   if (!response.ok) {
     const detail = body && body.detail ? body.detail : response.statusText;
-    const why = {401: "API key needed or wrong", 413: "file too large", 422: "not a usable image or value",
+    const clinical = typeof detail === "string" && /^(age|sex|site)\b/.test(detail);
+    const why = {401: "API key needed or wrong", 413: "file too large",
+                 422: clinical ? "not a usable clinical value" : "not a usable image",
                  503: "service busy, try again"}[response.status] || `error ${response.status}`;
     fail(`${why}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
     return;
