@@ -108,3 +108,41 @@ def test_a_feature_model_of_one_class_is_refused(isic_copy, tiny_segmenter, tmp_
                         "--segmenter", tiny_segmenter, "--image-size", "64", "--input", "crop", "--out",
                         str(tmp_path / "run"), "--cache", str(tmp_path / "cache"), "--no-progress")  # fmt: skip
     assert "melanoma and" in message and "needs both classes" in message
+
+
+@pytest.mark.parametrize(
+    ("blocked", "argv", "extra"),
+    [
+        ("fastapi", ["serve", "--model", "BUNDLE"], "srcrn serve: needs the 'serve' extra (fastapi is not installed)"),
+        (
+            "torch",
+            ["segment", "train", "--data", "DATA", "--out", "OUT"],
+            "srcrn segment train: needs the 'train' extra",
+        ),
+        (
+            "sklearn",
+            ["classify", "cv", "--data", "DATA", "--out", "OUT"],
+            "srcrn classify cv: needs the 'features' extra",
+        ),
+    ],
+)
+def test_a_missing_extra_is_named_not_traced(blocked, argv, extra, tmp_path, sample, tiny_bundle):
+    import subprocess
+    import sys
+
+    values = {"BUNDLE": str(tiny_bundle), "DATA": str(sample), "OUT": str(tmp_path / "out")}
+    argv = [values.get(a, a) for a in argv]
+    script = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] == {blocked!r}:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from srcrn.cli import main\n"
+        f"main({argv!r})\n"
+    )
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 2, finished.stderr[-2000:]
+    assert extra in finished.stderr and "pip install 'srcrn[" in finished.stderr
+    assert "Traceback" not in finished.stderr

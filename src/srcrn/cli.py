@@ -18,7 +18,7 @@ from rich.text import Text
 
 from srcrn.cli_schema import with_schema_options
 from srcrn.console import configure_logging, console
-from srcrn.errors import SrcrnError
+from srcrn.errors import SrcrnError, missing_extra
 from srcrn.settings import ClassifyTrainSettings, SegmentTrainSettings
 
 try:  # typer >= 0.29 carries its own copy of click, whose exceptions these are
@@ -42,6 +42,7 @@ def _print_error(message: str) -> None:
 
 
 DEBUG_FLAG = "--debug"
+COMMAND_GROUPS = ("segment", "classify", "export")  # commands of two words
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,6 +66,13 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _print_error(str(error))
         sys.exit(getattr(error, "exit_code", 2))
+    except ModuleNotFoundError as error:
+        command = " ".join(args[:2] if args and args[0] in COMMAND_GROUPS else args[:1])
+        message = missing_extra(error, command)
+        if debug or message is None:
+            raise
+        _print_error(message)
+        sys.exit(2)
     except OSError as error:
         if debug:
             raise

@@ -31,3 +31,26 @@ class Interrupted(SrcrnError):
     def __init__(self, message: str, signal_number: int):
         super().__init__(message)
         self.exit_code = 128 + signal_number
+
+
+# Which optional part of srcrn (`pip install 'srcrn[EXTRA]'`) brings each third-party module a
+# command may need: an install without it gets one line naming the extra, not a traceback.
+TRAIN_MODULES = (
+    "torch", "torchvision", "lightning", "torchmetrics", "albumentations", "matplotlib", "safetensors", "jinja2",
+    "onnx", "onnxscript", "captum",
+)  # fmt: skip
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(TRAIN_MODULES, "train"),
+    **dict.fromkeys(("fastapi", "uvicorn", "multipart", "python_multipart", "starlette"), "serve"),
+    **dict.fromkeys(("sklearn", "skimage", "scipy", "skops"), "features"),
+    "segmentation_models_pytorch": "baselines",
+}
+
+
+def missing_extra(error: ModuleNotFoundError, command: str) -> str | None:
+    """The one line for a command that needs a module the install lacks, if an extra brings it."""
+    module = (error.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    return f"srcrn {command}: needs the '{extra}' extra ({module} is not installed): pip install 'srcrn[{extra}]'"
