@@ -273,5 +273,88 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(pipeline, 
         client.__exit__(None, None, None)
 
 
-def test_serve_without_a_model_is_one_line(capsys):
-    assert "needs a bundle folder" in cli_error(capsys, "serve")
+def test_serve_without_a_model_is_one_line(capsys, monkeypatch, tmp_path):
+    from srcrn.inference import default
+
+    monkeypatch.setattr(default, "default_bundle_dir", lambda: tmp_path / "none")  # a srcrn that ships none
+    message = cli_error(capsys, "serve")
+    assert "ships no default model yet" in message and "--model BUNDLE" in message
+    assert "needs a bundle folder" in cli_error(capsys, "serve", "--segmenter", "x.ckpt")
+
+
+def test_a_port_in_use_is_one_line(capsys, tiny_bundle):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        message = cli_error(capsys, "serve", "--model", str(tiny_bundle), "--port", str(port))
+    assert f"--port {port}: 127.0.0.1:{port} is in use" in message
+
+
+def _serving(pipeline, **settings):
+    """A real uvicorn server in a thread (TestClient cannot send a byte now and then)."""
+    import socket
+
+    import uvicorn
+
+    from srcrn.serving.app import ServeSettings, create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(create_app(pipeline, ServeSettings(**settings)), host="127.0.0.1", port=port,
+                            log_level="warning")  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/ready", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the service never became ready"
+        time.sleep(0.1)
+    return server, thread, port
+
+
+def test_slow_uploads_hold_no_slot_and_are_dropped_with_408(pipeline, photo, caplog):
+    import logging
+    import socket
+
+    import httpx
+
+    server, thread, port = _serving(pipeline, concurrency=1, max_batch=1, queue=1, read_timeout_seconds=4)
+    head = (
+        b"POST /api/v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 100000\r\n\r\n--xyz\r\n"
+    )
+    slow = []
+    try:
+        with caplog.at_level(logging.INFO, logger="srcrn.serving.app"):
+            for _ in range(16):  # more than every admission slot (2) and the queue together
+                client = socket.create_connection(("127.0.0.1", port), timeout=30)
+                client.sendall(head)
+                slow.append(client)
+            started = time.monotonic()
+            answer = httpx.post(f"http://127.0.0.1:{port}/api/v1/predict", timeout=30,
+                                files={"image": (photo.name, photo.read_bytes(), "image/jpeg")})  # fmt: skip
+            assert answer.status_code == 200 and time.monotonic() - started < 10
+            for client in slow[:15]:  # past the read deadline each is answered 408
+                assert client.recv(200).startswith(b"HTTP/1.1 408")
+            slow[15].close()  # one that vanishes mid-upload is an INFO line, not an internal error
+            time.sleep(0.5)
+            again = httpx.post(f"http://127.0.0.1:{port}/api/v1/predict", timeout=30,
+                               files={"image": ("x" * 300 + ".jpg", photo.read_bytes(), "image/jpeg")})  # fmt: skip
+            assert again.status_code == 200, again.text  # a 300-byte file name is fine too
+        assert "internal error" not in caplog.text
+    finally:
+        for client in slow:
+            client.close()
+        server.should_exit = True
+        thread.join(30)

@@ -597,6 +597,13 @@ def serve(
         raise SrcrnError("--model: give a bundle, or --segmenter and --classifier checkpoints, not both")
     if model is None and (segmenter is None) != (classifier is None):
         raise SrcrnError("--model: needs a bundle folder (or --segmenter CKPT and --classifier CKPT)")
+    import socket
+
+    try:  # uvicorn would abort on a taken port after loading the models; say so first, in one line
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        raise SrcrnError(f"--port {port}: {host}:{port} is in use or cannot be bound ({error.strerror})") from None
     engine = "torch" if segmenter is not None else "onnx"  # neither: the model shipped with srcrn
     pipeline = _load_pipeline(engine, model, segmenter, classifier, threshold, explain)
     settings = ServeSettings(

@@ -36,6 +36,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from srcrn import __version__
 from srcrn.data.metadata import NO_CONTEXT, SEXES, SITES, ClinicalContext
@@ -57,6 +58,11 @@ class ServeSettings:
     queue: int = 8
     retry_after_seconds: int = 2
     warm_up: bool = True
+    # An upload must arrive within this many seconds, and after the first GRACE_SECONDS at no
+    # less than min_upload_rate bytes/s: a client that sends a byte now and then is answered 408
+    # and holds nothing (admission counts a request only once its body is in).
+    read_timeout_seconds: float = 60.0
+    min_upload_rate: float = 10_000.0
 
 
 class _InMemoryParser(MultiPartParser):
@@ -74,8 +80,9 @@ class _Refused(Exception):
 
 
 class _Admission:
-    """Requests in the service (uploading, waiting or being predicted), counted from arrival:
-    at most ``concurrency * max_batch`` being predicted and ``queue`` more."""
+    """Requests in the service (waiting or being predicted), counted once their upload is in:
+    at most ``concurrency * max_batch`` being predicted and ``queue`` more. An upload still
+    arriving holds no slot, so slow clients cannot keep good requests out."""
 
     def __init__(self, settings: ServeSettings):
         self.capacity, self.admitted = settings.concurrency * settings.max_batch + settings.queue, 0
@@ -151,16 +158,35 @@ def _upload_name(filename: str | None) -> str:
     return "".join(c if c.isprintable() else "?" for c in name)[:100]
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+GRACE_SECONDS = 5.0  # before the upload rate is judged (a connection's slow start)
+
+
+async def _read_body(request: Request, settings: ServeSettings) -> bytes:
+    """The whole body, within the size limit, the deadline and the minimum rate."""
+    limit = settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _Refused(413, f"upload of {int(declared):,} bytes exceeds the limit of {limit:,} bytes")
+    started = time.monotonic()
     chunks, size = [], 0
-    async for chunk in request.stream():  # a body without (or lying about) its length
-        size += len(chunk)
-        if size > limit:
-            raise _Refused(413, f"upload exceeds the limit of {limit:,} bytes")
-        chunks.append(chunk)
+
+    async def receive() -> None:
+        nonlocal size
+        async for chunk in request.stream():  # a body without (or lying about) its length
+            size += len(chunk)
+            if size > limit:
+                raise _Refused(413, f"upload exceeds the limit of {limit:,} bytes")
+            chunks.append(chunk)
+            elapsed = time.monotonic() - started
+            if elapsed > GRACE_SECONDS and size / elapsed < settings.min_upload_rate:
+                raise _Refused(408, f"upload too slow ({size / elapsed:,.0f} bytes/s); send it again")
+
+    try:
+        await asyncio.wait_for(receive(), timeout=settings.read_timeout_seconds)
+    except TimeoutError:
+        raise _Refused(
+            408, f"upload not complete within {settings.read_timeout_seconds:g} s ({size:,} bytes arrived)"
+        ) from None
     return b"".join(chunks)
 
 
@@ -332,10 +358,16 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
             return _error(401, "missing or wrong bearer token", unauthorised)
         if not ready.is_set():
             return _error(503, "models are warming up", {"Retry-After": str(settings.retry_after_seconds)})
+        try:
+            body = await _read_body(request, settings)
+        except _Refused as refused:
+            return _error(refused.status, refused.message, refused.headers)
+        except ClientDisconnect:  # the client went away mid-upload: nobody to answer
+            log.info("a client disconnected during its upload")
+            return Response(status_code=400)
         if not admission.enter():
             return _error(503, "busy: try again shortly", {"Retry-After": str(settings.retry_after_seconds)})
         try:
-            body = await _read_body(request, settings.max_upload_bytes)
             content, name, context = await _image_part(request, body)
             del body
             started = time.perf_counter()
