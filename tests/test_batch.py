@@ -100,3 +100,49 @@ def test_merge_refuses_overlapping_shards_and_bad_shard_flags(tiny_bundle, sampl
         capsys, *_predict(sample / "images", tiny_bundle, out, "--shard", "9/8")
     )
     assert parse_shard("2/8") == (2, 8)
+
+
+def _same_name_other_content(bundle, folder):
+    """A copy of ``bundle`` under the same file names whose classifier differs in its bytes only
+    (another ONNX doc string): equal predictions, another model file."""
+    import shutil
+
+    import onnx
+
+    from srcrn.inference.bundle import file_sha256
+
+    copy = folder / "bundle"
+    shutil.copytree(bundle, copy)
+    model = onnx.load(copy / "classifier.onnx")
+    model.doc_string = "another model of the same name"
+    onnx.save(model, copy / "classifier.onnx")
+    manifest = json.loads((copy / "bundle.json").read_text())
+    manifest["classifier"]["sha256"] = file_sha256(copy / "classifier.onnx")
+    (copy / "bundle.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def test_jobs_are_told_apart_by_model_content_not_file_names(tiny_bundle, sample, tmp_path, capsys):
+    other = _same_name_other_content(tiny_bundle, tmp_path / "other")
+    out = tmp_path / "out"
+    run_cli(*_predict(sample / "images", tiny_bundle, out, "--shard", "1/8"))
+    message = cli_error(capsys, *_predict(sample / "images", other, out, "--shard", "1/8", "--resume"))
+    assert "holds predictions of other models or settings (classifier differ)" in message
+    run_cli(*_predict(sample / "images", other, tmp_path / "s2", "--shard", "2/8"))
+    message = cli_error(capsys, "merge-predictions", str(out), str(tmp_path / "s2"), "--out", str(tmp_path / "m"))
+    assert "predicted with other models or settings" in message
+
+
+def test_a_journal_record_pointing_outside_its_folder_is_predicted_again(tiny_bundle, sample, tmp_path):
+    out = tmp_path / "out"
+    run_cli(*_predict(sample / "images", tiny_bundle, out, "--shard", "1/4"))
+    payload = json.loads((out / "predictions.json").read_text())
+    victim = payload["predictions"][0]
+    elsewhere = tmp_path / "elsewhere.png"  # an existing file outside the output folder
+    elsewhere.write_bytes(b"not ours")
+    victim["mask"], victim["melanoma"] = str(elsewhere), 0.123456  # a forged record
+    (out / "predictions.json").write_text(json.dumps(payload))
+    run_cli(*_predict(sample / "images", tiny_bundle, out, "--shard", "1/4", "--resume"))
+    again = {r["image_id"]: r for r in json.loads((out / "predictions.json").read_text())["predictions"]}
+    assert again[victim["image_id"]]["mask"].startswith(str(out))
+    assert again[victim["image_id"]]["melanoma"] != 0.123456

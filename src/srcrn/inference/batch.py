@@ -29,6 +29,7 @@ from srcrn.data.images import IMAGE_SUFFIXES
 from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
 from srcrn.data.metadata import read_metadata
 from srcrn.errors import ConfigError, DataError, SrcrnError
+from srcrn.inference.bundle import file_sha256
 from srcrn.inference.pipeline import Pipeline, Prediction, clean_json
 
 JOURNAL = "predictions.partial.jsonl"
@@ -70,18 +71,50 @@ def in_shard(image_id: str, shard: tuple[int, int]) -> bool:
     return int.from_bytes(hashlib.sha1(image_id.encode("utf-8")).digest()[:8], "big") % n == k - 1
 
 
+def model_digest(path: str | Path) -> str | None:
+    """SHA-256 of a model's content (a file, or every file of a folder such as a stack), so that
+    two models of one name are never taken for each other."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for member in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{member.relative_to(path)}:{file_sha256(member)}\n".encode())
+        return digest.hexdigest()
+    return None
+
+
+_DIGESTS: dict[tuple[str, int, int], str | None] = {}  # (path, size, mtime): a model is hashed once
+
+
+def _cached_digest(path: str | Path) -> str | None:
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = model_digest(path)
+    return _DIGESTS[key]
+
+
 def job_identity(pipeline: Pipeline) -> dict:
-    """What makes two runs' predictions the same: the models and their prediction settings.
-    A resumed job must match the one it continues, or its table would mix two models."""
+    """What makes two runs' predictions the same: the models (by content: the SHA-256 of their
+    files) and their prediction settings. A resumed job must match the one it continues, and
+    shards must match to be merged, or a table would mix two models."""
     card = pipeline.card or {}
     segmenter, classifier = card.get("segmenter", {}), card.get("classifier", {})
     return clean_json(
         {
             "engine": card.get("engine"),
-            "segmenter": {k: segmenter.get(k) for k in ("source", "image_size", "tta", "keep_largest")},
+            "segmenter": {k: segmenter.get(k) for k in ("source", "image_size", "tta", "keep_largest")}
+            | {"sha256": _cached_digest(pipeline.segmenter.source)},
             "classifier": {
                 k: classifier.get(k) for k in ("source", "kind", "image_size", "input", "margin", "calibration")
-            },
+            }
+            | {"sha256": _cached_digest(pipeline.classifier.source)},
             "threshold": pipeline.threshold,
         }
     )
@@ -124,8 +157,9 @@ def _read_finished(out: Path, identity: dict) -> dict[str, Prediction]:
         if not isinstance(record, dict) or set(record) != names:
             continue
         prediction = Prediction(**record)
-        outputs = [prediction.mask, prediction.overlay, prediction.explanation]
-        if all(Path(path).is_file() for path in outputs if path):
+        outputs = [Path(p) for p in (prediction.mask, prediction.overlay, prediction.explanation) if p]
+        inside = all(out.resolve() in p.resolve().parents for p in outputs)  # never a file elsewhere
+        if inside and all(p.is_file() for p in outputs):
             done[prediction.image_id] = prediction
     return done
 
