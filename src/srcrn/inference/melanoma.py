@@ -11,6 +11,7 @@ zip holding ``data.pkl``, a skops file one holding ``schema.json``, a stack a fo
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import zipfile
@@ -119,13 +120,11 @@ def _is_stack(path: Path) -> bool:
 
 
 def _load_cnn(path: Path, precision: str) -> MelanomaModel:
-    try:
-        import torch  # noqa: F401
-    except ModuleNotFoundError:
+    if importlib.util.find_spec("torch") is None:
         raise ConfigError(
             f"{path}: a CNN checkpoint needs PyTorch: pip install 'srcrn[train]' (or export it to a bundle "
             "with 'srcrn export onnx' and predict with --engine onnx)"
-        ) from None
+        )
     from srcrn.inference.predictor import Classifier
 
     return Classifier.from_checkpoint(path, precision)
