@@ -255,7 +255,8 @@ def test_every_kind_scores_alike_in_eval_predict_both_engines_and_the_api(
         predicted = pd.read_csv(tmp_path / engine / "predictions.csv").set_index("image_id")
         assert len(predicted) == len(images)
         difference = np.abs(predicted["melanoma"] - evaluated.loc[predicted.index])
-        assert difference.max() < (1e-9 if engine == "torch" else 1e-4), (engine, difference.max())
+        # The same inputs through the same models: equal up to float32 batch effects of the CNN.
+        assert difference.max() < (1e-6 if engine == "torch" else 1e-4), (engine, difference.max())
         assert set(predicted["clinical"].fillna("")) <= {"", "age sex site", "age sex", "age site", "age"}
     # The Python API: the same image with its context gives the same probability; without it, another.
     contexts = read_metadata(metadata)
