@@ -90,6 +90,13 @@ def test_upload_shows_probability_decision_and_overlay(server, browser, bundle, 
     page.select_option("#site", "posterior torso")
     page.set_input_files("#file", str(photo))
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    meaning = page.text_content("#meaning")  # the verdict in words, from the model card
+    above = expected.decision == "melanoma"
+    assert meaning.startswith("Above the referral threshold" if above else "Below the referral threshold")
+    calibration = pipeline.card["classifier"]["calibration"]
+    assert (f"a calibrated probability ({calibration['method']} scaling)" if calibration else "uncalibrated") in meaning
+    assert page.get_attribute("#verdict", "aria-live") == "polite"  # announced to screen readers
+    assert "not a diagnosis" in page.text_content(".notice")
     used = page.text_content("#clinical-used")
     if pipeline.classifier.clinical_fields:  # the fields went with the upload and the model took them
         assert used == "Clinical context used: age, sex, site."

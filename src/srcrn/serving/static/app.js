@@ -16,6 +16,32 @@ const LABELS = {
   touches_border: "Lesion touches the border",
 };
 let current = null;
+let card = null;  // the model card (/api/v1/model): calibration, threshold, validation figures
+
+// What the number is and what the decision suggests, in words, from the model card.
+function meaning(result) {
+  const classifier = (card && card.classifier) || {};
+  const calibrated = classifier.calibration
+    ? `a calibrated probability (${classifier.calibration.method} scaling)`
+    : "an uncalibrated model score, not a frequency";
+  const chosen = classifier.target_sensitivity
+    ? `, chosen for ${(100 * classifier.target_sensitivity).toFixed(0)} % sensitivity on validation images`
+    : "";
+  const advice = result.decision === "melanoma"
+    ? "Above the referral threshold: consider excision or biopsy by a clinician."
+    : "Below the referral threshold: no referral suggested by the model; clinical judgement decides.";
+  return `${advice} The number is ${calibrated}; threshold ${result.threshold.toFixed(3)}${chosen}.`;
+}
+
+function quality() {
+  const training = (card && card.classifier && card.classifier.training) || {};
+  const parts = [];
+  if (typeof training.val_auc === "number") parts.push(`validation AUC ${training.val_auc.toFixed(3)}`);
+  if (typeof training.n_train === "number") parts.push(`trained on ${training.n_train} images`);
+  const kind = card && card.classifier ? card.classifier.kind : null;
+  if (kind) parts.unshift(`${kind} model`);
+  return parts.length ? `Stage 2: ${parts.join(", ")}.` : "";
+}
 
 function show(element, visible) { element.hidden = !visible; }
 
@@ -41,6 +67,8 @@ function render(result, file) {
   $("decision").className = "decision " + result.decision;
   $("probability").textContent =
     `P(melanoma) ${probability.toFixed(3)} (threshold ${result.threshold.toFixed(3)})`;
+  $("meaning").textContent = meaning(result);
+  $("model-quality").textContent = quality();
   const used = (result.clinical && result.clinical.used) || [];
   $("clinical-used").textContent = used.length
     ? `Clinical context used: ${used.join(", ")}.`
@@ -137,6 +165,7 @@ async function upload(file) {
     return;
   }
   if (token) sessionStorage.setItem("srcrn-token", token);
+  if (!card) await loadCard();
   render(body, file);
 }
 
@@ -150,5 +179,14 @@ drop.addEventListener("drop", (event) => {
   drop.classList.remove("over");
   upload(event.dataTransfer.files[0]);
 });
-fetch("/api/v1/health").then((r) => r.json()).then((health) => show($("token-row"), health.auth === "bearer"))
-  .catch(() => fail("The service cannot be reached."));
+function loadCard() {
+  const headers = {};
+  const token = $("token").value || sessionStorage.getItem("srcrn-token");
+  if (token) headers["Authorization"] = "Bearer " + token;
+  return fetch("/api/v1/model", {headers}).then((r) => (r.ok ? r.json() : null)).then((c) => { if (c) card = c; })
+    .catch(() => {});
+}
+fetch("/api/v1/health").then((r) => r.json()).then((health) => {
+  show($("token-row"), health.auth === "bearer");
+  return loadCard();
+}).catch(() => fail("The service cannot be reached."));
