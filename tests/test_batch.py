@@ -95,7 +95,7 @@ def test_merge_refuses_overlapping_shards_and_bad_shard_flags(tiny_bundle, sampl
     out = tmp_path / "one"
     run_cli(*_predict(sample / "images", tiny_bundle, out, "--shard", "1/8"))
     message = cli_error(capsys, "merge-predictions", str(out), str(out), "--out", str(tmp_path / "m"))
-    assert "overlapping shards" in message and str(out / "predictions.json") in message
+    assert "shard 1/8 is also in" in message and str(out / "predictions.json") in message
     assert "K must be between 1 and N" in cli_error(
         capsys, *_predict(sample / "images", tiny_bundle, out, "--shard", "9/8")
     )
@@ -146,3 +146,34 @@ def test_a_journal_record_pointing_outside_its_folder_is_predicted_again(tiny_bu
     again = {r["image_id"]: r for r in json.loads((out / "predictions.json").read_text())["predictions"]}
     assert again[victim["image_id"]]["mask"].startswith(str(out))
     assert again[victim["image_id"]]["melanoma"] != 0.123456
+
+
+def test_merge_refuses_an_incomplete_job_and_its_own_shard_as_out(tiny_bundle, sample, tmp_path, capsys):
+    one, two = tmp_path / "s1", tmp_path / "s2"
+    run_cli(*_predict(sample / "images", tiny_bundle, one, "--shard", "1/2", "--no-overlays"))
+    before = (one / "predictions.json").read_bytes()
+    message = cli_error(capsys, "merge-predictions", str(one), "--out", str(tmp_path / "m"))
+    assert "the shards do not cover the job: 2/2 missing (pass --partial to join them)" in message
+    run_cli("merge-predictions", str(one), "--out", str(tmp_path / "m"), "--partial")
+    assert len(_table(tmp_path / "m")) == len(_table(one))
+    message = cli_error(capsys, "merge-predictions", str(one), "--out", str(one), "--partial")
+    assert f"--out {one}: is the shard {one}" in message
+    # Another shard's run into this shard's folder is another job: refused, its records kept.
+    message = cli_error(capsys, *_predict(sample / "images", tiny_bundle, one, "--shard", "2/2", "--resume"))
+    assert "holds predictions of other models or settings (shard differ)" in message
+    assert (one / "predictions.json").read_bytes() == before
+    run_cli(*_predict(sample / "images", tiny_bundle, two, "--shard", "2/2", "--no-overlays"))
+    run_cli("merge-predictions", str(one), str(two), "--out", str(tmp_path / "whole"))
+    assert len(_table(tmp_path / "whole")) == 40
+
+
+def test_predict_never_writes_into_its_input_folder(tiny_bundle, isic_copy, tmp_path, capsys):
+    import hashlib
+
+    masks = sorted((isic_copy / "masks").glob("*.png"))
+    before = [hashlib.sha256(p.read_bytes()).hexdigest() for p in masks]
+    message = cli_error(capsys, *_predict(isic_copy / "images", tiny_bundle, isic_copy))
+    assert f"--out {isic_copy}: holds the input {isic_copy / 'images'}" in message
+    message = cli_error(capsys, *_predict(isic_copy / "images", tiny_bundle, isic_copy / "images" / "out"))
+    assert "lies inside the input" in message
+    assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in masks] == before  # the ground truth is intact

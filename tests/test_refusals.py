@@ -146,3 +146,19 @@ def test_a_missing_extra_is_named_not_traced(blocked, argv, extra, tmp_path, sam
     assert finished.returncode == 2, finished.stderr[-2000:]
     assert extra in finished.stderr and "pip install 'srcrn[" in finished.stderr
     assert "Traceback" not in finished.stderr
+
+
+def test_an_int8_export_never_replaces_a_folder_it_did_not_write(tmp_path, tiny_segmenter, tiny_classifier, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("a user's file")
+    common = ["export", "onnx", "--segmenter", tiny_segmenter, "--classifier", tiny_classifier, "--quantize", "int8"]
+    elsewhere = tmp_path / "calibration"
+    elsewhere.mkdir()
+    message = cli_error(capsys, *common, "--out", str(mine), "--calibration", str(elsewhere))
+    assert f"{mine}: exists and is not a bundle; it is left as it is" in message
+    assert (mine / "notes.txt").read_text() == "a user's file"
+    data = tmp_path / "data"
+    data.mkdir()
+    message = cli_error(capsys, *common, "--out", str(data), "--calibration", str(data))
+    assert f"--out {data}: is the --calibration {data}" in message

@@ -493,9 +493,14 @@ def predict(
     probability (calibrated when the classifier carries a calibration) and decision, overlay,
     and with --explain a Grad-CAM heatmap. A bad file is reported and skipped; a killed job
     continues with --resume; N machines split an archive with --shard K/N."""
+    from srcrn.atomic import refuse_overlap
     from srcrn.inference.batch import parse_shard, predict_images
 
     part = parse_shard(shard) if shard is not None else None
+    # An input folder's own masks/ or overlays/ must never be written over (files: only themselves).
+    folders: dict[str, Path | None] = {f"input {p}": p for p in inputs if p.is_dir()}
+    refuse_overlap(out, folders | {"--metadata": metadata})
+    refuse_overlap(out, {f"input {p}": p for p in inputs if not p.is_dir()}, contains=False)
 
     pipeline = _load_pipeline(engine, model, segmenter, classifier, threshold, explain, precision, workers)
     results, errors = predict_images(
@@ -542,11 +547,14 @@ def predict(
 def merge_predictions_command(
     folders: Annotated[list[Path], typer.Argument(help="output folders of predict --shard K/N runs")],
     out: Annotated[Path, typer.Option("--out", help="folder for the joined predictions.csv/.json")],
+    partial: Annotated[bool, typer.Option("--partial", help="join shards that do not cover the whole job")] = False,
 ) -> None:
     """Join the tables of sharded predict runs (masks and overlays stay in the shards' folders)."""
+    from srcrn.atomic import refuse_overlap
     from srcrn.inference.batch import merge_predictions
 
-    predictions, errors = merge_predictions(folders, out)
+    refuse_overlap(out, {f"shard {f}": f for f in folders}, contains=False)  # a shard's own table
+    predictions, errors = merge_predictions(folders, out, partial=partial)
     log.info(
         "%s: %d predictions, %d skipped inputs, from %d folders",
         out / "predictions.csv",
@@ -647,8 +655,10 @@ def export_onnx_command(
     """Both stages for the torch-free engine (networks as ONNX, a feature model as skops, a stack
     with its weights) with their preprocessing and prediction settings, threshold and version:
     run them with `srcrn predict --engine onnx --model DIR` (no torch needed)."""
+    from srcrn.atomic import refuse_overlap
     from srcrn.inference.export import export_onnx
 
+    refuse_overlap(out, {"--calibration": calibration, "--segmenter": segmenter, "--classifier": classifier})
     if quantize is None:
         folder = export_onnx(segmenter, classifier, out)
         log.info("bundle written: %s (%s)", folder, ", ".join(sorted(p.name for p in folder.iterdir())))
@@ -657,7 +667,9 @@ def export_onnx_command(
         raise SrcrnError("--quantize int8: needs --calibration DATA (images whose ranges calibrate the int8 models)")
     import tempfile
 
-    from srcrn.workflows.quantize import quantize_bundle
+    from srcrn.workflows.quantize import check_replaceable, quantize_bundle
+
+    check_replaceable(out)  # before the export's minutes of work
 
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_onnx(segmenter, classifier, Path(scratch) / "fp32")

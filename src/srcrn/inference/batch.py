@@ -209,6 +209,8 @@ def predict_images(
         seen[path.stem] = path
         readable.append(path)
     identity = job_identity(pipeline)
+    if shard is not None:  # another shard's folder is another job's (merge compares the rest)
+        identity["shard"] = f"{shard[0]}/{shard[1]}"
     if contexts and pipeline.classifier.clinical_fields:  # the same images with other metadata are another job
         identity["metadata"] = hashlib.sha256(Path(metadata).read_bytes()).hexdigest()  # type: ignore[arg-type]
     done = _read_finished(out, identity) if resume else {}
@@ -267,14 +269,16 @@ def _write_tables(records: list[dict], errors: list[dict], out: Path, job: dict 
         temporary.write_text(json.dumps({"predictions": records, "errors": errors, "job": job}, indent=2))
 
 
-def merge_predictions(folders: list[Path], out: Path) -> tuple[int, int]:
+def merge_predictions(folders: list[Path], out: Path, *, partial: bool = False) -> tuple[int, int]:
     """One ``predictions.csv``/``.json`` from the output folders of ``predict --shard`` runs
     (the masks and overlays stay where they are: the tables point to them). An image in two
-    folders, or a folder without its tables, is refused. Returns (predictions, errors)."""
+    folders, a folder without its tables, or (unless ``partial``) shards that do not cover the
+    whole job are refused. Returns (predictions, errors)."""
     predictions: list[dict] = []
     errors: list[dict] = []
     where: dict[str, Path] = {}
     jobs: dict[str, Path] = {}  # the job identity of each shard: one table must not mix models
+    shards: dict[str, Path] = {}
     for folder in folders:
         table = folder / "predictions.json"
         if not table.is_file():
@@ -284,6 +288,12 @@ def merge_predictions(folders: list[Path], out: Path) -> tuple[int, int]:
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise DataError(table, "not valid JSON") from None
         job = payload.get("job")
+        if isinstance(job, dict) and "shard" in job:
+            job = dict(job)
+            shard = str(job.pop("shard"))
+            if shard in shards:
+                raise DataError(table, f"shard {shard} is also in {shards[shard]}")
+            shards[shard] = table
         if job is not None:
             jobs.setdefault(json.dumps(job, sort_keys=True), table)
             if len(jobs) > 1:
@@ -295,5 +305,18 @@ def merge_predictions(folders: list[Path], out: Path) -> tuple[int, int]:
             where[image_id] = folder
             predictions.append(record)
         errors += payload.get("errors", [])
+    if shards:
+        counts = {s.split("/")[1] for s in shards}
+        total = int(next(iter(counts))) if len(counts) == 1 else 0
+        missing = [f"{k}/{total}" for k in range(1, total + 1) if f"{k}/{total}" not in shards]
+        if len(counts) > 1:
+            raise DataError(folders[0], f"shards of different splits ({', '.join(sorted(shards))})")
+        if missing and not partial:
+            raise DataError(
+                folders[0],
+                f"the shards do not cover the job: {', '.join(missing)} missing (pass --partial to join them)",
+            )
+        if missing:
+            log.warning("%s: partial table: shard(s) %s missing", out, ", ".join(missing))
     _write_tables(predictions, errors, out, json.loads(next(iter(jobs))) if jobs else None)
     return len(predictions), len(errors)

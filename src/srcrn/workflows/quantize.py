@@ -108,6 +108,14 @@ def parity_of(a: list[Any], b: list[Any], samples: list[Any]) -> dict[str, Any]:
     return parity
 
 
+def check_replaceable(out: Path) -> None:
+    """An int8 export replaces ``out`` whole: only an earlier bundle (or an empty folder) may go."""
+    from srcrn.inference.bundle import BUNDLE_FILE
+
+    if out.is_dir() and not (out / BUNDLE_FILE).is_file() and any(out.iterdir()):
+        raise ConfigError(f"{out}: exists and is not a bundle; it is left as it is (choose another --out)")
+
+
 def quantize_bundle(
     fp32_bundle: Path,
     out: Path,
@@ -125,6 +133,7 @@ def quantize_bundle(
     from srcrn.inference.bundle import BUNDLE_FILE, file_sha256, read_manifest
     from srcrn.inference.pipeline import Pipeline
 
+    check_replaceable(out)
     dataset = IsicDataset.from_dir(data)
     ids = list(np.random.default_rng(0).permutation(sorted(dataset.ids)))
     if len(ids) < calibration_images + 2:
@@ -160,7 +169,8 @@ def quantize_bundle(
         parity["quantized"] = "segmenter and CNNs" if classifier else "segmenter only"
         manifest |= {"precision": "int8", "parity": parity}
         write_json(staging / BUNDLE_FILE, manifest)
-        if out.exists():
+        if out.exists():  # replace an earlier bundle only, never a folder of other files
+            check_replaceable(out)
             shutil.rmtree(out)
         staging.rename(out)
     finally:
