@@ -87,7 +87,9 @@ def test_a_stack_refuses_its_member_as_out_and_unreadable_member_tables(tmp_path
     a, b = _cv_folder(tmp_path / "a"), _cv_folder(tmp_path / "b", logit=False)
     stack = ["classify", "train", "--model", "ensemble", "--members", str(a), "--members", str(b), "--data", "x"]
     message = cli_error(capsys, *stack, "--out", str(a))
-    assert f"--out {a}: is (or holds) the member {a}" in message
+    assert f"--out {a}: is the member {a}" in message
+    message = cli_error(capsys, *stack, "--out", str(tmp_path / "b" / "stack"))
+    assert "lies inside the member" in message
     before = (a / "oof.csv").read_bytes()
     from srcrn.workflows.ensemble import stack_members
 
@@ -162,3 +164,16 @@ def test_an_int8_export_never_replaces_a_folder_it_did_not_write(tmp_path, tiny_
     data.mkdir()
     message = cli_error(capsys, *common, "--out", str(data), "--calibration", str(data))
     assert f"--out {data}: is the --calibration {data}" in message
+
+
+def test_a_run_folder_is_never_inside_its_data(isic_copy, capsys):
+    import hashlib
+
+    labels = hashlib.sha256((isic_copy / "labels.csv").read_bytes()).hexdigest()
+    message = cli_error(capsys, "segment", "train", "--data", str(isic_copy), "--out", str(isic_copy / "run"))
+    assert f"--out {isic_copy / 'run'}: lies inside the --data {isic_copy}" in message
+    message = cli_error(capsys, "classify", "cv", "--data", str(isic_copy), "--out", str(isic_copy), "--model",
+                        "features")  # fmt: skip
+    assert f"--out {isic_copy}: is the --data {isic_copy}" in message
+    assert hashlib.sha256((isic_copy / "labels.csv").read_bytes()).hexdigest() == labels
+    assert not (isic_copy / "run").exists() and not (isic_copy / "config.yaml").exists()

@@ -143,6 +143,16 @@ def _settings(schema: Any, out: Path, config: Path | None, resume: bool, flags: 
     return load_settings(schema, config, flags=flags)
 
 
+def _refuse_input_out(out: Path, data: Path, settings: Any) -> None:
+    """A run folder is never an input's: the data folder, extra images, metadata, members."""
+    from srcrn.atomic import refuse_overlap
+
+    inputs: dict[str, str | Path | None] = {"--data": data}
+    inputs |= {f"--{key}": getattr(settings, key, None) for key in ("extra", "metadata")}
+    inputs |= {f"member {m}": m for m in getattr(settings, "members", [])}
+    refuse_overlap(out, inputs)
+
+
 @segment_app.command("train")
 @with_schema_options(SegmentTrainSettings)
 def segment_train(
@@ -158,6 +168,7 @@ def segment_train(
     from srcrn.workflows.segment import train_segmenter
 
     settings = _settings(SegmentTrainSettings, out, config, resume, flags or {})
+    _refuse_input_out(out, data, settings)
     summary = train_segmenter(settings, data, out, resume=resume, progress=progress_bar)
     if summary:
         best = summary["best_val_jaccard"]
@@ -247,6 +258,7 @@ def classify_train(
     from srcrn.workflows.classify import train_classifier
 
     settings = _settings(ClassifyTrainSettings, out, config, resume, flags or {})
+    _refuse_input_out(out, data, settings)
     summary = train_classifier(settings, data, out, resume=resume, progress=progress_bar)
     if summary and settings.model == "cnn":
         log.info(
@@ -281,6 +293,7 @@ def classify_cv(
     from srcrn.workflows.cross_validation import cross_validate
 
     settings = load_settings(ClassifyTrainSettings, config, flags=flags or {})
+    _refuse_input_out(out, data, settings)
     result = cross_validate(
         settings, data, out, folds=folds, final=final, calibration=calibration, progress=progress_bar
     )
