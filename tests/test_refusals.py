@@ -177,3 +177,30 @@ def test_a_run_folder_is_never_inside_its_data(isic_copy, capsys):
     assert f"--out {isic_copy}: is the --data {isic_copy}" in message
     assert hashlib.sha256((isic_copy / "labels.csv").read_bytes()).hexdigest() == labels
     assert not (isic_copy / "run").exists() and not (isic_copy / "config.yaml").exists()
+
+
+@pytest.mark.slow
+def test_cv_refuses_a_folder_of_other_data_and_a_refused_run_leaves_nothing(
+    isic_copy, tiny_segmenter, tmp_path, capsys
+):
+    out = tmp_path / "cv"
+    common = ["classify", "cv", "--out", str(out), "--model", "features", "--segmenter", tiny_segmenter,
+              "--image-size", "64", "--input", "crop", "--cache", str(tmp_path / "cache"), "--no-progress"]  # fmt: skip
+    message = cli_error(capsys, *common, "--data", str(isic_copy), "--folds", "500")
+    assert "--folds 500: needs 2 to" in message and not out.exists()  # nothing left to block the rerun
+    from helpers import run_cli
+
+    run_cli(*common, "--data", str(isic_copy), "--folds", "2", "--no-final")
+    labels = (isic_copy / "labels.csv").read_text().splitlines()
+    first = labels[1].split(",")
+    labels[1] = ",".join([first[0], "0.0" if first[1] == "1.0" else "1.0", first[2]])  # one label changed
+    (isic_copy / "labels.csv").write_text("\n".join(labels) + "\n")
+    message = cli_error(capsys, *common, "--data", str(isic_copy), "--folds", "2", "--no-final")
+    assert "holds a cross-validation of other data or folds" in message
+
+
+@pytest.mark.slow
+def test_classify_eval_checks_the_segmenter_it_is_given(tiny_classifier, sample, tmp_path, capsys):
+    message = cli_error(capsys, "classify", "eval", "--model", tiny_classifier, "--data", str(sample), "--out",
+                        str(tmp_path / "e"), "--segmenter", tiny_classifier, "--no-progress")  # fmt: skip
+    assert "holds a classifier" in message and "a segmenter is needed" in message

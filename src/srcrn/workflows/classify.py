@@ -78,6 +78,10 @@ def evaluate_classifier_checkpoint(
     ``reliability.png``. A calibration fitted here (``calibrate``) and the threshold chosen for
     ``target_sensitivity`` are stored in the model, where ``predict`` and the bundle take them from."""
     model = load_melanoma_model(checkpoint)
+    if segmenter is not None:  # checked even where the model's input mode would not use it
+        from srcrn.inference.checkpoints import read_checkpoint
+
+        read_checkpoint(segmenter, expect="segmenter")
     result = evaluate_classifier(
         model,
         data,

@@ -19,6 +19,7 @@ Everything is resumable: a finished fold (its ``oof.csv``) is never run again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -29,7 +30,7 @@ import pandas as pd
 import yaml
 from sklearn.model_selection import StratifiedGroupKFold
 
-from srcrn.atomic import atomic_path, write_json
+from srcrn.atomic import atomic_path, remove_leftovers, write_json
 from srcrn.data.isic import IsicDataset
 from srcrn.data.splits import Split, make_split
 from srcrn.errors import ConfigError
@@ -133,17 +134,27 @@ def cross_validate(
     if calibration not in METHODS:
         raise ConfigError(f"--calibration {calibration!r}: choose one of {', '.join(METHODS)}")
     data, out = Path(data), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     earlier = out / "config.yaml"
     if earlier.is_file() and ClassifyTrainSettings.model_validate(yaml.safe_load(earlier.read_text())) != settings:
         raise ConfigError(f"{out}: holds a cross-validation with other settings ({earlier}); choose another --out")
-    settings.save(earlier)
     dataset = IsicDataset.from_dir(data)
     split = make_split(dataset, settings.split, seed=settings.seed, val_fraction=settings.val_fraction)
+    splits = fold_splits(dataset, split.train, folds, settings.seed)  # refused here: nothing written yet
+    identity = _data_identity(dataset, folds)
+    recorded = out / DATA_FILE
+    if recorded.is_file() and json.loads(recorded.read_text()) != identity:
+        raise ConfigError(
+            f"{out}: holds a cross-validation of other data or folds ({recorded}: the images, labels or --folds "
+            "differ); choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    settings.save(earlier)
+    write_json(recorded, identity)
     split.save(out)
     labels_of = dict(zip(dataset.ids, dataset.melanoma()))
     parts = []
-    for k, fold in enumerate(fold_splits(dataset, split.train, folds, settings.seed)):
+    for k, fold in enumerate(splits):
+        remove_leftovers(out / f"fold-{k + 1}")  # temporary files of a killed write
         run = out / f"fold-{k + 1}"
         scored = run / "oof.csv"
         if not scored.is_file():
@@ -184,6 +195,18 @@ def cross_validate(
     return result
 
 
+DATA_FILE = "data.json"
+
+
+def _data_identity(dataset: IsicDataset, folds: int) -> dict[str, Any]:
+    """What a cv folder was computed on, by content: the images' ids with their labels (and
+    near-duplicate groups), and the number of folds. A folder of other data is refused."""
+    digest = hashlib.sha256()
+    for image_id, label, group in zip(dataset.ids, dataset.melanoma(), dataset.duplicate_groups()):
+        digest.update(f"{image_id},{label},{group}\n".encode())
+    return {"images": len(dataset.ids), "ids_labels_sha256": digest.hexdigest(), "folds": folds}
+
+
 def _final_model(
     settings: ClassifyTrainSettings,
     data: Path,
@@ -194,6 +217,7 @@ def _final_model(
     progress: bool,
 ) -> dict[str, Any]:
     run = out / "final"
+    remove_leftovers(run)  # a kill during the final model's write left a temporary file
     logits, model_path = _train_and_score(settings, data, run, split, progress)
     entry = {"method": fitted.method, "scale": fitted.scale, "bias": fitted.bias, "fitted_on": "out-of-fold"}
     load_melanoma_model(model_path).store_extras(calibration=entry)
