@@ -8,6 +8,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from srcrn.data.cache import PreparedData
 from srcrn.data.splits import Split
@@ -63,18 +64,43 @@ class EpochSampler(Sampler[int]):
     shares these indices among the processes.
     """
 
-    def __init__(self, size: int, num_samples: int, seed: int = 0):
+    def __init__(self, size: int, num_samples: int, seed: int = 0, weights: np.ndarray | None = None):
         self.size, self.num_samples, self.seed, self.epoch = size, num_samples, seed, 0
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        self.yielded = 0  # indices of this epoch already handed out
 
     def __len__(self) -> int:
         return self.num_samples
 
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        self.epoch += 1
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this at every epoch's start, from its own checkpointed counter."""
+        if epoch != self.epoch:
+            self.epoch, self.yielded = epoch, 0
+
+    def order(self, epoch: int) -> list[int]:
+        """The indices of ``epoch``: a function of (seed, epoch) only."""
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        if self.weights is not None:  # drawn with replacement, e.g. both classes equally often
+            return torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator).tolist()
         passes = -(-self.num_samples // self.size)
         order = torch.cat([torch.randperm(self.size, generator=generator) for _ in range(passes)])
-        return iter(order[: self.num_samples].tolist())
+        return order[: self.num_samples].tolist()
+
+    def __iter__(self):
+        # Read when the first index is asked for (after set_epoch and load_state_dict).
+        indices = self.order(self.epoch)
+        while self.yielded < len(indices):
+            self.yielded += 1
+            yield indices[self.yielded - 1]
+        self.epoch, self.yielded = self.epoch + 1, 0  # the next epoch, unless Lightning sets one
+
+    # torchdata's StatefulDataLoader saves these in Lightning's checkpoint (hand-written: the
+    # position within a seeded-by-epoch order is ours; torchdata only fast-forwards otherwise).
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "yielded": self.yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.yielded = int(state["epoch"]), int(state["yielded"])
 
 
 class IsicDataModule(L.LightningDataModule):
@@ -113,7 +139,9 @@ class IsicDataModule(L.LightningDataModule):
         )
 
     def _loader(self, dataset, batch_size, sampler=None, shuffle=False) -> DataLoader:
-        return DataLoader(
+        # torchdata's StatefulDataLoader: Lightning saves its position in the checkpoint, so a run
+        # stopped mid-epoch resumes at the next batch of the same order.
+        return StatefulDataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
@@ -127,7 +155,8 @@ class IsicDataModule(L.LightningDataModule):
         if self.steps_per_epoch:
             sampler = EpochSampler(len(self.train_set), self.steps_per_epoch * self.batch_size, self.seed)
             return self._loader(self.train_set, self.batch_size, sampler=sampler)
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+        one_pass = EpochSampler(len(self.train_set), len(self.train_set), self.seed)  # shuffled, seeded by epoch
+        return self._loader(self.train_set, self.batch_size, sampler=one_pass)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size)

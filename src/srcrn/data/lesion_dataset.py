@@ -5,8 +5,10 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torchdata.stateful_dataloader import StatefulDataLoader
 
+from srcrn.data.datamodule import EpochSampler
 from srcrn.data.transforms import MelanomaAugmenter, classifier_transform, normalize_batch
 
 
@@ -72,18 +74,18 @@ class LesionDataModule(L.LightningDataModule):
         self.sampler, self.seed = sampler, seed
 
     def train_dataloader(self) -> DataLoader:
-        sampler = None
+        weights = None
         if self.sampler == "balanced":
             # Each class drawn equally often, an epoch as long as one pass (with replacement).
             labels = self.train.labels.astype(int)
             counts = np.bincount(labels, minlength=2).astype(float)
             weights = 1.0 / np.maximum(counts[labels], 1.0)
-            generator = torch.Generator().manual_seed(self.seed)
-            sampler = WeightedRandomSampler(weights.tolist(), len(labels), replacement=True, generator=generator)
-        return DataLoader(
+        # Seeded by (seed, epoch) and stateful: a resumed run sees the images in the order an
+        # uninterrupted one does (datamodule.EpochSampler).
+        sampler = EpochSampler(len(self.train), len(self.train), self.seed, weights)
+        return StatefulDataLoader(
             self.train,
             batch_size=self.batch_size,
-            shuffle=sampler is None,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
