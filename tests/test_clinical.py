@@ -388,3 +388,17 @@ def test_a_stack_bundle_missing_a_member_is_one_line(stage2_models, tiny_segment
     message = cli_error(capsys, "predict", str(photo), "--engine", "onnx", "--model", str(bundle), "--out",
                         str(tmp_path / "out"))  # fmt: skip
     assert f"{bundle / 'classifier-member-1.skops'}: model file of the bundle is missing" in message
+
+
+@pytest.mark.slow
+def test_a_stack_refuses_members_of_other_data(stage2_models, isic_copy, tmp_path, capsys):
+    root = stage2_models["root"]
+    labels = (isic_copy / "labels.csv").read_text().splitlines()
+    first = labels[1].split(",")
+    labels[1] = ",".join([first[0], "0.0" if first[1] == "1.0" else "1.0", first[2]])
+    (isic_copy / "labels.csv").write_text("\n".join(labels) + "\n")
+    message = cli_error(capsys, "classify", "train", "--model", "ensemble", "--members", str(root / "cv-cnn"),
+                        "--members", str(root / "cv-features"), "--data", str(isic_copy), "--out",
+                        str(tmp_path / "stack"))  # fmt: skip
+    assert "data.json: the member was cross-validated on other data than --data" in message
+    assert not (tmp_path / "stack").exists()

@@ -49,7 +49,7 @@ def train_classifier(
     if settings.model == "ensemble":
         from srcrn.workflows.ensemble import train_ensemble
 
-        return train_ensemble(settings, out)
+        return train_ensemble(settings, out, data)
     summary = train_classification(settings, data, out, resume=resume, progress=progress)
     if summary and (out / "metrics.csv").is_file():
         training_curves(

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from sklearn.linear_model import LogisticRegression
 
 from srcrn.atomic import atomic_path, write_json
@@ -113,7 +114,24 @@ def member_model(folder: Path) -> Path:
     return candidate
 
 
-def train_ensemble(settings: ClassifyTrainSettings, out: str | Path) -> dict[str, Any]:
+def _check_members_data(folders: list[Path], data: Path | None) -> None:
+    """Every member was cross-validated on ``data`` (their ``data.json``: ids, labels, folds)."""
+    if data is None:
+        return
+    from srcrn.data.isic import IsicDataset
+    from srcrn.workflows.cross_validation import DATA_FILE, _data_identity
+
+    recorded_files = [folder / DATA_FILE for folder in folders if (folder / DATA_FILE).is_file()]
+    # (a cv folder of an older srcrn has none: its tables are checked against each other only)
+    dataset = IsicDataset.from_dir(data) if recorded_files else None
+    for recorded in recorded_files:
+        assert dataset is not None
+        identity = json.loads(recorded.read_text())
+        if _data_identity(dataset, int(identity.get("folds", 0))) != identity:
+            raise ConfigError(f"{recorded}: the member was cross-validated on other data than --data {data}")
+
+
+def train_ensemble(settings: ClassifyTrainSettings, out: str | Path, data: str | Path | None = None) -> dict[str, Any]:
     """Fit the stacker and write ``out/model``: one self-contained stack (its members' final
     models copied in beside ``stack.json``) that eval, predict, serve and export take like any
     other stage-2 model."""
@@ -123,6 +141,10 @@ def train_ensemble(settings: ClassifyTrainSettings, out: str | Path) -> dict[str
         if out.resolve() == folder.resolve() or out.resolve() in folder.resolve().parents:
             raise ConfigError(f"--out {out}: is (or holds) the member {folder}; write the stack to another folder")
     files = [member_model(folder) for folder in folders]  # refused before anything is written
+    _check_members_data(folders, Path(data) if data is not None else None)
+    earlier = out / "config.yaml"
+    if earlier.is_file() and (yaml.safe_load(earlier.read_text()) or {}).get("model") != "ensemble":
+        raise ConfigError(f"{out}: holds another run ({earlier}); write the stack to another folder")
     out.mkdir(parents=True, exist_ok=True)
     settings.save(out / "config.yaml")
     result = stack_members(folders, out)
