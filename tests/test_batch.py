@@ -177,3 +177,14 @@ def test_predict_never_writes_into_its_input_folder(tiny_bundle, isic_copy, tmp_
     message = cli_error(capsys, *_predict(isic_copy / "images", tiny_bundle, isic_copy / "images" / "out"))
     assert "lies inside the input" in message
     assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in masks] == before  # the ground truth is intact
+
+
+def test_a_damaged_record_is_predicted_again_not_a_traceback(tiny_bundle, sample, tmp_path):
+    out = tmp_path / "out"
+    run_cli(*_predict(sample / "images", tiny_bundle, out, "--shard", "1/4"))
+    payload = json.loads((out / "predictions.json").read_text())
+    payload["predictions"][0]["mask"] = 5  # not a path
+    (out / "predictions.json").write_text(json.dumps(payload))
+    run_cli(*_predict(sample / "images", tiny_bundle, out, "--shard", "1/4", "--resume"))
+    again = json.loads((out / "predictions.json").read_text())["predictions"]
+    assert all(isinstance(r["mask"], str) and r["mask"].startswith(str(out)) for r in again)

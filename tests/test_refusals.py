@@ -204,3 +204,23 @@ def test_classify_eval_checks_the_segmenter_it_is_given(tiny_classifier, sample,
     message = cli_error(capsys, "classify", "eval", "--model", tiny_classifier, "--data", str(sample), "--out",
                         str(tmp_path / "e"), "--segmenter", tiny_classifier, "--no-progress")  # fmt: skip
     assert "holds a classifier" in message and "a segmenter is needed" in message
+
+
+def test_a_recipe_that_is_not_a_name_and_a_cv_into_another_kind_of_run(tmp_path, sample, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("recipe: [paper]\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: unknown recipe \['paper'\]"):
+        load_settings(ClassifyTrainSettings, config)
+    run = tmp_path / "segment-run"
+    run.mkdir()
+    (run / "config.yaml").write_text("recipe: strong\nstride: 8\nscore_channels: 64\n")  # a segment train run's
+    message = cli_error(capsys, "classify", "cv", "--data", str(sample), "--out", str(run), "--model", "features")
+    assert f"{run}: holds another kind of run" in message
+
+
+def test_merge_refuses_a_table_that_is_not_one(tmp_path, capsys):
+    shard = tmp_path / "s1"
+    shard.mkdir()
+    (shard / "predictions.json").write_text("[1, 2, 3]")
+    message = cli_error(capsys, "merge-predictions", str(shard), "--out", str(tmp_path / "m"))
+    assert "predictions.json: not a predictions table of 'srcrn predict'" in message

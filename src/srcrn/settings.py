@@ -448,7 +448,7 @@ def load_settings(
     recipes = RECIPES.get(schema)
     if recipes is not None:
         name = merged.get("recipe", "paper")
-        if name not in recipes:
+        if not isinstance(name, str) or name not in recipes:
             where = origin.get("recipe", "recipe")
             raise ConfigError(f"{where}: unknown recipe {name!r}; choose one of {', '.join(recipes)}")
         defaults = recipes[name]

@@ -132,7 +132,7 @@ def _read_finished(out: Path, identity: dict) -> dict[str, Prediction]:
             payload = json.loads(finished.read_text())
             records += payload.get("predictions", [])
             jobs.append(payload.get("job"))
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError):
             pass  # unreadable: its images are predicted again
     if (out / JOURNAL).is_file():
         for line in (out / JOURNAL).read_text(encoding="utf-8", errors="replace").splitlines():
@@ -157,7 +157,10 @@ def _read_finished(out: Path, identity: dict) -> dict[str, Prediction]:
         if not isinstance(record, dict) or set(record) != names:
             continue
         prediction = Prediction(**record)
-        outputs = [Path(p) for p in (prediction.mask, prediction.overlay, prediction.explanation) if p]
+        paths = (prediction.mask, prediction.overlay, prediction.explanation)
+        if not all(isinstance(p, str) for p in paths):
+            continue  # a damaged record: that image is predicted again
+        outputs = [Path(p) for p in paths if p]
         inside = all(out.resolve() in p.resolve().parents for p in outputs)  # never a file elsewhere
         if inside and all(p.is_file() for p in outputs):
             done[prediction.image_id] = prediction
@@ -287,6 +290,9 @@ def merge_predictions(folders: list[Path], out: Path, *, partial: bool = False) 
             payload = json.loads(table.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise DataError(table, "not valid JSON") from None
+        records = payload.get("predictions") if isinstance(payload, dict) else None
+        if not isinstance(records, list) or not all(isinstance(r, dict) and "image_id" in r for r in records):
+            raise DataError(table, "not a predictions table of 'srcrn predict' (no list of predictions)")
         job = payload.get("job")
         if isinstance(job, dict) and "shard" in job:
             job = dict(job)
@@ -298,7 +304,7 @@ def merge_predictions(folders: list[Path], out: Path, *, partial: bool = False) 
             jobs.setdefault(json.dumps(job, sort_keys=True), table)
             if len(jobs) > 1:
                 raise DataError(table, f"predicted with other models or settings than {next(iter(jobs.values()))}")
-        for record in payload.get("predictions", []):
+        for record in records:
             image_id = record["image_id"]
             if image_id in where:
                 raise DataError(table, f"image '{image_id}' is also in {where[image_id]}: overlapping shards")

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from pydantic import ValidationError
 from sklearn.model_selection import StratifiedGroupKFold
 
 from srcrn.atomic import atomic_path, remove_leftovers, write_json
@@ -135,8 +136,13 @@ def cross_validate(
         raise ConfigError(f"--calibration {calibration!r}: choose one of {', '.join(METHODS)}")
     data, out = Path(data), Path(out)
     earlier = out / "config.yaml"
-    if earlier.is_file() and ClassifyTrainSettings.model_validate(yaml.safe_load(earlier.read_text())) != settings:
-        raise ConfigError(f"{out}: holds a cross-validation with other settings ({earlier}); choose another --out")
+    if earlier.is_file():
+        try:
+            same = ClassifyTrainSettings.model_validate(yaml.safe_load(earlier.read_text())) == settings
+        except (ValidationError, yaml.YAMLError, UnicodeDecodeError):  # e.g. a segment train run's
+            raise ConfigError(f"{out}: holds another kind of run ({earlier}); choose another --out") from None
+        if not same:
+            raise ConfigError(f"{out}: holds a cross-validation with other settings ({earlier}); choose another --out")
     dataset = IsicDataset.from_dir(data)
     split = make_split(dataset, settings.split, seed=settings.seed, val_fraction=settings.val_fraction)
     splits = fold_splits(dataset, split.train, folds, settings.seed)  # refused here: nothing written yet
