@@ -293,7 +293,32 @@ def _corpus_case(name, tmp, models):
     if name == "predict: --metadata with a bad age":
         (tmp / "m.csv").write_text("image_id,age_approximate,sex\nISIC_0000071,-3,female\n")
         return [*torch_predict, "--metadata", str(tmp / "m.csv")], tmp / "m.csv", "-3 is outside 0-120"
+    if name == "predict: --out is the input folder":
+        argv = ["predict", str(data / "images"), "--segmenter", seg, "--classifier", cls, "--out", str(data)]
+        return [*argv, "--no-progress"], data, "holds the input"
+    if name == "segment eval: --out inside the data folder":
+        inside = data / "evaluation"
+        return [*seg_eval[:5], str(inside), *seg_eval[6:], "--model", seg], inside, "lies inside the --data"
+    if name == "export onnx int8: --out is the calibration data":
+        return (["export", "onnx", "--segmenter", seg, "--classifier", cls, "--quantize", "int8", "--calibration",
+                 str(data), "--out", str(data)], data, "is the --calibration")  # fmt: skip
+    if name == "classify cv: --folds beyond the rarer class":
+        return (["classify", "cv", "--data", str(data), "--out", out, "--folds", "500", "--model", "features",
+                 "--segmenter", seg, *cache], "--folds 500", "needs 2 to")  # fmt: skip
+    if name == "classify eval: a feature model file without its names":
+        return [*cls_eval, "--model", str(_skops_without_names(tmp))], tmp / "broken.skops", "damaged feature model"
     raise KeyError(name)
+
+
+def _skops_without_names(tmp):
+    """A skops file of the feature model's format that lacks its column names."""
+    import skops.io
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    path = tmp / "broken.skops"
+    estimator = HistGradientBoostingClassifier(max_iter=2).fit([[0.0], [1.0], [0.0], [1.0]], [0, 1, 0, 1])
+    skops.io.dump({"format": "srcrn-feature-model", "estimator": estimator, "settings": {}, "extras": {}}, path)
+    return path
 
 
 CORPUS = [
@@ -332,19 +357,32 @@ CORPUS = [
     "metadata: not UTF-8",
     "predict: --metadata file missing",
     "predict: --metadata with a bad age",
+    "predict: --out is the input folder",
+    "segment eval: --out inside the data folder",
+    "export onnx int8: --out is the calibration data",
+    "classify cv: --folds beyond the rarer class",
+    "classify eval: a feature model file without its names",
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CORPUS)
 def test_bad_input_corpus(case, tmp_path, tiny_segmenter, tiny_classifier, tiny_bundle, sample, capsys):
+    import hashlib
+
     argv, named, text = _corpus_case(case, tmp_path, (tiny_segmenter, tiny_classifier, tiny_bundle, sample))
     before = {p for p in tmp_path.rglob("*") if "out" not in p.relative_to(tmp_path).parts[:1]}
+
+    def contents() -> dict:
+        return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in before if p.is_file()}
+
+    inputs = contents()
     message = cli_error(capsys, *argv)
     assert str(named) in message and text in message, message
     assert "Traceback" not in capsys.readouterr().err
     after = {p for p in tmp_path.rglob("*") if "out" not in p.relative_to(tmp_path).parts[:1]}
     assert {p for p in after - before if p.parts[len(tmp_path.parts)] != "c"} == set()  # nothing outside --out
+    assert contents() == inputs  # every input file's bytes are as they were
 
 
 def _start(command, ready, timeout=120):

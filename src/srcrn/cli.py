@@ -102,8 +102,11 @@ def prepare(
     require_labels: Annotated[bool, typer.Option(help="refuse images without a label")] = False,
 ) -> None:
     """Decode every image once at reduced scale into a memory-mapped cache for training."""
+    from srcrn.atomic import refuse_overlap
     from srcrn.data.cache import prepare as prepare_cache
     from srcrn.data.isic import IsicDataset
+
+    refuse_overlap(out, {"data folder": data})
 
     dataset = IsicDataset.from_dir(data, require_masks=require_masks, require_labels=require_labels)
     if not dataset.has_masks:
@@ -218,7 +221,10 @@ def segment_eval(
     progress_bar: Progress = True,
 ) -> None:
     """Predict masks at the original size and score them as the ISIC challenge does."""
+    from srcrn.atomic import refuse_overlap
     from srcrn.workflows.segment import evaluate_segmenter
+
+    refuse_overlap(out, {"--data": data, "--model": model})
 
     result = evaluate_segmenter(
         model,
@@ -362,8 +368,10 @@ def classify_eval(
     Brier score and expected calibration error, ROC and reliability diagram. --model is a
     CNN checkpoint, a feature model or a stack folder. With --target-sensitivity, also pick the
     operating threshold (on calibrated probabilities) and store it in the model."""
+    from srcrn.atomic import refuse_overlap
     from srcrn.workflows.classify import evaluate_classifier_checkpoint
 
+    refuse_overlap(out, {"--data": data, "--model": model, "--metadata": metadata})
     result = evaluate_classifier_checkpoint(
         model,
         data,
@@ -720,9 +728,12 @@ def reproduce(
     progress_bar: Progress = True,
 ) -> None:
     """The paper's experiments (Tables 1-3, figures) as one resumable command, with a report."""
+    from srcrn.atomic import refuse_overlap
     from srcrn.sample import sample_dir
     from srcrn.workflows.reproduce import load_reproduce_config
     from srcrn.workflows.reproduce import reproduce as run_reproduction
+
+    refuse_overlap(out, {"--data": data, "--extra": extra, "--config": config})
 
     settings = load_reproduce_config(config)
     report = run_reproduction(
