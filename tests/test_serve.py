@@ -358,3 +358,29 @@ def test_slow_uploads_hold_no_slot_and_are_dropped_with_408(pipeline, photo, cap
             client.close()
         server.should_exit = True
         thread.join(30)
+
+
+def test_file_like_objects_and_unnamed_images_get_their_own_ids(pipeline, photo, sample, tmp_path):
+    import io
+
+    other = sorted((sample / "images").glob("*.jpg"))[1]
+    with open(photo, "rb") as handle:
+        from_file = pipeline.predict(handle)
+    from_buffer = pipeline.predict(io.BytesIO(photo.read_bytes()))
+    assert from_file.probability == pytest.approx(pipeline.predict(photo).probability, abs=1e-9)
+    assert from_buffer.image_id == from_file.image_id  # the same content, the same id
+    second = pipeline.predict(other.read_bytes())
+    assert second.image_id != from_buffer.image_id and second.image_id.startswith("image-")
+    from_buffer.save(tmp_path)
+    second.save(tmp_path)
+    assert len(list((tmp_path / "masks").glob("*.png"))) == 2  # never one saved over the other
+    with pytest.raises(srcrn.DataError, match="unsupported input type int"):
+        pipeline.predict(42)
+
+
+def test_the_version(capsys):
+    from srcrn.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code in (0, None) and capsys.readouterr().out.strip() == f"srcrn {srcrn.__version__}"

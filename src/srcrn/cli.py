@@ -36,6 +36,23 @@ app = typer.Typer(
 log = logging.getLogger("srcrn.cli")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from srcrn import __version__
+
+        typer.echo(f"srcrn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Two-stage melanoma detection: SRCRN lesion segmentation + ResNet-50 classification."""
+
+
 def _print_error(message: str) -> None:
     # One line, never wrapped and never parsed as markup: paths may hold brackets.
     console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -35,6 +35,15 @@ RESAMPLE = Image.Resampling.LANCZOS
 # What the Python API and the server accept as an image: a file path, the bytes of an image
 # file (an upload), a Pillow image, or an HxWx3 (or HxW) uint8 array.
 ImageSource = Union[str, Path, bytes, Image.Image, np.ndarray]
+
+
+def as_source(source: Any) -> ImageSource:
+    """A file-like object (``io.BytesIO``, an open file) as the bytes it holds; anything else as
+    it is (unsupported types are refused by ``open_image`` in one line)."""
+    if hasattr(source, "read") and not isinstance(source, (str, Path, bytes, Image.Image, np.ndarray)):
+        content = source.read()
+        return bytes(content) if isinstance(content, (bytes, bytearray)) else content
+    return source
 
 
 def source_name(source: ImageSource, name: str | None = None) -> Path:
@@ -68,8 +77,14 @@ def open_image(source: ImageSource, *, photo: bool = True, name: str | None = No
                 if not source:
                     raise DataError(path, "empty file (0 bytes)")
                 image = Image.open(io.BytesIO(source))
-            else:
+            elif isinstance(source, (str, Path)):
                 image = Image.open(path)
+            else:
+                raise DataError(
+                    path,
+                    f"unsupported input type {type(source).__name__}: give a path, the file's bytes (e.g. "
+                    "file.read()), a PIL image or an HxWx3 uint8 array",
+                )
     except FileNotFoundError:
         raise DataError(path, "file not found") from None
     except Image.DecompressionBombError as error:
@@ -215,6 +230,7 @@ class ImageFile:
     """
 
     def __init__(self, source: ImageSource, name: str | None = None):
+        source = as_source(source)
         self.source, self.name = source, name
         self.path = source_name(source, name)
         header = open_image(source, name=name)  # refuses bad files and absurd sizes up front

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from srcrn.atomic import atomic_path, write_mask
-from srcrn.data.images import ImageFile, ImageSource, decode_image, decode_image_fit
+from srcrn.data.images import ImageFile, ImageSource, as_source, decode_image, decode_image_fit
 from srcrn.data.lesion import crop_mask, lesion_box, lesion_input
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext
 from srcrn.errors import ConfigError, SrcrnError
@@ -156,10 +156,28 @@ class PipelineResult:
 
 
 def _identity(image: ImageSource, image_id: str | None, position: int) -> tuple[str, str | None]:
-    """(image id, name for error messages): a path's stem and path, else what the caller named."""
+    """(image id, name for error messages): a path's stem and path, else what the caller named,
+    else one derived from the content (so two unnamed images are never saved under one name)."""
     if isinstance(image, (str, Path)):
         return image_id or Path(image).stem, None
-    return image_id or f"image-{position}", image_id or f"<image {position}>"
+    if image_id:
+        return image_id, image_id
+    return f"image-{_content_digest(image)}", f"<image {position}>"
+
+
+def _content_digest(image: Any) -> str:
+    """The first 12 hex digits of the SHA-256 of an in-memory image's bytes (or pixels)."""
+    import hashlib
+
+    if isinstance(image, (bytes, bytearray)):
+        content = bytes(image)
+    elif isinstance(image, np.ndarray):
+        content = np.ascontiguousarray(image).tobytes() + str(image.shape).encode()
+    elif hasattr(image, "tobytes"):  # a Pillow image
+        content = image.tobytes() + str(getattr(image, "size", "")).encode()
+    else:
+        content = repr(image).encode()
+    return hashlib.sha256(content).hexdigest()[:12]
 
 
 class Pipeline:
@@ -326,6 +344,7 @@ class Pipeline:
         if contexts is not None and len(contexts) != len(images):
             raise ConfigError(f"contexts: {len(contexts)} clinical contexts for {len(images)} images")
         given = [(contexts[i] if contexts is not None else None) or NO_CONTEXT for i in range(len(images))]
+        images = [as_source(image) for image in images]  # file-like objects read once, here
         identities = [_identity(image, image_ids[i] if image_ids else None, i) for i, image in enumerate(images)]
         spans = [range(start, min(start + batch_size, len(images))) for start in range(0, len(images), batch_size)]
         pool = self._executor()
