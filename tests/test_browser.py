@@ -153,6 +153,17 @@ def test_a_new_upload_clears_the_previous_answer_first(server, browser, sample, 
     page.close()
 
 
+def test_the_api_docs_render_without_the_internet(server, browser):
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(server + "/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=30_000)  # Swagger UI drew the operations
+    assert "/api/v1/predict" in page.text_content("body")
+    assert all(url.startswith(server) for url in requested), [u for u in requested if not u.startswith(server)]
+    page.close()
+
+
 def test_the_page_fits_a_phone(server, browser, sample, tmp_path):
     page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=1)
     page.goto(server)

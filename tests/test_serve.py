@@ -118,7 +118,10 @@ def test_health_ready_model_card_and_docs(client, tiny_bundle):
     schema = client.get("/openapi.json").json()
     body = schema["paths"]["/api/v1/predict"]["post"]["requestBody"]["content"]
     assert "image" in body["multipart/form-data"]["schema"]["properties"]
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text and "cdn.jsdelivr" not in docs.text
+    script = next(part.split('"')[0] for part in docs.text.split('src="')[1:] if "swagger-ui-bundle" in part)
+    assert client.get(script).status_code == 200  # served by the app itself
     page = client.get("/")
     assert page.status_code == 200 and "/static/app.js" in page.text and "http" not in page.text.split("<body>")[1]
 

@@ -35,6 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
@@ -277,7 +278,9 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         yield
         await batcher.stop()
 
-    app = FastAPI(
+    # FastAPIOffline (fastapi-offline): /docs and /redoc from files in the package, not a CDN, so
+    # the API page works on a clinic network without internet.
+    app = FastAPIOffline(
         title="srcrn",
         version=__version__,
         description="Melanoma detection in dermoscopic images: lesion mask, measurements and melanoma "
