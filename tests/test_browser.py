@@ -172,3 +172,41 @@ def test_the_page_fits_a_phone(server, browser, sample, tmp_path):
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the screen
     page.screenshot(path=str(_shots(tmp_path) / "serve-phone.png"), full_page=True)
     page.close()
+
+
+def test_the_heatmap_has_a_legend_and_the_layers_an_opacity(browser, tiny_segmenter, tiny_classifier, sample, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "srcrn", "serve", "--segmenter", tiny_segmenter, "--classifier", tiny_classifier,
+               "--explain", "--port", str(port)]  # fmt: skip
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            try:
+                with urllib.request.urlopen(f"{url}/api/v1/ready", timeout=2) as answer:
+                    if json.load(answer)["status"] == "ready":
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "srcrn serve never became ready"
+            time.sleep(0.2)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(url)
+        page.set_input_files("#file", str(sorted((sample / "images").glob("*.jpg"))[0]))
+        page.wait_for_selector("#heat-toggle:not([hidden])", timeout=60_000)
+        assert page.is_hidden("#heat-legend")
+        page.check("#show-heat")
+        assert page.is_visible("#heat-legend") and "low" in page.text_content("#heat-legend")
+        page.fill("#opacity", "40")
+        page.dispatch_event("#opacity", "input")
+        assert page.eval_on_selector("#heat-layer", "e => e.style.opacity") == "0.4"
+        assert page.eval_on_selector("#mask-layer", "e => e.style.opacity") == "0.4"
+        page.screenshot(path=str(_shots(tmp_path) / "serve-heatmap.png"), full_page=True)
+        page.close()
+    finally:
+        child.terminate()
+        child.wait(30)

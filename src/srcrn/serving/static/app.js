@@ -127,7 +127,12 @@ function updateLayers() {
   const photo = $("photo");
   photo.src = $("show-contour").checked ? png(current.overlay_png) : photo.dataset.original;
   show($("mask-layer"), $("show-mask").checked);
-  show($("heat-layer"), $("show-heat").checked && Boolean(current.explanation_png));
+  const heat = $("show-heat").checked && Boolean(current.explanation_png);
+  show($("heat-layer"), heat);
+  show($("heat-legend"), heat);
+  const opacity = String(Number($("opacity").value) / 100);
+  $("mask-layer").style.opacity = opacity;
+  $("heat-layer").style.opacity = opacity;
 }
 
 async function upload(file) {
@@ -171,6 +176,7 @@ async function upload(file) {
 
 $("file").addEventListener("change", (event) => upload(event.target.files[0]));
 for (const id of ["show-contour", "show-mask", "show-heat"]) $(id).addEventListener("change", updateLayers);
+$("opacity").addEventListener("input", updateLayers);
 const drop = $("drop");
 drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
