@@ -8,6 +8,7 @@ else to the test's temporary folder."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -35,31 +36,40 @@ def bundle(tiny_bundle):
     return Path(os.environ.get("SRCRN_SCREENSHOT_BUNDLE") or tiny_bundle)
 
 
-@pytest.fixture(scope="module")
-def server(bundle):
+@contextlib.contextmanager
+def _serving(*options: str):
+    """``srcrn serve OPTIONS`` on a free port as a child process; its URL once it is ready."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     child = subprocess.Popen(
-        [sys.executable, "-m", "srcrn", "serve", "--model", str(bundle), "--port", str(port)],
+        [sys.executable, "-m", "srcrn", "serve", *options, "--port", str(port)],
         stderr=subprocess.PIPE,
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert child.poll() is None, child.stderr.read() if child.stderr else ""
-        try:
-            with urllib.request.urlopen(f"{url}/api/v1/ready", timeout=2) as answer:
-                if json.load(answer)["status"] == "ready":
-                    break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "srcrn serve never became ready"
-        time.sleep(0.2)
-    yield url
-    child.terminate()
-    child.wait(30)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            try:
+                with urllib.request.urlopen(f"{url}/api/v1/ready", timeout=2) as answer:
+                    if json.load(answer)["status"] == "ready":
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "srcrn serve never became ready"
+            time.sleep(0.2)
+        yield url
+    finally:
+        child.terminate()
+        child.wait(30)
+
+
+@pytest.fixture(scope="module")
+def server(bundle):
+    with _serving("--model", str(bundle)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -175,25 +185,8 @@ def test_the_page_fits_a_phone(server, browser, sample, tmp_path):
 
 
 def test_the_heatmap_has_a_legend_and_the_layers_an_opacity(browser, tiny_segmenter, tiny_classifier, sample, tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "srcrn", "serve", "--segmenter", tiny_segmenter, "--classifier", tiny_classifier,
-               "--explain", "--port", str(port)]  # fmt: skip
-    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert child.poll() is None, child.stderr.read() if child.stderr else ""
-            try:
-                with urllib.request.urlopen(f"{url}/api/v1/ready", timeout=2) as answer:
-                    if json.load(answer)["status"] == "ready":
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "srcrn serve never became ready"
-            time.sleep(0.2)
+    explaining = _serving("--segmenter", tiny_segmenter, "--classifier", tiny_classifier, "--explain")
+    with explaining as url:
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(url)
         page.set_input_files("#file", str(sorted((sample / "images").glob("*.jpg"))[0]))
@@ -207,6 +200,3 @@ def test_the_heatmap_has_a_legend_and_the_layers_an_opacity(browser, tiny_segmen
         assert page.eval_on_selector("#mask-layer", "e => e.style.opacity") == "0.4"
         page.screenshot(path=str(_shots(tmp_path) / "serve-heatmap.png"), full_page=True)
         page.close()
-    finally:
-        child.terminate()
-        child.wait(30)

@@ -266,8 +266,19 @@ def test_every_kind_scores_alike_in_eval_predict_both_engines_and_the_api(
     with_context = pipeline.predict(first, age=given.age, sex=given.sex, site=given.site)
     assert with_context.probability == pytest.approx(evaluated[first.stem], abs=1e-4)
     assert with_context.to_dict()["clinical"]["used"] == ([] if kind == "cnn" else given.given())
-    changed = pipeline.predict(first, age=5 if (given.age or 0) > 40 else 85, sex=given.sex, site=given.site)
+    other_age = 5.0 if (given.age or 0) > 40 else 85.0
+    changed = pipeline.predict(first, age=other_age, sex=given.sex, site=given.site)
     assert changed.to_dict()["clinical"]["given"]["age"] != given.age
+    assert changed.to_dict()["clinical"]["given"]["age"] == other_age  # the value given is the value scored
+    # The model reads what it is given: the age it was handed decides its clinical column.
+    if kind != "cnn":
+        from srcrn.inference.feature_model import FeatureModel
+
+        features = model if isinstance(model, FeatureModel) else model.members[1]
+        inputs = np.zeros((1, 64, 64, 3), np.uint8)
+        table, names = features.columns(inputs, np.ones((1, 64, 64), bool), [ClinicalContext(other_age)])
+        assert table[0, names.index("clinical_age")] == other_age
+    assert pipeline.predict(first).to_dict()["clinical"]["used"] == []  # nothing given, nothing used
     assert pipeline.card["classifier"]["kind"] == kind
     assert bool(pipeline.card["classifier"]["clinical_fields"]) == (kind != "cnn")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -222,7 +222,7 @@ class ClassifyTrainSettings(RunSettings):
             parts = [p.strip() for v in value for p in str(v).split(",") if p.strip()]
             if parts == ["none"]:
                 return []
-            return list(dict.fromkeys(["age", "sex", "site"] if parts == ["all"] else parts))
+            return list(dict.fromkeys(get_args(ClinicalField) if parts == ["all"] else parts))
         return value
 
     @model_validator(mode="after")

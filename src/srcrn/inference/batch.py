@@ -73,7 +73,7 @@ def in_shard(image_id: str, shard: tuple[int, int]) -> bool:
 
 def model_digest(path: str | Path) -> str | None:
     """SHA-256 of a model's content (a file, or every file of a folder such as a stack), so that
-    two models of one name are never taken for each other."""
+    two models of one name are never taken for each other (``file_sha256`` reads each file once)."""
     path = Path(path)
     if path.is_file():
         return file_sha256(path)
@@ -83,21 +83,6 @@ def model_digest(path: str | Path) -> str | None:
             digest.update(f"{member.relative_to(path)}:{file_sha256(member)}\n".encode())
         return digest.hexdigest()
     return None
-
-
-_DIGESTS: dict[tuple[str, int, int], str | None] = {}  # (path, size, mtime): a model is hashed once
-
-
-def _cached_digest(path: str | Path) -> str | None:
-    path = Path(path)
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        _DIGESTS[key] = model_digest(path)
-    return _DIGESTS[key]
 
 
 def job_identity(pipeline: Pipeline) -> dict:
@@ -110,11 +95,11 @@ def job_identity(pipeline: Pipeline) -> dict:
         {
             "engine": card.get("engine"),
             "segmenter": {k: segmenter.get(k) for k in ("source", "image_size", "tta", "keep_largest")}
-            | {"sha256": _cached_digest(pipeline.segmenter.source)},
+            | {"sha256": model_digest(pipeline.segmenter.source)},
             "classifier": {
                 k: classifier.get(k) for k in ("source", "kind", "image_size", "input", "margin", "calibration")
             }
-            | {"sha256": _cached_digest(pipeline.classifier.source)},
+            | {"sha256": model_digest(pipeline.classifier.source)},
             "threshold": pipeline.threshold,
         }
     )

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from srcrn.errors import ConfigError
+from srcrn.settings import ClinicalField
 
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = "srcrn-bundle"
@@ -60,7 +61,7 @@ class ClassifierPart(_Part):
     target_sensitivity: float | None = None
     tta: bool = False
     calibration: dict[str, float | str] | None = None  # method, scale, bias: P = sigmoid(scale * logit + bias)
-    clinical: list[Literal["age", "sex", "site"]] = Field(default_factory=list)  # fields the model takes
+    clinical: list[ClinicalField] = Field(default_factory=list)  # fields the model takes
     members: list[MemberPart] = Field(default_factory=list)  # stack: logit = intercept + weights . members'
     weights: list[float] = Field(default_factory=list)
     intercept: float = 0.0
@@ -134,9 +135,18 @@ def read_manifest(bundle: str | Path) -> BundleManifest:
     return manifest
 
 
+_HASHED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime): each model file read once
+
+
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """SHA-256 of a file's bytes, remembered per (path, size, modification time): loading a bundle
+    verifies its files and a predict job's identity hashes the same files, in one read."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHED:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _HASHED[key] = digest.hexdigest()
+    return _HASHED[key]

@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from srcrn.atomic import atomic_path, write_json
-from srcrn.data.metadata import ClinicalContext
+from srcrn.data.metadata import CLINICAL_FIELDS, ClinicalContext
 from srcrn.errors import ConfigError
 from srcrn.inference.predictor import Calibration, ClassifierSpec
 
@@ -226,7 +226,7 @@ class StackModel:
     @property
     def clinical_fields(self) -> tuple[str, ...]:
         fields = {f for m in self.members for f in m.clinical_fields}
-        return tuple(f for f in ("age", "sex", "site") if f in fields)
+        return tuple(f for f in CLINICAL_FIELDS if f in fields)
 
     def member_logits(
         self, inputs: np.ndarray, masks: np.ndarray | None = None, contexts: Contexts = None

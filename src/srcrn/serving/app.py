@@ -40,12 +40,12 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from srcrn import __version__
-from srcrn.data.metadata import NO_CONTEXT, SEXES, SITES, ClinicalContext
+from srcrn.data.metadata import AGE_RANGE, CLINICAL_FIELDS, NO_CONTEXT, SEXES, SITES, TORSO_UNSPECIFIED, ClinicalContext
 from srcrn.errors import DataError, SrcrnError
 from srcrn.inference.pipeline import Pipeline, clean_json, encode_png
 
 API = "/api/v1"
-CLINICAL_FORM_FIELDS = ("age", "sex", "site")
+CLINICAL_FORM_FIELDS = CLINICAL_FIELDS  # optional form fields beside the image
 IMAGE_FIELD = "image"
 log = logging.getLogger(__name__)
 
@@ -338,14 +338,14 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
                                 IMAGE_FIELD: {"type": "string", "format": "binary"},
                                 "age": {
                                     "type": "number",
-                                    "minimum": 0,
-                                    "maximum": 120,
+                                    "minimum": AGE_RANGE[0],
+                                    "maximum": AGE_RANGE[1],
                                     "description": "patient's approximate age in years (optional)",
                                 },
                                 "sex": {"type": "string", "enum": list(SEXES), "description": "optional"},
                                 "site": {
                                     "type": "string",
-                                    "enum": [*SITES, "torso"],
+                                    "enum": [*SITES, TORSO_UNSPECIFIED],
                                     "description": "the lesion's body site, ISIC's anatomic sites (optional)",
                                 },
                             },

@@ -146,7 +146,7 @@ def cross_validate(
     dataset = IsicDataset.from_dir(data)
     split = make_split(dataset, settings.split, seed=settings.seed, val_fraction=settings.val_fraction)
     splits = fold_splits(dataset, split.train, folds, settings.seed)  # refused here: nothing written yet
-    identity = _data_identity(dataset, folds)
+    identity = data_identity(dataset, folds)
     recorded = out / DATA_FILE
     if recorded.is_file() and json.loads(recorded.read_text()) != identity:
         raise ConfigError(
@@ -204,7 +204,7 @@ def cross_validate(
 DATA_FILE = "data.json"
 
 
-def _data_identity(dataset: IsicDataset, folds: int) -> dict[str, Any]:
+def data_identity(dataset: IsicDataset, folds: int) -> dict[str, Any]:
     """What a cv folder was computed on, by content: the images' ids with their labels (and
     near-duplicate groups), and the number of folds. A folder of other data is refused."""
     digest = hashlib.sha256()

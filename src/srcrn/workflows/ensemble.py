@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 from sklearn.linear_model import LogisticRegression
 
-from srcrn.atomic import atomic_path, write_json
+from srcrn.atomic import atomic_path, refuse_overlap, write_json
 from srcrn.errors import ConfigError
 from srcrn.evaluation.calibration import calibration_metrics
 from srcrn.evaluation.classification import classification_metrics
@@ -107,7 +107,7 @@ def member_model(folder: Path) -> Path:
         ) from None
     candidate = Path(model)
     if not candidate.exists():  # a cv folder moved since: its final model lies inside it
-        relocated = [p for p in (folder / "final" / "model.skops", folder / "final" / "checkpoints" / "last.ckpt")]
+        relocated = (folder / "final" / "model.skops", folder / "final" / "checkpoints" / "last.ckpt")
         candidate = next((p for p in relocated if p.exists()), candidate)
     if not candidate.exists():
         raise ConfigError(f"{path}: its final model {model} is missing")
@@ -119,7 +119,7 @@ def _check_members_data(folders: list[Path], data: Path | None) -> None:
     if data is None:
         return
     from srcrn.data.isic import IsicDataset
-    from srcrn.workflows.cross_validation import DATA_FILE, _data_identity
+    from srcrn.workflows.cross_validation import DATA_FILE, data_identity
 
     recorded_files = [folder / DATA_FILE for folder in folders if (folder / DATA_FILE).is_file()]
     # (a cv folder of an older srcrn has none: its tables are checked against each other only)
@@ -127,7 +127,7 @@ def _check_members_data(folders: list[Path], data: Path | None) -> None:
     for recorded in recorded_files:
         assert dataset is not None
         identity = json.loads(recorded.read_text())
-        if _data_identity(dataset, int(identity.get("folds", 0))) != identity:
+        if data_identity(dataset, int(identity.get("folds", 0))) != identity:
             raise ConfigError(f"{recorded}: the member was cross-validated on other data than --data {data}")
 
 
@@ -137,9 +137,8 @@ def train_ensemble(settings: ClassifyTrainSettings, out: str | Path, data: str |
     other stage-2 model."""
     out = Path(out)
     folders = [Path(m) for m in settings.members]
-    for folder in folders:  # the stack's files would replace the member's own (oof.csv, cv.json, ...)
-        if out.resolve() == folder.resolve() or out.resolve() in folder.resolve().parents:
-            raise ConfigError(f"--out {out}: is (or holds) the member {folder}; write the stack to another folder")
+    # The stack's files would replace a member's own (oof.csv, cv.json, ...): the output-folder rule.
+    refuse_overlap(out, {f"member {folder}": folder for folder in folders})
     files = [member_model(folder) for folder in folders]  # refused before anything is written
     _check_members_data(folders, Path(data) if data is not None else None)
     earlier = out / "config.yaml"
