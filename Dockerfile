@@ -12,7 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install '.[serve,features]' && useradd --system --uid 10001 srcrn
+RUN pip install '.[serve]' && useradd --system --uid 10001 srcrn
 USER srcrn
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \

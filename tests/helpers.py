@@ -80,3 +80,16 @@ def png_claiming(width, height):
     content[16:29] = header
     content[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
     return bytes(content)
+
+
+# The first lines of a script for a fresh interpreter where importing torch fails, as in an install
+# without srcrn[train] (a finder refuses it; scipy looks torch up in sys.modules, so it is not put
+# there as None).
+NO_TORCH = (
+    "import importlib.abc, sys\n"
+    "class NoTorch(importlib.abc.MetaPathFinder):\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] == 'torch':\n"
+    "            raise ImportError('torch is blocked in this test')\n"
+    "sys.meta_path.insert(0, NoTorch())\n"
+)

@@ -200,3 +200,34 @@ def test_the_heatmap_has_a_legend_and_the_layers_an_opacity(browser, tiny_segmen
         assert page.eval_on_selector("#mask-layer", "e => e.style.opacity") == "0.4"
         page.screenshot(path=str(_shots(tmp_path) / "serve-heatmap.png"), full_page=True)
         page.close()
+
+
+def test_a_model_card_shows_its_short_form_and_the_thresholds_meaning(browser, bundle, sample, tmp_path):
+    from srcrn.inference.bundle import attach_card
+
+    carded = tmp_path / "carded"
+    shutil.copytree(bundle, carded)
+    figure = {"value": 0.81, "ci95": [0.74, 0.88]}
+    attach_card(carded, {
+        "name": "test card", "intended_use": "Research only. Not a medical device.", "limits": ["tiny model"],
+        "data": {"images": {"train": {"isic2017": {"images": 30, "melanoma": 9}}, "val": {"ph2": {"images": 10}}}},
+        "segmenter": {"val": {"jaccard": figure, "dice": figure}},
+        "classifier": {"val_auc": figure, "oof_auc": figure, "image_only": {"val_auc": figure}, "clinical_fields": [],
+                       "threshold": {"chosen_on": "out-of-fold calibrated probabilities for 90% sensitivity",
+                                     "val_sensitivity": figure, "val_specificity": figure}},
+    })  # fmt: skip
+    with _serving("--model", str(carded)) as url:
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(url)
+        page.wait_for_selector("#about:not([hidden])", timeout=30_000)
+        page.click("#about summary")
+        about = page.text_content("#about-fields")
+        assert "Research only. Not a medical device." in about and "30 images (isic2017); validated on 10" in about
+        assert "validation Jaccard 0.810 (95 % CI 0.740-0.880)" in about and "tiny model" in about
+        page.set_input_files("#file", str(sorted((sample / "images").glob("*.jpg"))[0]))
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        assert "chosen on out-of-fold calibrated probabilities for 90% sensitivity" in page.text_content("#meaning")
+        assert "sensitivity 0.810 (95 % CI 0.740-0.880)" in page.text_content("#meaning")
+        assert page.text_content("#model-quality").startswith("Stage 2: validation AUC 0.810")
+        page.screenshot(path=str(_shots(tmp_path) / "serve-model-card.png"), full_page=True)
+        page.close()

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from helpers import cli_error, run_cli
+from helpers import NO_TORCH, cli_error, run_cli
 from srcrn.data.metadata import (
     NO_CONTEXT,
     SITES,
@@ -305,13 +305,7 @@ def test_a_stack_bundle_predicts_without_torch(stage2_models, sample, tiny_segme
     # sys.modules, so it is not put there as None): the stack's CNN runs in ONNX Runtime,
     # its feature model in scikit-learn, the lesion features in NumPy/scikit-image.
     script = (
-        "import importlib.abc, sys\n"
-        "class NoTorch(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'torch':\n"
-        "            raise ImportError('torch is blocked in this test')\n"
-        "sys.meta_path.insert(0, NoTorch())\n"
-        "import srcrn\n"
+        NO_TORCH + "import srcrn\n"
         f"pipeline = srcrn.Pipeline.from_bundle({str(bundle)!r})\n"
         f"result = pipeline.predict({str(images[0])!r}, age=70, sex='male', site='head/neck')\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'torch'], 'torch was imported'\n"

@@ -17,7 +17,7 @@ def test_demo_runs_both_stages(tmp_path, monkeypatch, capsys):
         "DEMO_CLASSIFICATION",
         dict(image_size=64, batch_size=8, epochs=1, input="crop", balance="augment", augment="mix"),
     )
-    run("demo", "--out", str(tmp_path), "--no-progress")
+    run("demo", "--train", "--out", str(tmp_path), "--no-progress")
     err = capsys.readouterr().err
     assert "threshold_jaccard" in err and "P(melanoma)" in err  # the two tables
     assert "smoke run" in err and "stage 2: training the melanoma classifier" in err  # logged by the library

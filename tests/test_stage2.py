@@ -298,7 +298,7 @@ def test_cv_of_the_feature_model_then_eval_and_predict_use_its_calibration(tiny_
     out, cache = tmp_path / "cv", str(tmp_path / "cache")
     common = ["--data", str(sample), "--segmenter", tiny_segmenter, "--image-size", "64", "--cache", cache]
     run_cli("classify", "cv", "--out", str(out), "--folds", "2", "--model", "features", "--input", "crop",
-            "--no-progress", *common)  # fmt: skip
+            "--target-sensitivity", "0.8", "--no-progress", *common)  # fmt: skip
     result = json.loads((out / "cv.json").read_text())
     oof, val = pd.read_csv(out / "oof.csv"), pd.read_csv(out / "val.csv")
     split = pd.read_csv(out / "split.csv")
@@ -313,6 +313,19 @@ def test_cv_of_the_feature_model_then_eval_and_predict_use_its_calibration(tiny_
     stored = FeatureModel.load(model_path)
     assert stored.extras["calibration"]["method"] == "platt"
     assert stored.spec.calibration.scale == pytest.approx(result["calibration"]["scale"])
+    # The threshold is chosen on the out-of-fold calibrated probabilities, stored, and only measured on val.
+    chosen = result["threshold"]
+    melanoma_oof = oof.loc[oof["truth"] == 1, "melanoma_calibrated"]
+    assert (melanoma_oof > chosen["value"]).mean() >= 0.8 > chosen["oof"]["sensitivity"] - 1 / len(melanoma_oof)
+    assert stored.spec.threshold == chosen["value"] and stored.spec.target_sensitivity == 0.8
+    melanoma_val = val.loc[val["truth"] == 1, "melanoma_calibrated"]
+    benign_val = val.loc[val["truth"] == 0, "melanoma_calibrated"]
+    assert chosen["val"]["sensitivity"] == pytest.approx((melanoma_val > chosen["value"]).mean())
+    assert chosen["val"]["specificity"] == pytest.approx((benign_val <= chosen["value"]).mean())
+    n, k = len(benign_val), int((benign_val <= chosen["value"]).sum())  # Wilson's interval by its formula
+    centre, half = (k + 1.96**2 / 2) / (n + 1.96**2), 1.96 * np.sqrt(k * (n - k) / n + 1.96**2 / 4) / (n + 1.96**2)
+    assert chosen["val"]["specificity_ci95_low"] == pytest.approx(centre - half, abs=1e-3)
+    assert chosen["val"]["specificity_ci95_high"] == pytest.approx(centre + half, abs=1e-3)
     # classify eval of the stored model reproduces the calibrated validation scores.
     evaluation = tmp_path / "eval"
     run_cli("classify", "eval", "--model", model_path, "--data", str(sample), "--split", str(out), "--subset", "val",

@@ -305,6 +305,15 @@ def classify_cv(
     calibration: Annotated[
         str, typer.Option(help="calibration fitted on the out-of-fold logits: platt (measured best) | temperature")
     ] = "platt",
+    target_sensitivity: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="choose the threshold reaching this sensitivity on the out-of-fold calibrated probabilities "
+            "and store it in the final model (the validation split only measures it)",
+        ),
+    ] = None,
     config: Config = None,
     progress_bar: Progress = True,
     flags: Optional[dict] = None,
@@ -318,7 +327,14 @@ def classify_cv(
     settings = load_settings(ClassifyTrainSettings, config, flags=flags or {})
     _refuse_input_out(out, data, settings)
     result = cross_validate(
-        settings, data, out, folds=folds, final=final, calibration=calibration, progress=progress_bar
+        settings,
+        data,
+        out,
+        folds=folds,
+        final=final,
+        calibration=calibration,
+        target_sensitivity=target_sensitivity,
+        progress=progress_bar,
     )
     oof = result["oof"]
     log.info(
@@ -340,6 +356,16 @@ def classify_cv(
             val["ece_calibrated"],
             result["calibration"]["method"],
             out / "cv.json",
+        )
+    if "threshold" in result and "val" in result["threshold"]:
+        chosen = result["threshold"]
+        log.info(
+            "threshold %.4f (out-of-fold sensitivity %.3f); on the validation split: sensitivity %.3f, "
+            "specificity %.3f",
+            chosen["value"],
+            chosen["oof"]["sensitivity"],
+            chosen["val"]["sensitivity"],
+            chosen["val"]["specificity"],
         )
 
 
@@ -689,16 +715,29 @@ def export_onnx_command(
         bool,
         typer.Option(help="--no-int8-classifier: quantize the segmenter only (when the stage-2 CNNs lose parity)"),
     ] = True,
+    card: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="JSON or YAML model card stored in the bundle (training data, licences, figures, intended use); "
+            "the size and SHA-256 of each file are added"
+        ),
+    ] = None,
 ) -> None:
     """Both stages for the torch-free engine (networks as ONNX, a feature model as skops, a stack
     with its weights) with their preprocessing and prediction settings, threshold and version:
     run them with `srcrn predict --engine onnx --model DIR` (no torch needed)."""
     from srcrn.atomic import refuse_overlap
+    from srcrn.inference.bundle import attach_card, read_card
     from srcrn.inference.export import export_onnx
 
-    refuse_overlap(out, {"--calibration": calibration, "--segmenter": segmenter, "--classifier": classifier})
+    refuse_overlap(
+        out, {"--calibration": calibration, "--segmenter": segmenter, "--classifier": classifier, "--card": card}
+    )
+    description = read_card(card) if card is not None else None  # refused before minutes of export
     if quantize is None:
         folder = export_onnx(segmenter, classifier, out)
+        if description is not None:
+            attach_card(folder, description)
         log.info("bundle written: %s (%s)", folder, ", ".join(sorted(p.name for p in folder.iterdir())))
         return
     if calibration is None:
@@ -714,6 +753,8 @@ def export_onnx_command(
         folder, parity = quantize_bundle(
             fp32, out, calibration, calibration_images, parity_images, classifier=int8_classifier
         )
+    if description is not None:
+        attach_card(folder, description)
     shown = {k: round(v, 4) for k, v in parity.items() if isinstance(v, float)}
     log.info("int8 bundle written: %s; parity on %d held-out images: %s", folder, parity["images"], shown)
 
@@ -762,20 +803,42 @@ def reproduce(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="folder for the demo's outputs")] = Path("demo-out"),
+    train: Annotated[
+        bool,
+        typer.Option(
+            "--train", help="train both stages for a few dozen steps instead (a smoke run; needs srcrn[train])"
+        ),
+    ] = False,
     progress_bar: Progress = True,
 ) -> None:
-    """Run the pipeline offline on the embedded real sample (40 ISIC 2017 images)."""
-    from srcrn.workflows.demo import run_demo
+    """Run the pipeline offline on the embedded real sample (40 ISIC 2017 images): the model
+    shipped with srcrn, which never saw them; --train trains a toy pair of models first."""
+    from srcrn.inference.bundle import BUNDLE_FILE
+    from srcrn.inference.default import default_bundle_dir
+    from srcrn.workflows.demo import run_demo, run_shipped_demo
 
-    result = run_demo(out, progress=progress_bar)
+    shipped = not train and (default_bundle_dir() / BUNDLE_FILE).is_file()
+    if not train and not shipped:
+        log.info("this srcrn ships no default model: training a toy pair of models instead (srcrn demo --train)")
+    result = run_shipped_demo(out, progress=progress_bar) if shipped else run_demo(out, progress=progress_bar)
     metrics = result.metrics
-    table = Table(title=f"stage 1: SRCRN-8s on {metrics['n_images']} held-out sample images")
+    held_out = "embedded" if shipped else "held-out"
+    title = "the shipped model" if shipped else "SRCRN-8s (trained just now)"
+    table = Table(title=f"stage 1: {title} on {metrics['n_images']} {held_out} sample images")
     for column in ("metric", "value"):
         table.add_column(column)
     for name in ("jaccard", "dice", "accuracy", "sensitivity", "specificity", "threshold_jaccard"):
         table.add_row(name, f"{metrics[name]:.3f}")
+    if result.classification is not None:
+        c = result.classification
+        table.add_row("melanoma AUC", f"{c['auc']:.3f} (95 % CI {c['auc_ci95_low']:.3f}-{c['auc_ci95_high']:.3f})")
+        table.add_row(
+            f"at threshold {c['threshold']:.3f}",
+            f"sensitivity {c['sensitivity']:.3f} ({c['tp']}/{c['tp'] + c['fn']}), "
+            f"specificity {c['specificity']:.3f} ({c['tn']}/{c['tn'] + c['fp']})",
+        )
     console.print(table)
-    table = Table(title="stage 1 + 2 on the held-out images")
+    table = Table(title=f"stage 1 + 2 on the {held_out} images")
     for column in ("image", "truth", "P(melanoma)", "decision", "diameter px", "Jaccard"):
         table.add_column(column)
     for r in result.predictions:
@@ -790,11 +853,18 @@ def demo(
     console.print(table)
     for what, paths in result.files.items():
         console.print(f"{what + ':':17s}{', '.join(str(p) for p in paths)}", soft_wrap=True, markup=False)
-    console.print(
-        "[bold yellow]This is a smoke run:[/] a few minutes of CPU training on a 40-image sample, "
-        "not a clinical model. Train on full ISIC data for real use.",
-        soft_wrap=True,
-    )
+    if shipped:
+        console.print(
+            "[bold yellow]Research software, not a diagnosis.[/] 40 images give wide intervals; the model's "
+            "validation figures and limits: srcrn model-card.",
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            "[bold yellow]This is a smoke run:[/] a few minutes of CPU training on a 40-image sample, "
+            "not a clinical model. Train on full ISIC data for real use.",
+            soft_wrap=True,
+        )
 
 
 if __name__ == "__main__":

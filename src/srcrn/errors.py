@@ -42,14 +42,20 @@ TRAIN_MODULES = (
 EXTRA_OF_MODULE = {
     **dict.fromkeys(TRAIN_MODULES, "train"),
     **dict.fromkeys(("fastapi", "uvicorn", "multipart", "python_multipart", "starlette"), "serve"),
-    **dict.fromkeys(("sklearn", "skimage", "scipy", "skops"), "features"),
     "segmentation_models_pytorch": "baselines",
 }
+# Requirements of the base install (the shipped model's stage 2): missing only from a broken install.
+BASE_MODULES = {"sklearn": "scikit-learn", "skimage": "scikit-image", "scipy": "scipy", "skops": "skops"}
 
 
 def missing_extra(error: ModuleNotFoundError, command: str) -> str | None:
     """The one line for a command that needs a module the install lacks, if an extra brings it."""
     module = (error.name or "").split(".")[0]
+    if module in BASE_MODULES:
+        return (
+            f"srcrn {command}: {BASE_MODULES[module]} is not installed, though srcrn requires it (an incomplete "
+            f"install): pip install '{BASE_MODULES[module]}', or reinstall srcrn"
+        )
     extra = EXTRA_OF_MODULE.get(module)
     if extra is None:
         return None

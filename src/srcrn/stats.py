@@ -124,3 +124,13 @@ def paired_auc_difference_interval(
 def rate_interval(hits: np.ndarray, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Interval:
     """95 % interval of a proportion (accuracy, sensitivity, specificity) from 0/1 outcomes."""
     return mean_interval(np.asarray(hits, dtype=float), resamples, seed)
+
+
+def proportion_interval(hits: int, total: int, confidence: float = 0.95) -> tuple[float | None, float | None]:
+    """Wilson score interval of ``hits / total`` (scipy's ``binomtest``): sound at the small counts
+    and extreme rates of a sensitivity on a few dozen melanomas, where a bootstrap of 0/1
+    outcomes collapses to a point. (None, None) for an empty denominator."""
+    if total == 0:
+        return None, None
+    interval = stats.binomtest(int(hits), int(total)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)

@@ -150,3 +150,35 @@ def file_sha256(path: Path) -> str:
                 digest.update(block)
         _HASHED[key] = digest.hexdigest()
     return _HASHED[key]
+
+
+def read_card(path: str | Path) -> dict[str, Any]:
+    """A model card to store in a bundle (``export onnx --card``): a JSON or YAML mapping."""
+    import yaml
+
+    path = Path(path)
+    try:
+        card = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the model card ({error.strerror})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not a JSON or YAML model card ({type(error).__name__})") from None
+    if not isinstance(card, dict):
+        raise ConfigError(f"{path}: a model card is a mapping of fields, not {type(card).__name__}")
+    return card
+
+
+def attach_card(bundle: str | Path, card: dict[str, Any]) -> dict[str, Any]:
+    """Store ``card`` in ``bundle``'s manifest, with the size and SHA-256 of every file the
+    bundle holds (``card["files"]``): what the README lists and a user can check a download by.
+    Returns the card as stored."""
+    from srcrn.atomic import write_json
+
+    bundle = Path(bundle)
+    read_manifest(bundle)  # a valid bundle, its files as written
+    manifest = json.loads((bundle / BUNDLE_FILE).read_text())
+    files = sorted(p for p in bundle.iterdir() if p.is_file() and p.name != BUNDLE_FILE)
+    card = dict(card) | {"files": {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files}}
+    manifest["card"] = card
+    write_json(bundle / BUNDLE_FILE, manifest)
+    return card

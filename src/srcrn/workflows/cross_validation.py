@@ -10,6 +10,9 @@ then the final model on the whole training split, scored on the validation split
 - Calibration is fitted on the pooled out-of-fold logits (images the final model was trained
   on, but scored by models that were not) and stored in the final model; the validation
   images measure it, never fit it.
+- With ``target_sensitivity`` the operating threshold is chosen the same way: on the pooled
+  out-of-fold calibrated probabilities, stored in the final model, and only measured on the
+  validation split (its sensitivity and specificity there, with Wilson 95 % intervals).
 - Caveat: the stage-1 masks come from one segmenter for every fold (``--segmenter``); if it
   was trained on the training split, it saw the fold's images (their masks, not their
   melanoma labels).
@@ -36,13 +39,13 @@ from srcrn.data.isic import IsicDataset
 from srcrn.data.splits import Split, make_split
 from srcrn.errors import ConfigError
 from srcrn.evaluation.calibration import METHODS, calibration_metrics, fit_calibration
-from srcrn.evaluation.classification import classification_metrics
+from srcrn.evaluation.classification import classification_metrics, threshold_for_sensitivity
 from srcrn.inference.feature_model import FeatureModel
 from srcrn.inference.lesions import LesionData
 from srcrn.inference.melanoma import load_melanoma_model
 from srcrn.inference.predictor import Calibration
 from srcrn.settings import ClassifyTrainSettings
-from srcrn.stats import auc
+from srcrn.stats import auc, proportion_interval
 
 log = logging.getLogger(__name__)
 SELECT_BEST_CAVEAT = (
@@ -123,17 +126,22 @@ def cross_validate(
     folds: int = 5,
     final: bool = True,
     calibration: str = "platt",
+    target_sensitivity: float | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Per-fold and pooled out-of-fold AUC (95 % bootstrap interval), calibration fitted on the
-    out-of-fold logits, and with ``final`` the model trained on the whole training split,
-    calibrated, and scored on the validation split. Writes ``oof.csv``, ``val.csv``, ``cv.json``."""
+    out-of-fold logits (and with ``target_sensitivity`` the threshold reaching it on the
+    out-of-fold calibrated probabilities), and with ``final`` the model trained on the whole
+    training split, calibrated, and scored on the validation split. Writes ``oof.csv``,
+    ``val.csv``, ``cv.json``."""
     if settings.model == "ensemble":
         raise ConfigError("classify cv runs one model (cnn or features); stack their cv folders with --model ensemble")
     if settings.model == "cnn" and settings.select == "best":
         log.warning("note: %s", SELECT_BEST_CAVEAT)
     if calibration not in METHODS:
         raise ConfigError(f"--calibration {calibration!r}: choose one of {', '.join(METHODS)}")
+    if target_sensitivity is not None and not 0 < target_sensitivity <= 1:
+        raise ConfigError(f"--target-sensitivity {target_sensitivity}: must lie in (0, 1]")
     data, out = Path(data), Path(out)
     earlier = out / "config.yaml"
     if earlier.is_file():
@@ -195,8 +203,22 @@ def cross_validate(
         ]
         + ([SELECT_BEST_CAVEAT] if settings.model == "cnn" and settings.select == "best" else []),
     }
+    threshold = None
+    if target_sensitivity is not None:
+        truth, calibrated = oof["truth"].to_numpy(), oof["melanoma_calibrated"].to_numpy()
+        threshold = threshold_for_sensitivity(truth, calibrated, target_sensitivity)
+        result["threshold"] = {
+            "value": threshold,
+            "target_sensitivity": target_sensitivity,
+            "chosen_on": "out-of-fold calibrated probabilities",
+            "oof": operating_point(truth, calibrated, threshold),
+        }
     if final:
-        result["val"] = _final_model(settings, data, out, split, fitted, labels_of, progress)
+        result["val"] = _final_model(
+            settings, data, out, split, fitted, labels_of, progress, threshold, target_sensitivity
+        )
+        if threshold is not None:
+            result["threshold"]["val"] = result["val"].pop("operating_point")
     write_json(out / "cv.json", result)
     return result
 
@@ -221,17 +243,41 @@ def _final_model(
     fitted: Calibration,
     labels_of: dict[str, float],
     progress: bool,
+    threshold: float | None = None,
+    target_sensitivity: float | None = None,
 ) -> dict[str, Any]:
     run = out / "final"
     remove_leftovers(run)  # a kill during the final model's write left a temporary file
     logits, model_path = _train_and_score(settings, data, run, split, progress)
     entry = {"method": fitted.method, "scale": fitted.scale, "bias": fitted.bias, "fitted_on": "out-of-fold"}
-    load_melanoma_model(model_path).store_extras(calibration=entry)
+    extras: dict[str, Any] = {"calibration": entry}
+    if threshold is not None:
+        extras |= {"threshold": threshold, "target_sensitivity": target_sensitivity}
+    load_melanoma_model(model_path).store_extras(**extras)
     labels = np.array([labels_of[i] for i in split.val])
     raw, calibrated = Calibration()(logits), fitted(logits)
     _write_csv(_scored(split.val, labels, logits, melanoma=raw, melanoma_calibrated=calibrated), out / "val.csv")
     metrics = classification_metrics(labels, raw)
     metrics |= {f"{k}_raw": v for k, v in calibration_metrics(labels, raw).items()}
     metrics |= {f"{k}_calibrated": v for k, v in calibration_metrics(labels, calibrated).items()}
+    if threshold is not None:
+        metrics["operating_point"] = operating_point(labels, calibrated, threshold)
     metrics["model"] = model_path
     return metrics
+
+
+def operating_point(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Sensitivity and specificity of ``probability > threshold``, with Wilson 95 % intervals."""
+    labels = np.asarray(labels, dtype=int)
+    decided = np.asarray(probabilities) > threshold
+    tp, fn = int((decided & (labels == 1)).sum()), int((~decided & (labels == 1)).sum())
+    tn, fp = int((~decided & (labels == 0)).sum()), int((decided & (labels == 0)).sum())
+    point: dict[str, Any] = {"threshold": threshold, "tp": tp, "fn": fn, "tn": tn, "fp": fp}
+    for name, hits, total in (("sensitivity", tp, tp + fn), ("specificity", tn, tn + fp)):
+        interval = proportion_interval(hits, total)
+        point |= {
+            name: hits / total if total else None,
+            f"{name}_ci95_low": interval[0],
+            f"{name}_ci95_high": interval[1],
+        }
+    return point

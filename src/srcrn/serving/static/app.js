@@ -24,16 +24,33 @@ function meaning(result) {
   const calibrated = classifier.calibration
     ? `a calibrated probability (${classifier.calibration.method} scaling)`
     : "an uncalibrated model score, not a frequency";
-  const chosen = classifier.target_sensitivity
-    ? `, chosen for ${(100 * classifier.target_sensitivity).toFixed(0)} % sensitivity on validation images`
-    : "";
+  const shipped = card && card.model_card && card.model_card.classifier && card.model_card.classifier.threshold;
+  const chosen = shipped
+    ? `, chosen on ${shipped.chosen_on}; on the validation split it gave sensitivity ` +
+      `${interval(shipped.val_sensitivity)} and specificity ${interval(shipped.val_specificity)}`
+    : classifier.target_sensitivity
+      ? `, chosen for ${(100 * classifier.target_sensitivity).toFixed(0)} % sensitivity on validation images`
+      : "";
   const advice = result.decision === "melanoma"
     ? "Above the referral threshold: consider excision or biopsy by a clinician."
     : "Below the referral threshold: no referral suggested by the model; clinical judgement decides.";
   return `${advice} The number is ${calibrated}; threshold ${result.threshold.toFixed(3)}${chosen}.`;
 }
 
+// "0.846 (95 % CI 0.748-0.911)" of a card figure {value, ci95}.
+function interval(figure) {
+  if (!figure || typeof figure.value !== "number") return "n/a";
+  const [low, high] = figure.ci95 || [];
+  return typeof low === "number" && typeof high === "number"
+    ? `${figure.value.toFixed(3)} (95 % CI ${low.toFixed(3)}-${high.toFixed(3)})`
+    : figure.value.toFixed(3);
+}
+
 function quality() {
+  const shipped = card && card.model_card && card.model_card.classifier;
+  if (shipped && shipped.val_auc) {
+    return `Stage 2: validation AUC ${interval(shipped.val_auc)}, out-of-fold AUC ${interval(shipped.oof_auc)}.`;
+  }
   const training = (card && card.classifier && card.classifier.training) || {};
   const parts = [];
   if (typeof training.val_auc === "number") parts.push(`validation AUC ${training.val_auc.toFixed(3)}`);
@@ -185,11 +202,41 @@ drop.addEventListener("drop", (event) => {
   drop.classList.remove("over");
   upload(event.dataTransfer.files[0]);
 });
+// The model card's short form (a shipped model's own description), as text: nothing becomes markup.
+function showAbout() {
+  const about = card && card.model_card;
+  if (!about) return;
+  const images = (about.data && about.data.images) || {};
+  const count = (subset) => Object.values(images[subset] || {}).reduce((n, s) => n + s.images, 0);
+  const seg = (about.segmenter && about.segmenter.val) || {};
+  const cls = about.classifier || {};
+  const rows = [
+    ["Model", about.name],
+    ["Intended use", about.intended_use],
+    ["Trained on", `${count("train")} images (${Object.keys(images.train || {}).join(", ")}); ` +
+      `validated on ${count("val")}`],
+    ["Lesion mask", `validation Jaccard ${interval(seg.jaccard)}, Dice ${interval(seg.dice)}`],
+    ["Melanoma", `validation AUC ${interval(cls.val_auc)} with clinical context; ` +
+      `${interval(cls.image_only && cls.image_only.val_auc)} from the image alone`],
+    ["Clinical fields", (cls.clinical_fields || []).join(", ") || "none"],
+    ["Limits", (about.limits || []).join("; ")],
+  ];
+  $("about-fields").replaceChildren(...rows.flatMap(([term, text]) => {
+    const dt = document.createElement("dt");
+    const dd = document.createElement("dd");
+    dt.textContent = term;
+    dd.textContent = text || "n/a";
+    return [dt, dd];
+  }));
+  show($("about"), true);
+}
+
 function loadCard() {
   const headers = {};
   const token = $("token").value || sessionStorage.getItem("srcrn-token");
   if (token) headers["Authorization"] = "Bearer " + token;
-  return fetch("/api/v1/model", {headers}).then((r) => (r.ok ? r.json() : null)).then((c) => { if (c) card = c; })
+  return fetch("/api/v1/model", {headers}).then((r) => (r.ok ? r.json() : null))
+    .then((c) => { if (c) { card = c; showAbout(); } })
     .catch(() => {});
 }
 fetch("/api/v1/health").then((r) => r.json()).then((health) => {

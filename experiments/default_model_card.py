@@ -1,0 +1,160 @@
+"""The model card of the shipped default model, from the run folders of
+``experiments/default_model.sh``: training data (counts per source and licences), recipe and CPU
+time, validation Jaccard/Dice (95 % bootstrap intervals over images) and AUC with and without
+the clinical context, out-of-fold AUC, the threshold (chosen out-of-fold) with its validation
+sensitivity and specificity, calibration (Brier, ECE), intended use and limits. Every figure is
+read from a file a command wrote; nothing is typed in.
+
+    python experiments/default_model_card.py RUNS CARD.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from srcrn.atomic import write_json
+from srcrn.stats import mean_interval
+
+# What SOURCES.md of the dev data says of each source's terms (the card repeats it for users).
+LICENCES = {
+    "isic2017": "ISIC Archive (ISIC 2017 challenge): per-image licences mostly CC-0, some CC-BY-NC; "
+    "cite Codella et al., ISBI 2018 (arXiv:1710.05006)",
+    "ph2": "PH2 (Mendonça et al., IEEE EMBC 2013): distributed by its authors for research and benchmarking",
+    "ham10000": "HAM10000 (Tschandl et al., Sci Data 2018): CC BY-NC-SA 4.0",
+    "metadata": "ISIC 2019 challenge training metadata (age, sex, site), as the images; cite Combalia et al. "
+    "2019 (arXiv:1908.02288)",
+}
+INTENDED_USE = (
+    "Research and education: reproducing and extending the SRCRN two-stage method, and a starting point for "
+    "clinician-assist prototypes. Not a medical device and not a diagnosis: every decision stays with a clinician."
+)
+LIMITS = [
+    "trained on 256x192 copies of ISIC 2017 images (aspect squashed to 4:3 by a third party) and 768x560 PH2 "
+    "images, at 128x128 for segmentation: fine border detail is lost",
+    "no ImageNet pretraining (no weights can be downloaded here): the segmenter learnt from ~2100 images only",
+    "the populations of ISIC 2017 and PH2: mostly fair-skinned patients from Europe, the USA and Australia; "
+    "no validation on darker skin types, on other dermoscopes or on clinical (non-dermoscopic) photographs",
+    "binary melanoma vs everything else; seborrheic keratoses and naevi are both 'benign'",
+    "the validation split has 30 melanomas: the intervals below are wide",
+    "figures on the ISIC 2017 test split are not measured here (it is kept apart for a final evaluation)",
+    "the non-commercial terms of parts of the training data (CC-BY-NC, CC BY-NC-SA) may bind the weights",
+]
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def data_section(runs: Path) -> dict:
+    data = runs / "data"
+    labels = pd.read_csv(data / "labels.csv", dtype={"image_id": str})
+    sources = pd.read_csv(data / "sources.csv", dtype={"image_id": str})
+    split = pd.read_csv(runs / "seg" / "split.csv", dtype={"image_id": str})
+    table = labels.merge(sources, on="image_id", how="left").merge(split, on="image_id")
+    counts: dict = {}
+    for (subset, source), rows in table.groupby(["subset", "source"]):
+        counts.setdefault(subset, {})[source] = {"images": len(rows), "melanoma": int(rows["melanoma"].sum())}
+    metadata = pd.read_csv(data / "metadata.csv", dtype={"image": str})
+    return {
+        "images": {subset: dict(sorted(by.items())) for subset, by in sorted(counts.items())},
+        "metadata_rows": len(metadata),
+        "left_out": "the 40 images embedded in srcrn (the demo's), the ISIC 2017 test split, near-duplicates "
+        "of validation images",
+        "licences": {s: LICENCES[s] for s in sorted(set(sources["source"])) if s in LICENCES}
+        | {"metadata": LICENCES["metadata"]},
+    }
+
+
+def segmentation_section(runs: Path) -> dict:
+    config = yaml.safe_load((runs / "seg" / "config.yaml").read_text())
+    summary = read(runs / "seg" / "summary.json")
+    per_image = pd.read_csv(runs / "seg" / "eval-val" / "per_image.csv")
+    figures = {}
+    for metric in ("jaccard", "dice", "accuracy"):
+        interval = mean_interval(per_image[metric].to_numpy())
+        figures[metric] = {"value": float(per_image[metric].mean()), "ci95": [interval.low, interval.high]}
+    return {
+        "recipe": {k: config[k] for k in ("recipe", "arch", "stride", "image_size", "epochs", "batch_size", "loss")},
+        "trained_epochs": summary["epochs"],
+        "cpu_minutes": round(summary["wall_seconds"] / 60, 1),
+        "machine": "2 CPU cores, no GPU",
+        "val_images": len(per_image),
+        "val": figures,
+        "postprocessing": {"tta": config["tta"], "keep_largest": config["keep_largest"]},
+    }
+
+
+def classifier_section(runs: Path) -> dict:
+    cv = read(runs / "cv-features-clinical" / "cv.json")
+    image_only = read(runs / "cv-features" / "cv.json")
+    config = yaml.safe_load((runs / "cv-features-clinical" / "config.yaml").read_text())
+
+    def auc(block: dict) -> dict:
+        return {"value": block["auc"], "ci95": [block["auc_ci95_low"], block["auc_ci95_high"]]}
+
+    threshold = cv["threshold"]
+    val = threshold["val"]
+    return {
+        "kind": "lesion features + clinical context, gradient boosting (classify cv --model features --clinical all)",
+        "input": {k: config[k] for k in ("input", "margin", "image_size")},
+        "clinical_fields": config["clinical"],
+        "folds": cv["folds"],
+        "oof_auc": auc(cv["oof"]),
+        "val_auc": auc(cv["val"]),
+        "image_only": {"oof_auc": auc(image_only["oof"]), "val_auc": auc(image_only["val"])},
+        "threshold": {
+            "value": threshold["value"],
+            "chosen_on": f"{threshold['chosen_on']} for {threshold['target_sensitivity']:.0%} sensitivity",
+            "oof_sensitivity": threshold["oof"]["sensitivity"],
+            "oof_specificity": threshold["oof"]["specificity"],
+            "val_sensitivity": {
+                "value": val["sensitivity"],
+                "ci95": [val["sensitivity_ci95_low"], val["sensitivity_ci95_high"]],
+            },
+            "val_specificity": {
+                "value": val["specificity"],
+                "ci95": [val["specificity_ci95_low"], val["specificity_ci95_high"]],
+            },
+            "val_counts": {k: val[k] for k in ("tp", "fn", "tn", "fp")},
+        },
+        "calibration": cv["calibration"]
+        | {
+            "val_brier": cv["val"]["brier_calibrated"],
+            "val_ece": cv["val"]["ece_calibrated"],
+            "val_brier_uncalibrated": cv["val"]["brier_raw"],
+            "val_ece_uncalibrated": cv["val"]["ece_raw"],
+        },
+        "caveats": cv["caveats"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", type=Path)
+    parser.add_argument("card", type=Path)
+    arguments = parser.parse_args()
+    runs = arguments.runs
+    card = {
+        "name": "srcrn default model",
+        "built_by": "experiments/default_model.sh",
+        "intended_use": INTENDED_USE,
+        "not_a_diagnostic_device": True,
+        "data": data_section(runs),
+        "segmenter": segmentation_section(runs),
+        "classifier": classifier_section(runs),
+        "limits": LIMITS,
+        "selection": "stage 1: the recipe chosen on the validation split (its Jaccard there is val-selected, "
+        "slightly optimistic); stage 2: kind, inputs and threshold chosen by 5-fold cross-validation on the "
+        "training split, the validation split (ISIC 2017 official) only measures it",
+    }
+    write_json(arguments.card, card)
+    print(json.dumps(card, indent=2))
+
+
+if __name__ == "__main__":
+    main()
