@@ -26,12 +26,14 @@ lint: venv
 	$(BIN)/ruff format --check $(CODE)
 	$(BIN)/mypy
 
-# The browser test drives Debian's Chromium (Playwright downloads no browser here): installed
-# when missing and we are root; otherwise that test skips and says why.
+# The browser test drives Debian's Chromium (Playwright downloads no browser here) and the report
+# test reads PDFs with poppler (pdftoppm, pdftotext): installed when missing and we are root;
+# otherwise those tests skip and say why.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
-	    apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || echo "chromium not installed: tests/test_browser.py will skip"
+	@{ command -v chromium && command -v pdftoppm; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  command -v apt-get >/dev/null 2>&1 && { apt-get install -y -q chromium poppler-utils >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium poppler-utils >/dev/null 2>&1; }; }; } || \
+	  echo "chromium or poppler-utils not installed: tests/test_browser.py or tests/test_report.py will skip"
 
 test: lint browser
 	$(BIN)/python -m pytest -q

@@ -92,9 +92,10 @@ def _shots(tmp_path: Path) -> Path:
 def test_upload_shows_probability_decision_and_overlay(server, browser, bundle, sample, tmp_path):
     photo = sorted((sample / "images").glob("*.jpg"))[0]
     pipeline = srcrn.Pipeline.from_bundle(bundle)
-    expected = pipeline.predict(photo, age=65, sex="male", site="posterior torso")
+    expected = pipeline.predict(photo, age=65, sex="male", site="posterior torso", mm_per_pixel=0.02)
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     page.goto(server)
+    page.fill("#mm_per_pixel", "0.02")
     page.fill("#age", "65")
     page.select_option("#sex", "male")
     page.select_option("#site", "posterior torso")
@@ -116,7 +117,12 @@ def test_upload_shows_probability_decision_and_overlay(server, browser, bundle, 
     assert f"P(melanoma) {expected.probability:.3f}" in page.text_content("#probability")
     overlay = page.eval_on_selector("#photo", "img => [img.complete, img.naturalWidth, img.src.slice(0, 22)]")
     assert overlay[0] and overlay[1] == expected.width and overlay[2] == "data:image/png;base64,"
-    assert page.locator("#measurements tr").count() == len(expected.measurements.to_dict())
+    rows = page.eval_on_selector_all("#measurements tr", "rows => rows.map(r => r.cells[0].textContent + '=' + "
+                                     "r.cells[1].textContent)")  # fmt: skip
+    m = expected.measurements
+    assert f"Diameter (D)={m.longest_diameter_mm:.1f} mm" in rows[0]  # the scale went with the upload
+    assert f"Area={m.area_mm2:.1f} mm²" in rows and f"Asymmetry (A)={m.abcd_asymmetry} of 2 axes" in rows
+    assert f"Pieces in the mask={m.fragments}" in rows and len(rows) == 9
     page.check("#show-mask")
     page.wait_for_selector("#mask-layer[data-drawn='1']", timeout=10_000)
     assert page.is_visible("#mask-layer")
@@ -126,7 +132,7 @@ def test_upload_shows_probability_decision_and_overlay(server, browser, bundle, 
         ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4)"
         " n += d[i] > 0; return n / (c.width * c.height); }"
     )
-    assert alpha == pytest.approx(expected.measurements.area_fraction, abs=0.05)
+    assert alpha == pytest.approx(expected.mask.mean(), abs=0.05)  # the whole mask, all its pieces
     page.screenshot(path=str(_shots(tmp_path) / "serve-result.png"), full_page=True)
     page.close()
 
@@ -229,5 +235,12 @@ def test_a_model_card_shows_its_short_form_and_the_thresholds_meaning(browser, b
         assert "chosen on out-of-fold calibrated probabilities for 90% sensitivity" in page.text_content("#meaning")
         assert "sensitivity 0.810 (95 % CI 0.740-0.880)" in page.text_content("#meaning")
         assert page.text_content("#model-quality").startswith("Stage 2: validation AUC 0.810")
+        with page.expect_download(timeout=60_000) as report:  # the one-page PDF of the image on screen
+            page.click("#download-report")
+        pdf = Path(report.value.path()).read_bytes()
+        assert report.value.suggested_filename.endswith("_report.pdf") and pdf.startswith(b"%PDF")
+        if shutil.which("pdftotext"):  # the report carries the card's short form (tests/test_report.py: the rest)
+            text = subprocess.run(["pdftotext", report.value.path(), "-"], capture_output=True, text=True).stdout
+            assert "Model: test card" in text
         page.screenshot(path=str(_shots(tmp_path) / "serve-model-card.png"), full_page=True)
         page.close()

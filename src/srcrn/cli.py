@@ -516,7 +516,15 @@ def predict(
     ] = None,
     metadata: Annotated[
         Optional[Path],
-        typer.Option(help="clinical metadata CSV (age, sex, site per image id; ISIC 2017/2019/2020 forms)"),
+        typer.Option(
+            help="metadata CSV per image id: age, sex, site (ISIC 2017/2019/2020 forms) and/or pixel_spacing_mm"
+        ),
+    ] = None,
+    mm_per_pixel: Annotated[
+        Optional[float],
+        typer.Option(
+            help="the images' scale (mm per pixel), for measurements in mm; a pixel_spacing_mm in --metadata wins"
+        ),
     ] = None,
     engine: Annotated[
         Literal["torch", "onnx"], typer.Option(help="torch (checkpoints) | onnx (a bundle of srcrn export onnx)")
@@ -535,6 +543,9 @@ def predict(
         bool, typer.Option(help="also write a Grad-CAM heatmap of the classifier's evidence (engine torch)")
     ] = False,
     overlays: Annotated[bool, typer.Option(help="write overlays/<id>_overlay.png (--no-overlays: faster)")] = True,
+    report: Annotated[
+        bool, typer.Option("--report", help="also write reports/<id>_report.pdf: a one-page record of each image")
+    ] = False,
     workers: Annotated[
         Optional[int],
         typer.Option(min=0, help="threads decoding and writing beside the networks (0: none) [default: 1]"),
@@ -577,6 +588,8 @@ def predict(
         resume=resume,
         shard=part,
         metadata=metadata,
+        mm_per_pixel=mm_per_pixel,
+        report=report,
     )
     if not results and part is not None and not errors:
         log.warning("%s: shard %s holds none of the images (empty tables written)", out, shard)
@@ -588,12 +601,15 @@ def predict(
             else f"{', '.join(map(str, inputs))}: nothing predicted: no image files found"
         )
     table = Table(title=f"{len(results)} images predicted, {len(errors)} skipped")
-    for column in ("image", "melanoma", "decision", "diameter px", "flags"):
+    for column in ("image", "melanoma", "decision", "diameter", "flags"):
         table.add_column(column, no_wrap=column == "image")
     for r in results[:20]:
         m = r.measurements
-        flags = " ".join(f for f, on in (("empty", m["empty_mask"]), ("border", m["touches_border"])) if on)
-        table.add_row(r.image_id, f"{r.melanoma:.3f}", r.decision, f"{m['longest_diameter_pixels']:.0f}", flags)
+        marks = (("empty", m["empty_mask"]), ("border", m["touches_border"]), ("pieces", m.get("fragments", 0) > 1))
+        flags = " ".join(f for f, on in marks if on)
+        mm = m.get("longest_diameter_mm")
+        diameter = f"{mm:.1f} mm" if mm is not None else f"{m['longest_diameter_pixels']:.0f} px"
+        table.add_row(r.image_id, f"{r.melanoma:.3f}", r.decision, diameter, flags)
     if len(results) > 20:
         table.caption = f"first 20 of {len(results)}: all are in predictions.csv"
     console.print(table)

@@ -9,6 +9,9 @@ Accepted forms (recognised by their columns; extra columns are ignored):
 * the ISIC Archive / ``isic-cli``: ``isic_id,...,age_approx,anatom_site_general,sex,...``;
 * ISIC 2017: ``image_id,age_approximate,sex`` (no site).
 
+A ``pixel_spacing_mm`` column (millimetres per pixel of the image, as DICOM's PixelSpacing)
+gives an image its scale: the measurements use it, the model never does.
+
 Every value may be missing (an empty cell, ``unknown``, ``NA``), per image and per field; a
 model trained with metadata scores an image without it. A wrong value (an age outside 0-120,
 an unknown sex or site), an id twice, or an id the data lacks is one error line naming the file,
@@ -18,8 +21,8 @@ the line and the value. torch-free: the deployed pipeline reads it too.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, get_args
 
@@ -52,6 +55,10 @@ ID_COLUMNS = ("image", "image_name", "isic_id", "image_id")
 AGE_COLUMNS = ("age_approx", "age_approximate", "age")
 SEX_COLUMNS = ("sex",)
 SITE_COLUMNS = ("anatom_site_general", "anatom_site_general_challenge", "site")
+SCALE_COLUMNS = ("pixel_spacing_mm", "mm_per_pixel")
+# A plausible scale: a dermoscope's field of 5-50 mm over 100-10 000 pixels (1e-3 to 0.5 mm per
+# pixel), with a margin. Beyond it the number is a typo (e.g. pixels per mm) and is refused.
+SCALE_RANGE = (1e-4, 1.0)
 
 
 @dataclass(frozen=True)
@@ -61,27 +68,43 @@ class ClinicalContext:
     age: float | None = None
     sex: str | None = None  # "male" | "female"
     site: str | None = None  # one of SITES, or "torso"
+    # Not clinical and never a model input: the image's scale, for measurements in millimetres.
+    pixel_spacing_mm: float | None = None
 
     def __post_init__(self) -> None:
         # The same checks as a CSV's, for values given by code (API, service, page).
         check_age(self.age, "age")
+        check_scale(self.pixel_spacing_mm, "pixel_spacing_mm")
         if self.sex is not None and self.sex not in SEXES:
             raise DataError("sex", f"unknown value {self.sex!r}; expected one of {', '.join(SEXES)}")
         if self.site is not None and self.site not in (*SITES, TORSO_UNSPECIFIED):
             raise DataError("site", f"unknown value {self.site!r}; expected one of {', '.join(SITES)} (or torso)")
 
     @classmethod
-    def of(cls, age: Any = None, sex: Any = None, site: Any = None, *, where: str = "") -> ClinicalContext:
+    def of(
+        cls, age: Any = None, sex: Any = None, site: Any = None, *, pixel_spacing_mm: Any = None, where: str = ""
+    ) -> ClinicalContext:
         """From loose values (strings from a form or a CSV, numbers, None): normalised, validated."""
         prefix = f"{where}: " if where else ""
-        return cls(parse_age(age, f"{prefix}age"), parse_sex(sex, f"{prefix}sex"), parse_site(site, f"{prefix}site"))
+        return cls(
+            parse_age(age, f"{prefix}age"),
+            parse_sex(sex, f"{prefix}sex"),
+            parse_site(site, f"{prefix}site"),
+            parse_scale(pixel_spacing_mm, f"{prefix}pixel_spacing_mm"),
+        )
+
+    def with_scale(self, pixel_spacing_mm: float | None) -> ClinicalContext:
+        """This context with ``pixel_spacing_mm`` where it has none of its own."""
+        if pixel_spacing_mm is None or self.pixel_spacing_mm is not None:
+            return self
+        return replace(self, pixel_spacing_mm=pixel_spacing_mm)
 
     def given(self) -> list[str]:
         """The fields this context holds, e.g. ['age', 'site']."""
         return [name for name in CLINICAL_FIELDS if getattr(self, name) is not None]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"age": self.age, "sex": self.sex, "site": self.site}
+        return {"age": self.age, "sex": self.sex, "site": self.site}  # the clinical fields only
 
 
 def _missing(value: Any) -> bool:
@@ -97,17 +120,34 @@ def check_age(age: float | None, where: str) -> None:
         raise DataError(where, f"{age:g} is outside {AGE_RANGE[0]:g}-{AGE_RANGE[1]:g} years")
 
 
-def parse_age(value: Any, where: str) -> float | None:
+def check_scale(scale: float | None, where: str) -> None:
+    if scale is not None and not (SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]):
+        raise DataError(
+            where,
+            f"{scale:g} mm per pixel is outside {SCALE_RANGE[0]:g}-{SCALE_RANGE[1]:g} (pixels per mm given instead?)",
+        )
+
+
+def _parse_number(value: Any, where: str, what: str, check: Callable[[float, str], None]) -> float | None:
+    """A number from a cell or a form field (None when missing), refused by ``check`` when absurd."""
     if _missing(value):
         return None
     try:
-        age = float(str(value).strip())
+        number = float(str(value).strip())
     except ValueError:
-        raise DataError(where, f"{value!r} is not an age in years") from None
-    if math.isnan(age):
+        raise DataError(where, f"{value!r} is not {what}") from None
+    if math.isnan(number):
         return None
-    check_age(age, where)
-    return age
+    check(number, where)
+    return number
+
+
+def parse_scale(value: Any, where: str) -> float | None:
+    return _parse_number(value, where, "a number of millimetres per pixel", check_scale)
+
+
+def parse_age(value: Any, where: str) -> float | None:
+    return _parse_number(value, where, "an age in years", check_age)
 
 
 def parse_sex(value: Any, where: str) -> str | None:
@@ -153,12 +193,14 @@ def read_metadata(path: str | Path, ids: Iterable[str] | None = None) -> dict[st
         "age": _column(columns, AGE_COLUMNS),
         "sex": _column(columns, SEX_COLUMNS),
         "site": _column(columns, SITE_COLUMNS),
+        "scale": _column(columns, SCALE_COLUMNS),
     }
     if id_column is None or not any(found.values()):
         raise DataError(
             path,
             f"unexpected columns {','.join(columns)[:160]}; expected an image id column "
-            f"({' | '.join(ID_COLUMNS)}) and age_approx, sex and/or anatom_site_general (ISIC 2017/2019/2020 forms)",
+            f"({' | '.join(ID_COLUMNS)}) and age_approx, sex, anatom_site_general (ISIC 2017/2019/2020 forms) "
+            "and/or pixel_spacing_mm",
         )
     known = set(ids) if ids is not None else None
     contexts: dict[str, ClinicalContext] = {}
@@ -176,6 +218,7 @@ def read_metadata(path: str | Path, ids: Iterable[str] | None = None) -> dict[st
             parse_age(values["age"], f"{where}: {found['age']}"),
             parse_sex(values["sex"], f"{where}: {found['sex']}"),
             parse_site(values["site"], f"{where}: {found['site']}"),
+            parse_scale(values["scale"], f"{where}: {found['scale']}"),
         )
     return contexts
 

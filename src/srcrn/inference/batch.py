@@ -27,7 +27,7 @@ from srcrn.atomic import atomic_path, remove_leftovers
 from srcrn.console import progress
 from srcrn.data.images import IMAGE_SUFFIXES
 from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
-from srcrn.data.metadata import read_metadata
+from srcrn.data.metadata import NO_CONTEXT, check_scale, read_metadata
 from srcrn.errors import ConfigError, DataError, SrcrnError
 from srcrn.inference.bundle import file_sha256
 from srcrn.inference.pipeline import Pipeline, Prediction, clean_json
@@ -173,15 +173,22 @@ def predict_images(
     resume: bool = False,
     shard: tuple[int, int] | None = None,
     metadata: Path | None = None,
+    mm_per_pixel: float | None = None,
+    report: bool = False,
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Every image of ``inputs`` (of ``shard``, if given) in batches; a bad file is reported
     and skipped, the rest go on. With ``resume``, images a killed run finished are kept.
-    ``metadata`` (a CSV) gives images their clinical context by id; read before anything runs."""
+    ``metadata`` (a CSV) gives images their clinical context and scale by id; read before
+    anything runs. ``mm_per_pixel`` is the scale of every image without one of its own; with
+    ``report``, each image also gets its one-page PDF report."""
     contexts = read_metadata(metadata) if metadata is not None else {}
-    if contexts and not pipeline.classifier.clinical_fields:
-        log.warning("%s: this model takes no clinical context; the metadata is not used", metadata)
+    if mm_per_pixel is not None:
+        check_scale(mm_per_pixel, "--mm-per-pixel")
+    clinical = any(c.given() for c in contexts.values())
+    if clinical and not pipeline.classifier.clinical_fields:
+        log.warning("%s: this model takes no clinical context; its age, sex and site are not used", metadata)
     out.mkdir(parents=True, exist_ok=True)
-    for folder in (out, out / "masks", out / "overlays", out / "explanations"):  # after a killed run
+    for folder in (out, out / "masks", out / "overlays", out / "explanations", out / "reports"):  # a killed run's
         remove_leftovers(folder)
     paths, errors = find_images(inputs)
     seen: dict[str, Path] = {}
@@ -199,8 +206,12 @@ def predict_images(
     identity = job_identity(pipeline)
     if shard is not None:  # another shard's folder is another job's (merge compares the rest)
         identity["shard"] = f"{shard[0]}/{shard[1]}"
-    if contexts and pipeline.classifier.clinical_fields:  # the same images with other metadata are another job
+    if contexts:  # the same images with other metadata (context, scale) are another job
         identity["metadata"] = hashlib.sha256(Path(metadata).read_bytes()).hexdigest()  # type: ignore[arg-type]
+    if mm_per_pixel is not None:
+        identity["mm_per_pixel"] = mm_per_pixel
+    if report:  # a run with reports is not completed by one without
+        identity["report"] = True
     done = _read_finished(out, identity) if resume else {}
     if done:
         log.info("%s: resuming: %d of %d images were predicted before", out, len(done), len(readable))
@@ -218,8 +229,8 @@ def predict_images(
         stream = pipeline.predict_stream(
             todo,
             batch_size=batch_size,
-            then=lambda r: r.save(out, overlay=overlays),
-            contexts=[contexts.get(p.stem) for p in todo],
+            then=lambda r: r.save(out, overlay=overlays, report=report),
+            contexts=[contexts.get(p.stem, NO_CONTEXT).with_scale(mm_per_pixel) for p in todo],
         )
         for start, outcomes in zip(progress(starts, len(starts), "predict", show_progress), stream):
             finished: list[Prediction] = []

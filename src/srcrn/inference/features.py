@@ -17,7 +17,7 @@ from skimage.color import rgb2hsv, rgb2lab
 from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 from skimage.measure import label, regionprops
 
-from srcrn.inference.measurements import DERMOSCOPIC_COLOURS, colour_shares, measure_lesion
+from srcrn.inference.measurements import DERMOSCOPIC_COLOURS, asymmetry, colour_shares, compactness, longest_diameter
 
 QUANTILES = (0.1, 0.5, 0.9)
 CHANNELS = ("L", "a", "b", "h", "s", "v")
@@ -34,24 +34,29 @@ RADIAL_ZONES = {"outer": (0.0, 1 / 3), "middle": (1 / 3, 2 / 3), "inner": (2 / 3
 
 
 def _shape(mask: np.ndarray) -> dict[str, float]:
-    measured = measure_lesion(mask)
+    # On the whole mask as the models were trained (FEATURES_VERSION 2), not on the one region
+    # that the clinician's measurements (measure_lesion) use: a model's inputs never drift.
+    mask = mask.astype(bool)
+    empty = not mask.any()
+    major, minor = asymmetry(mask) if not empty else (0.0, 0.0)
+    touches = bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
     regions = regionprops(label(mask))
     region = max(regions, key=lambda r: r.area) if regions else None
     axis_ratio = float("nan")
     if region is not None and region.axis_major_length > 0:
         axis_ratio = region.axis_minor_length / region.axis_major_length
     return {
-        "area_fraction": measured.area_fraction,
-        "asymmetry_major": measured.asymmetry_major_axis,
-        "asymmetry_minor": measured.asymmetry_minor_axis,
-        "compactness": measured.compactness,
-        "diameter_fraction": measured.longest_diameter_pixels / max(mask.shape),
+        "area_fraction": float(mask.sum()) / mask.size,
+        "asymmetry_major": major,
+        "asymmetry_minor": minor,
+        "compactness": compactness(mask) if not empty else float("nan"),
+        "diameter_fraction": (longest_diameter(mask) if not empty else 0.0) / max(mask.shape),
         "eccentricity": float(region.eccentricity) if region is not None else float("nan"),
         "solidity": float(region.solidity) if region is not None else float("nan"),
         "extent": float(region.extent) if region is not None else float("nan"),
         "axis_ratio": axis_ratio,
         "regions": float(len(regions)),
-        "touches_border": float(measured.touches_border),
+        "touches_border": float(touches),
     }
 
 

@@ -28,6 +28,9 @@ COLOUR_SHARE = 0.05
 
 @dataclass
 class LesionMeasurements:
+    """What ``measure_lesion`` reads off one lesion region (see there). Lengths in pixels of the
+    original image; in millimetres too when the image has a scale (None without one)."""
+
     area_pixels: float
     area_fraction: float
     asymmetry_major_axis: float
@@ -38,9 +41,36 @@ class LesionMeasurements:
     colours: str
     empty_mask: bool
     touches_border: bool
+    fragments: int = 0  # connected regions in the predicted mask; > 1: in pieces (see fragment_share)
+    fragment_share: float = 0.0  # share of the mask's area outside the measured region
+    mm_per_pixel: float | None = None  # the image's scale; None: no scale, lengths in pixels only
+    area_mm2: float | None = None
+    longest_diameter_mm: float | None = None
+    # The ABCD rule's components on their own scales (Stolz 1994), as far as an image shows them:
+    abcd_asymmetry: int = 0  # 0-2: axes about which the shape is not symmetric
+    abcd_border: int | None = None  # 0-8: segments whose pigment ends abruptly (None: no image)
+    abcd_colours: int = 0  # 1-6: colours present
+    # 1.3 A + 0.1 B + 0.5 C: the total dermoscopy score without D (differential structures, 1-5,
+    # weight 0.5), which the clinician adds; a full TDS above 5.45 suggests melanoma.
+    abcd_partial_score: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Plain-language cautions a reader needs beside the numbers."""
+        notes = []
+        if self.fragments > 1:
+            notes.append(
+                f"the mask is in {self.fragments} pieces: measured on the largest, which holds "
+                f"{100 * (1 - self.fragment_share):.0f} % of the masked area"
+            )
+        if self.touches_border:
+            notes.append("the lesion touches the image border: its size and shape may be cut off")
+        if self.mm_per_pixel is None and not self.empty_mask:
+            notes.append("no scale: lengths in pixels only (give pixel_spacing_mm for millimetres)")
+        return notes
 
 
 def _largest_contour(mask: np.ndarray):
@@ -114,25 +144,108 @@ def colours_present(image: np.ndarray, mask: np.ndarray) -> list[str]:
     return [name for name, share in zip(DERMOSCOPIC_COLOURS, colour_shares(image, mask)) if share >= COLOUR_SHARE]
 
 
-def measure_lesion(mask: np.ndarray, image: np.ndarray | None = None, scale: float = 1.0) -> LesionMeasurements:
-    """Measurements of the boolean ``mask`` (and colours of ``image``, same size). ``scale``
-    converts this mask's pixels to the original image's (lengths x scale, areas x scale^2)."""
+# An axis counts as asymmetric (ABCD "A") when more than this share of the region's pixels has
+# no mirror image in the region across it: a disc, an ellipse or a rectangle scores 0 on both
+# axes, an isosceles triangle 1 (its height), a crescent 2. A shape-only reading; dermoscopic
+# asymmetry also weighs colours and structures.
+ASYMMETRY_AXIS = 0.15
+BORDER_SEGMENTS = 8
+# Border ("B"): a segment's pigment ends abruptly when most of the lightness step from lesion to
+# skin happens within a narrow band at the border (BORDER_BAND of the lesion's diameter on each
+# side) rather than across a wide one (3x as wide).
+BORDER_BAND = 0.03
+ABRUPT_SHARE = 0.6
+
+
+def lesion_region(mask: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """The one region every measurement uses: the largest connected component, holes filled;
+    with the number of components and the share of the mask's area outside that region."""
     mask = mask.astype(bool)
-    area = float(mask.sum())
-    if area == 0:
-        return LesionMeasurements(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, 0, "", True, False)
-    major, minor = asymmetry(mask)
-    touches = bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
-    colours = colours_present(image, mask) if image is not None else []
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return mask, 0, 0.0
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    largest = labels == 1 + int(np.argmax(areas))
+    contours, _ = cv2.findContours(largest.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    filled = np.zeros(mask.shape, np.uint8)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    return filled.astype(bool), count - 1, float(1 - areas.max() / areas.sum())
+
+
+def border_score(image: np.ndarray, region: np.ndarray) -> int:
+    """ABCD "B": of BORDER_SEGMENTS angular segments around the centroid, those where the
+    lesion's lightness (Lab L) steps to the skin's within a narrow band at the border."""
+    rows, columns = np.nonzero(region)
+    diameter = longest_diameter(region)
+    narrow = max(1, round(BORDER_BAND * diameter))
+    lightness = cv2.cvtColor(image.astype(np.uint8), cv2.COLOR_RGB2LAB)[..., 0].astype(float)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    region_u8 = region.astype(np.uint8)
+
+    def band(outward: bool, width: int, offset: int = 0) -> np.ndarray:
+        """The strip ``offset`` to ``offset + width`` pixels outside (or inside) the border."""
+        grow = cv2.dilate if outward else cv2.erode
+        near = (grow(region_u8, kernel, iterations=offset) if offset else region_u8).astype(bool)
+        far = grow(region_u8, kernel, iterations=offset + width).astype(bool)
+        return far & ~near if outward else near & ~far
+
+    inner_narrow, outer_narrow = band(False, narrow), band(True, narrow)
+    inner_wide, outer_wide = band(False, narrow, offset=2 * narrow), band(True, narrow, offset=2 * narrow)
+    height, width = region.shape
+    y, x = np.mgrid[0:height, 0:width]
+    angle = np.arctan2(y - rows.mean(), x - columns.mean())
+    segment = ((angle + np.pi) / (2 * np.pi) * BORDER_SEGMENTS).astype(int) % BORDER_SEGMENTS
+    abrupt = 0
+    for k in range(BORDER_SEGMENTS):
+        where = segment == k
+        parts = [lightness[b & where] for b in (inner_narrow, outer_narrow, inner_wide, outer_wide)]
+        if any(len(p) == 0 for p in parts):
+            continue  # the segment runs off the image: not judged
+        step = parts[1].mean() - parts[0].mean()  # skin is lighter than pigment
+        whole = parts[3].mean() - parts[2].mean()
+        if whole > 0 and step >= ABRUPT_SHARE * whole:
+            abrupt += 1
+    return abrupt
+
+
+def measure_lesion(
+    mask: np.ndarray, image: np.ndarray | None = None, scale: float = 1.0, mm_per_pixel: float | None = None
+) -> LesionMeasurements:
+    """Measurements of the boolean ``mask`` (and colours and border of ``image``, same size), all
+    on one region: its largest connected component with holes filled (``lesion_region``), so
+    that area, diameter, shape and colours describe the same lesion; ``fragments`` says how
+    many pieces the mask had. ``scale`` converts this mask's pixels to the original image's
+    (lengths x scale, areas x scale^2); ``mm_per_pixel`` is the original image's scale."""
+    mask = mask.astype(bool)
+    if not mask.any():
+        return LesionMeasurements(0.0, 0.0, 0.0, 0.0, float("nan"), 0.0, 0, "", True, False, mm_per_pixel=mm_per_pixel)
+    region, fragments, fragment_share = lesion_region(mask)
+    area = float(region.sum())
+    major, minor = asymmetry(region)
+    touches = bool(region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any())
+    colours = colours_present(image, region) if image is not None else []
+    diameter = longest_diameter(region) * scale
+    a_score = int(major > ASYMMETRY_AXIS) + int(minor > ASYMMETRY_AXIS)
+    b_score = border_score(image, region) if image is not None else None
+    c_score = len(colours)
     return LesionMeasurements(
         area_pixels=area * scale**2,
         area_fraction=area / mask.size,
         asymmetry_major_axis=major,
         asymmetry_minor_axis=minor,
-        compactness=compactness(mask),
-        longest_diameter_pixels=longest_diameter(mask) * scale,
-        colour_count=len(colours),
+        compactness=compactness(region),
+        longest_diameter_pixels=diameter,
+        colour_count=c_score,
         colours=" ".join(colours),
         empty_mask=False,
         touches_border=touches,
+        fragments=fragments,
+        fragment_share=fragment_share,
+        mm_per_pixel=mm_per_pixel,
+        area_mm2=area * scale**2 * mm_per_pixel**2 if mm_per_pixel is not None else None,
+        longest_diameter_mm=diameter * mm_per_pixel if mm_per_pixel is not None else None,
+        abcd_asymmetry=a_score,
+        abcd_border=b_score,
+        abcd_colours=c_score,
+        abcd_partial_score=1.3 * a_score + 0.1 * b_score + 0.5 * c_score if b_score is not None else None,
     )

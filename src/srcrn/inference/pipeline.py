@@ -32,6 +32,7 @@ from srcrn.inference.measurements import LesionMeasurements, measure_lesion
 from srcrn.inference.melanoma import MelanomaModel, load_melanoma_model
 from srcrn.inference.melanoma import probabilities as melanoma_probabilities
 from srcrn.inference.predictor import Segmenter, from_bundle
+from srcrn.inference.readings import meaning, readings
 
 # Measurements and overlays use the image at this longer side at most (lengths are scaled
 # back to original pixels): precise enough for a lesion, cheap even for 6700x4500 originals.
@@ -60,6 +61,7 @@ class Prediction:
     overlay: str = ""
     explanation: str = ""
     clinical: str = ""  # the clinical fields the model took for this image, e.g. "age sex site"
+    report: str = ""  # reports/<id>_report.pdf with --report
 
 
 @dataclass
@@ -80,6 +82,9 @@ class PipelineResult:
     # without clinical inputs uses none; a field not given is scored as unknown).
     context: ClinicalContext = NO_CONTEXT
     clinical_used: tuple[str, ...] = ()
+    meaning: str = ""  # what the number and the decision mean, from the model card (inference.readings)
+    image_sha256: str = ""  # of the image file's bytes (a path or bytes given); "" for pixels in memory
+    card: dict = field(default_factory=dict, repr=False)  # the model card of the pipeline that answered
     heatmap: np.ndarray | None = field(default=None, repr=False)  # Grad-CAM on the working image
     # The image and mask at the working size (longer side WORKING_SIDE at most), for overlays.
     working_image: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3), np.uint8), repr=False)
@@ -87,12 +92,22 @@ class PipelineResult:
 
     @property
     def caption(self) -> str:
-        return f"P(melanoma) {self.probability:.3f} -> {self.decision} (threshold {self.threshold:.3f})"
+        m = self.measurements
+        size = f"diameter {m.longest_diameter_mm:.1f} mm" if m.longest_diameter_mm is not None else "no scale"
+        verdict = f"P(melanoma) {self.probability:.3f} -> {self.decision} (threshold {self.threshold:.3f})"
+        return verdict if m.empty_mask else f"{verdict}, {size}"
 
     def overlay(self, *, caption: bool = True) -> np.ndarray:
         """The image (at the working size) with the lesion contour and, with ``caption``, the
         decision in a band on top (enlarged to 640 px wide at least, for legibility), RGB uint8."""
         return render_overlay(self.working_image, self.working_mask, self.caption if caption else None)
+
+    def report_pdf(self) -> bytes:
+        """A one-page PDF report of this answer (``inference.report``): image and overlay,
+        verdict and its meaning, measurements, the model card's short form, date, SHA-256."""
+        from srcrn.inference.report import report_pdf
+
+        return report_pdf(self, self.card)
 
     def mask_png(self) -> bytes:
         """The mask as an ISIC mask file (0/255 PNG, original size)."""
@@ -120,14 +135,19 @@ class PipelineResult:
                 "decision": self.decision,
                 "threshold": self.threshold,
                 "measurements": self.measurements.to_dict(),
+                "readings": [r.to_dict() for r in readings(self.measurements)],
+                "warnings": self.measurements.warnings,
+                "meaning": self.meaning,
+                "image_sha256": self.image_sha256,
                 "clinical": {"given": self.context.to_dict(), "used": list(self.clinical_used)},
             }
         )
 
-    def save(self, out: str | Path, *, overlay: bool = True) -> Prediction:
+    def save(self, out: str | Path, *, overlay: bool = True, report: bool = False) -> Prediction:
         """Write what ``srcrn predict`` writes for this image under ``out``:
         ``masks/<id>_segmentation.png``, ``overlays/<id>_overlay.png`` (unless ``overlay`` is
-        False) and, with a heatmap, ``explanations/<id>_gradcam.png`` (each atomically)."""
+        False), with ``report`` ``reports/<id>_report.pdf`` and, with a heatmap,
+        ``explanations/<id>_gradcam.png`` (each atomically)."""
         out = Path(out)
         mask_path = out / "masks" / f"{self.image_id}_segmentation.png"
         write_mask(mask_path, self.mask)
@@ -139,6 +159,11 @@ class PipelineResult:
         if explanation is not None:
             explanation_path = str(out / "explanations" / f"{self.image_id}_gradcam.png")
             write_png(Path(explanation_path), explanation)
+        report_path = ""
+        if report:
+            report_path = str(out / "reports" / f"{self.image_id}_report.pdf")
+            with atomic_path(report_path) as temporary:
+                temporary.write_bytes(self.report_pdf())
         return Prediction(
             self.image_id,
             self.source,
@@ -152,6 +177,7 @@ class PipelineResult:
             str(overlay_path or ""),
             explanation_path,
             " ".join(self.clinical_used),
+            report_path,
         )
 
 
@@ -163,6 +189,17 @@ def _identity(image: ImageSource, image_id: str | None, position: int) -> tuple[
     if image_id:
         return image_id, image_id
     return f"image-{_content_digest(image)}", f"<image {position}>"
+
+
+def _file_digest(image: Any) -> str:
+    """SHA-256 of an image file's bytes (a path, bytes or a file-like source), for the record."""
+    import hashlib
+
+    if isinstance(image, (str, Path)):
+        return hashlib.sha256(Path(image).read_bytes()).hexdigest()
+    if isinstance(image, (bytes, bytearray)):
+        return hashlib.sha256(bytes(image)).hexdigest()
+    return ""
 
 
 def _content_digest(image: Any) -> str:
@@ -275,15 +312,17 @@ class Pipeline:
         age: float | str | None = None,
         sex: str | None = None,
         site: str | None = None,
+        mm_per_pixel: float | None = None,
         context: ClinicalContext | None = None,
     ) -> PipelineResult:
         """One image: a path, the bytes of an image file, a Pillow image or an HxWx3 uint8
         array, with the patient's approximate ``age`` (years), ``sex`` (male | female) and the
         lesion's body ``site`` (ISIC's anatomic sites, e.g. 'posterior torso') where known, or
-        a ``context``. A model without clinical inputs ignores them. A bad image or value
-        raises ``DataError`` naming it."""
+        a ``context``. A model without clinical inputs ignores them. ``mm_per_pixel`` (the
+        image's scale) adds millimetres to the measurements. A bad image or value raises
+        ``DataError`` naming it."""
         if context is None:
-            context = ClinicalContext.of(age, sex, site)
+            context = ClinicalContext.of(age, sex, site, pixel_spacing_mm=mm_per_pixel)
         return self.predict_many([image], image_ids=[image_id] if image_id else None, contexts=[context])[0]
 
     def predict_many(
@@ -471,16 +510,22 @@ class Pipeline:
             placed = place_heatmap(modelled.heatmap, modelled.box, work.shape[1], work.shape[0])
         image = item.image
         used = tuple(f for f in self.classifier.clinical_fields if getattr(item.context, f) is not None)
+        decision = "melanoma" if modelled.score > self.threshold else "benign"
         return PipelineResult(
             image_id=image_id,
             source=str(image) if isinstance(image, (str, Path)) else (name or image_id),
             width=width,
             height=height,
             probability=modelled.score,
-            decision="melanoma" if modelled.score > self.threshold else "benign",
+            decision=decision,
             threshold=self.threshold,
+            meaning=meaning(decision, self.threshold, self.card),
+            image_sha256=_file_digest(image),
+            card=self.card,
             mask=self.segmenter.mask(probability, width, height),
-            measurements=measure_lesion(work_mask, work, scale=width / work.shape[1]),
+            measurements=measure_lesion(
+                work_mask, work, scale=width / work.shape[1], mm_per_pixel=item.context.pixel_spacing_mm
+            ),
             heatmap=placed,
             working_image=work,
             working_mask=work_mask,

@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
 import secrets
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -40,12 +41,23 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from srcrn import __version__
-from srcrn.data.metadata import AGE_RANGE, CLINICAL_FIELDS, NO_CONTEXT, SEXES, SITES, TORSO_UNSPECIFIED, ClinicalContext
+from srcrn.data.metadata import (
+    AGE_RANGE,
+    CLINICAL_FIELDS,
+    NO_CONTEXT,
+    SCALE_RANGE,
+    SEXES,
+    SITES,
+    TORSO_UNSPECIFIED,
+    ClinicalContext,
+)
 from srcrn.errors import DataError, SrcrnError
 from srcrn.inference.pipeline import Pipeline, clean_json, encode_png
+from srcrn.inference.readings import card_summary
 
 API = "/api/v1"
 CLINICAL_FORM_FIELDS = CLINICAL_FIELDS  # optional form fields beside the image
+SCALE_FIELD = "mm_per_pixel"  # optional too: the image's scale, for measurements in mm
 IMAGE_FIELD = "image"
 log = logging.getLogger(__name__)
 
@@ -208,11 +220,12 @@ async def _image_part(request: Request, body: bytes) -> tuple[bytes, str, Clinic
             fields = ", ".join(sorted(form.keys())) or "none"
             raise _Refused(400, f"no file in the field '{IMAGE_FIELD}' (fields sent: {fields})")
         name = _upload_name(part.filename)
-        given = {field: form.get(field) for field in CLINICAL_FORM_FIELDS}
+        given = {field: form.get(field) for field in (*CLINICAL_FORM_FIELDS, SCALE_FIELD)}
         if any(not isinstance(v, (str, type(None))) for v in given.values()):
-            raise _Refused(400, f"the fields {', '.join(CLINICAL_FORM_FIELDS)} are text, not files")
+            raise _Refused(400, f"the fields {', '.join(given)} are text, not files")
         try:
-            context = ClinicalContext.of(**given)  # type: ignore[arg-type]
+            scale = given.pop(SCALE_FIELD)
+            context = ClinicalContext.of(**given, pixel_spacing_mm=scale)  # type: ignore[arg-type]
         except DataError as error:
             raise _Refused(422, str(error)) from None
         return await part.read(), name, context
@@ -315,47 +328,47 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
     async def model_card(request: Request) -> Response:
         if not authorised(request):
             return _error(401, "missing or wrong bearer token", unauthorised)
-        return JSONResponse(clean_json(pipeline.card))
+        return JSONResponse(clean_json(pipeline.card | card_summary(pipeline.card)))
 
-    @app.post(
-        f"{API}/predict",
-        summary="Mask, measurements and melanoma probability of one dermoscopic image",
-        description=f"multipart/form-data with the image file in the field '{IMAGE_FIELD}' and, optionally, "
-        "the clinical context in the fields age, sex and site (used by models that take it; the answer's "
-        "`clinical.used` says which fields the model used). The mask "
-        "(0/255, original size) and the overlay (the contour on the image, longer side at most 1024 px) come back as base64 PNG in the JSON. Errors: 400 no "
-        "image field, 401 token, 413 too large, 415 not multipart, 422 not a usable image or clinical value, 503 busy "
-        "(Retry-After).",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": [IMAGE_FIELD],
-                            "properties": {
-                                IMAGE_FIELD: {"type": "string", "format": "binary"},
-                                "age": {
-                                    "type": "number",
-                                    "minimum": AGE_RANGE[0],
-                                    "maximum": AGE_RANGE[1],
-                                    "description": "patient's approximate age in years (optional)",
-                                },
-                                "sex": {"type": "string", "enum": list(SEXES), "description": "optional"},
-                                "site": {
-                                    "type": "string",
-                                    "enum": [*SITES, TORSO_UNSPECIFIED],
-                                    "description": "the lesion's body site, ISIC's anatomic sites (optional)",
-                                },
+    # The multipart body of /predict and /report: the image and the optional context fields.
+    upload_body = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": [IMAGE_FIELD],
+                        "properties": {
+                            IMAGE_FIELD: {"type": "string", "format": "binary"},
+                            "age": {
+                                "type": "number",
+                                "minimum": AGE_RANGE[0],
+                                "maximum": AGE_RANGE[1],
+                                "description": "patient's approximate age in years (optional)",
                             },
-                        }
+                            "sex": {"type": "string", "enum": list(SEXES), "description": "optional"},
+                            "site": {
+                                "type": "string",
+                                "enum": [*SITES, TORSO_UNSPECIFIED],
+                                "description": "the lesion's body site, ISIC's anatomic sites (optional)",
+                            },
+                            SCALE_FIELD: {
+                                "type": "number",
+                                "minimum": SCALE_RANGE[0],
+                                "maximum": SCALE_RANGE[1],
+                                "description": "the image's scale in mm per pixel (optional): measurements "
+                                "also in mm and mm²",
+                            },
+                        },
                     }
-                },
-            }
-        },
-    )
-    async def predict(request: Request, images: bool = True) -> Response:
+                }
+            },
+        }
+    }
+
+    async def answer(request: Request, encode: Callable[[Any], Any]) -> Response | tuple[Any, str, Any, list[float]]:
+        """One upload through the pipeline and ``encode``; a refusal comes back as the Response."""
         arrived = time.perf_counter()
         if not authorised(request):
             return _error(401, "missing or wrong bearer token", unauthorised)
@@ -381,12 +394,29 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
             except SrcrnError as error:
                 raise _Refused(422, str(error)) from None
             predicted = time.perf_counter()
-            encoded = await run_in_threadpool(_encode, result, images)
+            encoded = await run_in_threadpool(encode, result)
         except _Refused as refused:
             return _error(refused.status, refused.message, refused.headers)
         finally:
             admission.leave()
-        finished = time.perf_counter()
+        return result, name, encoded, [arrived, started, predicted, time.perf_counter()]
+
+    @app.post(
+        f"{API}/predict",
+        summary="Mask, measurements and melanoma probability of one dermoscopic image",
+        description=f"multipart/form-data with the image file in the field '{IMAGE_FIELD}' and, optionally, "
+        "the clinical context in the fields age, sex and site (used by models that take it; the answer's "
+        "`clinical.used` says which fields the model used). The mask "
+        "(0/255, original size) and the overlay (the contour on the image, longer side at most 1024 px) come back as base64 PNG in the JSON. Errors: 400 no "
+        "image field, 401 token, 413 too large, 415 not multipart, 422 not a usable image or clinical value, 503 busy "
+        "(Retry-After).",
+        openapi_extra=upload_body,
+    )
+    async def predict(request: Request, images: bool = True) -> Response:
+        answered = await answer(request, lambda result: _encode(result, images))
+        if isinstance(answered, Response):
+            return answered
+        result, name, encoded, (arrived, started, predicted, finished) = answered
         payload = result.to_dict() | {
             "filename": name,
             "model": model,
@@ -398,6 +428,28 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
             },
         }
         return JSONResponse(clean_json(payload | encoded))
+
+    @app.post(
+        f"{API}/report",
+        summary="A one-page PDF report of one dermoscopic image",
+        description="The same upload as /predict; the answer is the report (application/pdf): image and overlay, "
+        "verdict and what it means, measurements (in mm with mm_per_pixel), the model card's short form, date, "
+        "the image's SHA-256 and the research-software notice. Errors as /predict.",
+        openapi_extra=upload_body,
+        response_class=Response,
+        responses={200: {"content": {"application/pdf": {}}, "description": "the report"}},
+    )
+    async def report(request: Request) -> Response:
+        answered = await answer(request, lambda result: result.report_pdf())
+        if isinstance(answered, Response):
+            return answered
+        result, _, pdf, _ = answered
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", result.image_id)[:100]
+        return Response(
+            pdf,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{safe}_report.pdf"'},
+        )
 
     static = resources.files("srcrn.serving") / "static"
 

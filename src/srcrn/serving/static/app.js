@@ -3,62 +3,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const LABELS = {
-  area_pixels: "Area (px)",
-  area_fraction: "Share of the image",
-  asymmetry_major_axis: "Asymmetry, major axis",
-  asymmetry_minor_axis: "Asymmetry, minor axis",
-  compactness: "Border compactness",
-  longest_diameter_pixels: "Longest diameter (px)",
-  colour_count: "Colours (ABCD)",
-  colours: "Colours present",
-  empty_mask: "No lesion found",
-  touches_border: "Lesion touches the border",
-};
 let current = null;
 let card = null;  // the model card (/api/v1/model): calibration, threshold, validation figures
-
-// What the number is and what the decision suggests, in words, from the model card.
-function meaning(result) {
-  const classifier = (card && card.classifier) || {};
-  const calibrated = classifier.calibration
-    ? `a calibrated probability (${classifier.calibration.method} scaling)`
-    : "an uncalibrated model score, not a frequency";
-  const shipped = card && card.model_card && card.model_card.classifier && card.model_card.classifier.threshold;
-  const chosen = shipped
-    ? `, chosen on ${shipped.chosen_on}; on the validation split it gave sensitivity ` +
-      `${interval(shipped.val_sensitivity)} and specificity ${interval(shipped.val_specificity)}`
-    : classifier.target_sensitivity
-      ? `, chosen for ${(100 * classifier.target_sensitivity).toFixed(0)} % sensitivity on validation images`
-      : "";
-  const advice = result.decision === "melanoma"
-    ? "Above the referral threshold: consider excision or biopsy by a clinician."
-    : "Below the referral threshold: no referral suggested by the model; clinical judgement decides.";
-  return `${advice} The number is ${calibrated}; threshold ${result.threshold.toFixed(3)}${chosen}.`;
-}
-
-// "0.846 (95 % CI 0.748-0.911)" of a card figure {value, ci95}.
-function interval(figure) {
-  if (!figure || typeof figure.value !== "number") return "n/a";
-  const [low, high] = figure.ci95 || [];
-  return typeof low === "number" && typeof high === "number"
-    ? `${figure.value.toFixed(3)} (95 % CI ${low.toFixed(3)}-${high.toFixed(3)})`
-    : figure.value.toFixed(3);
-}
-
-function quality() {
-  const shipped = card && card.model_card && card.model_card.classifier;
-  if (shipped && shipped.val_auc) {
-    return `Stage 2: validation AUC ${interval(shipped.val_auc)}, out-of-fold AUC ${interval(shipped.oof_auc)}.`;
-  }
-  const training = (card && card.classifier && card.classifier.training) || {};
-  const parts = [];
-  if (typeof training.val_auc === "number") parts.push(`validation AUC ${training.val_auc.toFixed(3)}`);
-  if (typeof training.n_train === "number") parts.push(`trained on ${training.n_train} images`);
-  const kind = card && card.classifier ? card.classifier.kind : null;
-  if (kind) parts.unshift(`${kind} model`);
-  return parts.length ? `Stage 2: ${parts.join(", ")}.` : "";
-}
 
 function show(element, visible) { element.hidden = !visible; }
 
@@ -66,13 +12,6 @@ function fail(message) {
   $("status").textContent = "";
   $("error").textContent = message;
   show($("error"), true);
-}
-
-function formatValue(value) {
-  if (value === null || value === undefined) return "n/a";
-  if (typeof value === "boolean") return value ? "yes" : "no";
-  if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toFixed(3);
-  return String(value) || "none";
 }
 
 function png(base64) { return base64 ? "data:image/png;base64," + base64 : ""; }
@@ -84,8 +23,8 @@ function render(result, file) {
   $("decision").className = "decision " + result.decision;
   $("probability").textContent =
     `P(melanoma) ${probability.toFixed(3)} (threshold ${result.threshold.toFixed(3)})`;
-  $("meaning").textContent = meaning(result);
-  $("model-quality").textContent = quality();
+  $("meaning").textContent = result.meaning;  // in words, from the model card (srcrn.inference.readings)
+  $("model-quality").textContent = (card && card.quality) || "";
   const used = (result.clinical && result.clinical.used) || [];
   $("clinical-used").textContent = used.length
     ? `Clinical context used: ${used.join(", ")}.`
@@ -93,12 +32,20 @@ function render(result, file) {
   $("bar").style.width = (100 * probability).toFixed(1) + "%";
   $("threshold-mark").style.left = (100 * result.threshold).toFixed(1) + "%";
   const body = $("measurements").tBodies[0];
-  body.replaceChildren(...Object.entries(result.measurements).map(([key, value]) => {
+  body.replaceChildren(...(result.readings || []).map((reading) => {
     const row = body.insertRow();  // text only (textContent): nothing from a response becomes markup
-    row.insertCell().textContent = LABELS[key] || key;
-    row.insertCell().textContent = formatValue(value);
+    row.insertCell().textContent = reading.name;
+    row.insertCell().textContent = reading.value;
+    row.insertCell().textContent = reading.explanation;
     return row;
   }));
+  const warnings = result.warnings || [];
+  $("warnings").replaceChildren(...warnings.map((text) => {
+    const item = document.createElement("li");
+    item.textContent = text;
+    return item;
+  }));
+  show($("warnings"), warnings.length > 0);
   drawMask(png(result.mask_png));
   $("heat-layer").src = png(result.explanation_png);
   show($("heat-toggle"), Boolean(result.explanation_png));
@@ -152,22 +99,50 @@ function updateLayers() {
   $("heat-layer").style.opacity = opacity;
 }
 
-async function upload(file) {
-  if (!file) return;
-  // A new upload first clears the previous answer: an error must never sit beside another image's verdict.
-  current = null;
-  show($("result"), false);
-  show($("error"), false);
-  $("status").textContent = `Analysing ${file.name}...`;
+// The upload's form (image, context, scale) and headers: /predict and /report take the same.
+function uploadForm(file) {
   const form = new FormData();
   form.append("image", file, file.name);
-  for (const field of ["age", "sex", "site"]) {
+  for (const field of ["age", "sex", "site", "mm_per_pixel"]) {
     const value = $(field).value.trim();
     if (value) form.append(field, value);
   }
   const headers = {};
   const token = $("token").value || sessionStorage.getItem("srcrn-token");
   if (token) headers["Authorization"] = "Bearer " + token;
+  return {form, headers};
+}
+
+let lastFile = null;
+
+// The one-page PDF of the image on screen, asked of /api/v1/report with the same upload.
+async function downloadReport() {
+  if (!lastFile || !current) return;
+  const {form, headers} = uploadForm(lastFile);
+  $("status").textContent = "Writing the report...";
+  const response = await fetch("/api/v1/report", {method: "POST", body: form, headers}).catch(() => null);
+  if (!response || !response.ok) {
+    fail("The report could not be written" + (response ? ` (error ${response.status})` : ""));
+    return;
+  }
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = `${current.image_id}_report.pdf`;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  $("status").textContent = "Report downloaded.";
+}
+
+async function upload(file) {
+  if (!file) return;
+  lastFile = file;
+  // A new upload first clears the previous answer: an error must never sit beside another image's verdict.
+  current = null;
+  show($("result"), false);
+  show($("error"), false);
+  $("status").textContent = `Analysing ${file.name}...`;
+  const {form, headers} = uploadForm(file);
   let response;
   try {
     response = await fetch("/api/v1/predict", {method: "POST", body: form, headers});
@@ -192,6 +167,7 @@ async function upload(file) {
 }
 
 $("file").addEventListener("change", (event) => upload(event.target.files[0]));
+$("download-report").addEventListener("click", downloadReport);
 for (const id of ["show-contour", "show-mask", "show-heat"]) $(id).addEventListener("change", updateLayers);
 $("opacity").addEventListener("input", updateLayers);
 const drop = $("drop");
@@ -204,23 +180,8 @@ drop.addEventListener("drop", (event) => {
 });
 // The model card's short form (a shipped model's own description), as text: nothing becomes markup.
 function showAbout() {
-  const about = card && card.model_card;
-  if (!about) return;
-  const images = (about.data && about.data.images) || {};
-  const count = (subset) => Object.values(images[subset] || {}).reduce((n, s) => n + s.images, 0);
-  const seg = (about.segmenter && about.segmenter.val) || {};
-  const cls = about.classifier || {};
-  const rows = [
-    ["Model", about.name],
-    ["Intended use", about.intended_use],
-    ["Trained on", `${count("train")} images (${Object.keys(images.train || {}).join(", ")}); ` +
-      `validated on ${count("val")}`],
-    ["Lesion mask", `validation Jaccard ${interval(seg.jaccard)}, Dice ${interval(seg.dice)}`],
-    ["Melanoma", `validation AUC ${interval(cls.val_auc)} with clinical context; ` +
-      `${interval(cls.image_only && cls.image_only.val_auc)} from the image alone`],
-    ["Clinical fields", (cls.clinical_fields || []).join(", ") || "none"],
-    ["Limits", (about.limits || []).join("; ")],
-  ];
+  const rows = (card && card.short_form) || [];
+  if (!rows.length) return;
   $("about-fields").replaceChildren(...rows.flatMap(([term, text]) => {
     const dt = document.createElement("dt");
     const dd = document.createElement("dd");

@@ -1,0 +1,116 @@
+"""A one-page PDF record of one image's answer, to file or print: the image and its overlay,
+the verdict with what it means, the measurements in a dermatologist's words (millimetres when
+the image has a scale), warnings, the clinical context, the model card's short form, the date,
+the image file's SHA-256, and the notice that this is research software.
+
+Drawn with fpdf2 (pure Python, no browser or system library, so the torch-free install
+writes reports too). Its built-in Helvetica covers windows-1252 only: the few other symbols
+of our texts are spelt out (``_printable``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from srcrn.inference.readings import readings, short_form
+
+if TYPE_CHECKING:
+    from srcrn.inference.pipeline import PipelineResult
+
+NOTICE = "Research software: not a diagnosis, and not a medical device. A clinician decides."
+# Characters outside windows-1252 that our texts use, spelt out for the PDF's core font.
+SPELT_OUT = {"π": "pi", "≥": ">=", "≤": "<=", "−": "-"}
+PAGE_WIDTH_MM, MARGIN_MM = 210, 12
+
+
+def _printable(text: str) -> str:
+    for symbol, spelt in SPELT_OUT.items():
+        text = text.replace(symbol, spelt)
+    return text.encode("cp1252", errors="replace").decode("cp1252")
+
+
+def _png(pixels: Any) -> io.BytesIO:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    buffer.seek(0)
+    return buffer
+
+
+def report_pdf(result: PipelineResult, card: dict[str, Any], *, created: dt.datetime | None = None) -> bytes:
+    """The PDF bytes of ``result``'s one-page report; ``card`` is its pipeline's model card."""
+    from fpdf import FPDF
+
+    created = created or dt.datetime.now(dt.UTC)
+    pdf = FPDF(format="A4", unit="mm")
+    pdf.set_auto_page_break(auto=False)
+    pdf.set_margins(MARGIN_MM, MARGIN_MM, MARGIN_MM)
+    pdf.set_title(_printable(f"srcrn report: {result.image_id}"))
+    pdf.set_creator("srcrn")
+    pdf.add_page()
+    width = PAGE_WIDTH_MM - 2 * MARGIN_MM
+
+    def text(line: str, size: float = 9, style: str = "", height: float = 4.6) -> None:
+        pdf.set_font("Helvetica", style, size)
+        pdf.multi_cell(width, height, _printable(line), new_x="LMARGIN", new_y="NEXT")
+
+    text("srcrn lesion report", 16, "B", 8)
+    text(
+        f"Image {result.image_id} ({result.width} x {result.height} px); "
+        f"{created.strftime('%Y-%m-%d %H:%M UTC')}; srcrn {card.get('srcrn_version', '')} "
+        f"({card.get('engine', '')})",
+        8,
+    )
+    text(f"Image file SHA-256: {result.image_sha256 or 'n/a (pixels given in memory)'}", 8)
+    pdf.ln(1)
+    pdf.set_fill_color(255, 243, 205)
+    pdf.set_font("Helvetica", "B", 9)
+    pdf.multi_cell(width, 6, _printable(NOTICE), border=1, fill=True, align="C", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_fill_color(238, 240, 246)  # the table's heading row
+    pdf.ln(2)
+
+    # The image and its overlay side by side, the same height.
+    top, gap = pdf.get_y(), 4
+    side = (width - gap) / 2
+    height = min(70.0, side * result.height / max(1, result.width))
+    pdf.image(_png(result.working_image), x=MARGIN_MM, y=top, w=side, h=height, keep_aspect_ratio=True)
+    pdf.image(_png(result.overlay(caption=False)), x=MARGIN_MM + side + gap, y=top, w=side, h=height,
+              keep_aspect_ratio=True)  # fmt: skip
+    pdf.set_y(top + height + 1)
+    text("Left: the image. Right: the lesion contour found by the segmenter.", 7)
+    pdf.ln(2)
+
+    verdict = "Melanoma suspected" if result.decision == "melanoma" else "Below the referral threshold"
+    text(f"{verdict}: P(melanoma) {result.probability:.3f} (threshold {result.threshold:.3f})", 12, "B", 6)
+    text(result.meaning)
+    given = {k: v for k, v in result.context.to_dict().items() if v is not None}
+    text(
+        "Clinical context given: "
+        + (", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in given.items()) or "none")
+        + "; used by the model: "
+        + (", ".join(result.clinical_used) or "none"),
+        8,
+    )
+    pdf.ln(2)
+
+    text("Measurements (one lesion region: the largest, holes filled)", 10, "B", 5)
+    pdf.set_font("Helvetica", "", 8)
+    with pdf.table(col_widths=(30, 38, width - 68), line_height=4.2, text_align="LEFT", cell_fill_mode="ROWS") as table:
+        table.row(["Measure", "Value", "What it means"])
+        for reading in readings(result.measurements):
+            table.row([_printable(reading.name), _printable(reading.value), _printable(reading.explanation)])
+    for warning in result.measurements.warnings:
+        text(f"Note: {warning}", 8, "I")
+    pdf.ln(2)
+
+    summary = short_form(card)
+    if summary:
+        text("The model", 10, "B", 5)
+        for term, line in summary:
+            text(f"{term}: {line}", 7.5, height=3.8)
+    pdf.set_y(-18)
+    pdf.set_font("Helvetica", "", 7)
+    pdf.multi_cell(width, 3.5, _printable(f"{NOTICE} Generated by srcrn from {result.source}."), align="C")
+    return bytes(pdf.output())
