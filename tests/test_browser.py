@@ -244,3 +244,40 @@ def test_a_model_card_shows_its_short_form_and_the_thresholds_meaning(browser, b
             assert "Model: test card" in text
         page.screenshot(path=str(_shots(tmp_path) / "serve-model-card.png"), full_page=True)
         page.close()
+
+
+def test_the_follow_up_view_compares_two_visits(server, browser, sample, tmp_path):
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    earlier = sorted((sample / "images").glob("*.jpg"))[5]
+    image = np.asarray(Image.open(earlier).convert("RGB"))
+    height, width = image.shape[:2]
+    turned = cv2.warpAffine(image, cv2.getRotationMatrix2D((width / 2, height / 2), 15, 1.0), (width, height),
+                            borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+    later = tmp_path / "later.png"
+    Image.fromarray(turned).save(later)
+    page = browser.new_page(viewport={"width": 1100, "height": 1400})
+    page.goto(server)
+    page.set_input_files("#before-file", str(earlier))
+    page.set_input_files("#after-file", str(later))
+    page.fill("#before_mm_per_pixel", "0.02")
+    page.fill("#after_mm_per_pixel", "0.02")
+    page.click("#compare")
+    page.wait_for_selector("#comparison:not([hidden])", timeout=60_000)
+    changes = page.text_content("#changes")
+    assert (
+        "Registered: rotation 15.0°" in changes
+        or "Registered: rotation 14.9°" in changes
+        or ("Registered: rotation 15.1°" in changes)
+    )
+    assert "mm)" in changes and "P(melanoma)" in changes
+    assert page.eval_on_selector("#comparison-picture", "img => img.complete && img.naturalWidth") > 2 * width
+    page.screenshot(path=str(_shots(tmp_path) / "serve-compare.png"), full_page=True)
+    # A different lesion: flagged, no change measured.
+    page.set_input_files("#after-file", str(sorted((sample / "images").glob("*.jpg"))[30]))
+    page.click("#compare")
+    page.wait_for_selector("#comparison:not([hidden])", timeout=60_000)
+    assert "Registration unreliable" in page.text_content("#changes")
+    page.close()

@@ -775,6 +775,68 @@ def export_onnx_command(
     log.info("int8 bundle written: %s; parity on %d held-out images: %s", folder, parity["images"], shown)
 
 
+@app.command()
+def compare(
+    before: Annotated[Path, typer.Argument(help="the earlier image of the lesion")],
+    after: Annotated[Path, typer.Argument(help="the later image of the same lesion")],
+    out: Annotated[Path, typer.Option("--out", help="folder for comparison.json and comparison.png")],
+    model: Annotated[
+        Optional[Path], typer.Option("--model", help="bundle folder (default: the model shipped with srcrn)")
+    ] = None,
+    before_mm_per_pixel: Annotated[
+        Optional[float], typer.Option(help="BEFORE's scale (mm per pixel): changes in mm with both scales")
+    ] = None,
+    after_mm_per_pixel: Annotated[Optional[float], typer.Option(help="AFTER's scale (mm per pixel)")] = None,
+) -> None:
+    """Two visits of one lesion: AFTER registered onto BEFORE (similarity transform, judged),
+    then the change in area, diameter, ABCD components, colours and melanoma probability, with
+    a picture of both contours and a change map. An unreliable registration gives no change
+    figures, only the reason."""
+    from srcrn.atomic import refuse_overlap, write_json
+    from srcrn.data.metadata import ClinicalContext
+    from srcrn.inference.pipeline import clean_json, write_png
+
+    refuse_overlap(out, {"BEFORE": before, "AFTER": after}, contains=False)
+    pipeline = _load_pipeline("onnx", model, None, None, None, False)
+    comparison = pipeline.compare(
+        before,
+        after,
+        before_context=ClinicalContext.of(pixel_spacing_mm=before_mm_per_pixel, where="--before-mm-per-pixel"),
+        after_context=ClinicalContext.of(pixel_spacing_mm=after_mm_per_pixel, where="--after-mm-per-pixel"),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "comparison.json", clean_json(comparison.to_dict()))
+    write_png(out / "comparison.png", comparison.picture)
+    r = comparison.registration
+    if not r.reliable:
+        log.warning("registration unreliable: %s; no change figures given", "; ".join(r.problems))
+    else:
+        log.info(
+            "registered: rotation %.1f deg, scale x%.3f%s, %d of %d points agree",
+            r.rotation_degrees,
+            r.scale,
+            ", mirrored" if r.mirrored else "",
+            r.inliers,
+            r.matches,
+        )
+        mm = comparison.diameter_change_mm
+        log.info(
+            "area %+.1f %%, longest diameter %+.1f %%%s; colours appeared: %s, vanished: %s",
+            comparison.area_change_percent,
+            comparison.diameter_change_percent,
+            f" ({mm:+.2f} mm)" if mm is not None else " (no scale for both: no mm)",
+            ", ".join(comparison.colours_appeared) or "none",
+            ", ".join(comparison.colours_vanished) or "none",
+        )
+    log.info(
+        "P(melanoma) %.3f -> %.3f; %s and %s",
+        comparison.probability_before,
+        comparison.probability_after,
+        out / "comparison.json",
+        out / "comparison.png",
+    )
+
+
 @app.command("model-card")
 def model_card_command(
     model: Annotated[

@@ -28,6 +28,7 @@ from srcrn.data.lesion import crop_mask, lesion_box, lesion_input
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext
 from srcrn.errors import ConfigError, SrcrnError
 from srcrn.inference.card import model_card, training_records
+from srcrn.inference.compare import Comparison, compare
 from srcrn.inference.measurements import LesionMeasurements, measure_lesion
 from srcrn.inference.melanoma import MelanomaModel, load_melanoma_model
 from srcrn.inference.melanoma import probabilities as melanoma_probabilities
@@ -324,6 +325,20 @@ class Pipeline:
         if context is None:
             context = ClinicalContext.of(age, sex, site, pixel_spacing_mm=mm_per_pixel)
         return self.predict_many([image], image_ids=[image_id] if image_id else None, contexts=[context])[0]
+
+    def compare(
+        self,
+        before: ImageSource,
+        after: ImageSource,
+        *,
+        before_context: ClinicalContext | None = None,
+        after_context: ClinicalContext | None = None,
+    ) -> Comparison:
+        """Two visits of one lesion: both predicted, AFTER registered onto BEFORE, and what
+        changed (``inference.compare``); each image's scale (``pixel_spacing_mm`` of its
+        context) gives the changes in mm."""
+        first, second = self.predict_many([before, after], contexts=[before_context, after_context])
+        return compare(first, second)
 
     def predict_many(
         self,

@@ -1,5 +1,10 @@
 """``srcrn serve``: the two-stage pipeline as a REST service and a web page (FastAPI).
 
+Endpoints under ``/api/v1``: ``predict`` (JSON: mask, measurements, probability, decision and
+what they mean), ``report`` (the same upload, a one-page PDF), ``compare`` (two visits of one
+lesion), ``model`` (the model card), ``health`` and ``ready``; ``/`` is the page, ``/docs``
+and ``/redoc`` the API's reference (offline).
+
 Safe defaults for a clinic network, each one a setting of ``ServeSettings``:
 
 - uploads are read into memory (never written to disk, never logged) and refused beyond
@@ -52,12 +57,14 @@ from srcrn.data.metadata import (
     ClinicalContext,
 )
 from srcrn.errors import DataError, SrcrnError
+from srcrn.inference.compare import compare as compare_results
 from srcrn.inference.pipeline import Pipeline, clean_json, encode_png
 from srcrn.inference.readings import card_summary
 
 API = "/api/v1"
 CLINICAL_FORM_FIELDS = CLINICAL_FIELDS  # optional form fields beside the image
 SCALE_FIELD = "mm_per_pixel"  # optional too: the image's scale, for measurements in mm
+COMPARE_FIELDS = ("before", "after")  # /compare: two visits of one lesion
 IMAGE_FIELD = "image"
 log = logging.getLogger(__name__)
 
@@ -203,9 +210,14 @@ async def _read_body(request: Request, settings: ServeSettings) -> bytes:
     return b"".join(chunks)
 
 
-async def _image_part(request: Request, body: bytes) -> tuple[bytes, str, ClinicalContext]:
+async def _image_parts(
+    request: Request, body: bytes, images: tuple[str, ...] = (IMAGE_FIELD,)
+) -> list[tuple[bytes, str, ClinicalContext]]:
+    """The upload's image files (one per field of ``images``), each with its context: the
+    clinical fields, shared, and the scale (``mm_per_pixel``, or ``<field>_mm_per_pixel`` for
+    two images)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise _Refused(415, f"send the image as multipart/form-data in the field '{IMAGE_FIELD}'")
+        raise _Refused(415, f"send the image as multipart/form-data in the field '{images[0]}'")
 
     async def stream() -> AsyncGenerator[bytes, None]:
         yield body
@@ -215,22 +227,31 @@ async def _image_part(request: Request, body: bytes) -> tuple[bytes, str, Clinic
     except MultiPartException as error:
         raise _Refused(400, f"malformed multipart upload ({error.message})") from None
     try:
-        part = form.get(IMAGE_FIELD)
-        if part is None or isinstance(part, str):
-            fields = ", ".join(sorted(form.keys())) or "none"
-            raise _Refused(400, f"no file in the field '{IMAGE_FIELD}' (fields sent: {fields})")
-        name = _upload_name(part.filename)
-        given = {field: form.get(field) for field in (*CLINICAL_FORM_FIELDS, SCALE_FIELD)}
+        scales = {field: SCALE_FIELD if len(images) == 1 else f"{field}_{SCALE_FIELD}" for field in images}
+        given = {field: form.get(field) for field in (*CLINICAL_FORM_FIELDS, *scales.values())}
         if any(not isinstance(v, (str, type(None))) for v in given.values()):
             raise _Refused(400, f"the fields {', '.join(given)} are text, not files")
-        try:
-            scale = given.pop(SCALE_FIELD)
-            context = ClinicalContext.of(**given, pixel_spacing_mm=scale)  # type: ignore[arg-type]
-        except DataError as error:
-            raise _Refused(422, str(error)) from None
-        return await part.read(), name, context
+        parts = []
+        for field in images:
+            part = form.get(field)
+            if part is None or isinstance(part, str):
+                fields = ", ".join(sorted(form.keys())) or "none"
+                raise _Refused(400, f"no file in the field '{field}' (fields sent: {fields})")
+            clinical = {name: given[name] for name in CLINICAL_FORM_FIELDS}
+            try:
+                context = ClinicalContext.of(**clinical, pixel_spacing_mm=given[scales[field]])  # type: ignore[arg-type]
+            except DataError as error:
+                raise _Refused(422, str(error)) from None
+            parts.append((await part.read(), _upload_name(part.filename), context))
+        return parts
     finally:
         await form.close()
+
+
+def _multipart(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI's request body of a multipart upload (FastAPI cannot infer it: we parse it ourselves)."""
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
 def _b64(content: bytes) -> str:
@@ -331,44 +352,36 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         return JSONResponse(clean_json(pipeline.card | card_summary(pipeline.card)))
 
     # The multipart body of /predict and /report: the image and the optional context fields.
-    upload_body = {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": [IMAGE_FIELD],
-                        "properties": {
-                            IMAGE_FIELD: {"type": "string", "format": "binary"},
-                            "age": {
-                                "type": "number",
-                                "minimum": AGE_RANGE[0],
-                                "maximum": AGE_RANGE[1],
-                                "description": "patient's approximate age in years (optional)",
-                            },
-                            "sex": {"type": "string", "enum": list(SEXES), "description": "optional"},
-                            "site": {
-                                "type": "string",
-                                "enum": [*SITES, TORSO_UNSPECIFIED],
-                                "description": "the lesion's body site, ISIC's anatomic sites (optional)",
-                            },
-                            SCALE_FIELD: {
-                                "type": "number",
-                                "minimum": SCALE_RANGE[0],
-                                "maximum": SCALE_RANGE[1],
-                                "description": "the image's scale in mm per pixel (optional): measurements "
-                                "also in mm and mm²",
-                            },
-                        },
-                    }
-                }
+    upload_body = _multipart(
+        [IMAGE_FIELD],
+        {
+            IMAGE_FIELD: {"type": "string", "format": "binary"},
+            "age": {
+                "type": "number",
+                "minimum": AGE_RANGE[0],
+                "maximum": AGE_RANGE[1],
+                "description": "patient's approximate age in years (optional)",
             },
-        }
-    }
+            "sex": {"type": "string", "enum": list(SEXES), "description": "optional"},
+            "site": {
+                "type": "string",
+                "enum": [*SITES, TORSO_UNSPECIFIED],
+                "description": "the lesion's body site, ISIC's anatomic sites (optional)",
+            },
+            SCALE_FIELD: {
+                "type": "number",
+                "minimum": SCALE_RANGE[0],
+                "maximum": SCALE_RANGE[1],
+                "description": "the image's scale in mm per pixel (optional): measurements also in mm and mm²",
+            },
+        },
+    )
 
-    async def answer(request: Request, encode: Callable[[Any], Any]) -> Response | tuple[Any, str, Any, list[float]]:
-        """One upload through the pipeline and ``encode``; a refusal comes back as the Response."""
+    async def answer(
+        request: Request, encode: Callable[[list[Any]], Any], images: tuple[str, ...] = (IMAGE_FIELD,)
+    ) -> Response | tuple[list[Any], list[str], Any, list[float]]:
+        """An upload's images through the pipeline, then ``encode`` of their answers; a refusal
+        comes back as the Response."""
         arrived = time.perf_counter()
         if not authorised(request):
             return _error(401, "missing or wrong bearer token", unauthorised)
@@ -384,22 +397,24 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         if not admission.enter():
             return _error(503, "busy: try again shortly", {"Retry-After": str(settings.retry_after_seconds)})
         try:
-            content, name, context = await _image_part(request, body)
+            parts = await _image_parts(request, body, images)
             del body
             started = time.perf_counter()
-            try:
-                result = await batcher.predict(content, Path(name).stem, context)
-            except DataError as error:  # named by the upload's file name, not the id
-                raise _Refused(422, f"{name}: {error.problem}") from None
-            except SrcrnError as error:
-                raise _Refused(422, str(error)) from None
+            results = []
+            for content, name, context in parts:
+                try:
+                    results.append(await batcher.predict(content, Path(name).stem, context))
+                except DataError as error:  # named by the upload's file name, not the id
+                    raise _Refused(422, f"{name}: {error.problem}") from None
+                except SrcrnError as error:
+                    raise _Refused(422, str(error)) from None
             predicted = time.perf_counter()
-            encoded = await run_in_threadpool(encode, result)
+            encoded = await run_in_threadpool(encode, results)
         except _Refused as refused:
             return _error(refused.status, refused.message, refused.headers)
         finally:
             admission.leave()
-        return result, name, encoded, [arrived, started, predicted, time.perf_counter()]
+        return results, [name for _, name, _ in parts], encoded, [arrived, started, predicted, time.perf_counter()]
 
     @app.post(
         f"{API}/predict",
@@ -413,10 +428,10 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         openapi_extra=upload_body,
     )
     async def predict(request: Request, images: bool = True) -> Response:
-        answered = await answer(request, lambda result: _encode(result, images))
+        answered = await answer(request, lambda results: _encode(results[0], images))
         if isinstance(answered, Response):
             return answered
-        result, name, encoded, (arrived, started, predicted, finished) = answered
+        (result,), (name,), encoded, (arrived, started, predicted, finished) = answered
         payload = result.to_dict() | {
             "filename": name,
             "model": model,
@@ -440,16 +455,47 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         responses={200: {"content": {"application/pdf": {}}, "description": "the report"}},
     )
     async def report(request: Request) -> Response:
-        answered = await answer(request, lambda result: result.report_pdf())
+        answered = await answer(request, lambda results: results[0].report_pdf())
         if isinstance(answered, Response):
             return answered
-        result, _, pdf, _ = answered
+        (result,), _, pdf, _ = answered
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", result.image_id)[:100]
         return Response(
             pdf,
             media_type="application/pdf",
             headers={"Content-Disposition": f'attachment; filename="{safe}_report.pdf"'},
         )
+
+    @app.post(
+        f"{API}/compare",
+        summary="Two visits of one lesion compared (follow-up)",
+        description="multipart/form-data with the earlier image in 'before' and the later in 'after', optionally "
+        "before_mm_per_pixel / after_mm_per_pixel (changes in mm with both) and the clinical fields. The answer: "
+        "the registration (rotation, scale, mirrored, matching points, reliable, problems), the changes in area, "
+        "diameter, ABCD components, colours and probability (null when the registration is unreliable), and "
+        "the picture (both contours | change map: green grown, red shrunk, yellow colour changed) as base64 PNG.",
+        openapi_extra=_multipart(
+            list(COMPARE_FIELDS),
+            {
+                                **{f: {"type": "string", "format": "binary"} for f in COMPARE_FIELDS},
+                                **{
+                                    f"{f}_{SCALE_FIELD}": {"type": "number", "minimum": SCALE_RANGE[0],
+                                                           "maximum": SCALE_RANGE[1]}
+                                    for f in COMPARE_FIELDS
+                                },
+                            },
+        ),
+    )  # fmt: skip
+    async def compare(request: Request) -> Response:
+        def compared(results: list[Any]) -> dict[str, Any]:
+            comparison = compare_results(*results)
+            return comparison.to_dict() | {"picture_png": _b64(encode_png(comparison.picture))}
+
+        answered = await answer(request, compared, COMPARE_FIELDS)
+        if isinstance(answered, Response):
+            return answered
+        _, names, payload, _ = answered
+        return JSONResponse(clean_json(payload | {"filenames": names}))
 
     static = resources.files("srcrn.serving") / "static"
 

@@ -166,6 +166,59 @@ async function upload(file) {
   render(body, file);
 }
 
+// Follow-up: both visits to /api/v1/compare; the changes in words, or why none are given.
+function signed(value, digits, unit) {
+  return `${value >= 0 ? "+" : ""}${value.toFixed(digits)}${unit}`;
+}
+
+async function compareVisits() {
+  const before = $("before-file").files[0];
+  const after = $("after-file").files[0];
+  show($("comparison"), false);
+  if (!before || !after) { $("compare-status").textContent = "Choose both images first."; return; }
+  const form = new FormData();
+  form.append("before", before, before.name);
+  form.append("after", after, after.name);
+  for (const field of ["before_mm_per_pixel", "after_mm_per_pixel", "age", "sex", "site"]) {
+    const value = $(field).value.trim();
+    if (value) form.append(field, value);
+  }
+  const {headers} = uploadForm(before);
+  $("compare-status").textContent = "Comparing...";
+  const response = await fetch("/api/v1/compare", {method: "POST", body: form, headers}).catch(() => null);
+  const body = response ? await response.json().catch(() => null) : null;
+  if (!response || !response.ok) {
+    $("compare-status").textContent = `Not compared: ${(body && body.detail) || "the service cannot be reached"}`;
+    return;
+  }
+  const r = body.registration;
+  const lines = [];
+  if (!r.reliable) {
+    lines.push(`Registration unreliable: ${r.problems.join("; ")}. No change is measured.`);
+  } else {
+    lines.push(`Registered: rotation ${r.rotation_degrees.toFixed(1)}°, scale ×${r.scale.toFixed(3)}` +
+      `${r.mirrored ? ", mirrored" : ""}; ${r.inliers} of ${r.matches} points agree.`);
+    const mm = body.diameter_change_mm === null ? " (no mm: give both scales)" : ` (${signed(body.diameter_change_mm, 2, " mm")})`;
+    lines.push(`Area ${signed(body.area_change_percent, 1, " %")}; longest diameter ` +
+      `${signed(body.diameter_change_percent, 1, " %")}${mm}.`);
+    lines.push(`Asymmetry ${signed(body.asymmetry_change, 0, "")} axes, border ` +
+      `${body.border_change === null ? "n/a" : signed(body.border_change, 0, "")} segments, colours ` +
+      `${signed(body.colours_change, 0, "")}.`);
+    if (body.colours_appeared.length) lines.push(`New colours: ${body.colours_appeared.join(", ").replaceAll("_", " ")}.`);
+    if (body.colours_vanished.length) lines.push(`Colours gone: ${body.colours_vanished.join(", ").replaceAll("_", " ")}.`);
+  }
+  lines.push(`P(melanoma) ${body.probability_before.toFixed(3)} → ${body.probability_after.toFixed(3)}.`);
+  $("changes").replaceChildren(...lines.map((text) => {
+    const item = document.createElement("li");
+    item.textContent = text;
+    return item;
+  }));
+  $("comparison-picture").src = png(body.picture_png);
+  $("compare-status").textContent = "";
+  show($("comparison"), true);
+}
+
+$("compare").addEventListener("click", compareVisits);
 $("file").addEventListener("change", (event) => upload(event.target.files[0]));
 $("download-report").addEventListener("click", downloadReport);
 for (const id of ["show-contour", "show-mask", "show-heat"]) $(id).addEventListener("change", updateLayers);
