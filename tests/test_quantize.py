@@ -25,7 +25,7 @@ def test_int8_export_measures_parity_and_refuses_beyond_tolerance(
     message = cli_error(capsys, *command, "--out", str(refused))
     assert f"{refused}: int8 models refused, no bundle written: jaccard_drop" in message
     assert not refused.exists() and not list(tmp_path.glob(".int8-*"))
-    monkeypatch.setattr(quantize, "TOLERANCE", {"jaccard_drop": 1.0, "auc_drop": 1.0})
+    monkeypatch.setattr(quantize, "TOLERANCE", {"jaccard_drop": 1.0, "auc_drop": 1.0})  # two-step models: not judged
     bundle = tmp_path / "int8"
     run_cli(*command, "--out", str(bundle))
     manifest = json.loads((bundle / "bundle.json").read_text())
@@ -35,13 +35,13 @@ def test_int8_export_measures_parity_and_refuses_beyond_tolerance(
     assert parity["jaccard_drop"] == pytest.approx(parity["jaccard_fp32"] - parity["jaccard_int8"])
     graph = (bundle / "segmenter.onnx").read_bytes()
     assert b"QuantizeLinear" in graph and b"DequantizeLinear" in graph  # QDQ int8, not a copy of fp32
-    image = sorted((sample / "images").glob("*.jpg"))[0]
-    result = srcrn.Pipeline.from_bundle(bundle).predict(image)
-    assert (
-        0.0 <= result.probability <= 1.0
-        and result.mask.shape
-        == srcrn.Pipeline.from_checkpoints(tiny_segmenter, tiny_classifier).predict(image).mask.shape
-    )
+    # The int8 bundle answers as the fp32 models do, within what its own parity record says.
+    images = sorted((sample / "images").glob("*.jpg"))[:4]
+    int8 = srcrn.Pipeline.from_bundle(bundle).predict_many(images)
+    fp32 = srcrn.Pipeline.from_checkpoints(tiny_segmenter, tiny_classifier).predict_many(images)
+    for a, b in zip(int8, fp32):
+        assert a.mask.shape == b.mask.shape and (a.mask == b.mask).mean() > 0.9
+        assert abs(a.probability - b.probability) <= max(0.05, 2 * parity["max_probability_difference"])
     assert "needs --calibration DATA" in cli_error(
         capsys, "export", "onnx", "--segmenter", tiny_segmenter, "--classifier", tiny_classifier,
         "--quantize", "int8", "--out", str(tmp_path / "x"))  # fmt: skip

@@ -224,3 +224,16 @@ def test_merge_refuses_a_table_that_is_not_one(tmp_path, capsys):
     (shard / "predictions.json").write_text("[1, 2, 3]")
     message = cli_error(capsys, "merge-predictions", str(shard), "--out", str(tmp_path / "m"))
     assert "predictions.json: not a predictions table of 'srcrn predict'" in message
+
+
+def test_a_run_summary_is_read_in_one_place(tmp_path):
+    from srcrn.errors import ConfigError
+    from srcrn.training.summary import kept_model, read_summary
+
+    assert kept_model({"best_checkpoint": "b.ckpt"}) == "b.ckpt"  # a run of before model_checkpoint existed
+    assert kept_model({"best_checkpoint": "b.ckpt", "model_checkpoint": "last.ckpt"}) == "last.ckpt"
+    with pytest.raises(ConfigError, match="summary.json: missing: the run has not finished"):
+        read_summary(tmp_path)
+    (tmp_path / "summary.json").write_text('{"epochs": 3}')
+    with pytest.raises(ConfigError, match="not a run summary of srcrn"):
+        read_summary(tmp_path)

@@ -278,6 +278,7 @@ def classify_train(
     flags: Optional[dict] = None,
 ) -> None:
     """Train the melanoma classifier with the paper's recipe (every part overridable)."""
+    from srcrn.training.summary import kept_model
     from srcrn.workflows.classify import train_classifier
 
     settings = _settings(ClassifyTrainSettings, out, config, resume, flags or {})
@@ -289,7 +290,7 @@ def classify_train(
             summary["epochs"],
             summary["wall_seconds"],
             summary["best_val_auc"],
-            summary.get("model_checkpoint", summary["best_checkpoint"]),
+            kept_model(summary),
         )
 
 

@@ -20,6 +20,7 @@ from srcrn.reporting.figures import reliability_figure, roc_curve_figure, sweep_
 from srcrn.reporting.tables import markdown_table
 from srcrn.settings import ClassifyTrainSettings
 from srcrn.training.classification import LOGGED, train_classification
+from srcrn.training.summary import read_summary
 
 log = logging.getLogger(__name__)
 SWEEP_COLUMNS = (
@@ -124,9 +125,8 @@ def train_and_evaluate(settings: ClassifyTrainSettings, data: str | Path, run: P
         if not (run / "summary.json").is_file():
             log.info("training the classifier in %s", run)
             train_classifier(settings, data, run, resume=(run / "config.yaml").is_file(), progress=progress)
-        summary = json.loads((run / "summary.json").read_text())
         evaluate_classifier_checkpoint(
-            summary.get("model_checkpoint", summary["best_checkpoint"]),
+            read_summary(run).model,
             data,
             evaluation,
             ids=Split.load(run).val,

@@ -46,6 +46,7 @@ from srcrn.inference.melanoma import load_melanoma_model
 from srcrn.inference.predictor import Calibration
 from srcrn.settings import ClassifyTrainSettings
 from srcrn.stats import auc, proportion_interval
+from srcrn.training.summary import read_summary
 
 log = logging.getLogger(__name__)
 SELECT_BEST_CAVEAT = (
@@ -94,8 +95,7 @@ def _train_and_score(
     if not (run / "summary.json").is_file():
         resume = (run / RUN_FILE).is_file()  # a fold cut short continues (or starts over)
         train_classification(settings, data, run, resume=resume, progress=progress, split=split)
-    summary = json.loads((run / "summary.json").read_text())
-    checkpoint = summary.get("model_checkpoint", summary["best_checkpoint"])
+    checkpoint = read_summary(run).model
     cnn_lesions: LesionData = lesion_data(
         data,
         image_size=settings.image_size,

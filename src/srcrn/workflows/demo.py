@@ -89,6 +89,7 @@ def run_demo(out: Path, progress: bool = True) -> DemoResult:
     from srcrn.data.cache import prepare
     from srcrn.data.splits import Split
     from srcrn.settings import ClassifyTrainSettings, SegmentTrainSettings, load_settings
+    from srcrn.training.summary import kept_model
     from srcrn.workflows.classify import train_classifier
     from srcrn.workflows.segment import evaluate_segmenter, train_segmenter
 
@@ -134,7 +135,7 @@ def run_demo(out: Path, progress: bool = True) -> DemoResult:
     classifier = train_classifier(classifier_config, sample_dir(), out / "classifier", progress=progress)
 
     log.info("both stages on the held-out images (srcrn predict) ...")
-    pipeline = Pipeline.from_checkpoints(segmenter, classifier.get("model_checkpoint", classifier["best_checkpoint"]))
+    pipeline = Pipeline.from_checkpoints(segmenter, kept_model(classifier))
     held_out = [dataset.sample(image_id).image_path for image_id in split.val]
     results, _ = predict_images(pipeline, held_out, out / "predictions", show_progress=progress)
     per_image = pd.read_csv(evaluation / "per_image.csv")

@@ -1,0 +1,43 @@
+"""A run folder's ``summary.json`` (written by every training: segmenter, CNN classifier,
+feature model), read in one place. Its ``model_checkpoint`` is the model the run keeps (the
+weights ``select`` chose, or the fitted feature model); runs written before that key existed
+keep their best checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from srcrn.errors import ConfigError
+
+SUMMARY_FILE = "summary.json"
+
+
+class RunSummary(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    best_checkpoint: str
+    model_checkpoint: str | None = None
+
+    @property
+    def model(self) -> str:
+        """The model file this run keeps."""
+        return self.model_checkpoint or self.best_checkpoint
+
+
+def kept_model(summary: dict[str, Any]) -> str:
+    """The model file of a run's summary (as a training function returns it)."""
+    return RunSummary.model_validate(summary).model
+
+
+def read_summary(run: str | Path) -> RunSummary:
+    path = Path(run) / SUMMARY_FILE
+    try:
+        return RunSummary.model_validate(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing: the run has not finished (continue it with --resume)") from None
+    except (ValueError, ValidationError):
+        raise ConfigError(f"{path}: not a run summary of srcrn (damaged, or another file)") from None
