@@ -38,5 +38,23 @@ done
 FINAL="$R/cv-features-clinical/final/model.skops"
 python experiments/default_model_card.py "$R" "$R/card.json" > /dev/null
 [ -f "$R/bundle/bundle.json" ] || timed bundle srcrn export onnx --segmenter "$SEG" --classifier "$FINAL" \
-      --out "$R/bundle" --quantize int8 --calibration "$DATA" --card "$R/card.json"
+      --out "$R/bundle" --quantize int8 --calibration-data "$DATA" --card "$R/card.json"
 cat "$R/timings.tsv"
+# Ship it: the bundle into the package, and the reference answers on the 40 embedded images that
+# tests/test_default_model.py checks every installation against (masks and probabilities).
+PACKAGE=src/srcrn/default_model
+if [ "${INSTALL:-1}" = 1 ]; then
+  rm -rf "$PACKAGE" && mkdir -p "$PACKAGE" && cp "$R"/bundle/* "$PACKAGE"/
+  REF=tests/data/default-model-reference
+  rm -rf "$R/reference" && timed reference srcrn predict src/srcrn/sample/images --metadata src/srcrn/sample/metadata.csv \
+        --out "$R/reference" --no-overlays --no-progress
+  rm -rf "$REF" && mkdir -p "$REF/masks" && cp "$R"/reference/masks/*.png "$REF/masks/"
+  python - "$R/reference/predictions.csv" "$REF/predictions.csv" <<'PY'
+import sys
+import pandas as pd
+table = pd.read_csv(sys.argv[1], dtype={"image_id": str})
+table[["image_id", "melanoma", "decision", "threshold", "clinical", "area_pixels", "longest_diameter_pixels"]].to_csv(
+    sys.argv[2], index=False)
+PY
+  sha256sum "$PACKAGE"/*
+fi

@@ -19,7 +19,7 @@ def test_int8_export_measures_parity_and_refuses_beyond_tolerance(
     from srcrn.workflows import quantize
 
     command = ["export", "onnx", "--segmenter", tiny_segmenter, "--classifier", tiny_classifier, "--quantize", "int8",
-               "--calibration", str(sample), "--calibration-images", "16", "--parity-images", "16"]  # fmt: skip
+               "--calibration-data", str(sample), "--calibration-images", "16", "--parity-images", "16"]  # fmt: skip
     monkeypatch.setattr(quantize, "TOLERANCE", {"jaccard_drop": -1.0, "auc_drop": -1.0})  # nothing can pass
     refused = tmp_path / "refused"
     message = cli_error(capsys, *command, "--out", str(refused))
@@ -42,6 +42,6 @@ def test_int8_export_measures_parity_and_refuses_beyond_tolerance(
     for a, b in zip(int8, fp32):
         assert a.mask.shape == b.mask.shape and (a.mask == b.mask).mean() > 0.9
         assert abs(a.probability - b.probability) <= max(0.05, 2 * parity["max_probability_difference"])
-    assert "needs --calibration DATA" in cli_error(
+    assert "needs --calibration-data DATA" in cli_error(
         capsys, "export", "onnx", "--segmenter", tiny_segmenter, "--classifier", tiny_classifier,
         "--quantize", "int8", "--out", str(tmp_path / "x"))  # fmt: skip

@@ -157,13 +157,19 @@ def test_an_int8_export_never_replaces_a_folder_it_did_not_write(tmp_path, tiny_
     common = ["export", "onnx", "--segmenter", tiny_segmenter, "--classifier", tiny_classifier, "--quantize", "int8"]
     elsewhere = tmp_path / "calibration"
     elsewhere.mkdir()
-    message = cli_error(capsys, *common, "--out", str(mine), "--calibration", str(elsewhere))
+    message = cli_error(capsys, *common, "--out", str(mine), "--calibration-data", str(elsewhere))
     assert f"{mine}: exists and is not a bundle; it is left as it is" in message
     assert (mine / "notes.txt").read_text() == "a user's file"
     data = tmp_path / "data"
     data.mkdir()
-    message = cli_error(capsys, *common, "--out", str(data), "--calibration", str(data))
-    assert f"--out {data}: is the --calibration {data}" in message
+    message = cli_error(capsys, *common, "--out", str(data), "--calibration-data", str(data))
+    assert f"--out {data}: is the --calibration-data {data}" in message
+    from srcrn.cli import main
+
+    with pytest.raises(SystemExit):  # the old spelling still works, for one release, and says so
+        main([*common, "--out", str(data), "--calibration", str(data)])
+    said = capsys.readouterr().err
+    assert "export onnx --calibration is deprecated" in said and f"is the --calibration-data {data}" in said
 
 
 def test_a_run_folder_is_never_inside_its_data(isic_copy, capsys):
@@ -232,7 +238,7 @@ def test_a_run_summary_is_read_in_one_place(tmp_path):
 
     assert kept_model({"best_checkpoint": "b.ckpt"}) == "b.ckpt"  # a run of before model_checkpoint existed
     assert kept_model({"best_checkpoint": "b.ckpt", "model_checkpoint": "last.ckpt"}) == "last.ckpt"
-    with pytest.raises(ConfigError, match="summary.json: missing: the run has not finished"):
+    with pytest.raises(ConfigError, match=r"summary\.json: missing: the run has not finished"):
         read_summary(tmp_path)
     (tmp_path / "summary.json").write_text('{"epochs": 3}')
     with pytest.raises(ConfigError, match="not a run summary of srcrn"):

@@ -300,8 +300,8 @@ def _corpus_case(name, tmp, models):
         inside = data / "evaluation"
         return [*seg_eval[:5], str(inside), *seg_eval[6:], "--model", seg], inside, "lies inside the --data"
     if name == "export onnx int8: --out is the calibration data":
-        return (["export", "onnx", "--segmenter", seg, "--classifier", cls, "--quantize", "int8", "--calibration",
-                 str(data), "--out", str(data)], data, "is the --calibration")  # fmt: skip
+        return (["export", "onnx", "--segmenter", seg, "--classifier", cls, "--quantize", "int8", "--calibration-data",
+                 str(data), "--out", str(data)], data, "is the --calibration-data")  # fmt: skip
     if name == "classify cv: --folds beyond the rarer class":
         return (["classify", "cv", "--data", str(data), "--out", out, "--folds", "500", "--model", "features",
                  "--segmenter", seg, *cache], "--folds 500", "needs 2 to")  # fmt: skip

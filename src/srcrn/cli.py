@@ -724,7 +724,18 @@ def export_onnx_command(
         typer.Option(help="int8: static quantization, parity measured, refused beyond tolerance"),
     ] = None,
     calibration: Annotated[
-        Optional[Path], typer.Option(help="ISIC-layout folder for int8 calibration and parity (not the test split)")
+        Optional[Path],
+        typer.Option(
+            "--calibration-data", help="ISIC-layout folder for int8 calibration and parity (not the test split)"
+        ),
+    ] = None,
+    old_calibration: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--calibration",
+            hidden=True,
+            help="deprecated spelling of --calibration-data (in classify cv, --calibration is a method)",
+        ),
     ] = None,
     calibration_images: Annotated[int, typer.Option(min=8, help="images that calibrate the int8 ranges")] = 64,
     parity_images: Annotated[int, typer.Option(min=1, help="other images on which int8 is compared with fp32")] = 200,
@@ -747,8 +758,12 @@ def export_onnx_command(
     from srcrn.inference.bundle import attach_card, read_card
     from srcrn.inference.export import export_onnx
 
+    if old_calibration is not None:  # kept for one release; one name, one meaning across commands
+        log.warning("export onnx --calibration is deprecated (classify cv's --calibration is a method): "
+                    "say --calibration-data")  # fmt: skip
+        calibration = calibration or old_calibration
     refuse_overlap(
-        out, {"--calibration": calibration, "--segmenter": segmenter, "--classifier": classifier, "--card": card}
+        out, {"--calibration-data": calibration, "--segmenter": segmenter, "--classifier": classifier, "--card": card}
     )
     description = read_card(card) if card is not None else None  # refused before minutes of export
     if quantize is None:
@@ -758,7 +773,9 @@ def export_onnx_command(
         log.info("bundle written: %s (%s)", folder, ", ".join(sorted(p.name for p in folder.iterdir())))
         return
     if calibration is None:
-        raise SrcrnError("--quantize int8: needs --calibration DATA (images whose ranges calibrate the int8 models)")
+        raise SrcrnError(
+            "--quantize int8: needs --calibration-data DATA (images whose ranges calibrate the int8 models)"
+        )
     import tempfile
 
     from srcrn.workflows.quantize import check_replaceable, quantize_bundle
