@@ -171,7 +171,7 @@ def test_each_bad_upload_is_a_4xx_with_a_message_and_the_service_goes_on(client,
 
 
 def test_too_large_not_multipart_and_tokens(pipeline, photo):
-    client = _client(pipeline, max_upload_bytes=10_000, api_key="s3cret")
+    client = _client(pipeline, max_upload_mb=10_000 / 2**20, api_key="s3cret")
     try:
         good = {"Authorization": "Bearer s3cret"}
         assert client.get("/api/v1/health").json()["auth"] == "bearer"  # probes need no token

@@ -110,3 +110,17 @@ def test_time_budgets_are_parsed_in_one_place():
         max_time("soon")
     with pytest.raises(ConfigError, match=r"--time-budget: use e.g. 25m, 90s, 2h or DD:HH:MM:SS \(given '2 h'\)"):
         load_settings(SegmentTrainSettings, flags={"time_budget": "2 h"})
+
+
+def test_serve_settings_come_from_defaults_the_environment_and_flags():
+    from srcrn.serving.settings import serve_settings
+
+    assert serve_settings({}, {}).port == 8000 and serve_settings({}, {}).max_upload_bytes == 30 * 1024 * 1024
+    env = {"SRCRN_PORT": "9001", "SRCRN_API_KEY": "s3cret", "SRCRN_WARM_UP": "false", "HOME": "/root"}
+    settings = serve_settings({"port": None, "queue": 3}, env)  # None: the flag was not given
+    assert (settings.port, settings.api_key, settings.warm_up, settings.queue) == (9001, "s3cret", False, 3)
+    assert serve_settings({"port": 9002}, env).port == 9002  # a flag wins
+    with pytest.raises(ConfigError, match="^environment SRCRN_PORT: port: Input should be less than or equal"):
+        serve_settings({}, {"SRCRN_PORT": "70000"})
+    with pytest.raises(ConfigError, match="^--max-batch: Input should be greater than or equal to 1"):
+        serve_settings({"max_batch": 0}, {})

@@ -19,6 +19,7 @@ from rich.text import Text
 from srcrn.cli_schema import with_schema_options
 from srcrn.console import configure_logging, console
 from srcrn.errors import SrcrnError, missing_extra
+from srcrn.serving.settings import ServeSettings
 from srcrn.settings import ClassifyTrainSettings, SegmentTrainSettings
 
 try:  # typer >= 0.29 carries its own copy of click, whose exceptions these are
@@ -646,6 +647,7 @@ def merge_predictions_command(
 
 
 @app.command()
+@with_schema_options(ServeSettings)
 def serve(
     model: Annotated[
         Optional[Path],
@@ -658,28 +660,22 @@ def serve(
         Optional[Path],
         typer.Option("--classifier", help="stage-2 model: CNN checkpoint, feature model or stack (instead of --model)"),
     ] = None,
-    host: Annotated[
-        str, typer.Option(help="address to listen on; 127.0.0.1 keeps the service on this machine")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
-    api_key: Annotated[
-        Optional[str],
-        typer.Option(envvar="SRCRN_API_KEY", help="bearer token required by predict and model (env SRCRN_API_KEY)"),
-    ] = None,
-    max_upload_mb: Annotated[float, typer.Option(min=0.01, help="largest upload accepted (413 beyond)")] = 30.0,
-    concurrency: Annotated[int, typer.Option(min=1, help="batches predicted at once")] = 1,
-    max_batch: Annotated[int, typer.Option(min=1, help="waiting requests predicted together, at most")] = 8,
-    queue: Annotated[int, typer.Option(min=0, help="requests that may wait; beyond them 503 + Retry-After")] = 8,
     threshold: Annotated[
         Optional[float], typer.Option(min=0.0, max=1.0, help="decision threshold (default: the model's)")
     ] = None,
     explain: Annotated[bool, typer.Option(help="add a Grad-CAM heatmap to each answer (checkpoints only)")] = False,
+    flags: Optional[dict] = None,
 ) -> None:
-    """The pipeline as a REST service (/api/v1/predict, /health, /ready, /model; OpenAPI at
-    /docs) and a web page at /. Uploads stay in memory and are never stored or logged."""
+    """The pipeline as a REST service (/api/v1/predict, /report, /compare, /health, /ready,
+    /model; OpenAPI at /docs) and a web page at /. Uploads stay in memory and are never stored
+    or logged. Every setting below may also come from the environment as SRCRN_<NAME>
+    (e.g. SRCRN_PORT, SRCRN_API_KEY); a flag wins."""
+    from srcrn.serving.settings import serve_settings
+
+    settings = serve_settings(flags)  # a bad flag or variable is refused before anything loads
     import uvicorn
 
-    from srcrn.serving.app import ServeSettings, create_app, limit_malloc_arenas
+    from srcrn.serving.app import create_app, limit_malloc_arenas
 
     limit_malloc_arenas()
     if model is not None and (segmenter or classifier):
@@ -688,6 +684,7 @@ def serve(
         raise SrcrnError("--model: needs a bundle folder (or --segmenter CKPT and --classifier CKPT)")
     import socket
 
+    host, port = settings.host, settings.port
     try:  # uvicorn would abort on a taken port after loading the models; say so first, in one line
         with socket.create_server((host, port)):
             pass
@@ -695,14 +692,7 @@ def serve(
         raise SrcrnError(f"--port {port}: {host}:{port} is in use or cannot be bound ({error.strerror})") from None
     engine = "torch" if segmenter is not None else "onnx"  # neither: the model shipped with srcrn
     pipeline = _load_pipeline(engine, model, segmenter, classifier, threshold, explain)
-    settings = ServeSettings(
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-        api_key=api_key,
-        concurrency=concurrency,
-        max_batch=max_batch,
-        queue=queue,
-    )
-    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
         log.warning("listening on %s without --api-key: anyone who reaches this address can use the service", host)
     log.info("serving on http://%s:%d (page /, API docs /docs)", host, port)
     uvicorn.run(create_app(pipeline, settings), host=host, port=port, log_level="warning", access_log=False)

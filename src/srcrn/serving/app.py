@@ -31,7 +31,6 @@ import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -60,6 +59,7 @@ from srcrn.errors import DataError, SrcrnError
 from srcrn.inference.compare import compare as compare_results
 from srcrn.inference.pipeline import Pipeline, clean_json, encode_png
 from srcrn.inference.readings import card_summary
+from srcrn.serving.settings import ServeSettings
 
 API = "/api/v1"
 CLINICAL_FORM_FIELDS = CLINICAL_FIELDS  # optional form fields beside the image
@@ -67,22 +67,6 @@ SCALE_FIELD = "mm_per_pixel"  # optional too: the image's scale, for measurement
 COMPARE_FIELDS = ("before", "after")  # /compare: two visits of one lesion
 IMAGE_FIELD = "image"
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    max_upload_bytes: int = 30 * 1024 * 1024
-    api_key: str | None = None
-    concurrency: int = 1  # one batch already uses every core (ONNX Runtime's threads)
-    max_batch: int = 8
-    queue: int = 8
-    retry_after_seconds: int = 2
-    warm_up: bool = True
-    # An upload must arrive within this many seconds, and after the first GRACE_SECONDS at no
-    # less than min_upload_rate bytes/s: a client that sends a byte now and then is answered 408
-    # and holds nothing (admission counts a request only once its body is in).
-    read_timeout_seconds: float = 60.0
-    min_upload_rate: float = 10_000.0
 
 
 class _InMemoryParser(MultiPartParser):
