@@ -13,8 +13,6 @@ import datetime as dt
 import io
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image
-
 from srcrn.inference.readings import readings, short_form
 
 if TYPE_CHECKING:
@@ -33,10 +31,9 @@ def _printable(text: str) -> str:
 
 
 def _png(pixels: Any) -> io.BytesIO:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    buffer.seek(0)
-    return buffer
+    from srcrn.inference.pipeline import encode_png  # the one PNG encoder (imported late: pipeline imports us)
+
+    return io.BytesIO(encode_png(pixels))
 
 
 def report_pdf(result: PipelineResult, card: dict[str, Any], *, created: dt.datetime | None = None) -> bytes:
