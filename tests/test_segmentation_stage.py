@@ -72,8 +72,16 @@ def test_checkpoint_round_trip_and_resume(sample, tmp_path):
     with pytest.raises(ConfigError, match="already holds a run"):
         train_segmentation(_small_config(tmp_path), sample, out, progress=False)
     # Resume continues the step count and keeps the first epoch's log rows.
+    first = summary
     summary = train_segmentation(_small_config(tmp_path, epochs=2), sample, out, resume=True, progress=False)
     assert summary["epochs"] == 2 and summary["global_step"] == 4
+    # The resumed attempt's speed is its own 2 steps over its own time; the run's cost is both.
+    attempts = json.loads((out / "attempts.json").read_text())
+    assert [a["steps"] for a in attempts] == [2, 2] and summary["attempts"] == 2
+    assert summary["wall_seconds_all_attempts"] == pytest.approx(
+        first["wall_seconds"] + summary["wall_seconds"], abs=0.2
+    )
+    assert summary["train_images_per_second"] == pytest.approx(2 * 4 / summary["wall_seconds"], rel=0.05)
     log = pd.read_csv(out / "metrics.csv")
     assert sorted(log["epoch"].unique()) == [0, 1]
     assert log["val/jaccard"].notna().sum() == 2 and log["train/loss"].notna().sum() == 2

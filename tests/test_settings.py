@@ -120,7 +120,7 @@ def test_serve_settings_come_from_defaults_the_environment_and_flags():
     settings = serve_settings({"port": None, "queue": 3}, env)  # None: the flag was not given
     assert (settings.port, settings.api_key, settings.warm_up, settings.queue) == (9001, "s3cret", False, 3)
     assert serve_settings({"port": 9002}, env).port == 9002  # a flag wins
-    with pytest.raises(ConfigError, match="^environment SRCRN_PORT: port: Input should be less than or equal"):
+    with pytest.raises(ConfigError, match=r"^environment SRCRN_PORT: port: Input should be less than or equal"):
         serve_settings({}, {"SRCRN_PORT": "70000"})
-    with pytest.raises(ConfigError, match="^--max-batch: Input should be greater than or equal to 1"):
+    with pytest.raises(ConfigError, match=r"^--max-batch: Input should be greater than or equal to 1"):
         serve_settings({"max_batch": 0}, {})

@@ -199,6 +199,34 @@ class _GracefulStop:
             signal.signal(number, handler)
 
 
+class _AttemptStart(L.Callback):
+    """The step this attempt started at (0, or the resumed checkpoint's): a resumed run's speed
+    is its own steps over its own wall time, not the whole run's steps."""
+
+    def __init__(self) -> None:
+        self.step = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.step = trainer.global_step
+
+
+ATTEMPTS_FILE = "attempts.json"  # each attempt's wall time and steps, for the run's whole cost
+
+
+def _record_attempt(out: Path, wall: float, steps: int) -> list[dict[str, float]]:
+    import json
+
+    path = out / ATTEMPTS_FILE
+    try:
+        attempts = json.loads(path.read_text()) if path.is_file() else []
+    except ValueError:
+        attempts = []  # a damaged record is not worth failing a finished run for
+    attempts.append({"wall_seconds": round(wall, 1), "steps": steps})
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(attempts, indent=2))
+    return attempts
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written beside their target and renamed over it. Lightning's own write
     goes through an fsspec transaction whose temporary file lies in the system temp folder:
@@ -237,6 +265,7 @@ def fit(
         save_last=True,
         auto_insert_metric_name=False,
     )
+    attempt = _AttemptStart()
     trainer = L.Trainer(
         default_root_dir=out,
         max_epochs=settings.epochs,
@@ -247,7 +276,7 @@ def fit(
         strategy=settings.strategy,
         precision=settings.precision,
         logger=CSVLogger(out, name="logs", version=""),
-        callbacks=[checkpoints, *(callbacks or [])]
+        callbacks=[checkpoints, attempt, *(callbacks or [])]
         + ([RichProgressBar(console_kwargs={"stderr": True})] if progress else []),
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress,
@@ -263,6 +292,8 @@ def fit(
         except SIGTERMException:
             pass  # Lightning's own answer to SIGTERM (stop after the current step): saved below
     wall = time.perf_counter() - started
+    steps = trainer.global_step - attempt.step  # this attempt's own
+    attempts = _record_attempt(out, wall, steps) if trainer.is_global_zero else []
     # Whole epochs run (Lightning counts an epoch cut off by the time budget as completed).
     completed = trainer.global_step // max(1, trainer.num_training_batches)
     if not last.is_file() or trainer.interrupted or completed < settings.epochs or stop.signal:
@@ -283,11 +314,13 @@ def fit(
     return {
         "epochs": completed,
         "global_step": trainer.global_step,
-        "wall_seconds": round(wall, 1),
+        "wall_seconds": round(wall, 1),  # this attempt's
+        "wall_seconds_all_attempts": round(sum(a["wall_seconds"] for a in attempts), 1),
+        "attempts": len(attempts),
         "train_images_per_second": round(
-            trainer.global_step * getattr(datamodule, "batch_size", 0) * trainer.world_size / max(wall, 1e-9), 2
+            steps * getattr(datamodule, "batch_size", 0) * trainer.world_size / max(wall, 1e-9), 2
         ),
-        "seconds_per_epoch": round(wall / max(1, trainer.global_step) * trainer.num_training_batches, 1),
+        "seconds_per_epoch": round(wall / max(1, steps) * trainer.num_training_batches, 1),
         "best_checkpoint": checkpoints.best_model_path or str(last),
         f"best_{monitor.replace('/', '_')}": float(best) if best is not None else None,
         "last_checkpoint": str(last),
