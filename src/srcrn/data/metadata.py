@@ -104,6 +104,7 @@ class ClinicalContext:
         return [name for name in CLINICAL_FIELDS if getattr(self, name) is not None]
 
     def to_dict(self) -> dict[str, Any]:
+        """The clinical fields (not the scale), JSON-ready."""
         return {"age": self.age, "sex": self.sex, "site": self.site}  # the clinical fields only
 
 
@@ -116,11 +117,13 @@ def _missing(value: Any) -> bool:
 
 
 def check_age(age: float | None, where: str) -> None:
+    """Refuse an age outside AGE_RANGE, naming ``where`` it came from."""
     if age is not None and not (AGE_RANGE[0] <= age <= AGE_RANGE[1]):
         raise DataError(where, f"{age:g} is outside {AGE_RANGE[0]:g}-{AGE_RANGE[1]:g} years")
 
 
 def check_scale(scale: float | None, where: str) -> None:
+    """Refuse an implausible mm-per-pixel scale (outside SCALE_RANGE), naming ``where``."""
     if scale is not None and not (SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]):
         raise DataError(
             where,
@@ -143,14 +146,17 @@ def _parse_number(value: Any, where: str, what: str, check: Callable[[float, str
 
 
 def parse_scale(value: Any, where: str) -> float | None:
+    """Millimetres per pixel from a cell or form field; None when missing."""
     return _parse_number(value, where, "a number of millimetres per pixel", check_scale)
 
 
 def parse_age(value: Any, where: str) -> float | None:
+    """Age in years from a cell or form field; None when missing."""
     return _parse_number(value, where, "an age in years", check_age)
 
 
 def parse_sex(value: Any, where: str) -> str | None:
+    """ "male" or "female" (also m/f, any case) from a cell or form field; None when missing."""
     if _missing(value):
         return None
     sex = str(value).strip().lower()
@@ -161,6 +167,7 @@ def parse_sex(value: Any, where: str) -> str | None:
 
 
 def parse_site(value: Any, where: str) -> str | None:
+    """One of SITES (or "torso") from a cell or form field, spacing and case normalised; None when missing."""
     if _missing(value):
         return None
     site = " ".join(str(value).strip().lower().replace("_", " ").split())
@@ -233,6 +240,7 @@ NO_CONTEXT = ClinicalContext()
 
 
 def contexts_for(ids: Sequence[str], metadata: Mapping[str, ClinicalContext]) -> list[ClinicalContext]:
+    """Each id's context, in order; NO_CONTEXT for ids without a row."""
     return [metadata.get(i, NO_CONTEXT) for i in ids]
 
 

@@ -34,6 +34,8 @@ class _Part(BaseModel):
 
 
 class SegmenterPart(_Part):
+    """bundle.json's segmenter: its ONNX file and how it is run (TTA, largest region)."""
+
     output: Literal["logits"] = "logits"
     tta: bool = False
     keep_largest: bool = False
@@ -52,6 +54,8 @@ class MemberPart(BaseModel):
 
 
 class ClassifierPart(_Part):
+    """bundle.json's stage-2 model of any kind, with its input, threshold, calibration and clinical fields."""
+
     kind: Literal["cnn", "features", "stack"] = "cnn"  # v1-v3 bundles hold a CNN
     file: str = ""  # a stack's files are its members'
     output: Literal["logit"] = "logit"
@@ -82,12 +86,16 @@ class ClassifierPart(_Part):
 
 
 class Normalization(BaseModel):
+    """The images' normalisation before the networks: (pixels / scale - mean) / std."""
+
     mean: list[float]
     std: list[float]
     scale: float
 
 
 class BundleManifest(BaseModel):
+    """The schema of bundle.json, checked whenever a bundle is read."""
+
     model_config = ConfigDict(extra="ignore")
 
     format: Literal["srcrn-bundle"]
@@ -104,6 +112,7 @@ class BundleManifest(BaseModel):
 
 
 def read_manifest(bundle: str | Path) -> BundleManifest:
+    """``bundle``'s manifest, validated, each model file present, inside the bundle and of its recorded SHA-256."""
     bundle = Path(bundle)
     path = bundle / BUNDLE_FILE
     if not path.is_file():

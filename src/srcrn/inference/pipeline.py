@@ -93,6 +93,7 @@ class PipelineResult:
 
     @property
     def caption(self) -> str:
+        """The overlay's caption: probability, decision, threshold and the diameter in mm (or "no scale")."""
         m = self.measurements
         size = f"diameter {m.longest_diameter_mm:.1f} mm" if m.longest_diameter_mm is not None else "no scale"
         verdict = f"P(melanoma) {self.probability:.3f} -> {self.decision} (threshold {self.threshold:.3f})"
@@ -115,6 +116,7 @@ class PipelineResult:
         return encode_png(self.mask.astype(np.uint8) * 255)
 
     def overlay_png(self, *, caption: bool = True) -> bytes:
+        """The overlay as PNG bytes."""
         return encode_png(self.overlay(caption=caption))
 
     def explanation(self) -> np.ndarray | None:
@@ -645,6 +647,7 @@ def encode_png(pixels: np.ndarray) -> bytes:
 
 
 def write_png(path: Path, pixels: np.ndarray) -> None:
+    """``pixels`` (RGB or grey) as a PNG file, written atomically."""
     with atomic_path(path) as temporary:
         temporary.write_bytes(encode_png(pixels))
 
