@@ -177,3 +177,17 @@ def test_the_service_compares_two_uploads(tiny_bundle, tmp_path):
         assert different.json()["area_change_percent"] is None
         missing = client.post("/api/v1/compare", files={"before": ("a.jpg", before_bytes)})
         assert missing.status_code == 400 and "no file in the field 'after'" in missing.json()["detail"]
+
+
+def test_a_new_colour_patch_is_mapped_and_resampling_is_not():
+    image, mask = _load(IDS[5])
+    turned, turned_mask, _ = _transform(image, mask, 15, 1.0)
+    plain = compare(_answer(image, mask, "before"), _answer(turned, turned_mask, "after"))
+    rows, columns = np.nonzero(mask)
+    y, x = int(rows.mean()), int(columns.mean())
+    painted = image.copy()
+    painted[y - 8 : y + 8, x - 8 : x + 8] = (110, 120, 145)  # a blue-grey patch of 16x16 px
+    after, after_mask, _ = _transform(painted, mask, 15, 1.0)
+    patched = compare(_answer(image, mask, "before"), _answer(after, after_mask, "after"))
+    assert plain.recoloured_share < 0.002  # the rotation's resampling alone changes no colour
+    assert patched.recoloured_share * mask.sum() == pytest.approx(256, rel=0.5)  # about the patch

@@ -121,10 +121,15 @@ def register(before: np.ndarray, after: np.ndarray) -> Registration:
     return Registration(matrix, rotation, scale, mirrored, inliers, matches, correlation, not problems, problems)
 
 
+COLOUR_BLUR = 2.0  # px (sigma): colours compared over small patches, not pixel by pixel
+COLOUR_SPECK = 5  # px: recoloured patches smaller than this (interpolation noise) are not shown
+
+
 def _colour_labels(image: np.ndarray) -> np.ndarray:
-    """Per pixel, the index of the nearest ABCD reference colour."""
+    """Per pixel, the index of the nearest ABCD reference colour of the slightly blurred image
+    (a registration's resampling shifts single pixels' colours)."""
     references = np.array(list(DERMOSCOPIC_COLOURS.values()), dtype=np.float32)
-    pixels = image.reshape(-1, 3).astype(np.float32)
+    pixels = cv2.GaussianBlur(image, (0, 0), COLOUR_BLUR).reshape(-1, 3).astype(np.float32)
     distances = ((pixels[:, None, :] - references[None]) ** 2).sum(-1)
     return distances.argmin(1).reshape(image.shape[:2])
 
@@ -154,6 +159,7 @@ class Comparison:
     probability_after: float
     grown_share: float | None  # of BEFORE's lesion area: new lesion pixels, in the registered frame
     shrunk_share: float | None
+    recoloured_share: float | None  # of BEFORE's lesion area: another ABCD colour in the same place
     warnings: list[str]
     picture: np.ndarray = field(repr=False)  # RGB: BEFORE with both contours | change map
 
@@ -194,7 +200,9 @@ def compare(before: PipelineResult, after: PipelineResult) -> Comparison:
     recoloured = np.zeros_like(grown)
     if measured:
         both = region_before & region_after
-        recoloured = both & (_colour_labels(before.working_image) != _colour_labels(warped_image))
+        changed = both & (_colour_labels(before.working_image) != _colour_labels(warped_image))
+        speck = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (COLOUR_SPECK, COLOUR_SPECK))
+        recoloured = cv2.morphologyEx(changed.astype(np.uint8), cv2.MORPH_OPEN, speck) > 0
     picture = _picture(before.working_image, region_before, region_after, grown, shrunk, recoloured, measured)
     both_scaled = mb.area_mm2 is not None and ma.area_mm2 is not None
     return Comparison(
@@ -222,6 +230,7 @@ def compare(before: PipelineResult, after: PipelineResult) -> Comparison:
         probability_after=after.probability,
         grown_share=float(grown.sum() / max(1, region_before.sum())) if measured else None,
         shrunk_share=float(shrunk.sum() / max(1, region_before.sum())) if measured else None,
+        recoloured_share=float(recoloured.sum() / max(1, region_before.sum())) if measured else None,
         warnings=warnings,
         picture=picture,
     )
