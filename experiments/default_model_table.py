@@ -33,8 +33,12 @@ def main() -> None:
     print(f"| 2: image only | validation AUC | {figure(cls['image_only']['val_auc'])} |")
     print(f"| 2: image only | out-of-fold AUC | {figure(cls['image_only']['oof_auc'])} |")
     threshold = cls["threshold"]
-    print(f"| 2: threshold {threshold['value']:.4f} | validation sensitivity | {figure(threshold['val_sensitivity'])} |")
-    print(f"| 2: threshold {threshold['value']:.4f} | validation specificity | {figure(threshold['val_specificity'])} |")
+    print(
+        f"| 2: threshold {threshold['value']:.4f} | validation sensitivity | {figure(threshold['val_sensitivity'])} |"
+    )
+    print(
+        f"| 2: threshold {threshold['value']:.4f} | validation specificity | {figure(threshold['val_specificity'])} |"
+    )
     calibration = cls["calibration"]
     print(
         f"| 2: calibration ({calibration['method']}, fitted out-of-fold) | validation Brier / ECE | "

@@ -133,6 +133,8 @@ def test_upload_shows_probability_decision_and_overlay(server, browser, bundle, 
         " n += d[i] > 0; return n / (c.width * c.height); }"
     )
     assert alpha == pytest.approx(expected.mask.mean(), abs=0.05)  # the whole mask, all its pieces
+    if page.is_visible("#about"):  # a model with a card: its short form open in the screenshot
+        page.click("#about summary")
     page.screenshot(path=str(_shots(tmp_path) / "serve-result.png"), full_page=True)
     page.close()
 
@@ -242,7 +244,7 @@ def test_a_model_card_shows_its_short_form_and_the_thresholds_meaning(browser, b
         if shutil.which("pdftotext"):  # the report carries the card's short form (tests/test_report.py: the rest)
             text = subprocess.run(["pdftotext", report.value.path(), "-"], capture_output=True, text=True).stdout
             assert "Model: test card" in text
-        page.screenshot(path=str(_shots(tmp_path) / "serve-model-card.png"), full_page=True)
+        page.screenshot(path=str(tmp_path / "serve-test-card.png"), full_page=True)  # a made-up card: not for docs
         page.close()
 
 

@@ -5,12 +5,19 @@ while this srcrn ships none."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 import srcrn
-from helpers import cli_error, run_cli
+import srcrn.sample
+from helpers import NO_TORCH, cli_error, run_cli
 from srcrn.inference import default
 
 
@@ -40,3 +47,124 @@ def test_the_shipped_model_is_used_when_no_model_is_named(monkeypatch, tiny_bund
     card = json.loads(capsys.readouterr().out)
     assert card["engine"] == "onnx" and card["classifier"]["kind"] == "cnn"
     assert card["segmenter"]["image_size"] == 64
+
+
+@pytest.mark.slow
+def test_the_shipped_demo_scores_the_sample_as_the_official_scorer_does(monkeypatch, tiny_bundle, tmp_path, capsys):
+    from isic_challenge_scoring.segmentation import SegmentationScore
+    from sklearn.metrics import roc_auc_score
+
+    monkeypatch.setattr(default, "default_bundle_dir", lambda: tiny_bundle)
+    run_cli("demo", "--out", str(tmp_path), "--no-progress")
+    shown = capsys.readouterr().err
+    assert "the shipped model on 40 embedded sample images" in shown and "melanoma AUC" in shown
+    assert "smoke run" not in shown  # nothing was trained
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    official = SegmentationScore.from_dir(SAMPLE / "masks", tmp_path / "predictions" / "masks").macro_average
+    for name in ("jaccard", "dice", "accuracy"):
+        assert metrics["segmentation"][name] == pytest.approx(float(official[name]), abs=1e-6), name
+    predictions = pd.read_csv(tmp_path / "predictions" / "predictions.csv", dtype={"image_id": str})
+    labels = pd.read_csv(SAMPLE / "labels.csv", dtype={"image_id": str}).set_index("image_id")["melanoma"]
+    assert len(predictions) == 40
+    truth = labels[predictions["image_id"]].to_numpy()
+    assert metrics["classification"]["auc"] == pytest.approx(roc_auc_score(truth, predictions["melanoma"]))
+    assert metrics["classification"]["threshold"] == predictions["threshold"][0]
+
+
+# ---------------------------------------------------------------- the shipped model itself
+
+SAMPLE = srcrn.sample.sample_dir()
+REFERENCE = Path(__file__).parent / "data" / "default-model-reference"  # experiments/default_model.sh
+# The reference was predicted on the machine that built the model. ONNX Runtime's int8 kernels
+# may round differently on another CPU (AVX2 vs AVX-512 VNNI), hence the tolerances.
+PROBABILITY_TOLERANCE = 0.02
+MASK_JACCARD_FLOOR = 0.98
+
+
+def shipped_card() -> dict:
+    return json.loads((default.default_bundle_dir() / "bundle.json").read_text())["card"]
+
+
+def test_a_default_model_is_shipped_and_its_files_are_those_the_card_and_readme_list():
+    from srcrn.inference.bundle import file_sha256, read_manifest
+
+    folder = default.default_bundle()
+    read_manifest(folder)  # verifies each model file's SHA-256 against the manifest
+    files = shipped_card()["files"]
+    on_disk = {p.name for p in folder.iterdir() if p.is_file() and p.name != "bundle.json"}
+    assert set(files) == on_disk and sum(f["bytes"] for f in files.values()) < 40 * 2**20
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for name, listed in files.items():
+        assert file_sha256(folder / name) == listed["sha256"] and (folder / name).stat().st_size == listed["bytes"]
+        assert listed["sha256"] in readme, f"README does not list {name}'s SHA-256"
+
+
+def test_the_model_card_command_prints_every_field(capsys):
+    run_cli("model-card")
+    card = json.loads(capsys.readouterr().out)
+    shipped = card["model_card"]
+    data, segmenter, classifier = shipped["data"], shipped["segmenter"], shipped["classifier"]
+    assert {"train", "val"} <= set(data["images"]) and data["images"]["val"]["isic2017"]["images"] > 100
+    assert {"isic2017", "ph2", "metadata"} <= set(data["licences"]) and "NC" in data["licences"]["ham10000"]
+    assert segmenter["cpu_minutes"] > 0 and segmenter["recipe"]["recipe"] == "strong"
+    for figure in (segmenter["val"]["jaccard"], segmenter["val"]["dice"], classifier["val_auc"], classifier["oof_auc"],
+                   classifier["image_only"]["val_auc"], classifier["threshold"]["val_sensitivity"]):  # fmt: skip
+        low, high = figure["ci95"]
+        assert 0 <= low <= figure["value"] <= high <= 1
+    assert {"val_brier", "val_ece"} <= set(classifier["calibration"])
+    assert card["classifier"]["clinical_fields"] == ["age", "sex", "site"] == classifier["clinical_fields"]
+    assert card["classifier"]["threshold"] == classifier["threshold"]["value"]
+    assert "not a medical device" in shipped["intended_use"].lower() and shipped["limits"]
+
+
+def _reference() -> pd.DataFrame:
+    return pd.read_csv(REFERENCE / "predictions.csv", dtype={"image_id": str})
+
+
+def _compare_with_reference(predictions: pd.DataFrame, masks: Path) -> None:
+    reference = _reference().merge(predictions, on="image_id", suffixes=("_ref", ""))
+    assert len(reference) == 40
+    assert (reference["melanoma"] - reference["melanoma_ref"]).abs().max() <= PROBABILITY_TOLERANCE
+    far = (reference["melanoma_ref"] - reference["threshold"]).abs() > PROBABILITY_TOLERANCE
+    assert (reference["decision"] == reference["decision_ref"])[far].all()
+    for image_id in reference["image_id"]:
+        mine = np.asarray(Image.open(masks / f"{image_id}_segmentation.png")) > 0
+        theirs = np.asarray(Image.open(REFERENCE / "masks" / f"{image_id}_segmentation.png")) > 0
+        assert (mine & theirs).sum() / max(1, (mine | theirs).sum()) >= MASK_JACCARD_FLOOR, image_id
+
+
+@pytest.mark.slow
+def test_predicting_the_sample_reproduces_the_reference(tmp_path):
+    run_cli("predict", str(SAMPLE / "images"), "--metadata", str(SAMPLE / "metadata.csv"), "--out", str(tmp_path),
+            "--no-overlays", "--no-progress")  # fmt: skip
+    predictions = pd.read_csv(tmp_path / "predictions.csv", dtype={"image_id": str})
+    assert predictions["clinical"].fillna("").str.contains("age").mean() > 0.5  # the metadata was used
+    _compare_with_reference(predictions, tmp_path / "masks")
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_without_torch_finds_and_runs_the_default(tmp_path):
+    root = Path(__file__).parents[1]
+    wheels = tmp_path / "wheels"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(root)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-2000:]
+    site = tmp_path / "site"
+    with zipfile.ZipFile(next(wheels.glob("srcrn-*.whl"))) as wheel:
+        wheel.extractall(site)
+    image = SAMPLE / "images" / f"{_reference()['image_id'][0]}.jpg"
+    script = (
+        NO_TORCH + f"sys.path.insert(0, {str(site)!r})\n"
+        "import srcrn\n"
+        f"assert srcrn.__file__.startswith({str(site)!r}), srcrn.__file__\n"
+        "from srcrn.cli import main\n"
+        f"main(['predict', {str(image)!r}, '--metadata', {str(SAMPLE / 'metadata.csv')!r}, '--out', "
+        f"{str(tmp_path / 'out')!r}, '--no-progress'])\n"
+    )
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    predicted = pd.read_csv(tmp_path / "out" / "predictions.csv", dtype={"image_id": str})
+    reference = _reference().set_index("image_id").loc[predicted["image_id"][0]]
+    assert predicted["melanoma"][0] == pytest.approx(reference["melanoma"], abs=PROBABILITY_TOLERANCE)

@@ -733,6 +733,10 @@ def export_onnx_command(
         bool,
         typer.Option(help="--no-int8-classifier: quantize the segmenter only (when the stage-2 CNNs lose parity)"),
     ] = True,
+    int8_ranges: Annotated[
+        Literal["minmax", "percentile", "entropy"],
+        typer.Option(help="how int8 activation ranges are calibrated (percentile: outliers clipped)"),
+    ] = "minmax",
     card: Annotated[
         Optional[Path],
         typer.Option(
@@ -775,7 +779,7 @@ def export_onnx_command(
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_onnx(segmenter, classifier, Path(scratch) / "fp32")
         folder, parity = quantize_bundle(
-            fp32, out, calibration, calibration_images, parity_images, classifier=int8_classifier
+            fp32, out, calibration, calibration_images, parity_images, classifier=int8_classifier, ranges=int8_ranges
         )
     if description is not None:
         attach_card(folder, description)

@@ -52,8 +52,17 @@ class _Batches:
         return None if batch is None else {self.name: np.ascontiguousarray(batch)}
 
 
-def quantize_model(fp32: Path, int8: Path, images: np.ndarray) -> None:
+RANGES = ("minmax", "percentile", "entropy")  # how activation ranges are calibrated
+
+
+def quantize_model(fp32: Path, int8: Path, images: np.ndarray, ranges: str = "minmax") -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,  # 99.999th percentile: outliers no longer stretch the range
+        "entropy": CalibrationMethod.Entropy,
+    }[ranges]
 
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
@@ -66,7 +75,7 @@ def quantize_model(fp32: Path, int8: Path, images: np.ndarray) -> None:
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=method,
         )
 
 
@@ -124,6 +133,7 @@ def quantize_bundle(
     parity_images: int,
     *,
     classifier: bool = True,
+    ranges: str = "minmax",
 ) -> tuple[Path, dict[str, Any]]:
     """An int8 copy of ``fp32_bundle`` in ``out``, calibrated on ``calibration_images`` images of
     ``data`` and checked on ``parity_images`` others; refused (nothing written) beyond TOLERANCE.
@@ -134,6 +144,8 @@ def quantize_bundle(
     from srcrn.inference.pipeline import Pipeline
 
     check_replaceable(out)
+    if ranges not in RANGES:
+        raise ConfigError(f"--int8-ranges {ranges!r}: choose one of {', '.join(RANGES)}")
     dataset = IsicDataset.from_dir(data)
     ids = list(np.random.default_rng(0).permutation(sorted(dataset.ids)))
     if len(ids) < calibration_images + 2:
@@ -154,19 +166,20 @@ def quantize_bundle(
         for part, images in parts:
             name = part["file"]
             if part.get("kind", "cnn") == "cnn" and (classifier or part is manifest["segmenter"]):
-                quantize_model(fp32_bundle / name, staging / name, images)
+                quantize_model(fp32_bundle / name, staging / name, images, ranges)
             else:
                 shutil.copyfile(fp32_bundle / name, staging / name)
             part["sha256"] = file_sha256(staging / name)
         write_json(staging / BUNDLE_FILE, manifest)  # hashes of the int8 files, before parity loads them
         parity = measure_parity(fp32, Pipeline.from_bundle(staging), dataset, held_out)
         parity |= {"calibration_images": len(calibration), "tolerance": TOLERANCE, "method": "static QDQ, "
-                   "per-channel int8 weights, uint8 activations, min/max ranges (onnxruntime.quantization)"}  # fmt: skip
+                   f"per-channel int8 weights, uint8 activations, {ranges} ranges (onnxruntime.quantization)"}  # fmt: skip
         failed = [k for k, limit in TOLERANCE.items() if parity.get(k, 0.0) > limit]
         if failed:
             shown = ", ".join(f"{k} {parity[k]:.4f} > {TOLERANCE[k]}" for k in failed)
             raise ConfigError(f"{out}: int8 models refused, no bundle written: {shown} on {len(held_out)} images")
-        parity["quantized"] = "segmenter and CNNs" if classifier else "segmenter only"
+        cnns = [p for p, _ in parts[1:] if p.get("kind", "cnn") == "cnn"]
+        parity["quantized"] = "segmenter and stage-2 CNNs" if classifier and cnns else "segmenter only"
         manifest |= {"precision": "int8", "parity": parity}
         write_json(staging / BUNDLE_FILE, manifest)
         if out.exists():  # replace an earlier bundle only, never a folder of other files
