@@ -132,13 +132,27 @@ def test_the_compare_command_writes_the_comparison(tiny_bundle, tmp_path):
     Image.fromarray(after).save(tmp_path / "after.png")
     out = tmp_path / "out"
     run_cli("compare", str(SAMPLE / "images" / f"{IDS[3]}.jpg"), str(tmp_path / "after.png"), "--model",
-            str(tiny_bundle), "--before-mm-per-pixel", "0.02", "--after-mm-per-pixel", "0.02", "--out", str(out))  # fmt: skip
+            str(tiny_bundle), "--before-mm-per-pixel", "0.02", "--after-mm-per-pixel", "0.02", "--out", str(out),
+            "--report")  # fmt: skip
     written = json.loads((out / "comparison.json").read_text())
     assert written["registration"]["reliable"] and written["registration"]["rotation_degrees"] == pytest.approx(
         30, abs=1
     )  # AFTER turned back onto BEFORE
     assert written["before_id"] == IDS[3] and written["after_id"] == "after"
     assert Image.open(out / "comparison.png").size[0] > 2 * image.shape[1]
+    import shutil
+    import subprocess
+
+    assert (out / "comparison.pdf").read_bytes().startswith(b"%PDF")
+    if shutil.which("pdftotext"):  # the one-page follow-up record says what was found
+        text = " ".join(subprocess.run(["pdftotext", str(out / "comparison.pdf"), "-"], capture_output=True,
+                                       text=True).stdout.split())  # fmt: skip
+        assert (
+            "Registration reliable: rotation 30.0 deg" in text
+            or "Registration reliable: rotation 29.9" in text
+            or ("Registration reliable: rotation 30.1" in text)
+        )
+        assert "Longest diameter" in text and "mm)" in text and "not a diagnosis" in text
 
 
 @pytest.mark.slow

@@ -799,6 +799,7 @@ def compare(
         Optional[float], typer.Option(help="BEFORE's scale (mm per pixel): changes in mm with both scales")
     ] = None,
     after_mm_per_pixel: Annotated[Optional[float], typer.Option(help="AFTER's scale (mm per pixel)")] = None,
+    report: Annotated[bool, typer.Option("--report", help="also write comparison.pdf: a one-page record")] = False,
 ) -> None:
     """Two visits of one lesion: AFTER registered onto BEFORE (similarity transform, judged),
     then the change in area, diameter, ABCD components, colours and melanoma probability, with
@@ -819,6 +820,11 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "comparison.json", clean_json(comparison.to_dict()))
     write_png(out / "comparison.png", comparison.picture)
+    if report:
+        from srcrn.atomic import atomic_path
+
+        with atomic_path(out / "comparison.pdf") as temporary:
+            temporary.write_bytes(comparison.report_pdf())
     r = comparison.registration
     if not r.reliable:
         log.warning("registration unreliable: %s; no change figures given", "; ".join(r.problems))

@@ -163,12 +163,20 @@ class Comparison:
     warnings: list[str]
     picture: np.ndarray = field(repr=False)  # RGB: BEFORE with both contours | change map
 
+    card: dict = field(default_factory=dict, repr=False)  # the model card of the pipeline that answered
+
+    def report_pdf(self) -> bytes:
+        """A one-page PDF of this comparison (``inference.report.comparison_pdf``)."""
+        from srcrn.inference.report import comparison_pdf
+
+        return comparison_pdf(self, self.card)
+
     @property
     def probability_change(self) -> float:
         return self.probability_after - self.probability_before
 
     def to_dict(self) -> dict[str, Any]:
-        values = {k: v for k, v in asdict(self).items() if k not in ("picture", "registration")}
+        values = {k: v for k, v in asdict(self).items() if k not in ("picture", "registration", "card")}
         return values | {"registration": self.registration.to_dict(), "probability_change": self.probability_change}
 
 
@@ -233,6 +241,7 @@ def compare(before: PipelineResult, after: PipelineResult) -> Comparison:
         recoloured_share=float(recoloured.sum() / max(1, region_before.sum())) if measured else None,
         warnings=warnings,
         picture=picture,
+        card=before.card,
     )
 
 
