@@ -69,7 +69,7 @@ def test_predict_writes_a_report_per_image(tiny_bundle, sample, tmp_path):
         assert f"{diameter:.1f} mm" in text and image.stem in text
 
 
-def test_the_service_answers_a_report_as_a_pdf(pipeline, sample):
+def test_the_service_answers_a_report_as_a_pdf(pipeline, sample, tmp_path):
     from fastapi.testclient import TestClient
 
     from srcrn.serving.app import ServeSettings, create_app
@@ -85,6 +85,8 @@ def test_the_service_answers_a_report_as_a_pdf(pipeline, sample):
         assert answer.status_code == 200 and answer.headers["content-type"] == "application/pdf"
         assert answer.headers["content-disposition"] == 'attachment; filename="lesion_report.pdf"'
         assert answer.content.startswith(b"%PDF")
+        text, _ = _text_and_render(answer.content, tmp_path)  # an upload's record names its bytes' SHA-256
+        assert hashlib.sha256(photo.read_bytes()).hexdigest() in " ".join(text.split())
         bad = client.post("/api/v1/report", files={"image": ("bad.jpg", b"not an image")})
         assert bad.status_code == 422 and "bad.jpg" in bad.json()["detail"]
         scale = client.post("/api/v1/report", files={"image": ("lesion.jpg", photo.read_bytes())},

@@ -345,6 +345,10 @@ def test_cv_of_the_feature_model_then_eval_and_predict_use_its_calibration(tiny_
     message = cli_error(capsys, "classify", "cv", "--out", str(out), "--folds", "2", "--model", "features",
                         "--input", "full", "--no-progress", *common)  # fmt: skip
     assert "holds a cross-validation with other settings" in message
+    # Run again without --target-sensitivity, the final model would keep a threshold cv.json no longer names.
+    message = cli_error(capsys, "classify", "cv", "--out", str(out), "--folds", "2", "--model", "features",
+                        "--input", "crop", "--no-progress", *common)  # fmt: skip
+    assert "its final model holds a threshold chosen for 0.8 sensitivity" in message
 
 
 @pytest.mark.slow

@@ -179,33 +179,36 @@ def border_score(image: np.ndarray, region: np.ndarray) -> int:
     diameter = longest_diameter(region)
     narrow = max(1, round(BORDER_BAND * diameter))
     lightness = cv2.cvtColor(image.astype(np.uint8), cv2.COLOR_RGB2LAB)[..., 0].astype(float)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     region_u8 = region.astype(np.uint8)
+    # Euclidean distance of each pixel to the border, inside and outside (one transform each).
+    inside = cv2.distanceTransform(region_u8, cv2.DIST_L2, 5)
+    outside = cv2.distanceTransform(1 - region_u8, cv2.DIST_L2, 5)
 
-    def band(outward: bool, width: int, offset: int = 0) -> np.ndarray:
-        """The strip ``offset`` to ``offset + width`` pixels outside (or inside) the border."""
-        grow = cv2.dilate if outward else cv2.erode
-        near = (grow(region_u8, kernel, iterations=offset) if offset else region_u8).astype(bool)
-        far = grow(region_u8, kernel, iterations=offset + width).astype(bool)
-        return far & ~near if outward else near & ~far
+    def band(distance: np.ndarray, offset: int = 0) -> np.ndarray:
+        """The strip ``offset`` to ``offset + narrow`` pixels from the border on one side."""
+        return (distance > offset) & (distance <= offset + narrow)
 
-    inner_narrow, outer_narrow = band(False, narrow), band(True, narrow)
-    inner_wide, outer_wide = band(False, narrow, offset=2 * narrow), band(True, narrow, offset=2 * narrow)
-    height, width = region.shape
-    y, x = np.mgrid[0:height, 0:width]
-    angle = np.arctan2(y - rows.mean(), x - columns.mean())
-    segment = ((angle + np.pi) / (2 * np.pi) * BORDER_SEGMENTS).astype(int) % BORDER_SEGMENTS
-    abrupt = 0
-    for k in range(BORDER_SEGMENTS):
-        where = segment == k
-        parts = [lightness[b & where] for b in (inner_narrow, outer_narrow, inner_wide, outer_wide)]
-        if any(len(p) == 0 for p in parts):
-            continue  # the segment runs off the image: not judged
-        step = parts[1].mean() - parts[0].mean()  # skin is lighter than pigment
-        whole = parts[3].mean() - parts[2].mean()
-        if whole > 0 and step >= ABRUPT_SHARE * whole:
-            abrupt += 1
-    return abrupt
+    inner_narrow, outer_narrow = band(inside), band(outside)
+    inner_wide, outer_wide = band(inside, 2 * narrow), band(outside, 2 * narrow)
+    centre_y, centre_x = rows.mean(), columns.mean()
+
+    def segment_means(band_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean lightness of the band's pixels in each angular segment, and their counts: only
+        the band's pixels are visited (a thin ring, not the whole image)."""
+        ys, xs = np.nonzero(band_mask)
+        angle = np.arctan2(ys - centre_y, xs - centre_x)
+        segment = ((angle + np.pi) / (2 * np.pi) * BORDER_SEGMENTS).astype(int) % BORDER_SEGMENTS
+        counts = np.bincount(segment, minlength=BORDER_SEGMENTS)
+        sums = np.bincount(segment, weights=lightness[ys, xs], minlength=BORDER_SEGMENTS)
+        return sums / np.maximum(counts, 1), counts
+
+    (inner, n1), (outer, n2), (inner_far, n3), (outer_far, n4) = (
+        segment_means(b) for b in (inner_narrow, outer_narrow, inner_wide, outer_wide)
+    )
+    judged = (n1 > 0) & (n2 > 0) & (n3 > 0) & (n4 > 0)  # a segment running off the image is not judged
+    step = outer - inner  # skin is lighter than pigment
+    whole = outer_far - inner_far
+    return int((judged & (whole > 0) & (step >= ABRUPT_SHARE * whole)).sum())
 
 
 def measure_lesion(

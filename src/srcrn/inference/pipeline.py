@@ -9,6 +9,7 @@ imports no torch: with the ONNX Runtime engine, torch is not needed at all.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -27,6 +28,7 @@ from srcrn.data.images import ImageFile, ImageSource, as_source, decode_image, d
 from srcrn.data.lesion import crop_mask, lesion_box, lesion_input
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext
 from srcrn.errors import ConfigError, SrcrnError
+from srcrn.inference.bundle import file_sha256
 from srcrn.inference.card import model_card, training_records
 from srcrn.inference.compare import Comparison, compare
 from srcrn.inference.measurements import LesionMeasurements, measure_lesion
@@ -84,7 +86,7 @@ class PipelineResult:
     context: ClinicalContext = NO_CONTEXT
     clinical_used: tuple[str, ...] = ()
     meaning: str = ""  # what the number and the decision mean, from the model card (inference.readings)
-    image_sha256: str = ""  # of the image file's bytes (a path or bytes given); "" for pixels in memory
+    bytes_sha256: str = ""  # of the bytes given (an upload); a path's is read when asked (image_sha256)
     card: dict = field(default_factory=dict, repr=False)  # the model card of the pipeline that answered
     heatmap: np.ndarray | None = field(default=None, repr=False)  # Grad-CAM on the working image
     # The image and mask at the working size (longer side WORKING_SIDE at most), for overlays.
@@ -103,6 +105,15 @@ class PipelineResult:
         """The image (at the working size) with the lesion contour and, with ``caption``, the
         decision in a band on top (enlarged to 640 px wide at least, for legibility), RGB uint8."""
         return render_overlay(self.working_image, self.working_mask, self.caption if caption else None)
+
+    @property
+    def image_sha256(self) -> str:
+        """SHA-256 of the image file: of the bytes given, or of the file at ``source`` (read on
+        demand, not on predict's hot path); "" for pixels given in memory."""
+        if self.bytes_sha256:
+            return self.bytes_sha256
+        path = Path(self.source)
+        return file_sha256(path) if path.is_file() else ""
 
     def report_pdf(self) -> bytes:
         """A one-page PDF report of this answer (``inference.report``): image and overlay,
@@ -194,21 +205,8 @@ def _identity(image: ImageSource, image_id: str | None, position: int) -> tuple[
     return f"image-{_content_digest(image)}", f"<image {position}>"
 
 
-def _file_digest(image: Any) -> str:
-    """SHA-256 of an image file's bytes (a path, bytes or a file-like source), for the record."""
-    import hashlib
-
-    if isinstance(image, (str, Path)):
-        return hashlib.sha256(Path(image).read_bytes()).hexdigest()
-    if isinstance(image, (bytes, bytearray)):
-        return hashlib.sha256(bytes(image)).hexdigest()
-    return ""
-
-
 def _content_digest(image: Any) -> str:
     """The first 12 hex digits of the SHA-256 of an in-memory image's bytes (or pixels)."""
-    import hashlib
-
     if isinstance(image, (bytes, bytearray)):
         content = bytes(image)
     elif isinstance(image, np.ndarray):
@@ -537,7 +535,7 @@ class Pipeline:
             decision=decision,
             threshold=self.threshold,
             meaning=meaning(decision, self.threshold, self.card),
-            image_sha256=_file_digest(image),
+            bytes_sha256=hashlib.sha256(image).hexdigest() if isinstance(image, (bytes, bytearray)) else "",
             card=self.card,
             mask=self.segmenter.mask(probability, width, height),
             measurements=measure_lesion(

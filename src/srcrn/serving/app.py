@@ -384,14 +384,17 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
             parts = await _image_parts(request, body, images)
             del body
             started = time.perf_counter()
-            results = []
-            for content, name, context in parts:
+
+            async def one(content: bytes, name: str, context: ClinicalContext) -> Any:
                 try:
-                    results.append(await batcher.predict(content, Path(name).stem, context))
+                    return await batcher.predict(content, Path(name).stem, context)
                 except DataError as error:  # named by the upload's file name, not the id
                     raise _Refused(422, f"{name}: {error.problem}") from None
                 except SrcrnError as error:
                     raise _Refused(422, str(error)) from None
+
+            # Queued together, a comparison's two images are predicted in one batch.
+            results = list(await asyncio.gather(*(one(*part) for part in parts)))
             predicted = time.perf_counter()
             encoded = await run_in_threadpool(encode, results)
         except _Refused as refused:

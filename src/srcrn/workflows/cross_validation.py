@@ -151,6 +151,13 @@ def cross_validate(
             raise ConfigError(f"{out}: holds another kind of run ({earlier}); choose another --out") from None
         if not same:
             raise ConfigError(f"{out}: holds a cross-validation with other settings ({earlier}); choose another --out")
+    chosen_before = _stored_target(out)
+    if chosen_before is not None and target_sensitivity is None and final:
+        # The final model would keep that threshold while cv.json says none was chosen.
+        raise ConfigError(
+            f"{out}: its final model holds a threshold chosen for {chosen_before:g} sensitivity; pass "
+            f"--target-sensitivity {chosen_before:g} (or another), or choose another --out"
+        )
     dataset = IsicDataset.from_dir(data)
     split = make_split(dataset, settings.split, seed=settings.seed, val_fraction=settings.val_fraction)
     splits = fold_splits(dataset, split.train, folds, settings.seed)  # refused here: nothing written yet
@@ -224,6 +231,14 @@ def cross_validate(
 
 
 DATA_FILE = "data.json"
+
+
+def _stored_target(out: Path) -> float | None:
+    """The sensitivity an earlier run of this cv folder chose its threshold for, if any."""
+    try:
+        return json.loads((out / "cv.json").read_text()).get("threshold", {}).get("target_sensitivity")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def data_identity(dataset: IsicDataset, folds: int) -> dict[str, Any]:
