@@ -158,7 +158,7 @@ def test_an_int8_export_never_replaces_a_folder_it_did_not_write(tmp_path, tiny_
     elsewhere = tmp_path / "calibration"
     elsewhere.mkdir()
     message = cli_error(capsys, *common, "--out", str(mine), "--calibration-data", str(elsewhere))
-    assert f"{mine}: exists and is not a bundle; it is left as it is" in message
+    assert f"{mine}: holds files srcrn export onnx did not write (notes.txt)" in message
     assert (mine / "notes.txt").read_text() == "a user's file"
     data = tmp_path / "data"
     data.mkdir()

@@ -34,7 +34,7 @@ def test_an_output_folder_that_is_a_file_is_one_line(tmp_path, sample, capsys):
     blocker = tmp_path / "taken"
     blocker.write_text("a file, not a folder")
     message = cli_error(capsys, "prepare", str(sample), "--out", str(blocker), "--size", "32")
-    assert message.startswith(f"error: {blocker}") and "File exists" in message
+    assert message.startswith(f"error: {blocker}") and "is a file, not a folder" in message
     assert "Traceback" not in capsys.readouterr().err
 
 
@@ -43,7 +43,9 @@ def test_debug_shows_the_traceback(tmp_path, sample):
 
     blocker = tmp_path / "taken"
     blocker.write_text("")
-    with pytest.raises(FileExistsError):
+    from srcrn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
         main(["prepare", str(sample), "--out", str(blocker), "--size", "32", "--debug"])
 
 
@@ -231,7 +233,7 @@ def _corpus_case(name, tmp, models):
     if name == "predict: --out is a file":
         (tmp / "taken").write_text("")
         taken = [str(tmp / "taken") if a == out else a for a in torch_predict]
-        return taken, tmp / "taken", "File exists"
+        return taken, tmp / "taken", "is a file, not a folder"
     if name == "predict: the only image is truncated":
         return torch_predict, _truncate(first), "truncated"
     if name == "predict: segmenter checkpoint missing":
@@ -305,6 +307,34 @@ def _corpus_case(name, tmp, models):
     if name == "classify cv: --folds beyond the rarer class":
         return (["classify", "cv", "--data", str(data), "--out", out, "--folds", "500", "--model", "features",
                  "--segmenter", seg, *cache], "--folds 500", "needs 2 to")  # fmt: skip
+    owned = {"format": "srcrn-output", "command": "segment eval", "srcrn_version": "0", "created": "2026-01-01"}
+    evaluation, mine = tmp / "evaluation", tmp / "mine"
+    if name.endswith("another command's output"):
+        evaluation.mkdir()
+        (evaluation / "srcrn-output.json").write_text(json.dumps(owned))
+        (evaluation / "per_image.csv").write_text("image_id,jaccard\n")
+    if name.endswith("of the user's"):
+        mine.mkdir()
+    if name == "predict: --out is another command's output":
+        return (
+            [*torch_predict[:-2], str(evaluation), "--no-progress"],
+            evaluation,
+            "holds the output of 'srcrn segment eval'",
+        )
+    if name == "export onnx: --out is another command's output":
+        return (["export", "onnx", "--segmenter", seg, "--classifier", cls, "--out", str(evaluation)], evaluation,
+                "holds the output of 'srcrn segment eval'")  # fmt: skip
+    if name == "segment eval: --out holds a metrics.json of the user's":
+        (mine / "metrics.json").write_text("{}")
+        argv = [*seg_eval[:5], str(mine), *seg_eval[6:], "--model", seg]
+        return argv, mine / "metrics.json", "exists and was not written by srcrn segment eval"
+    if name == "classify train: --out holds files of the user's":
+        (mine / "notes.txt").write_text("mine")
+        argv = [*cls_train[:5], str(mine), *cls_train[6:]]
+        return argv, mine, "holds files srcrn classify train did not write (notes.txt)"
+    if name == "merge-predictions: --out holds a predictions.csv of the user's":
+        (mine / "predictions.csv").write_text("image_id\n")
+        return ["merge-predictions", str(copy), "--out", str(mine)], mine / "predictions.csv", "was not written by"
     if name == "classify eval: a feature model file without its names":
         return [*cls_eval, "--model", str(_skops_without_names(tmp))], tmp / "broken.skops", "damaged feature model"
     raise KeyError(name)
@@ -362,6 +392,11 @@ CORPUS = [
     "export onnx int8: --out is the calibration data",
     "classify cv: --folds beyond the rarer class",
     "classify eval: a feature model file without its names",
+    "predict: --out is another command's output",
+    "export onnx: --out is another command's output",
+    "segment eval: --out holds a metrics.json of the user's",
+    "classify train: --out holds files of the user's",
+    "merge-predictions: --out holds a predictions.csv of the user's",
 ]
 
 
@@ -515,9 +550,9 @@ def test_segment_eval_without_masks_writes_masks_but_no_metrics(tiny_segmenter, 
     data = tmp_path / "data"
     shutil.copytree(sample / "images", data / "images")
     out = tmp_path / "eval"
-    (out).mkdir()
-    (out / "metrics.json").write_text('{"jaccard": 0.9}')  # a stale score must not survive
-    run_cli("segment", "eval", "--model", tiny_segmenter, "--data", str(data), "--out", str(out),
-            "--cache", str(tmp_path / "c"), "--no-progress")  # fmt: skip
+    for scored in (sample, data):  # the first eval's score must not survive beside the second's masks
+        run_cli("segment", "eval", "--model", tiny_segmenter, "--data", str(scored), "--out", str(out),
+                "--cache", str(tmp_path / "c"), "--no-progress")  # fmt: skip
+        assert (out / "metrics.json").exists() == (scored == sample)
     assert "nothing was scored" in capsys.readouterr().err
     assert not (out / "metrics.json").exists() and len(list((out / "masks").glob("*.png"))) == 40

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -61,22 +61,3 @@ def remove_leftovers(folder: str | Path) -> int:
             path.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-def refuse_overlap(out: str | Path, inputs: Mapping[str, str | Path | None], *, contains: bool = True) -> None:
-    """The output-folder rule: ``out`` must not be an input, lie inside an input folder, or
-    (with ``contains``) hold an input, since writing there could replace what a user gave.
-    ``inputs`` maps a flag or role (e.g. ``--data``) to its path; None entries are skipped."""
-    from srcrn.errors import ConfigError
-
-    target = Path(out).resolve()
-    for role, given in inputs.items():
-        if given is None:
-            continue
-        source = Path(given).resolve()
-        if target == source:
-            raise ConfigError(f"--out {out}: is the {role} {given}; write to another folder")
-        if source.is_dir() and source in target.parents:
-            raise ConfigError(f"--out {out}: lies inside the {role} {given}; write to another folder")
-        if contains and target in source.parents:
-            raise ConfigError(f"--out {out}: holds the {role} {given}; write to another folder")

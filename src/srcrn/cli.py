@@ -120,17 +120,18 @@ def prepare(
     require_labels: Annotated[bool, typer.Option(help="refuse images without a label")] = False,
 ) -> None:
     """Decode every image once at reduced scale into a memory-mapped cache for training."""
-    from srcrn.atomic import refuse_overlap
+    from srcrn.data.cache import MANIFEST as CACHE_MANIFEST
     from srcrn.data.cache import prepare as prepare_cache
     from srcrn.data.isic import IsicDataset
-
-    refuse_overlap(out, {"data folder": data})
+    from srcrn.outputs import output_folder
 
     dataset = IsicDataset.from_dir(data, require_masks=require_masks, require_labels=require_labels)
     if not dataset.has_masks:
         with_masks = sum(s.mask_path is not None for s in dataset)
         log.info("note: %d of %d images have masks; masks are not cached", with_masks, len(dataset))
-    prepared = prepare_cache(dataset, size, out, workers=workers)
+    # The cache stages itself and is reused when its fingerprint matches (a rerun continues it).
+    with output_folder(out, "prepare", {"data folder": data}, adopt=(CACHE_MANIFEST,), resume=True):
+        prepared = prepare_cache(dataset, size, out, workers=workers)
     log.info("prepared %d images at %dx%d in %s", len(prepared.ids), size, size, prepared.folder)
 
 
@@ -144,12 +145,14 @@ def split(
     """Write the train/validation split that training would use."""
     from srcrn.data.isic import IsicDataset
     from srcrn.data.splits import make_split
+    from srcrn.outputs import output_folder
 
     chosen = make_split(IsicDataset.from_dir(data), method, seed=seed)
     for note in chosen.notes:
         log.info("note: %s", note)
-    path = chosen.save(out)
-    log.info("%s split: %d train, %d val -> %s", chosen.method, len(chosen.train), len(chosen.val), path)
+    with output_folder(out, "split", {"data folder": data}, writes=("split.csv", "split.json"), stage=True) as staging:
+        path = chosen.save(staging)
+    log.info("%s split: %d train, %d val -> %s", chosen.method, len(chosen.train), len(chosen.val), out / path.name)
 
 
 segment_app = typer.Typer(help="Stage 1: SRCRN lesion segmentation.", no_args_is_help=True)
@@ -164,14 +167,12 @@ def _settings(schema: Any, out: Path, config: Path | None, resume: bool, flags: 
     return load_settings(schema, config, flags=flags)
 
 
-def _refuse_input_out(out: Path, data: Path, settings: Any) -> None:
-    """A run folder is never an input's: the data folder, extra images, metadata, members."""
-    from srcrn.atomic import refuse_overlap
-
+def _run_inputs(data: Path, settings: Any) -> dict[str, str | Path | None]:
+    """A run's inputs, which its folder may never be, hold or lie in: the data folder, extra
+    images, metadata, stack members."""
     inputs: dict[str, str | Path | None] = {"--data": data}
     inputs |= {f"--{key}": getattr(settings, key, None) for key in ("extra", "metadata")}
-    inputs |= {f"member {m}": m for m in getattr(settings, "members", [])}
-    refuse_overlap(out, inputs)
+    return inputs | {f"member {m}": m for m in getattr(settings, "members", [])}
 
 
 @segment_app.command("train")
@@ -186,11 +187,13 @@ def segment_train(
 ) -> None:
     """Train SRCRN (or a baseline) with a named recipe: the paper's by default, or 'strong';
     every part of a recipe can be overridden by --config or a flag."""
+    from srcrn.outputs import output_folder
+    from srcrn.training.runner import RUN_FILE
     from srcrn.workflows.segment import train_segmenter
 
     settings = _settings(SegmentTrainSettings, out, config, resume, flags or {})
-    _refuse_input_out(out, data, settings)
-    summary = train_segmenter(settings, data, out, resume=resume, progress=progress_bar)
+    with output_folder(out, "segment train", _run_inputs(data, settings), adopt=(RUN_FILE,), resume=resume):
+        summary = train_segmenter(settings, data, out, resume=resume, progress=progress_bar)
     if summary:
         best = summary["best_val_jaccard"]
         log.info(
@@ -239,22 +242,23 @@ def segment_eval(
     progress_bar: Progress = True,
 ) -> None:
     """Predict masks at the original size and score them as the ISIC challenge does."""
-    from srcrn.atomic import refuse_overlap
-    from srcrn.workflows.segment import evaluate_segmenter
+    from srcrn.outputs import output_folder
+    from srcrn.workflows.segment import EVAL_FILES, evaluate_segmenter
 
-    refuse_overlap(out, {"--data": data, "--model": model})
-
-    result = evaluate_segmenter(
-        model,
-        data,
-        out,
-        ids=_split_ids(split_file, subset, data),
-        tta=tta,
-        keep_largest=keep_largest,
-        batch_size=batch_size,
-        cache=cache,
-        progress=progress_bar,
-    )
+    with output_folder(
+        out, "segment eval", {"--data": data, "--model": model}, writes=EVAL_FILES, stage=True, replace=True
+    ) as staging:
+        result = evaluate_segmenter(
+            model,
+            data,
+            staging,
+            ids=_split_ids(split_file, subset, data),
+            tta=tta,
+            keep_largest=keep_largest,
+            batch_size=batch_size,
+            cache=cache,
+            progress=progress_bar,
+        )
     if result.scored:
         log.info("%s: %s", out / "metrics.json", _shown(result.metrics))
     else:
@@ -279,12 +283,14 @@ def classify_train(
     flags: Optional[dict] = None,
 ) -> None:
     """Train the melanoma classifier with the paper's recipe (every part overridable)."""
+    from srcrn.outputs import output_folder
+    from srcrn.training.runner import RUN_FILE
     from srcrn.training.summary import kept_model
     from srcrn.workflows.classify import train_classifier
 
     settings = _settings(ClassifyTrainSettings, out, config, resume, flags or {})
-    _refuse_input_out(out, data, settings)
-    summary = train_classifier(settings, data, out, resume=resume, progress=progress_bar)
+    with output_folder(out, "classify train", _run_inputs(data, settings), adopt=(RUN_FILE,), resume=resume):
+        summary = train_classifier(settings, data, out, resume=resume, progress=progress_bar)
     if summary and settings.model == "cnn":
         log.info(
             "trained %s epochs in %.0fs; best val AUC %s; checkpoint %s",
@@ -323,21 +329,24 @@ def classify_cv(
     """Cross-validate a stage-2 recipe on the training split: per-fold and pooled out-of-fold
     AUC with a bootstrap interval; choose recipes by this, not by the small validation split.
     Interrupted runs continue where they stopped (finished folds are kept)."""
+    from srcrn.outputs import output_folder
     from srcrn.settings import load_settings
-    from srcrn.workflows.cross_validation import cross_validate
+    from srcrn.workflows.cross_validation import DATA_FILE, cross_validate
 
     settings = load_settings(ClassifyTrainSettings, config, flags=flags or {})
-    _refuse_input_out(out, data, settings)
-    result = cross_validate(
-        settings,
-        data,
-        out,
-        folds=folds,
-        final=final,
-        calibration=calibration,
-        target_sensitivity=target_sensitivity,
-        progress=progress_bar,
-    )
+    # A rerun continues the folds (their identity is checked by content): always "resumed".
+    adopt = (DATA_FILE, "cv.json", "config.yaml")  # an older srcrn's folder; its content is checked next
+    with output_folder(out, "classify cv", _run_inputs(data, settings), adopt=adopt, resume=True):
+        result = cross_validate(
+            settings,
+            data,
+            out,
+            folds=folds,
+            final=final,
+            calibration=calibration,
+            target_sensitivity=target_sensitivity,
+            progress=progress_bar,
+        )
     oof = result["oof"]
     log.info(
         "out-of-fold AUC %.4f (95 %% CI %.4f-%.4f) over %d folds (per fold %s)",
@@ -413,22 +422,23 @@ def classify_eval(
     Brier score and expected calibration error, ROC and reliability diagram. --model is a
     CNN checkpoint, a feature model or a stack folder. With --target-sensitivity, also pick the
     operating threshold (on calibrated probabilities) and store it in the model."""
-    from srcrn.atomic import refuse_overlap
-    from srcrn.workflows.classify import evaluate_classifier_checkpoint
+    from srcrn.outputs import output_folder
+    from srcrn.workflows.classify import EVAL_FILES, evaluate_classifier_checkpoint
 
-    refuse_overlap(out, {"--data": data, "--model": model, "--metadata": metadata})
-    result = evaluate_classifier_checkpoint(
-        model,
-        data,
-        out,
-        ids=_split_ids(split_file, subset, data),
-        segmenter=str(segmenter) if segmenter else None,
-        cache=cache,
-        target_sensitivity=target_sensitivity,
-        calibrate=calibrate,
-        progress=progress_bar,
-        metadata=metadata,
-    )
+    inputs = {"--data": data, "--model": model, "--metadata": metadata}
+    with output_folder(out, "classify eval", inputs, writes=EVAL_FILES, stage=True, replace=True) as staging:
+        result = evaluate_classifier_checkpoint(
+            model,
+            data,
+            staging,
+            ids=_split_ids(split_file, subset, data),
+            segmenter=str(segmenter) if segmenter else None,
+            cache=cache,
+            target_sensitivity=target_sensitivity,
+            calibrate=calibrate,
+            progress=progress_bar,
+            metadata=metadata,
+        )
     log.info(
         "%s%s", out / "predictions.csv", f"; {out / 'metrics.json'}: {_shown(result.metrics)}" if result.metrics else ""
     )
@@ -450,6 +460,7 @@ def classify_sweep(
 ) -> None:
     """The batch-size study (paper Table 3): one run per batch size, a table and a figure.
     Every other setting comes from --config (the classify train schema)."""
+    from srcrn.outputs import output_folder
     from srcrn.reporting.tables import markdown_table
     from srcrn.settings import load_settings
     from srcrn.workflows.classify import batch_size_sweep
@@ -463,7 +474,8 @@ def classify_sweep(
         config,
         flags=dict(segmenter=segmenter, input=input, balance=balance, weights=weights, epochs=epochs, cache=cache),
     )
-    table = batch_size_sweep(settings, data, out, sizes, progress=progress_bar)
+    with output_folder(out, "classify sweep", _run_inputs(data, settings)):
+        table = batch_size_sweep(settings, data, out, sizes, progress=progress_bar)
     console.print(markdown_table(table), soft_wrap=True, markup=False)
     log.info("table: %s, %s; figure: %s", out / "sweep.csv", out / "sweep.md", out / "sweep.png")
 
@@ -570,29 +582,32 @@ def predict(
     probability (calibrated when the classifier carries a calibration) and decision, overlay,
     and with --explain a Grad-CAM heatmap. A bad file is reported and skipped; a killed job
     continues with --resume; N machines split an archive with --shard K/N."""
-    from srcrn.atomic import refuse_overlap
-    from srcrn.inference.batch import parse_shard, predict_images
+    from srcrn.inference.batch import JOURNAL, OUTPUT_NAMES, parse_shard, predict_images
+    from srcrn.outputs import output_folder, refuse_overlap
 
     part = parse_shard(shard) if shard is not None else None
     # An input folder's own masks/ or overlays/ must never be written over (files: only themselves).
     folders: dict[str, Path | None] = {f"input {p}": p for p in inputs if p.is_dir()}
-    refuse_overlap(out, folders | {"--metadata": metadata})
     refuse_overlap(out, {f"input {p}": p for p in inputs if not p.is_dir()}, contains=False)
-
-    pipeline = _load_pipeline(engine, model, segmenter, classifier, threshold, explain, precision, workers)
-    results, errors = predict_images(
-        pipeline,
-        inputs,
-        out,
-        batch_size=batch_size,
-        show_progress=progress_bar,
-        overlays=overlays,
-        resume=resume,
-        shard=part,
-        metadata=metadata,
-        mm_per_pixel=mm_per_pixel,
-        report=report,
+    # Not staged: the journal and atomic files are predict's staging (a killed run resumes).
+    claimed = output_folder(
+        out, "predict", folders | {"--metadata": metadata}, writes=OUTPUT_NAMES, adopt=(JOURNAL,), resume=resume
     )
+    with claimed:
+        pipeline = _load_pipeline(engine, model, segmenter, classifier, threshold, explain, precision, workers)
+        results, errors = predict_images(
+            pipeline,
+            inputs,
+            out,
+            batch_size=batch_size,
+            show_progress=progress_bar,
+            overlays=overlays,
+            resume=resume,
+            shard=part,
+            metadata=metadata,
+            mm_per_pixel=mm_per_pixel,
+            report=report,
+        )
     if not results and part is not None and not errors:
         log.warning("%s: shard %s holds none of the images (empty tables written)", out, shard)
     elif not results:  # a run that produced nothing must not look like a success
@@ -632,11 +647,12 @@ def merge_predictions_command(
     partial: Annotated[bool, typer.Option("--partial", help="join shards that do not cover the whole job")] = False,
 ) -> None:
     """Join the tables of sharded predict runs (masks and overlays stay in the shards' folders)."""
-    from srcrn.atomic import refuse_overlap
-    from srcrn.inference.batch import merge_predictions
+    from srcrn.inference.batch import TABLES, merge_predictions
+    from srcrn.outputs import output_folder
 
-    refuse_overlap(out, {f"shard {f}": f for f in folders}, contains=False)  # a shard's own table
-    predictions, errors = merge_predictions(folders, out, partial=partial)
+    shards = {f"shard {f}": f for f in folders}  # a shard's own table is never replaced
+    with output_folder(out, "merge-predictions", shards, contains=False, writes=TABLES, stage=True) as staging:
+        predictions, errors = merge_predictions(folders, staging, partial=partial)
     log.info(
         "%s: %d predictions, %d skipped inputs, from %d folders",
         out / "predictions.csv",
@@ -748,43 +764,44 @@ def export_onnx_command(
     """Both stages for the torch-free engine (networks as ONNX, a feature model as skops, a stack
     with its weights) with their preprocessing and prediction settings, threshold and version:
     run them with `srcrn predict --engine onnx --model DIR` (no torch needed)."""
-    from srcrn.atomic import refuse_overlap
-    from srcrn.inference.bundle import attach_card, read_card
+    from srcrn.inference.bundle import BUNDLE_FILE, attach_card, read_card
     from srcrn.inference.export import export_onnx
+    from srcrn.outputs import output_folder
 
     if old_calibration is not None:  # kept for one release; one name, one meaning across commands
         log.warning("export onnx --calibration is deprecated (classify cv's --calibration is a method): "
                     "say --calibration-data")  # fmt: skip
         calibration = calibration or old_calibration
-    refuse_overlap(
-        out, {"--calibration-data": calibration, "--segmenter": segmenter, "--classifier": classifier, "--card": card}
-    )
-    description = read_card(card) if card is not None else None  # refused before minutes of export
-    if quantize is None:
-        folder = export_onnx(segmenter, classifier, out)
-        if description is not None:
-            attach_card(folder, description)
-        log.info("bundle written: %s (%s)", folder, ", ".join(sorted(p.name for p in folder.iterdir())))
-        return
-    if calibration is None:
+    if quantize is not None and calibration is None:
         raise SrcrnError(
             "--quantize int8: needs --calibration-data DATA (images whose ranges calibrate the int8 models)"
         )
-    import tempfile
+    inputs = {"--calibration-data": calibration, "--segmenter": segmenter, "--classifier": classifier, "--card": card}
+    description = read_card(card) if card is not None else None  # refused before minutes of export
+    # A bundle folder is wholly the export's: a new export replaces an earlier one (even one of
+    # an older srcrn, known by its bundle.json), never a folder of other files.
+    claimed = output_folder(out, "export onnx", inputs, adopt=(BUNDLE_FILE,), resume=True, stage=True, replace=True)
+    with claimed as staging:
+        if quantize is None:
+            export_onnx(segmenter, classifier, staging)
+        else:
+            import tempfile
 
-    from srcrn.workflows.quantize import check_replaceable, quantize_bundle
+            from srcrn.workflows.quantize import quantize_bundle
 
-    check_replaceable(out)  # before the export's minutes of work
-
-    with tempfile.TemporaryDirectory() as scratch:
-        fp32 = export_onnx(segmenter, classifier, Path(scratch) / "fp32")
-        folder, parity = quantize_bundle(
-            fp32, out, calibration, calibration_images, parity_images, classifier=int8_classifier, ranges=int8_ranges
-        )
-    if description is not None:
-        attach_card(folder, description)
+            with tempfile.TemporaryDirectory() as scratch:
+                fp32 = export_onnx(segmenter, classifier, Path(scratch) / "fp32")
+                _, parity = quantize_bundle(
+                    fp32, staging, calibration, calibration_images, parity_images, classifier=int8_classifier,
+                    ranges=int8_ranges, destination=out,
+                )  # fmt: skip
+        if description is not None:
+            attach_card(staging, description)
+    if quantize is None:
+        log.info("bundle written: %s (%s)", out, ", ".join(sorted(p.name for p in out.iterdir())))
+        return
     shown = {k: round(v, 4) for k, v in parity.items() if isinstance(v, float)}
-    log.info("int8 bundle written: %s; parity on %d held-out images: %s", folder, parity["images"], shown)
+    log.info("int8 bundle written: %s; parity on %d held-out images: %s", out, parity["images"], shown)
 
 
 @app.command()
@@ -805,26 +822,25 @@ def compare(
     then the change in area, diameter, ABCD components, colours and melanoma probability, with
     a picture of both contours and a change map. An unreliable registration gives no change
     figures, only the reason."""
-    from srcrn.atomic import refuse_overlap, write_json
+    from srcrn.atomic import write_json
     from srcrn.data.metadata import ClinicalContext
     from srcrn.inference.pipeline import clean_json, write_png
+    from srcrn.outputs import output_folder
 
-    refuse_overlap(out, {"BEFORE": before, "AFTER": after}, contains=False)
-    pipeline = _load_pipeline("onnx", model, None, None, None, False)
-    comparison = pipeline.compare(
-        before,
-        after,
-        before_context=ClinicalContext.of(pixel_spacing_mm=before_mm_per_pixel, where="--before-mm-per-pixel"),
-        after_context=ClinicalContext.of(pixel_spacing_mm=after_mm_per_pixel, where="--after-mm-per-pixel"),
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "comparison.json", clean_json(comparison.to_dict()))
-    write_png(out / "comparison.png", comparison.picture)
-    if report:
-        from srcrn.atomic import atomic_path
-
-        with atomic_path(out / "comparison.pdf") as temporary:
-            temporary.write_bytes(comparison.report_pdf())
+    names = ("comparison.json", "comparison.png", "comparison.pdf")
+    inputs = {"BEFORE": before, "AFTER": after}
+    with output_folder(out, "compare", inputs, contains=False, writes=names, stage=True, replace=True) as staging:
+        pipeline = _load_pipeline("onnx", model, None, None, None, False)
+        comparison = pipeline.compare(
+            before,
+            after,
+            before_context=ClinicalContext.of(pixel_spacing_mm=before_mm_per_pixel, where="--before-mm-per-pixel"),
+            after_context=ClinicalContext.of(pixel_spacing_mm=after_mm_per_pixel, where="--after-mm-per-pixel"),
+        )
+        write_json(staging / "comparison.json", clean_json(comparison.to_dict()))
+        write_png(staging / "comparison.png", comparison.picture)
+        if report:
+            (staging / "comparison.pdf").write_bytes(comparison.report_pdf())
     r = comparison.registration
     if not r.reliable:
         log.warning("registration unreliable: %s; no change figures given", "; ".join(r.problems))
@@ -882,17 +898,17 @@ def reproduce(
     progress_bar: Progress = True,
 ) -> None:
     """The paper's experiments (Tables 1-3, figures) as one resumable command, with a report."""
-    from srcrn.atomic import refuse_overlap
+    from srcrn.outputs import output_folder
     from srcrn.sample import sample_dir
     from srcrn.workflows.reproduce import load_reproduce_config
     from srcrn.workflows.reproduce import reproduce as run_reproduction
 
-    refuse_overlap(out, {"--data": data, "--extra": extra, "--config": config})
-
     settings = load_reproduce_config(config)
-    report = run_reproduction(
-        settings, data or sample_dir(), out, extra=extra, config_path=config, progress=progress_bar
-    )
+    # Resumable by nature: a rerun into its own folder skips the finished runs.
+    with output_folder(out, "reproduce", {"--data": data, "--extra": extra, "--config": config}):
+        report = run_reproduction(
+            settings, data or sample_dir(), out, extra=extra, config_path=config, progress=progress_bar
+        )
     log.info("report: %s and %s", report, report.with_suffix(".html"))
 
 
@@ -911,12 +927,15 @@ def demo(
     shipped with srcrn, which never saw them; --train trains a toy pair of models first."""
     from srcrn.inference.bundle import BUNDLE_FILE
     from srcrn.inference.default import default_bundle_dir
+    from srcrn.outputs import output_folder
     from srcrn.workflows.demo import run_demo, run_shipped_demo
 
     shipped = not train and (default_bundle_dir() / BUNDLE_FILE).is_file()
     if not train and not shipped:
         log.info("this srcrn ships no default model: training a toy pair of models instead (srcrn demo --train)")
-    result = run_shipped_demo(out, progress=progress_bar) if shipped else run_demo(out, progress=progress_bar)
+    # A rerun replaces the demo's own earlier output (an older srcrn's too: its metrics.json).
+    with output_folder(out, "demo", adopt=("metrics.json",), resume=True):
+        result = run_shipped_demo(out, progress=progress_bar) if shipped else run_demo(out, progress=progress_bar)
     metrics = result.metrics
     held_out = "embedded" if shipped else "held-out"
     title = "the shipped model" if shipped else "SRCRN-8s (trained just now)"

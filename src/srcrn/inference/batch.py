@@ -33,6 +33,9 @@ from srcrn.inference.bundle import file_sha256
 from srcrn.inference.pipeline import Pipeline, Prediction, clean_json
 
 JOURNAL = "predictions.partial.jsonl"
+TABLES = ("predictions.csv", "predictions.json")
+# What predict writes into its --out (a folder of the user's may hold other things beside them).
+OUTPUT_NAMES = (*TABLES, "masks", "overlays", "explanations", "reports", JOURNAL)
 log = logging.getLogger(__name__)
 
 

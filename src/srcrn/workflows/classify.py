@@ -62,6 +62,10 @@ def train_classifier(
     return summary
 
 
+# What classify eval writes into its --out.
+EVAL_FILES = ("predictions.csv", "metrics.json", "per_image.csv", "roc.png", "reliability.png")
+
+
 def evaluate_classifier_checkpoint(
     checkpoint: str | Path,
     data: str | Path,

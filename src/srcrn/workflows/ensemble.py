@@ -20,11 +20,12 @@ import pandas as pd
 import yaml
 from sklearn.linear_model import LogisticRegression
 
-from srcrn.atomic import atomic_path, refuse_overlap, write_json
+from srcrn.atomic import atomic_path, write_json
 from srcrn.errors import ConfigError
 from srcrn.evaluation.calibration import calibration_metrics
 from srcrn.evaluation.classification import classification_metrics
 from srcrn.inference.melanoma import StackModel
+from srcrn.outputs import refuse_overlap
 from srcrn.settings import ClassifyTrainSettings
 
 log = logging.getLogger(__name__)

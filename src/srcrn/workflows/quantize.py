@@ -19,7 +19,6 @@ of the int8 masks and of the fp32 masks against the truth (when masks exist), AU
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from srcrn.atomic import current_umask
 from srcrn.data.normalization import normalize_numpy
 from srcrn.errors import ConfigError
 from srcrn.evaluation.metrics import segmentation_scores
@@ -117,14 +115,6 @@ def parity_of(a: list[Any], b: list[Any], samples: list[Any]) -> dict[str, Any]:
     return parity
 
 
-def check_replaceable(out: Path) -> None:
-    """An int8 export replaces ``out`` whole: only an earlier bundle (or an empty folder) may go."""
-    from srcrn.inference.bundle import BUNDLE_FILE
-
-    if out.is_dir() and not (out / BUNDLE_FILE).is_file() and any(out.iterdir()):
-        raise ConfigError(f"{out}: exists and is not a bundle; it is left as it is (choose another --out)")
-
-
 def quantize_bundle(
     fp32_bundle: Path,
     out: Path,
@@ -134,16 +124,34 @@ def quantize_bundle(
     *,
     classifier: bool = True,
     ranges: str = "minmax",
+    destination: Path | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """An int8 copy of ``fp32_bundle`` in ``out``, calibrated on ``calibration_images`` images of
-    ``data`` and checked on ``parity_images`` others; refused (nothing written) beyond TOLERANCE.
-    ``classifier`` False keeps the stage-2 networks in fp32 (only the segmenter is quantized)."""
+    """An int8 copy of ``fp32_bundle`` written into ``out`` (an empty staging folder that the
+    caller moves into place when this returns), calibrated on ``calibration_images`` images of
+    ``data`` and checked on ``parity_images`` others.
+
+    Args:
+        fp32_bundle: the bundle of ``export onnx`` to quantize.
+        out: the empty folder the int8 bundle is written into.
+        data: ISIC-layout folder of calibration and parity images (never the test split).
+        calibration_images, parity_images: how many images calibrate and how many check.
+        classifier: False keeps the stage-2 networks in fp32 (only the segmenter is quantized).
+        ranges: ``minmax``, ``percentile`` or ``entropy`` activation ranges.
+        destination: the folder named in messages (the user's ``--out``); default ``out``.
+
+    Returns:
+        ``out`` and the parity figures.
+
+    Raises:
+        ConfigError: unknown ``ranges``, too few images, or parity beyond TOLERANCE (the caller
+            then moves nothing in).
+    """
+    destination = destination or out
     from srcrn.atomic import write_json
     from srcrn.data.isic import IsicDataset
     from srcrn.inference.bundle import BUNDLE_FILE, file_sha256, read_manifest
     from srcrn.inference.pipeline import Pipeline
 
-    check_replaceable(out)
     if ranges not in RANGES:
         raise ConfigError(f"--int8-ranges {ranges!r}: choose one of {', '.join(RANGES)}")
     dataset = IsicDataset.from_dir(data)
@@ -154,38 +162,29 @@ def quantize_bundle(
     fp32 = Pipeline.from_bundle(fp32_bundle)
     segmenter_inputs, classifier_inputs = fp32.model_inputs([dataset.sample(i).image_path for i in calibration])
     manifest = read_manifest(fp32_bundle).model_dump()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".int8-", dir=out.parent))  # beside out: renamed over it at the end
-    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; a bundle gets the usual permissions
-    try:
-        shutil.copy(fp32_bundle / BUNDLE_FILE, staging / BUNDLE_FILE)
-        # The networks become int8; a feature model's file is copied as it is.
-        stage2 = manifest["classifier"]
-        parts = [(manifest["segmenter"], segmenter_inputs)]
-        parts += [(part, classifier_inputs) for part in (stage2["members"] or [stage2])]
-        for part, images in parts:
-            name = part["file"]
-            if part.get("kind", "cnn") == "cnn" and (classifier or part is manifest["segmenter"]):
-                quantize_model(fp32_bundle / name, staging / name, images, ranges)
-            else:
-                shutil.copyfile(fp32_bundle / name, staging / name)
-            part["sha256"] = file_sha256(staging / name)
-        write_json(staging / BUNDLE_FILE, manifest)  # hashes of the int8 files, before parity loads them
-        parity = measure_parity(fp32, Pipeline.from_bundle(staging), dataset, held_out)
-        parity |= {"calibration_images": len(calibration), "tolerance": TOLERANCE, "method": "static QDQ, "
-                   f"per-channel int8 weights, uint8 activations, {ranges} ranges (onnxruntime.quantization)"}  # fmt: skip
-        failed = [k for k, limit in TOLERANCE.items() if parity.get(k, 0.0) > limit]
-        if failed:
-            shown = ", ".join(f"{k} {parity[k]:.4f} > {TOLERANCE[k]}" for k in failed)
-            raise ConfigError(f"{out}: int8 models refused, no bundle written: {shown} on {len(held_out)} images")
-        cnns = [p for p, _ in parts[1:] if p.get("kind", "cnn") == "cnn"]
-        parity["quantized"] = "segmenter and stage-2 CNNs" if classifier and cnns else "segmenter only"
-        manifest |= {"precision": "int8", "parity": parity}
-        write_json(staging / BUNDLE_FILE, manifest)
-        if out.exists():  # replace an earlier bundle only, never a folder of other files
-            check_replaceable(out)
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    staging = Path(out)  # an empty staging folder of the output-folder rule: moved in when complete
+    shutil.copy(fp32_bundle / BUNDLE_FILE, staging / BUNDLE_FILE)
+    # The networks become int8; a feature model's file is copied as it is.
+    stage2 = manifest["classifier"]
+    parts = [(manifest["segmenter"], segmenter_inputs)]
+    parts += [(part, classifier_inputs) for part in (stage2["members"] or [stage2])]
+    for part, images in parts:
+        name = part["file"]
+        if part.get("kind", "cnn") == "cnn" and (classifier or part is manifest["segmenter"]):
+            quantize_model(fp32_bundle / name, staging / name, images, ranges)
+        else:
+            shutil.copyfile(fp32_bundle / name, staging / name)
+        part["sha256"] = file_sha256(staging / name)
+    write_json(staging / BUNDLE_FILE, manifest)  # hashes of the int8 files, before parity loads them
+    parity = measure_parity(fp32, Pipeline.from_bundle(staging), dataset, held_out)
+    parity |= {"calibration_images": len(calibration), "tolerance": TOLERANCE, "method": "static QDQ, "
+               f"per-channel int8 weights, uint8 activations, {ranges} ranges (onnxruntime.quantization)"}  # fmt: skip
+    failed = [k for k, limit in TOLERANCE.items() if parity.get(k, 0.0) > limit]
+    if failed:
+        shown = ", ".join(f"{k} {parity[k]:.4f} > {TOLERANCE[k]}" for k in failed)
+        raise ConfigError(f"{destination}: int8 models refused, no bundle written: {shown} on {len(held_out)} images")
+    cnns = [p for p, _ in parts[1:] if p.get("kind", "cnn") == "cnn"]
+    parity["quantized"] = "segmenter and stage-2 CNNs" if classifier and cnns else "segmenter only"
+    manifest |= {"precision": "int8", "parity": parity}
+    write_json(staging / BUNDLE_FILE, manifest)
     return out, parity

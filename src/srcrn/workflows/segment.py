@@ -30,6 +30,9 @@ def train_segmenter(
     return summary
 
 
+EVAL_FILES = ("masks", "per_image.csv", "metrics.json", "overlays.png")  # what segment eval writes
+
+
 def evaluate_segmenter(
     checkpoint: str | Path,
     data: str | Path,

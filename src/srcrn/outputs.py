@@ -1,0 +1,246 @@
+"""The output-folder rule, in one place, for every command that writes an ``--out`` folder.
+
+1. ``--out`` is never an input, never inside an input folder and (for folder inputs) never
+   holds one: writing there could replace what the user gave (``refuse_overlap``).
+2. A folder srcrn writes is identified by a manifest, ``srcrn-output.json``, written when the
+   folder is created: the command that owns it, the srcrn version, the time. A folder is
+   trusted by that manifest, never by its name or by the names of the files in it: one that
+   belongs to another command is refused, and one without a manifest that already holds files
+   is written into only where nothing of the user's would be replaced (or, with ``--resume``,
+   adopted as an earlier srcrn version's output of the same command).
+3. Output that is more than one file is built in a hidden staging folder beside the target and
+   moved in only when complete (``stage=True``): a failure or a kill leaves the folder as it was.
+4. A command refused before it wrote anything leaves no folder behind.
+
+Training runs, ``predict`` and ``prepare`` are not staged: their run folders are their own
+staging (checkpoints, the prediction journal and the cache are written atomically and resumed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from srcrn.errors import ConfigError
+
+MANIFEST = "srcrn-output.json"
+FORMAT = "srcrn-output"
+STAGING_PREFIX = ".staging-"
+log = logging.getLogger(__name__)
+
+
+def refuse_overlap(out: str | Path, inputs: Mapping[str, str | Path | None], *, contains: bool = True) -> None:
+    """Refuse an ``out`` that is an input, lies inside an input folder or (with ``contains``)
+    holds an input. ``inputs`` maps a flag or role (e.g. ``--data``) to its path; None entries
+    are skipped.
+
+    Raises:
+        ConfigError: naming ``--out`` and the input it collides with.
+    """
+    target = Path(out).resolve()
+    for role, given in inputs.items():
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if target == source:
+            raise ConfigError(f"--out {out}: is the {role} {given}; write to another folder")
+        if source.is_dir() and source in target.parents:
+            raise ConfigError(f"--out {out}: lies inside the {role} {given}; write to another folder")
+        if contains and target in source.parents:
+            raise ConfigError(f"--out {out}: holds the {role} {given}; write to another folder")
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """The manifest of ``folder`` (None when it has none).
+
+    Raises:
+        ConfigError: the manifest exists but is not one srcrn wrote.
+    """
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigError(f"{path}: not a valid srcrn output manifest (not JSON); choose another --out") from None
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != FORMAT
+        or not isinstance(manifest.get("command"), str)
+    ):
+        raise ConfigError(f"{path}: not a valid srcrn output manifest; choose another --out")
+    return manifest
+
+
+def _visible(folder: Path) -> list[str]:
+    """The entries of ``folder`` a user put or srcrn wrote (hidden temporary files aside)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _write_manifest(folder: Path, command: str, adopted: bool = False) -> None:
+    from srcrn import __version__
+    from srcrn.atomic import write_json
+
+    manifest = {
+        "format": FORMAT,
+        "command": command,
+        "srcrn_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_json(folder / MANIFEST, manifest | ({"adopted": True} if adopted else {}))
+
+
+def claim(
+    out: str | Path,
+    command: str,
+    *,
+    writes: Iterable[str] | None = None,
+    adopt: Iterable[str] = (),
+    resume: bool = False,
+) -> str:
+    """Make ``out`` the folder of ``command`` under the rule above; returns how: ``"created"``,
+    ``"adopted"`` (an earlier srcrn's output, given a manifest now) or ``"owned"``.
+
+    Args:
+        out: the ``--out`` folder.
+        command: the command that owns it, e.g. ``"segment eval"``.
+        writes: the top-level names the command writes; a folder without a manifest is written
+            into when none of them is there. None: such a folder must be empty.
+        adopt: names that mark an earlier srcrn version's output of this command (which had no
+            manifest); with ``resume`` such a folder is adopted and given a manifest.
+        resume: the user asked to continue what is in ``out``.
+
+    Raises:
+        ConfigError: ``out`` is a file, belongs to another command, or holds files that are not
+            this command's.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file, not a folder; choose another --out")
+    if not out.is_dir():
+        out.mkdir(parents=True)
+        _write_manifest(out, command)
+        return "created"
+    manifest = read_manifest(out)
+    if manifest is not None:
+        if manifest["command"] != command:
+            raise ConfigError(
+                f"{out}: holds the output of 'srcrn {manifest['command']}' ({MANIFEST}), not of 'srcrn {command}'; "
+                "choose another --out"
+            )
+        return "owned"
+    present = _visible(out)
+    if not present:
+        _write_manifest(out, command)
+        return "owned"
+    if resume and any((out / name).exists() for name in adopt):
+        log.info("%s: an earlier srcrn's output of %s (no %s): adopted", out, command, MANIFEST)
+        _write_manifest(out, command, adopted=True)
+        return "adopted"
+    if writes is None:
+        shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
+        raise ConfigError(
+            f"{out}: holds files srcrn {command} did not write ({shown}) and no {MANIFEST}; "
+            "choose an empty or new --out"
+        )
+    taken = [name for name in writes if (out / name).exists()]
+    if taken:
+        raise ConfigError(
+            f"{out / taken[0]}: exists and was not written by srcrn {command} (no {MANIFEST} in {out}); "
+            "it is left as it is: choose another --out"
+        )
+    _write_manifest(out, command)
+    return "owned"
+
+
+def _move_in(staging: Path, out: Path, replace: frozenset[str] = frozenset()) -> None:
+    """Each entry of ``staging`` replaces its namesake in ``out`` (a folder as a whole: the
+    command's new output supersedes its old, never merges with it); the entries named in
+    ``replace`` that the new output lacks are the command's stale ones and go too."""
+    new = {entry.name for entry in staging.iterdir()}
+    for name in sorted(replace - new - {MANIFEST}):
+        stale = out / name
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
+    for entry in sorted(staging.iterdir()):
+        target = out / entry.name
+        if entry.is_dir() and target.is_dir():
+            old = Path(tempfile.mkdtemp(prefix=f".{entry.name}.old-", dir=out))
+            os.replace(target, old / entry.name)
+            os.replace(entry, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(entry, target)
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Staging folders a killed command left in ``out`` (only for a folder no other process is
+    writing into)."""
+    if out.is_dir():
+        for stale in out.glob(f"{STAGING_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextmanager
+def output_folder(
+    out: str | Path,
+    command: str,
+    inputs: Mapping[str, str | Path | None] | None = None,
+    *,
+    contains: bool = True,
+    writes: Iterable[str] | None = None,
+    adopt: Iterable[str] = (),
+    resume: bool = False,
+    stage: bool = False,
+    replace: bool = False,
+) -> Iterator[Path]:
+    """The rule for one command's ``--out``: checked, claimed, and with ``stage`` a staging
+    folder yielded whose entries are moved into ``out`` only when the block succeeds (else
+    ``out`` itself is yielded). A failure removes the staging folder, a folder this call
+    created that still holds nothing but its manifest, and a manifest this call adopted.
+
+    Args:
+        out: the ``--out`` folder.
+        command: the command that owns it.
+        inputs: flag or role -> path of every input (see ``refuse_overlap``).
+        contains: also refuse an ``out`` that holds an input.
+        writes, adopt, resume: see ``claim``.
+        stage: build the output in a hidden folder inside ``out`` first.
+        replace: with ``stage``, the new output replaces all of the command's old one: the
+            names in ``writes`` it lacks are removed (with ``writes`` None, every entry of
+            ``out``, which is then wholly the command's: e.g. a bundle whose files changed).
+
+    Raises:
+        ConfigError: the rule refuses ``out``.
+    """
+    out = Path(out)
+    refuse_overlap(out, inputs or {}, contains=contains)
+    writes = None if writes is None else tuple(writes)
+    how = claim(out, command, writes=writes, adopt=adopt, resume=resume)
+    remove_stale_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out)) if stage else None
+    try:
+        yield staging if staging is not None else out
+        if staging is not None:
+            # What goes: the command's own entries (all of a folder it owns; in an adopted one,
+            # whose other files an older srcrn's user may have put there, only namesakes).
+            owned = set(_visible(out)) if writes is None and how != "adopted" else set(writes or ())
+            _move_in(staging, out, frozenset(owned) if replace else frozenset())
+    except BaseException:
+        if how == "created" and set(_visible(out)) <= {MANIFEST}:
+            shutil.rmtree(out, ignore_errors=True)
+        elif how == "adopted":  # e.g. the command refused the folder after all: it claims nothing
+            (out / MANIFEST).unlink(missing_ok=True)
+        raise
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)

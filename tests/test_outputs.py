@@ -1,0 +1,191 @@
+"""The output-folder rule (srcrn.outputs): a manifest on creation, folders trusted by it and not
+by their names, staged output moved in only when complete, nothing of the user's replaced."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers import cli_error, run_cli
+from srcrn.errors import ConfigError
+from srcrn.outputs import MANIFEST, output_folder
+
+
+def _manifest(folder: Path) -> dict:
+    return json.loads((folder / MANIFEST).read_text())
+
+
+def test_a_new_folder_gets_a_manifest_and_a_refused_command_leaves_none(tmp_path):
+    from srcrn import __version__
+
+    out = tmp_path / "new" / "eval"
+    with output_folder(out, "segment eval") as target:
+        assert target == out and _manifest(out)["command"] == "segment eval"
+    manifest = _manifest(out)
+    assert manifest["format"] == "srcrn-output" and manifest["srcrn_version"] == __version__ and manifest["created"]
+    refused = tmp_path / "refused"
+    with pytest.raises(ConfigError, match="bad settings"), output_folder(refused, "classify cv"):
+        raise ConfigError("bad settings")
+    assert not refused.exists()  # it created the folder and wrote nothing else: gone again
+
+
+def test_a_folder_is_trusted_by_its_manifest_not_its_name(tmp_path):
+    out = tmp_path / "run"
+    with output_folder(out, "segment train"):
+        (out / "config.yaml").write_text("recipe: paper\n")
+    with pytest.raises(ConfigError, match=r"holds the output of 'srcrn segment train' \(srcrn-output.json\), not of "
+                                          r"'srcrn classify cv'"):  # fmt: skip
+        with output_folder(out, "classify cv"):
+            pass
+    (out / MANIFEST).write_text("not json")
+    with pytest.raises(ConfigError, match="not a valid srcrn output manifest"), output_folder(out, "segment train"):
+        pass
+    (out / MANIFEST).write_text(json.dumps({"format": "something-else", "command": "segment train"}))
+    with pytest.raises(ConfigError, match="not a valid srcrn output manifest"), output_folder(out, "segment train"):
+        pass
+
+
+def test_a_users_folder_is_written_into_only_where_nothing_of_theirs_is_replaced(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's")
+    with pytest.raises(ConfigError, match=r"holds files srcrn segment train did not write \(notes.txt\)"):
+        with output_folder(mine, "segment train"):
+            pass
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]  # no manifest left behind
+    (mine / "metrics.json").write_text("{}")
+    with pytest.raises(ConfigError, match=rf"{mine / 'metrics.json'}: exists and was not written by srcrn"):
+        with output_folder(mine, "segment eval", writes=("metrics.json", "masks")):
+            pass
+    (mine / "metrics.json").unlink()
+    with output_folder(mine, "segment eval", writes=("metrics.json", "masks"), stage=True) as staging:
+        (staging / "metrics.json").write_text('{"jaccard": 0.5}')
+    assert (mine / "notes.txt").read_text() == "the user's" and _manifest(mine)["command"] == "segment eval"
+    assert json.loads((mine / "metrics.json").read_text()) == {"jaccard": 0.5}
+
+
+def test_an_older_srcrns_output_is_adopted_only_on_resume_and_only_if_the_command_keeps_it(tmp_path):
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "config.yaml").write_text("recipe: paper\n")
+    with (
+        pytest.raises(ConfigError, match="did not write"),
+        output_folder(legacy, "segment train", adopt=("config.yaml",)),
+    ):
+        pass
+    with pytest.raises(ConfigError, match="not this run"):
+        with output_folder(legacy, "classify cv", adopt=("config.yaml",), resume=True):
+            raise ConfigError("not this run")  # the command's own check refuses what it found
+    assert not (legacy / MANIFEST).exists()  # so the folder is not claimed for it
+    with output_folder(legacy, "segment train", adopt=("config.yaml",), resume=True):
+        pass
+    assert _manifest(legacy) | {"created": None} == _manifest(legacy) | {"created": None, "adopted": True}
+
+
+def test_staged_output_appears_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "eval"
+    names = ("masks", "metrics.json", "per_image.csv")
+    with output_folder(out, "segment eval", writes=names, stage=True, replace=True) as staging:
+        assert staging.parent == out and staging.name.startswith(".")  # beside the target, hidden
+        (staging / "masks").mkdir()
+        (staging / "masks" / "a.png").write_bytes(b"old a")
+        (staging / "masks" / "b.png").write_bytes(b"old b")
+        (staging / "metrics.json").write_text("{}")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    with pytest.raises(RuntimeError), output_folder(out, "segment eval", writes=names, stage=True) as staging:
+        (staging / "masks").mkdir()
+        (staging / "masks" / "a.png").write_bytes(b"half of a new run")
+        raise RuntimeError("killed midway")
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no staging left
+
+    with output_folder(out, "segment eval", writes=names, stage=True, replace=True) as staging:
+        (staging / "masks").mkdir()
+        (staging / "masks" / "a.png").write_bytes(b"new a")  # b is not in the new run
+        (staging / "per_image.csv").write_text("image_id\n")  # and no metrics.json (no truth masks)
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["a.png"]  # replaced as a whole, not merged
+    assert not (out / "metrics.json").exists()  # the old run's scores do not survive beside the new masks
+    assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, "masks", "per_image.csv"])
+
+
+def test_a_killed_commands_staging_folder_is_swept_on_the_next_run(tmp_path):
+    out = tmp_path / "eval"
+    with output_folder(out, "segment eval", stage=True):
+        pass
+    (out / ".staging-abc123").mkdir()  # what a kill -9 leaves
+    (out / ".staging-abc123" / "metrics.json").write_text("{}")
+    with output_folder(out, "segment eval", stage=True):
+        pass
+    assert [p.name for p in out.iterdir()] == [MANIFEST]
+
+
+def _digest(folder: Path) -> dict:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_every_command_that_writes_leaves_its_manifest(tmp_path, sample, tiny_segmenter, tiny_classifier, tiny_bundle):
+    """One run of each writing command: its --out names it, and its inputs are unchanged."""
+    inputs = _digest(sample)
+    image = sorted((sample / "images").glob("*.jpg"))[0]
+    cache = ["--cache", str(tmp_path / "cache"), "--no-progress"]
+    commands = {
+        "split": ["split", str(sample)],
+        "prepare": ["prepare", str(sample), "--size", "32", "--workers", "1"],
+        "segment eval": ["segment", "eval", "--model", tiny_segmenter, "--data", str(sample), *cache],
+        "classify eval": ["classify", "eval", "--model", tiny_classifier, "--data", str(sample), *cache],
+        "predict": ["predict", str(image), "--model", str(tiny_bundle), "--no-progress"],
+        "export onnx": ["export", "onnx", "--segmenter", tiny_segmenter, "--classifier", tiny_classifier],
+        "compare": ["compare", str(image), str(image), "--model", str(tiny_bundle)],
+        "segment train": [
+            "segment",
+            "train",
+            "--data",
+            str(sample),
+            "--image-size",
+            "64",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "1",
+            "--batch-size",
+            "4",
+            *cache,
+        ],
+    }
+    for command, argv in commands.items():
+        out = tmp_path / command.replace(" ", "-")
+        run_cli(*argv, "--out", str(out))
+        assert _manifest(out)["command"] == command, command
+        assert not [p for p in out.iterdir() if p.name.startswith(".staging-")], command
+    merged = tmp_path / "merged"
+    run_cli("merge-predictions", str(tmp_path / "predict"), "--out", str(merged), "--partial")
+    assert _manifest(merged)["command"] == "merge-predictions"
+    assert _digest(sample) == inputs
+
+
+@pytest.mark.slow
+def test_a_command_refuses_another_commands_folder(
+    tmp_path, sample, tiny_segmenter, tiny_classifier, tiny_bundle, capsys
+):
+    evaluation = tmp_path / "evaluation"
+    run_cli("segment", "eval", "--model", tiny_segmenter, "--data", str(sample), "--out", str(evaluation),
+            "--cache", str(tmp_path / "cache"), "--no-progress")  # fmt: skip
+    kept = _digest(evaluation)
+    image = sorted((sample / "images").glob("*.jpg"))[0]
+    message = cli_error(capsys, "predict", str(image), "--model", str(tiny_bundle), "--out", str(evaluation))
+    assert f"{evaluation}: holds the output of 'srcrn segment eval'" in message
+    assert _digest(evaluation) == kept  # the evaluation's masks are not mixed with predict's
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)  # an older srcrn's bundle: no manifest, adopted by a new export
+    assert not (copy / MANIFEST).exists()
+    (copy / "notes.txt").write_text("left by an older export")
+    run_cli("export", "onnx", "--segmenter", tiny_segmenter, "--classifier", tiny_classifier, "--out", str(copy))
+    assert _manifest(copy)["adopted"] is True  # replaced file by file: what it did not write stays
+    assert (copy / "notes.txt").read_text() == "left by an older export"
+    assert json.loads((copy / "bundle.json").read_text())["segmenter"]["sha256"]
