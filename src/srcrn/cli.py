@@ -789,6 +789,8 @@ def export_onnx_command(
 
             from srcrn.workflows.quantize import quantize_bundle
 
+            assert calibration is not None  # refused above
+
             with tempfile.TemporaryDirectory() as scratch:
                 fp32 = export_onnx(segmenter, classifier, Path(scratch) / "fp32")
                 _, parity = quantize_bundle(

@@ -85,13 +85,18 @@ def _visible(folder: Path) -> list[str]:
 
 
 def _write_manifest(folder: Path, command: str, adopted: bool = False) -> None:
-    from srcrn import __version__
+    from importlib.metadata import PackageNotFoundError, version
+
     from srcrn.atomic import write_json
 
+    try:  # the installed distribution's (this layer is below the package root and its __version__)
+        installed = version("srcrn")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        installed = "unknown"
     manifest = {
         "format": FORMAT,
         "command": command,
-        "srcrn_version": __version__,
+        "srcrn_version": installed,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(folder / MANIFEST, manifest | ({"adopted": True} if adopted else {}))
