@@ -15,7 +15,7 @@ from PIL import Image
 from helpers import run_cli
 from srcrn.inference.compare import compare, register
 from srcrn.inference.measurements import measure_lesion
-from srcrn.inference.pipeline import PipelineResult
+from srcrn.inference.results import PipelineResult
 from srcrn.sample import sample_dir
 
 SAMPLE = sample_dir()

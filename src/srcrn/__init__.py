@@ -20,11 +20,12 @@ __all__ = ["DataError", "LesionMeasurements", "Pipeline", "PipelineResult", "Src
 if TYPE_CHECKING:
     from srcrn.errors import DataError, SrcrnError
     from srcrn.inference.measurements import LesionMeasurements
-    from srcrn.inference.pipeline import Pipeline, PipelineResult
+    from srcrn.inference.pipeline import Pipeline
+    from srcrn.inference.results import PipelineResult
 
 _LAZY = {
     "Pipeline": "srcrn.inference.pipeline",
-    "PipelineResult": "srcrn.inference.pipeline",
+    "PipelineResult": "srcrn.inference.results",
     "LesionMeasurements": "srcrn.inference.measurements",
     "DataError": "srcrn.errors",
     "SrcrnError": "srcrn.errors",

@@ -41,15 +41,6 @@ def write_json(path: str | Path, payload: dict) -> None:
         temporary.write_text(json.dumps(payload, indent=2))
 
 
-def write_mask(path: str | Path, mask) -> None:
-    """An ISIC mask file: single channel, 0/255 PNG."""
-    import numpy as np
-    from PIL import Image
-
-    with atomic_path(path) as temporary:
-        Image.fromarray(np.asarray(mask).astype(np.uint8) * 255).save(temporary, format="PNG")
-
-
 def remove_leftovers(folder: str | Path) -> int:
     """Delete the temporary files of ``atomic_path`` that a killed process left in ``folder``
     (hidden, never mistaken for outputs, but they would pile up). Only for a folder no other

@@ -826,7 +826,7 @@ def compare(
     figures, only the reason."""
     from srcrn.atomic import write_json
     from srcrn.data.metadata import ClinicalContext
-    from srcrn.inference.pipeline import clean_json, write_png
+    from srcrn.inference.rendering import clean_json, write_png
     from srcrn.outputs import output_folder
 
     names = ("comparison.json", "comparison.png", "comparison.pdf")
@@ -883,7 +883,8 @@ def model_card_command(
     calibration, the clinical fields it takes, intended use and limits (JSON on stdout)."""
     import json
 
-    from srcrn.inference.pipeline import Pipeline, clean_json
+    from srcrn.inference.pipeline import Pipeline
+    from srcrn.inference.rendering import clean_json
 
     card = Pipeline.from_bundle(model, workers=0).card
     typer.echo(json.dumps(clean_json(card), indent=2))  # stdout: `srcrn model-card > card.json`

@@ -30,7 +30,9 @@ from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
 from srcrn.data.metadata import NO_CONTEXT, check_scale, read_metadata
 from srcrn.errors import ConfigError, DataError, SrcrnError
 from srcrn.inference.bundle import file_sha256
-from srcrn.inference.pipeline import Pipeline, Prediction, clean_json
+from srcrn.inference.pipeline import Pipeline
+from srcrn.inference.rendering import clean_json
+from srcrn.inference.results import Prediction
 
 JOURNAL = "predictions.partial.jsonl"
 TABLES = ("predictions.csv", "predictions.json")

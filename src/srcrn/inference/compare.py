@@ -27,7 +27,7 @@ import numpy as np
 from srcrn.inference.measurements import DERMOSCOPIC_COLOURS, lesion_region
 
 if TYPE_CHECKING:
-    from srcrn.inference.pipeline import PipelineResult
+    from srcrn.inference.results import PipelineResult
 
 KEYPOINTS = 3000
 RANSAC_PIXELS = 3.0  # reprojection error of an inlier, in working-image pixels

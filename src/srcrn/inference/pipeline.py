@@ -11,31 +11,28 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from srcrn.atomic import atomic_path, write_mask
 from srcrn.data.images import ImageFile, ImageSource, as_source, decode_image, decode_image_fit
 from srcrn.data.lesion import crop_mask, lesion_box, lesion_input
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext
 from srcrn.errors import ConfigError, SrcrnError
-from srcrn.inference.bundle import file_sha256
 from srcrn.inference.card import model_card, training_records
 from srcrn.inference.compare import Comparison, compare
-from srcrn.inference.measurements import LesionMeasurements, measure_lesion
+from srcrn.inference.measurements import measure_lesion
 from srcrn.inference.melanoma import MelanomaModel, load_melanoma_model
 from srcrn.inference.melanoma import probabilities as melanoma_probabilities
 from srcrn.inference.predictor import Segmenter, from_bundle
-from srcrn.inference.readings import meaning, readings
+from srcrn.inference.readings import meaning
+from srcrn.inference.results import PipelineResult
 
 # Measurements and overlays use the image at this longer side at most (lengths are scaled
 # back to original pixels): precise enough for a lesion, cheap even for 6700x4500 originals.
@@ -46,153 +43,6 @@ WORKING_SIDE = 1024
 # BENCHMARKS.md): never slower than none, and two oversubscribe the cores the networks use.
 WORKERS = 1
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Prediction:
-    """What ``srcrn predict`` records of one image: the numbers and the files it wrote."""
-
-    image_id: str
-    source: str
-    width: int
-    height: int
-    melanoma: float
-    decision: str
-    threshold: float
-    measurements: dict = field(default_factory=dict)
-    mask: str = ""
-    overlay: str = ""
-    explanation: str = ""
-    clinical: str = ""  # the clinical fields the model took for this image, e.g. "age sex site"
-    report: str = ""  # reports/<id>_report.pdf with --report
-
-
-@dataclass
-class PipelineResult:
-    """Both stages' answer for one image, in memory. ``mask`` is at the image's original size
-    (EXIF orientation applied); the measurements are in original pixels."""
-
-    image_id: str
-    source: str
-    width: int
-    height: int
-    probability: float  # P(melanoma), calibrated when the classifier carries a calibration
-    decision: str  # "melanoma" when probability > threshold, else "benign"
-    threshold: float
-    mask: np.ndarray = field(repr=False)  # bool, height x width
-    measurements: LesionMeasurements
-    # The clinical context given with the image, and the fields of it the model used (a model
-    # without clinical inputs uses none; a field not given is scored as unknown).
-    context: ClinicalContext = NO_CONTEXT
-    clinical_used: tuple[str, ...] = ()
-    meaning: str = ""  # what the number and the decision mean, from the model card (inference.readings)
-    bytes_sha256: str = ""  # of the bytes given (an upload); a path's is read when asked (image_sha256)
-    card: dict = field(default_factory=dict, repr=False)  # the model card of the pipeline that answered
-    heatmap: np.ndarray | None = field(default=None, repr=False)  # Grad-CAM on the working image
-    # The image and mask at the working size (longer side WORKING_SIDE at most), for overlays.
-    working_image: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3), np.uint8), repr=False)
-    working_mask: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool), repr=False)
-
-    @property
-    def caption(self) -> str:
-        """The overlay's caption: probability, decision, threshold and the diameter in mm (or "no scale")."""
-        m = self.measurements
-        size = f"diameter {m.longest_diameter_mm:.1f} mm" if m.longest_diameter_mm is not None else "no scale"
-        verdict = f"P(melanoma) {self.probability:.3f} -> {self.decision} (threshold {self.threshold:.3f})"
-        return verdict if m.empty_mask else f"{verdict}, {size}"
-
-    def overlay(self, *, caption: bool = True) -> np.ndarray:
-        """The image (at the working size) with the lesion contour and, with ``caption``, the
-        decision in a band on top (enlarged to 640 px wide at least, for legibility), RGB uint8."""
-        return render_overlay(self.working_image, self.working_mask, self.caption if caption else None)
-
-    @property
-    def image_sha256(self) -> str:
-        """SHA-256 of the image file: of the bytes given, or of the file at ``source`` (read on
-        demand, not on predict's hot path); "" for pixels given in memory."""
-        if self.bytes_sha256:
-            return self.bytes_sha256
-        path = Path(self.source)
-        return file_sha256(path) if path.is_file() else ""
-
-    def report_pdf(self) -> bytes:
-        """A one-page PDF report of this answer (``inference.report``): image and overlay,
-        verdict and its meaning, measurements, the model card's short form, date, SHA-256."""
-        from srcrn.inference.report import report_pdf
-
-        return report_pdf(self, self.card)
-
-    def mask_png(self) -> bytes:
-        """The mask as an ISIC mask file (0/255 PNG, original size)."""
-        return encode_png(self.mask.astype(np.uint8) * 255)
-
-    def overlay_png(self, *, caption: bool = True) -> bytes:
-        """The overlay as PNG bytes."""
-        return encode_png(self.overlay(caption=caption))
-
-    def explanation(self) -> np.ndarray | None:
-        """The Grad-CAM heatmap blended over the image (RGB), when asked for."""
-        if self.heatmap is None:
-            return None
-        from srcrn.inference.explain import heatmap_overlay
-
-        return heatmap_overlay(self.working_image, self.heatmap)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready numbers (no arrays; NaN as None)."""
-        return clean_json(
-            {
-                "image_id": self.image_id,
-                "width": self.width,
-                "height": self.height,
-                "probability": self.probability,
-                "decision": self.decision,
-                "threshold": self.threshold,
-                "measurements": self.measurements.to_dict(),
-                "readings": [r.to_dict() for r in readings(self.measurements)],
-                "warnings": self.measurements.warnings,
-                "meaning": self.meaning,
-                "image_sha256": self.image_sha256,
-                "clinical": {"given": self.context.to_dict(), "used": list(self.clinical_used)},
-            }
-        )
-
-    def save(self, out: str | Path, *, overlay: bool = True, report: bool = False) -> Prediction:
-        """Write what ``srcrn predict`` writes for this image under ``out``:
-        ``masks/<id>_segmentation.png``, ``overlays/<id>_overlay.png`` (unless ``overlay`` is
-        False), with ``report`` ``reports/<id>_report.pdf`` and, with a heatmap,
-        ``explanations/<id>_gradcam.png`` (each atomically)."""
-        out = Path(out)
-        mask_path = out / "masks" / f"{self.image_id}_segmentation.png"
-        write_mask(mask_path, self.mask)
-        overlay_path = out / "overlays" / f"{self.image_id}_overlay.png" if overlay else None
-        if overlay_path is not None:
-            write_png(overlay_path, self.overlay())
-        explanation_path = ""
-        explanation = self.explanation()
-        if explanation is not None:
-            explanation_path = str(out / "explanations" / f"{self.image_id}_gradcam.png")
-            write_png(Path(explanation_path), explanation)
-        report_path = ""
-        if report:
-            report_path = str(out / "reports" / f"{self.image_id}_report.pdf")
-            with atomic_path(report_path) as temporary:
-                temporary.write_bytes(self.report_pdf())
-        return Prediction(
-            self.image_id,
-            self.source,
-            self.width,
-            self.height,
-            self.probability,
-            self.decision,
-            self.threshold,
-            self.measurements.to_dict(),
-            str(mask_path),
-            str(overlay_path or ""),
-            explanation_path,
-            " ".join(self.clinical_used),
-            report_path,
-        )
 
 
 def _identity(image: ImageSource, image_id: str | None, position: int) -> tuple[str, str | None]:
@@ -598,66 +448,3 @@ def _outcome(future: Future) -> Any:
 
 
 STEPS = ("decode", "segment", "classify", "explain", "measure", "outputs")
-
-
-OVERLAY_MIN_WIDTH = 640
-
-
-def render_overlay(image: np.ndarray, mask: np.ndarray, caption: str | None) -> np.ndarray:
-    """The image with the lesion contour and, with a ``caption``, a caption band on top, RGB
-    (small images are then enlarged so that the caption stays legible)."""
-    factor = max(1.0, OVERLAY_MIN_WIDTH / image.shape[1]) if caption is not None else 1.0
-    if factor > 1.0:
-        size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-        mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-    canvas = np.ascontiguousarray(image[..., ::-1])  # OpenCV draws in BGR
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    # Without a caption the image is not enlarged, so a small one gets a thinner line.
-    cv2.drawContours(
-        canvas, contours, -1, (0, 255, 255), max(1 if caption is None else 2, round(canvas.shape[1] / 320))
-    )
-    if caption is None:
-        return np.ascontiguousarray(canvas[..., ::-1])
-    font, scale = cv2.FONT_HERSHEY_SIMPLEX, canvas.shape[1] / 900
-    (text_width, text_height), _ = cv2.getTextSize(caption, font, scale, 1)
-    scale *= min(1.0, (canvas.shape[1] - 16) / text_width)  # shrink the caption to fit the width
-    band = int(text_height * 2.2)
-    canvas = cv2.copyMakeBorder(canvas, band, 0, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    cv2.putText(
-        canvas, caption, (8, int(band * 0.7)), font, scale, (255, 255, 255), max(1, round(scale * 2)), cv2.LINE_AA
-    )
-    return np.ascontiguousarray(canvas[..., ::-1])
-
-
-# Light compression: at the default level, PNG encoding of a photo took most of predict's time.
-PNG_COMPRESS_LEVEL = 1
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    """PNG bytes of an RGB (or single-channel) uint8 image. OpenCV's encoder: about 30 % faster
-    than Pillow's at the same level on our overlays, which matters per request in a service."""
-    bgr = pixels[..., ::-1] if pixels.ndim == 3 else pixels
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(bgr), [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESS_LEVEL])
-    if not ok:
-        raise ValueError(f"PNG encoding failed for an image of shape {pixels.shape}")
-    return encoded.tobytes()
-
-
-def write_png(path: Path, pixels: np.ndarray) -> None:
-    """``pixels`` (RGB or grey) as a PNG file, written atomically."""
-    with atomic_path(path) as temporary:
-        temporary.write_bytes(encode_png(pixels))
-
-
-def clean_json(value: Any) -> Any:
-    """JSON has no NaN or infinity: write null; numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {k: clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean_json(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

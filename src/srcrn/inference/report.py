@@ -14,10 +14,11 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from srcrn.inference.readings import readings, short_form
+from srcrn.inference.rendering import encode_png  # the one PNG encoder
 
 if TYPE_CHECKING:
     from srcrn.inference.compare import Comparison
-    from srcrn.inference.pipeline import PipelineResult
+    from srcrn.inference.results import PipelineResult
 
 NOTICE = "Research software: not a diagnosis, and not a medical device. A clinician decides."
 # Characters outside windows-1252 that our texts use, spelt out for the PDF's core font.
@@ -32,8 +33,6 @@ def _printable(text: str) -> str:
 
 
 def _png(pixels: Any) -> io.BytesIO:
-    from srcrn.inference.pipeline import encode_png  # the one PNG encoder (imported late: pipeline imports us)
-
     return io.BytesIO(encode_png(pixels))
 
 

@@ -57,8 +57,9 @@ from srcrn.data.metadata import (
 )
 from srcrn.errors import DataError, SrcrnError
 from srcrn.inference.compare import compare as compare_results
-from srcrn.inference.pipeline import Pipeline, clean_json, encode_png
+from srcrn.inference.pipeline import Pipeline
 from srcrn.inference.readings import card_summary
+from srcrn.inference.rendering import clean_json, encode_png
 from srcrn.serving.settings import ServeSettings
 
 API = "/api/v1"

@@ -25,7 +25,8 @@ from srcrn.atomic import write_json
 from srcrn.data.images import read_mask
 from srcrn.data.isic import IsicDataset
 from srcrn.inference.batch import predict_images
-from srcrn.inference.pipeline import Pipeline, Prediction
+from srcrn.inference.pipeline import Pipeline
+from srcrn.inference.results import Prediction
 from srcrn.sample import sample_dir
 
 log = logging.getLogger(__name__)
