@@ -626,7 +626,7 @@ def predict(
         flags = " ".join(f for f, on in marks if on)
         mm = m.get("longest_diameter_mm")
         diameter = f"{mm:.1f} mm" if mm is not None else f"{m['longest_diameter_pixels']:.0f} px"
-        table.add_row(r.image_id, f"{r.melanoma:.3f}", r.decision, diameter, flags)
+        table.add_row(r.image_id, f"{r.probability:.3f}", r.decision, diameter, flags)
     if len(results) > 20:
         table.caption = f"first 20 of {len(results)}: all are in predictions.csv"
     console.print(table)
@@ -963,7 +963,7 @@ def demo(
         table.add_row(
             r.image_id,
             result.truth[r.image_id],
-            f"{r.melanoma:.3f}",
+            f"{r.probability:.3f}",
             r.decision,
             f"{r.measurements['longest_diameter_pixels']:.0f}",
             f"{result.jaccard[r.image_id]:.3f}",

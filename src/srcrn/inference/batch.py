@@ -32,7 +32,7 @@ from srcrn.errors import ConfigError, DataError, SrcrnError
 from srcrn.inference.bundle import file_sha256
 from srcrn.inference.pipeline import Pipeline
 from srcrn.inference.rendering import clean_json
-from srcrn.inference.results import Prediction
+from srcrn.inference.results import TABLE_NAMES, Prediction
 
 JOURNAL = "predictions.partial.jsonl"
 TABLES = ("predictions.csv", "predictions.json")
@@ -142,11 +142,11 @@ def _read_finished(out: Path, identity: dict) -> dict[str, Prediction]:
                 "use another --out, or run without --resume to predict everything again"
             )
     done: dict[str, Prediction] = {}
-    names = {f.name for f in fields(Prediction)}
+    names = {TABLE_NAMES.get(f.name, f.name) for f in fields(Prediction)}
     for record in records:
         if not isinstance(record, dict) or set(record) != names:
             continue
-        prediction = Prediction(**record)
+        prediction = Prediction.from_record(record)
         paths = (prediction.mask, prediction.overlay, prediction.explanation)
         if not all(isinstance(p, str) for p in paths):
             continue  # a damaged record: that image is predicted again
@@ -158,7 +158,7 @@ def _read_finished(out: Path, identity: dict) -> dict[str, Prediction]:
 
 
 def _line(prediction: Prediction) -> str:
-    return json.dumps(clean_json(vars(prediction))) + "\n"
+    return json.dumps(prediction.to_record()) + "\n"
 
 
 def _append(journal, results: list[Prediction]) -> None:
@@ -260,7 +260,7 @@ def predict_images(
 def write_predictions(
     results: list[Prediction], errors: list[tuple[str, str]], out: Path, job: dict | None = None
 ) -> None:
-    _write_tables([clean_json(vars(r)) for r in results], [{"source": s, "problem": p} for s, p in errors], out, job)
+    _write_tables([r.to_record() for r in results], [{"source": s, "problem": p} for s, p in errors], out, job)
 
 
 def _write_tables(records: list[dict], errors: list[dict], out: Path, job: dict | None) -> None:

@@ -17,16 +17,20 @@ from srcrn.inference.measurements import LesionMeasurements
 from srcrn.inference.readings import readings
 from srcrn.inference.rendering import clean_json, encode_png, render_overlay, write_mask, write_png
 
+# The tables' name of the probability: ``melanoma``, the column of the ISIC challenge's format.
+TABLE_NAMES = {"probability": "melanoma"}
+
 
 @dataclass
 class Prediction:
-    """What ``srcrn predict`` records of one image: the numbers and the files it wrote."""
+    """What ``srcrn predict`` records of one image: the numbers and the files it wrote. The
+    names are ``PipelineResult``'s; in predictions.csv/.json the probability is ``melanoma``."""
 
     image_id: str
     source: str
     width: int
     height: int
-    melanoma: float
+    probability: float
     decision: str
     threshold: float
     measurements: dict = field(default_factory=dict)
@@ -35,6 +39,20 @@ class Prediction:
     explanation: str = ""
     clinical: str = ""  # the clinical fields the model took for this image, e.g. "age sex site"
     report: str = ""  # reports/<id>_report.pdf with --report
+
+    def to_record(self) -> dict[str, Any]:
+        """The row of predictions.csv/.json (JSON-ready; the probability named ``melanoma``)."""
+        return clean_json({TABLE_NAMES.get(k, k): v for k, v in vars(self).items()})
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Prediction:
+        """The inverse of ``to_record``.
+
+        Raises:
+            TypeError: ``record`` lacks a field or has others.
+        """
+        names = {table: name for name, table in TABLE_NAMES.items()}
+        return cls(**{names.get(k, k): v for k, v in record.items()})
 
 
 @dataclass

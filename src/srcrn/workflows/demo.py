@@ -72,7 +72,7 @@ def run_shipped_demo(out: Path, progress: bool = True) -> DemoResult:
         metric: float(np.mean([s[metric] for s in scores.values()])) for metric in next(iter(scores.values()))
     } | {"n_images": len(scores)}
     labels = np.array([dataset.sample(r.image_id).melanoma for r in results], dtype=int)
-    probability = np.array([r.melanoma for r in results])
+    probability = np.array([r.probability for r in results])
     classification = classification_metrics(labels, probability, threshold=pipeline.threshold)
     truth = {r.image_id: "melanoma" if label else "benign" for r, label in zip(results, labels)}
     write_json(out / "metrics.json", {"segmentation": segmentation, "classification": classification})
