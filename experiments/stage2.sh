@@ -40,7 +40,7 @@ srcrn classify cv --out "$R/cv-strong" "${common[@]}" "${cnn[@]}" --recipe stron
 if [ ! -f "$R/paper/summary.json" ]; then
   srcrn classify train --out "$R/paper" "${common[@]}" "${cnn[@]}" --epochs 4
 fi
-srcrn classify eval --model "$R/paper/checkpoints/last.ckpt" --data "$D" --split "$R/paper" --subset val \
+srcrn classify eval --model "$R/paper/checkpoints/last.ckpt" --data "$D" --split-file "$R/paper" --subset val \
       --out "$R/paper/eval-val" --no-progress
 srcrn classify train --model ensemble --members "$R/cv-strong" --members "$R/cv-features" \
       --out "$R/ensemble" --data "$D" --no-progress
@@ -60,6 +60,6 @@ if [ "${AUX:-0}" = 1 ]; then
     srcrn classify train --out "$R/strong-aux" "${common[@]}" --weights "srcrn:$AUX_SEG" --recipe strong \
           --epochs 1 --ema-decay 0.98
   fi
-  srcrn classify eval --model "$R/strong-aux/checkpoints/last.ckpt" --data "$D" --split "$R/strong-aux" \
+  srcrn classify eval --model "$R/strong-aux/checkpoints/last.ckpt" --data "$D" --split-file "$R/strong-aux" \
         --subset val --out "$R/strong-aux/eval-val" --no-progress
 fi

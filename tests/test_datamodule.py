@@ -8,8 +8,9 @@ import torch
 from srcrn.data.cache import prepare
 from srcrn.data.datamodule import IsicDataModule, PreparedDataset
 from srcrn.data.isic import IsicDataset
+from srcrn.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from srcrn.data.splits import make_split
-from srcrn.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
+from srcrn.data.transforms import build_transform
 
 
 def _prepared(sample, tmp_path):

@@ -136,7 +136,7 @@ def test_every_command_that_writes_leaves_its_manifest(tmp_path, sample, tiny_se
     cache = ["--cache", str(tmp_path / "cache"), "--no-progress"]
     commands = {
         "split": ["split", str(sample)],
-        "prepare": ["prepare", str(sample), "--size", "32", "--workers", "1"],
+        "prepare": ["prepare", str(sample), "--image-size", "32", "--workers", "1"],
         "segment eval": ["segment", "eval", "--model", tiny_segmenter, "--data", str(sample), *cache],
         "classify eval": ["classify", "eval", "--model", tiny_classifier, "--data", str(sample), *cache],
         "predict": ["predict", str(image), "--model", str(tiny_bundle), "--no-progress"],

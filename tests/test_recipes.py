@@ -150,7 +150,7 @@ def test_time_budget_stops_training_and_leaves_a_loadable_checkpoint(sample, tmp
     model = build_model(read_checkpoint(last))
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
-    segment_eval(last, sample, tmp_path / "eval", tmp_path / "cache", "--split", str(out), "--keep-largest")
+    segment_eval(last, sample, tmp_path / "eval", tmp_path / "cache", "--split-file", str(out), "--keep-largest")
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["tta"] is True and 0 <= metrics["jaccard"] <= 1  # the strong recipe evaluates with TTA
     assert metrics["keep_largest"] is True
@@ -264,7 +264,9 @@ def test_arch_unet_trains_and_evaluates_through_the_same_code(sample, tmp_path, 
     assert "trained 1 epochs" in capsys.readouterr().err
     stored = read_checkpoint(out / "checkpoints" / "best.ckpt")
     assert type(build_model(stored)).__name__ == "Unet" and stored.settings["arch"] == "unet"
-    segment_eval(out / "checkpoints" / "best.ckpt", sample, tmp_path / "eval", tmp_path / "cache", "--split", str(out))
+    segment_eval(
+        out / "checkpoints" / "best.ckpt", sample, tmp_path / "eval", tmp_path / "cache", "--split-file", str(out)
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     val = pd.read_csv(out / "split.csv").query("subset == 'val'")
     assert metrics["n_images"] == len(val) and {"jaccard", "dice", "accuracy"} <= set(metrics)

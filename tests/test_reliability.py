@@ -33,7 +33,7 @@ def test_the_limits_admit_every_dermoscopic_shape(tmp_path):
 def test_an_output_folder_that_is_a_file_is_one_line(tmp_path, sample, capsys):
     blocker = tmp_path / "taken"
     blocker.write_text("a file, not a folder")
-    message = cli_error(capsys, "prepare", str(sample), "--out", str(blocker), "--size", "32")
+    message = cli_error(capsys, "prepare", str(sample), "--out", str(blocker), "--image-size", "32")
     assert message.startswith(f"error: {blocker}") and "is a file, not a folder" in message
     assert "Traceback" not in capsys.readouterr().err
 
@@ -46,7 +46,7 @@ def test_debug_shows_the_traceback(tmp_path, sample):
     from srcrn.errors import ConfigError
 
     with pytest.raises(ConfigError, match="is a file, not a folder"):
-        main(["prepare", str(sample), "--out", str(blocker), "--size", "32", "--debug"])
+        main(["prepare", str(sample), "--out", str(blocker), "--image-size", "32", "--debug"])
 
 
 @pytest.mark.slow
@@ -176,7 +176,7 @@ def _corpus_case(name, tmp, models):
     torch_predict = ["predict", str(first), "--segmenter", seg, "--classifier", cls, "--out", out, "--no-progress"]
     seg_eval = ["segment", "eval", "--data", str(data), "--out", out, "--cache", str(tmp / "c"), "--no-progress"]
     cls_eval = ["classify", "eval", "--data", str(data), "--out", out, "--cache", str(tmp / "c"), "--no-progress"]
-    prepare = ["prepare", str(data), "--out", out, "--size", "32", "--workers", "1"]
+    prepare = ["prepare", str(data), "--out", out, "--image-size", "32", "--workers", "1"]
     cache = ["--cache", str(tmp / "c"), "--no-progress"]
     seg_train = ["segment", "train", "--data", str(data), "--out", out, "--image-size", "64", "--epochs", "1", *cache]
     cls_train = ["classify", "train", "--data", str(data), "--out", out, "--image-size", "64", "--weights", "none",
@@ -259,7 +259,7 @@ def _corpus_case(name, tmp, models):
     if name == "classify eval: a split file naming an unknown image":
         split = tmp / "split.csv"
         split.write_text("image_id,subset\nISIC_9999999,val\n")
-        return [*cls_eval, "--model", cls, "--split", str(split)], split, "ISIC_9999999"
+        return [*cls_eval, "--model", cls, "--split-file", str(split)], split, "ISIC_9999999"
     if name == "reproduce: a config with an unknown key":
         (tmp / "r.yaml").write_text("experiments: [segmentation]\nsegmentaton: {epochs: 1}\n")
         return (
@@ -467,7 +467,7 @@ def test_prepare_killed_midway_leaves_nothing_half_written(sample, tmp_path):
     from srcrn.data.cache import MANIFEST, STAGING_PREFIX, PreparedData
 
     out = tmp_path / "cache"
-    command = ["prepare", str(sample), "--out", str(out), "--size", "64", "--workers", "1"]
+    command = ["prepare", str(sample), "--out", str(out), "--image-size", "64", "--workers", "1"]
     child = _start(command, lambda: any(out.glob(f"{STAGING_PREFIX}*/images.npy")))
     child.send_signal(signal.SIGKILL)
     child.communicate(timeout=60)

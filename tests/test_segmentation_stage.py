@@ -114,7 +114,7 @@ def test_eval_on_a_runs_validation_split(sample, tmp_path):
         sample,
         tmp_path / "eval",
         tmp_path / "cache",
-        "--split",
+        "--split-file",
         str(tmp_path / "run"),
     )
     val = pd.read_csv(tmp_path / "run" / "split.csv").query("subset == 'val'")["image_id"]

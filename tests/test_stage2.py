@@ -328,7 +328,7 @@ def test_cv_of_the_feature_model_then_eval_and_predict_use_its_calibration(tiny_
     assert chosen["val"]["specificity_ci95_high"] == pytest.approx(centre + half, abs=1e-3)
     # classify eval of the stored model reproduces the calibrated validation scores.
     evaluation = tmp_path / "eval"
-    run_cli("classify", "eval", "--model", model_path, "--data", str(sample), "--split", str(out), "--subset", "val",
+    run_cli("classify", "eval", "--model", model_path, "--data", str(sample), "--split-file", str(out), "--subset", "val",
             "--out", str(evaluation), "--cache", cache, "--no-progress")  # fmt: skip
     scored = pd.read_csv(evaluation / "predictions.csv").merge(val, on="image_id")
     assert np.allclose(scored["melanoma_x"], scored["melanoma_calibrated"])

@@ -1,7 +1,9 @@
-"""Command-line options derived from the settings schema: each setting is declared once (in
-``srcrn.settings``), and a training command's flags are generated from it, with the field's
-description, its choices and its default as help. Values given on the command line are
-validated by the schema like any other source, so a bad flag gets the same one-line error.
+"""Command-line options derived from the settings schemas: each setting is declared once (in
+``srcrn.settings`` for the trainings, ``srcrn.commands`` for the other commands,
+``srcrn.serving.settings`` for the service), and every command's flags are generated from its
+schema, with the field's description, its choices and its default as help. Values given on the
+command line are validated by the schema like any other source, so a bad flag gets the same
+one-line error.
 """
 
 from __future__ import annotations
@@ -42,19 +44,33 @@ def option_for(name: str, field: FieldInfo) -> Any:
     help_text = field.description or name.replace("_", " ")
     if choices:
         help_text += f" ({choices})"
-    default = field.get_default(call_default_factory=True)
-    help_text += f"; default {default}"
+    if field.is_required():
+        help_text += "; required"
+    else:
+        default = field.get_default(call_default_factory=True)
+        help_text += f"; default {default}" if default is not None else ""
     flag = FLAG_NAMES.get(name, f"{flag_name(name)}/--no-{flag_name(name)[2:]}" if base is bool else flag_name(name))
     return Annotated[Optional[base], typer.Option(flag, help=help_text, show_default=False)]
 
 
-def with_schema_options(schema: type[Settings]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def with_schema_options(
+    schema: type[Settings], into: str = "flags"
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a command ``f(..., flags: dict)``: typer sees one option per field of ``schema``,
-    and ``f`` receives the given ones (None = not given) as ``flags``."""
+    and ``f`` receives the given ones (None = not given) as ``flags`` (or the parameter named by
+    ``into``, so that a command may take two schemas' flags: its own and a training's).
+
+    Args:
+        schema: the settings schema whose fields become flags.
+        into: the name of the command's parameter that receives them.
+
+    Returns:
+        The decorator.
+    """
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         own = inspect.signature(function, eval_str=True)
-        kept = [p for p in own.parameters.values() if p.name != "flags"]
+        kept = [p for p in own.parameters.values() if p.name != into]
         taken = {p.name for p in kept}
         added = [
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option_for(name, field))
@@ -65,7 +81,7 @@ def with_schema_options(schema: type[Settings]) -> Callable[[Callable[..., Any]]
         @functools.wraps(function)
         def command(**values: Any) -> Any:
             flags = {name: values.pop(name) for name in schema.model_fields if name in values}
-            return function(**values, flags=flags)
+            return function(**values, **{into: flags})
 
         parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + added
         command.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, Self, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -43,6 +43,9 @@ ClassifierSchedule = Literal["inverse-time", "constant", "cosine", "onecycle"]
 ClassifierAugment = Literal["none", "strong"]
 Sampler = Literal["shuffle", "balanced"]
 CheckpointChoice = Literal["best", "last"]
+CalibrationMethod = Literal["temperature", "platt"]
+Int8Ranges = Literal["minmax", "percentile", "entropy"]  # how int8 activation ranges are calibrated
+ImageSide = Annotated[int, Field(ge=16, le=4096)]  # a square image's side in pixels (cache, networks)
 
 _BUDGET = re.compile(r"^(?:(\d+(?:\.\d+)?)([smh]?)|\d+:\d+:\d+:\d+)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
@@ -91,7 +94,7 @@ class Settings(BaseModel):
 class RunSettings(Settings):
     """What every training run shares: the Lightning Trainer's settings and housekeeping."""
 
-    image_size: int = Field(128, ge=16, le=4096, description="square input side (paper: 128)")
+    image_size: ImageSide = Field(128, description="square input side (paper: 128)")
     epochs: int = Field(10, ge=1, description="epochs")
     seed: int = Field(0, description="seed of everything random")
     split: SplitMethod = Field("paper", description="train/validation split")
@@ -292,32 +295,56 @@ RECIPES: dict[type[Settings], dict[str, dict[str, Any]]] = {
 }
 
 
-class SegmentationPart(Settings):
-    """``reproduce`` > ``segmentation``: Table 1 (SRCRN strides) and measured baselines."""
+class TrainingSection(Settings):
+    """A ``reproduce`` section: its own keys, and any setting of its training command's schema
+    (``TRAINING``) as an override for each of its runs, validated by that schema (not declared
+    again here). ``DEFAULTS`` are reproduce's values where the section gives none: the paper's."""
 
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    TRAINING: ClassVar[type[Settings]]
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
+
+    @model_validator(mode="after")
+    def _training_settings(self) -> Self:
+        extras = self.model_extra if self.model_extra is not None else {}
+        probe = self.TRAINING()  # each override checked as an assignment to the training schema
+        for key, value in extras.items():
+            if key not in self.TRAINING.model_fields:
+                known = ", ".join([*type(self).model_fields, "or a setting of the training command"])
+                raise ValueError(f"unknown setting {key!r}; known: {known}")
+            try:
+                setattr(probe, key, value)
+            except ValidationError as error:
+                raise ValueError(f"{key}: {error.errors()[0]['msg']} (given {value!r})") from None
+        for key, value in self.DEFAULTS.items():
+            extras.setdefault(key, value)
+        return self
+
+    def training(self) -> dict[str, Any]:
+        """The training settings this section sets for each of its runs."""
+        return dict(self.model_extra or {})
+
+
+class SegmentationPart(TrainingSection):
+    """``reproduce`` > ``segmentation``: Table 1 (SRCRN strides) and measured baselines; any
+    ``segment train`` setting (image_size, epochs, recipe, ...) applies to each run."""
+
+    TRAINING = SegmentTrainSettings
+    DEFAULTS = {"image_size": 128, "epochs": 100, "steps_per_epoch": 300, "batch_size": 8, "recipe": "paper"}
     strides: list[Literal[8, 16, 32]] = Field([32, 16, 8])  # pydantic copies defaults per instance
-    image_size: int = Field(128, ge=32, le=4096, multiple_of=32)
-    epochs: int = Field(100, ge=1)
-    steps_per_epoch: int | None = Field(300, ge=0)
-    batch_size: int = Field(8, ge=1)
-    time_budget: str | None = None
-    recipe: Literal["paper", "strong"] = "paper"
     baselines: list[Literal["unet", "fpn"]] = Field(default_factory=list)
 
 
-class ClassificationPart(Settings):
-    """``reproduce`` > ``classification``: Tables 2 (balancing) and 3 (batch sizes)."""
+class ClassificationPart(TrainingSection):
+    """``reproduce`` > ``classification``: Tables 2 (balancing) and 3 (batch sizes); any
+    ``classify train`` setting (input, image_size, epochs, ...) applies to each run."""
 
-    input: InputMode = "crop"
+    TRAINING = ClassifyTrainSettings
+    DEFAULTS = {"input": "crop", "augment": "mix", "image_size": 128, "batch_size": 32, "epochs": 100}
     weights: Weights = "srcrn"  # srcrn = the stride-8 run's encoder; or imagenet | none | PATH
     balances: list[Balance] = Field(["none", "augment", "extra"])
-    augment: AugmentFamily = "mix"
-    image_size: int = Field(128, ge=16, le=4096)
-    batch_size: int = Field(32, ge=1)
     batch_sizes: list[int] = Field(default_factory=lambda: [4, 8, 16, 32, 64])
     sweep_balance: Balance = "augment"
-    epochs: int = Field(100, ge=1)
-    time_budget: str | None = None
 
 
 class ReproduceSettings(Settings):

@@ -12,7 +12,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from srcrn.data.cache import PreparedData
 from srcrn.data.splits import Split
-from srcrn.data.transforms import build_transform
+from srcrn.data.transforms import build_transform, normalize_batch
 
 
 class PreparedDataset(Dataset):
@@ -46,12 +46,12 @@ class PreparedDataset(Dataset):
             fields["mask"] = np.array(self.data.masks[row])
         out = self.transform(**fields)
         sample = {
-            "image": out["image"],
+            "image": normalize_batch(out["image"][None])[0],
             "label": torch.tensor(self.data.melanoma[row], dtype=torch.float32),
             "index": torch.tensor(row),
         }
         if self.with_masks:
-            sample["mask"] = out["mask"].unsqueeze(0).float()
+            sample["mask"] = torch.from_numpy(np.ascontiguousarray(out["mask"])).unsqueeze(0).float()
         return sample
 
 

@@ -183,9 +183,27 @@ def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None, si
     return np.asarray(mask) > 0
 
 
-def decode_crop(
-    source: ImageSource | ImageFile, box: tuple[float, float, float, float], size: int, *, name: str | None = None
-) -> np.ndarray:
+Box = tuple[float, float, float, float]  # (left, top, right, bottom) as fractions of an image
+
+
+def box_pixels(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
+    """The pixel rectangle (x0, y0, x1, y1), end exclusive, that a fractional ``box`` covers on
+    a ``width`` x ``height`` image: outward to whole pixels, never empty. The one box
+    arithmetic of crops, crop masks and heatmaps, so that all three cover the same pixels.
+
+    Args:
+        box: (left, top, right, bottom) as fractions of the image.
+        width, height: the image's size in pixels.
+
+    Returns:
+        (x0, y0, x1, y1) with x0 < x1 and y0 < y1.
+    """
+    left, top, right, bottom = box
+    x0, y0 = int(np.floor(left * width)), int(np.floor(top * height))
+    return x0, y0, max(int(np.ceil(right * width)), x0 + 1), max(int(np.ceil(bottom * height)), y0 + 1)
+
+
+def decode_crop(source: ImageSource | ImageFile, box: Box, size: int, *, name: str | None = None) -> np.ndarray:
     """The region ``box`` = (left, top, right, bottom), as fractions of the oriented image,
     decoded at reduced scale (enough pixels for ``DRAFT_OVERSAMPLE * size`` across the
     region) and resized to size x size RGB uint8."""
@@ -193,14 +211,7 @@ def decode_crop(
     smallest = max(min(right - left, bottom - top), 1e-3)
     request = int(np.ceil(DRAFT_OVERSAMPLE * size / smallest))
     image = ImageFile.of(source, name).pixels((request, request))
-    width, height = image.size
-    pixels = (
-        int(np.floor(left * width)),
-        int(np.floor(top * height)),
-        max(int(np.ceil(right * width)), int(np.floor(left * width)) + 1),
-        max(int(np.ceil(bottom * height)), int(np.floor(top * height)) + 1),
-    )
-    return to_rgb_array(image.crop(pixels).resize((size, size), RESAMPLE))
+    return to_rgb_array(image.crop(box_pixels(box, *image.size)).resize((size, size), RESAMPLE))
 
 
 def decode_image_fit(

@@ -10,7 +10,7 @@ import numpy as np
 
 from srcrn.console import progress
 from srcrn.data.cache import PreparedData
-from srcrn.data.images import decode_crop
+from srcrn.data.images import Box, box_pixels, decode_crop
 from srcrn.data.isic import IsicDataset
 from srcrn.errors import ConfigError
 from srcrn.settings import InputMode
@@ -18,7 +18,7 @@ from srcrn.settings import InputMode
 INPUT_MODES = get_args(InputMode)
 
 
-def lesion_box(mask: np.ndarray, margin: float = 0.1) -> tuple[float, float, float, float] | None:
+def lesion_box(mask: np.ndarray, margin: float = 0.1) -> Box | None:
     """Bounding box of a boolean mask as fractions (left, top, right, bottom), grown by
     ``margin`` of its size on every side and clipped to the image; None if the mask is empty."""
     rows, columns = np.nonzero(mask)
@@ -69,12 +69,8 @@ def crop_mask(mask: np.ndarray, mode: str, size: int, *, margin: float = 0.1) ->
     mask = np.asarray(mask).astype(bool)
     box = lesion_box(mask, margin) if mode == "crop" else None
     if box is not None:
-        height, width = mask.shape
-        left, top, right, bottom = box
-        mask = mask[
-            int(np.floor(top * height)) : max(int(np.ceil(bottom * height)), int(np.floor(top * height)) + 1),
-            int(np.floor(left * width)) : max(int(np.ceil(right * width)), int(np.floor(left * width)) + 1),
-        ]
+        x0, y0, x1, y1 = box_pixels(box, mask.shape[1], mask.shape[0])
+        mask = mask[y0:y1, x0:x1]
     if mask.shape == (size, size):
         return mask
     return cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR) > 0.5

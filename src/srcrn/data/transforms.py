@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING, get_args
 import albumentations as A
 import cv2
 import numpy as np
-from albumentations.pytorch import ToTensorV2
 
-from srcrn.data.normalization import IMAGENET_MEAN, IMAGENET_STD, normalize_numpy  # noqa: F401
+from srcrn.data.normalization import normalize_numpy
 from srcrn.errors import ConfigError
 from srcrn.settings import AugmentFamily, ClassifierAugment, SegmentationAugment
 
@@ -38,20 +37,15 @@ def build_transform(augment: str = "none", *, train: bool = True) -> A.Compose:
             ),
             A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.15, hue=0.03, p=0.7),
         ]
-    steps += [A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD), ToTensorV2()]
-    return A.Compose(steps)
+    return A.Compose(steps)  # uint8 out: normalised after, by normalize_batch (the one normalisation)
 
 
 def normalize_batch(images) -> torch.Tensor:
-    """uint8 NHWC images (numpy) to the float NCHW tensor the models take: the same
-    arithmetic as ``A.Normalize`` in ``build_transform``, vectorised for inference."""
+    """uint8 NHWC images (numpy) to the float NCHW tensor the models take: ``normalize_numpy``
+    (the arithmetic prediction uses too), as a tensor."""
     import torch
 
-    # np.array: a writable copy (the cache is a read-only memory map).
-    batch = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (batch - mean) / std
+    return torch.from_numpy(normalize_numpy(images))
 
 
 AUGMENT_FAMILIES = get_args(AugmentFamily)

@@ -12,7 +12,7 @@ measures of how well probabilities match outcomes.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -22,8 +22,8 @@ from sklearn.metrics import brier_score_loss, log_loss
 
 from srcrn.errors import ConfigError
 from srcrn.inference.predictor import Calibration
+from srcrn.settings import CalibrationMethod
 
-CalibrationMethod = Literal["temperature", "platt"]
 METHODS = get_args(CalibrationMethod)
 log = logging.getLogger(__name__)
 BINS = 10

@@ -11,6 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from srcrn.data.images import Box, box_pixels
 from srcrn.data.normalization import normalize_numpy
 from srcrn.errors import ConfigError
 from srcrn.inference.predictor import Classifier
@@ -36,15 +37,11 @@ def grad_cam(classifier: Classifier, inputs: np.ndarray) -> np.ndarray:
     return maps / np.where(peaks > 0, peaks, 1.0)[:, None, None]
 
 
-def place_heatmap(
-    heatmap: np.ndarray, box: tuple[float, float, float, float] | None, width: int, height: int
-) -> np.ndarray:
+def place_heatmap(heatmap: np.ndarray, box: Box | None, width: int, height: int) -> np.ndarray:
     """The heatmap of a classifier input at ``width`` x ``height`` of the image it came from:
     a crop's map goes back into its box (fractions of the image), zero elsewhere."""
     canvas = np.zeros((height, width), np.float32)
-    left, top, right, bottom = box or (0.0, 0.0, 1.0, 1.0)
-    x0, y0 = int(np.floor(left * width)), int(np.floor(top * height))
-    x1, y1 = max(int(np.ceil(right * width)), x0 + 1), max(int(np.ceil(bottom * height)), y0 + 1)
+    x0, y0, x1, y1 = box_pixels(box or (0.0, 0.0, 1.0, 1.0), width, height)
     canvas[y0:y1, x0:x1] = cv2.resize(heatmap, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     return canvas
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from srcrn.data.images import ImageFile, ImageSource, as_source, decode_image, decode_image_fit
+from srcrn.data.images import Box, ImageFile, ImageSource, as_source, decode_image, decode_image_fit
 from srcrn.data.lesion import crop_mask, lesion_box, lesion_input
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext
 from srcrn.errors import ConfigError, SrcrnError
@@ -302,9 +302,7 @@ class Pipeline:
         at_size = {size: decode_image(file, size)[0] for size in dict.fromkeys((self.segment_size, self.classify_size))}
         return _Loaded(image, identity, file, at_size, context)
 
-    def _lesion(
-        self, item: _Loaded, probability: np.ndarray
-    ) -> tuple[np.ndarray, tuple[float, float, float, float] | None, np.ndarray | None]:
+    def _lesion(self, item: _Loaded, probability: np.ndarray) -> tuple[np.ndarray, Box | None, np.ndarray | None]:
         """The classifier's input (a crop decoded from the original), its box, its mask."""
         mask = self.segmenter.mask(probability, self.classify_size, self.classify_size)
         lesion = lesion_input(
@@ -418,7 +416,7 @@ class _Modelled:
     probability: np.ndarray
     score: float
     heatmap: np.ndarray | None
-    box: tuple[float, float, float, float] | None
+    box: Box | None
 
 
 def _submit(pool: ThreadPoolExecutor | None, function: Callable, *args: Any) -> Future:

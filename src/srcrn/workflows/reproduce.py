@@ -33,6 +33,12 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def _shared(config: ReproduceSettings) -> dict[str, Any]:
+    """The settings every run of a reproduction shares (a section may override them)."""
+    names = ("split", "seed", "accelerator", "devices", "precision", "num_workers")
+    return {name: getattr(config, name) for name in names}
+
+
 def _segmentation_run(
     config: ReproduceSettings, data: Path, out: Path, stride: int, progress: bool, arch: str = "srcrn"
 ) -> dict:
@@ -44,24 +50,8 @@ def _segmentation_run(
     run = out / "segmentation" / (f"stride-{stride}" if arch == "srcrn" else arch)
     evaluation = run / "eval"
     if not (evaluation / "metrics.json").is_file():
-        part = config.segmentation
-        settings = load_settings(
-            SegmentTrainSettings,
-            recipe=part.recipe,
-            arch=arch,
-            stride=stride,
-            image_size=part.image_size,
-            epochs=part.epochs,
-            steps_per_epoch=part.steps_per_epoch,
-            batch_size=part.batch_size,
-            time_budget=part.time_budget,
-            split=config.split,
-            seed=config.seed,
-            accelerator=config.accelerator,
-            devices=config.devices,
-            precision=config.precision,
-            num_workers=config.num_workers,
-        )
+        values = _shared(config) | config.segmentation.training() | {"arch": arch, "stride": stride}
+        settings = load_settings(SegmentTrainSettings, **values)
         if not (run / "summary.json").is_file():
             log.info(
                 "Table 1: training %s in %s", f"{arch} stride {stride}" if arch == "srcrn" else f"baseline {arch}", run
@@ -93,24 +83,8 @@ def classification_settings(
 ) -> ClassifyTrainSettings:
     part = config.classification
     weights = f"srcrn:{segmenter}" if part.weights == "srcrn" else part.weights
-    values: dict[str, Any] = dict(
-        weights=weights,
-        segmenter=segmenter,
-        input=part.input,
-        augment=part.augment,
-        image_size=part.image_size,
-        batch_size=part.batch_size,
-        epochs=part.epochs,
-        time_budget=part.time_budget,
-        split=config.split,
-        seed=config.seed,
-        extra=str(extra) if extra else None,
-        accelerator=config.accelerator,
-        devices=config.devices,
-        precision=config.precision,
-        num_workers=config.num_workers,
-    )
-    return load_settings(ClassifyTrainSettings, **(values | changes))
+    fixed = {"weights": weights, "segmenter": segmenter, "extra": str(extra) if extra else None}
+    return load_settings(ClassifyTrainSettings, **(_shared(config) | part.training() | fixed | changes))
 
 
 def leakage_check(data: Path, extra: Path | None, split_run: Path, image_size: int) -> dict:
@@ -252,5 +226,5 @@ def reproduce(
             )
     split_run = out / "segmentation" / "stride-8"
     results["data"] = _data_summary(data, split_run)
-    results["leakage"] = leakage_check(data, extra, split_run, config.classification.image_size)
+    results["leakage"] = leakage_check(data, extra, split_run, config.classification.training()["image_size"])
     return write_report(config, results, out, Path(config_path) if config_path else None, _versions())
