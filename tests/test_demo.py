@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -21,7 +23,22 @@ def test_demo_runs_both_stages(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "threshold_jaccard" in err and "P(melanoma)" in err  # the two tables
     assert "smoke run" in err and "stage 2: training the melanoma classifier" in err  # logged by the library
-    predictions = pd.read_csv(tmp_path / "predictions" / "predictions.csv")
+    predictions = pd.read_csv(tmp_path / "predictions" / "predictions.csv", dtype={"image_id": str})
     assert len(predictions) == 8 and predictions["melanoma"].between(0, 1).all()
+    # Stage 2 reads each image: one probability for all eight would be a classifier that does not.
+    assert predictions["melanoma"].nunique() > 1
+    # They are the two models the demo trained, run through the Python API (not some other path),
+    # and the table printed them.
+    from srcrn.inference.pipeline import Pipeline
+    from srcrn.training.summary import read_summary
+
+    pipeline = Pipeline.from_checkpoints(
+        read_summary(tmp_path / "segmenter").model, read_summary(tmp_path / "classifier").model, workers=0
+    )
+    first = predictions.iloc[0]
+    assert pipeline.predict(first["source"]).probability == pytest.approx(first["melanoma"], abs=1e-6)
+    assert f"{first['melanoma']:.3f}" in err
     per_image = pd.read_csv(tmp_path / "segmentation-eval" / "per_image.csv")
     assert len(per_image) == 8 and per_image["jaccard"].between(0, 1).all()
+    scores = json.loads((tmp_path / "segmentation-eval" / "metrics.json").read_text())
+    assert scores["jaccard"] == pytest.approx(per_image["jaccard"].mean())  # macro-averaged, as ISIC does

@@ -203,3 +203,22 @@ def test_each_image_is_decoded_once_per_size(models, sample, tmp_path, monkeypat
     model.predict_many(images)
     # The models' size (64 for both) once per image, and the working size for outputs once.
     assert sorted(calls) == sorted([("decode_image", 64)] * 3 + [("decode_image_fit", pipeline.WORKING_SIDE)] * 3)
+
+
+def test_the_torch_engine_runs_on_the_device_asked_for(tiny_segmenter, tiny_classifier, sample, capsys):
+    import torch
+
+    from srcrn.errors import ConfigError
+    from srcrn.inference.pipeline import Pipeline
+
+    image = sorted((sample / "images").glob("*.jpg"))[0]
+    on_cpu = Pipeline.from_checkpoints(tiny_segmenter, tiny_classifier, device="cpu", workers=0)
+    assert next(on_cpu.segmenter.runtime.model.parameters()).device.type == "cpu"
+    default = Pipeline.from_checkpoints(tiny_segmenter, tiny_classifier, workers=0)
+    assert on_cpu.predict(image).probability == default.predict(image).probability
+    if not torch.cuda.is_available():  # a machine without a GPU: one clear line, not a CUDA traceback
+        with pytest.raises(ConfigError, match=r"device 'cuda': cannot be used here"):
+            Pipeline.from_checkpoints(tiny_segmenter, tiny_classifier, device="cuda", workers=0)
+    else:
+        on_gpu = Pipeline.from_checkpoints(tiny_segmenter, tiny_classifier, device="cuda", workers=0)
+        assert on_gpu.predict(image).probability == pytest.approx(default.predict(image).probability, abs=1e-4)

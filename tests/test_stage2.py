@@ -272,6 +272,7 @@ def test_each_recipe_builds_and_trains_two_steps(recipe, tiny_segmenter, sample,
     inputs = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     probabilities = melanoma_probabilities(classifier, inputs)
     assert probabilities.shape == (3,) and np.all((probabilities > 0) & (probabilities < 1))
+    assert len(set(probabilities.tolist())) == 3  # the trained network reads its inputs
 
 
 @pytest.mark.slow
@@ -365,6 +366,7 @@ def test_calibration_travels_from_checkpoint_to_bundle_and_predict(tiny_segmente
     after = Pipeline.from_checkpoints(tiny_segmenter, checkpoint)
     assert after.classifier.spec.calibration == Calibration("platt", 0.5, -0.25)
     raw = before.predict_many(images)
+    assert len({r.probability for r in raw}) == 3  # three logits, not one: the mapping is checked, not a constant
     calibrated = after.predict_many(images)
     for r, c in zip(raw, calibrated):
         logit = np.log(r.probability) - np.log1p(-r.probability)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 
 def current_umask() -> int:
+    """The process's file-creation mask (read once: os.umask can only be read by setting it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -37,6 +38,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_json(path: str | Path, payload: dict) -> None:
+    """``payload`` as indented JSON at ``path``, written atomically."""
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(payload, indent=2))
 

@@ -166,6 +166,7 @@ class ModelSettings(Settings):
     threshold: float | None = Field(None, ge=0, le=1, description="decision threshold (default: the model's)")
     explain: bool = Field(False, description="also a Grad-CAM heatmap of the classifier's evidence (engine torch)")
     dtype: InferenceDtype = Field("fp32", description="engine torch: bf16 autocast (fast only on CPUs with BF16)")
+    device: str = Field("cpu", description="engine torch: the torch device (cpu, cuda, cuda:1, mps)")
 
 
 class PredictSettings(ModelSettings):

@@ -22,6 +22,7 @@ class ConsoleHandler(logging.Handler):
     long lines, which splits the file paths a user copies out of a message)."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Print one record as one unwrapped line (logging errors are reported, never raised)."""
         try:
             text = self.format(record)
             console.print(Text(text, style=STYLES.get(record.levelno, "")), soft_wrap=True)

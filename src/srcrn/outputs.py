@@ -218,7 +218,9 @@ def output_folder(
         command: the command that owns it.
         inputs: flag or role -> path of every input (see ``refuse_overlap``).
         contains: also refuse an ``out`` that holds an input.
-        writes, adopt, resume: see ``claim``.
+        writes: see ``claim``.
+        adopt: see ``claim``.
+        resume: see ``claim``.
         stage: build the output in a hidden folder inside ``out`` first.
         replace: with ``stage``, the new output replaces all of the command's old one: the
             names in ``writes`` it lacks are removed (with ``writes`` None, every entry of

@@ -80,9 +80,11 @@ class Settings(BaseModel):
         return value
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values (as config.yaml holds them)."""
         return self.model_dump(mode="json")
 
     def save(self, path: Path) -> None:
+        """The settings as YAML at ``path``, written atomically."""
         with atomic_path(path) as temporary:
             temporary.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
@@ -412,6 +414,7 @@ def read_settings_file(path: Path) -> dict[str, Any]:
 
 
 def flag_name(key: str) -> str:
+    """The command-line flag of a settings key: ``image_size`` -> ``--image-size``."""
     return "--" + key.replace("_", "-")
 
 

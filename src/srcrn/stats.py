@@ -21,11 +21,14 @@ DEFAULT_RESAMPLES = 1000
 
 @dataclass(frozen=True)
 class Interval:
+    """A 95 % interval and how it was computed."""
+
     low: float
     high: float
     method: str  # "BCa", "percentile", or "none" (not computable)
 
     def as_tuple(self) -> tuple[float, float]:
+        """(low, high)."""
         return self.low, self.high
 
 

@@ -53,6 +53,14 @@ class PreparedData:
 
     @classmethod
     def load(cls, folder: str | Path) -> PreparedData:
+        """The prepared cache in ``folder``, its arrays memory-mapped read-only.
+
+        Args:
+            folder: a folder written by ``prepare``.
+
+        Returns:
+            The cache (images, masks when cached, the index of ids and labels).
+        """
         folder = Path(folder)
         manifest = json.loads((folder / MANIFEST).read_text())
         index = pd.read_csv(folder / "index.csv", dtype={"image_id": str}).set_index("image_id")
@@ -61,6 +69,7 @@ class PreparedData:
 
     @property
     def ids(self) -> list[str]:
+        """The image ids, in the order of the cached arrays."""
         return self.index.index.tolist()
 
     def positions(self, image_ids: list[str]) -> np.ndarray:

@@ -34,6 +34,7 @@ class PreparedDataset(Dataset):
 
     @property
     def data(self) -> PreparedData:
+        """The cache, memory-mapped on first use in each process (workers neither pickle nor copy it)."""
         if self._data is None:
             self._data = PreparedData.load(self.folder)
         return self._data
@@ -97,9 +98,11 @@ class EpochSampler(Sampler[int]):
     # torchdata's StatefulDataLoader saves these in Lightning's checkpoint (hand-written: the
     # position within a seeded-by-epoch order is ours; torchdata only fast-forwards otherwise).
     def state_dict(self) -> dict[str, int]:
+        """The sampler's position: the epoch whose order it follows and how many indices it gave."""
         return {"epoch": self.epoch, "yielded": self.yielded}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue at the position ``state_dict`` recorded (a resumed run sees the same order)."""
         self.epoch, self.yielded = int(state["epoch"]), int(state["yielded"])
 
 
@@ -152,6 +155,7 @@ class IsicDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        """The training loader: stateful, so a run stopped mid-epoch resumes at the next batch."""
         if self.steps_per_epoch:
             sampler = EpochSampler(len(self.train_set), self.steps_per_epoch * self.batch_size, self.seed)
             return self._loader(self.train_set, self.batch_size, sampler=sampler)
@@ -159,4 +163,5 @@ class IsicDataModule(L.LightningDataModule):
         return self._loader(self.train_set, self.batch_size, sampler=one_pass)
 
     def val_dataloader(self) -> DataLoader:
+        """The validation loader (every validation image once, in order)."""
         return self._loader(self.val_set, self.eval_batch_size)

@@ -193,7 +193,8 @@ def box_pixels(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
 
     Args:
         box: (left, top, right, bottom) as fractions of the image.
-        width, height: the image's size in pixels.
+        width: the image's width in pixels.
+        height: the image's height in pixels.
 
     Returns:
         (x0, y0, x1, y1) with x0 < x1 and y0 < y1.
@@ -252,6 +253,15 @@ class ImageFile:
 
     @classmethod
     def of(cls, source: ImageSource | ImageFile, name: str | None = None) -> ImageFile:
+        """``source`` as an ``ImageFile`` (an ``ImageFile`` is returned as it is, so that it is decoded once).
+
+        Args:
+            source: a path, bytes, a file-like object, a Pillow image or an array.
+            name: what errors call it (default: the path, or ``<image>``).
+
+        Returns:
+            The image file.
+        """
         return source if isinstance(source, ImageFile) else cls(source, name)
 
     def pixels(self, draft: tuple[int, int] | None = None) -> Image.Image:

@@ -43,6 +43,8 @@ NON_IMAGE_STEM_SUFFIXES = (MASK_SUFFIX, "_superpixels")
 
 @dataclass(frozen=True)
 class IsicSample:
+    """One image of an ISIC-layout folder: its id, image file, mask file and melanoma label (each optional but the image)."""
+
     image_id: str
     image_path: Path
     mask_path: Path | None = None
@@ -72,6 +74,22 @@ class IsicDataset:
         require_labels: bool = False,
         labels: str | Path | None = None,
     ) -> IsicDataset:
+        """The images of an ISIC-layout folder (images/, masks/, a labels CSV; the official ISIC names too), validated.
+
+        Args:
+            root: the data folder.
+            require_masks: refuse images without a mask.
+            require_labels: refuse images without a label.
+            labels: the labels CSV (default: the one found in ``root``).
+
+        Returns:
+            The dataset.
+
+        Raises:
+            DataError: one line naming the file: no folder or no images, a label of an image
+                the folder lacks, a mask or label missing where required, several candidate
+                folders, or a labels CSV that is not valid (its columns, ids, values).
+        """
         root = Path(root)
         if not root.is_dir():
             raise DataError(root, "data folder not found")
@@ -121,19 +139,27 @@ class IsicDataset:
 
     @property
     def ids(self) -> list[str]:
+        """The image ids, in the dataset's order (sorted, as read from the folder)."""
         return [sample.image_id for sample in self.samples]
 
     def sample(self, image_id: str) -> IsicSample:
+        """The sample of ``image_id``.
+
+        Raises:
+            DataError: an id the folder does not hold.
+        """
         try:
             return self.samples[self._by_id[image_id]]
         except KeyError:
             raise DataError(self.root, f"unknown image id '{image_id}'") from None
 
     def subset(self, image_ids: list[str]) -> IsicDataset:
+        """The samples of ``image_ids`` only, as a dataset of the same folder."""
         return IsicDataset(self.root, [self.sample(i) for i in image_ids], self.labels_path, self.sources)
 
     @property
     def has_masks(self) -> bool:
+        """Whether every image has a mask."""
         return all(sample.mask_path is not None for sample in self.samples)
 
     def melanoma(self) -> np.ndarray:

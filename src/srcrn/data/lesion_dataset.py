@@ -38,6 +38,7 @@ class LesionDataset(Dataset):
 
     @property
     def augmenter(self) -> MelanomaAugmenter:
+        """The balancing augmenter of this worker process, created on first use with its own seed."""
         if self._augmenter is None:  # one per worker process, each with its own seed
             worker = get_worker_info()
             self._augmenter = MelanomaAugmenter(self.family, self.seed + (worker.id + 1 if worker else 0))
@@ -57,6 +58,8 @@ class LesionDataset(Dataset):
 
 
 class LesionDataModule(L.LightningDataModule):
+    """Stage-2 training data: classifier inputs and labels, balanced, in stateful loaders."""
+
     def __init__(
         self,
         train: LesionDataset,
@@ -74,6 +77,7 @@ class LesionDataModule(L.LightningDataModule):
         self.sampler, self.seed = sampler, seed
 
     def train_dataloader(self) -> DataLoader:
+        """The training loader (shuffled or class-balanced sampling, resumable mid-epoch)."""
         weights = None
         if self.sampler == "balanced":
             # Each class drawn equally often, an epoch as long as one pass (with replacement).
@@ -95,6 +99,7 @@ class LesionDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
+        """The validation loader (every validation image once, in order)."""
         return DataLoader(
             self.val,
             batch_size=self.eval_batch_size,

@@ -33,6 +33,8 @@ PAPER_HOLDOUT = 100
 
 @dataclass
 class Split:
+    """A train/validation split: the ids of each part, the near-duplicates dropped, and notes on how it was made."""
+
     method: str
     train: list[str]
     val: list[str]
@@ -54,6 +56,11 @@ class Split:
 
     @classmethod
     def load(cls, folder: str | Path) -> Split:
+        """The split saved in ``folder`` (its split.csv).
+
+        Raises:
+            OSError: the folder lacks split.csv or split.json (the CLI reports it in one line).
+        """
         folder = Path(folder)
         table = pd.read_csv(folder / "split.csv", dtype=str)
         meta = json.loads((folder / "split.json").read_text())
@@ -93,6 +100,21 @@ def split_ids(path: str | Path, subset: str, known: Iterable[str] | None = None)
 
 
 def make_split(dataset: IsicDataset, method: str = "paper", *, seed: int = 0, val_fraction: float = 0.2) -> Split:
+    """The split ``method`` makes of ``dataset``.
+
+    Args:
+        dataset: the images to split.
+        method: ``paper`` (the first 100 ids held out), ``official`` (ISIC 2017's train and
+            validation ids) or ``random`` (stratified, near-duplicates kept together).
+        seed: the random split's seed.
+        val_fraction: the random split's validation share.
+
+    Returns:
+        The split.
+
+    Raises:
+        ConfigError: an unknown method.
+    """
     if method not in SPLIT_METHODS:
         raise ConfigError(f"unknown split '{method}'; choose one of {', '.join(SPLIT_METHODS)}")
     ids = dataset.ids

@@ -99,6 +99,7 @@ class MelanomaAugmenter:
         self.geometry, self.colour = _geometry(), _colour()
 
     def __call__(self, image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        """``image`` augmented by the family (``mix``: one of the three at random); ``axis`` needs the lesion ``mask``."""
         family = self.family
         if family == "mix":
             family = ("geometry", "colour", "axis")[self.rng.integers(3)]
@@ -132,9 +133,11 @@ class HairStrokes(A.ImageOnlyTransform):
     """``draw_hairs`` as an albumentations step, seeded by albumentations' own generator."""
 
     def apply(self, img: np.ndarray, **params) -> np.ndarray:
+        """Hair strokes drawn on ``img`` with a generator seeded from albumentations' own."""
         return draw_hairs(img, np.random.default_rng(self.py_random.getrandbits(32)))
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
+        """No constructor arguments beyond albumentations' own (for its serialisation)."""
         return ()
 
 

@@ -77,6 +77,7 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bi
 
 
 def calibration_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+    """Brier score, expected calibration error (10 bins) and log loss of ``probabilities`` against 0/1 ``labels``."""
     labels = np.asarray(labels, dtype=int)
     return {
         "brier": float(brier_score_loss(labels, probabilities)),

@@ -28,6 +28,18 @@ from srcrn.stats import DEFAULT_RESAMPLES, auc, auc_interval
 def classification_metrics(
     labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5, resamples: int = DEFAULT_RESAMPLES
 ) -> dict[str, Any]:
+    """The ISIC challenge's classification metrics (AUC; accuracy, sensitivity, specificity and
+    balanced accuracy at ``threshold``) with a bootstrap 95 % interval of the AUC and calibration.
+
+    Args:
+        labels: 0/1 truth per image.
+        probabilities: P(melanoma) per image.
+        threshold: the decision threshold.
+        resamples: bootstrap resamples of the AUC's interval.
+
+    Returns:
+        lower_snake_case metrics, as metrics.json holds them.
+    """
     labels, probabilities = np.asarray(labels, dtype=int), np.asarray(probabilities, dtype=float)
     decided = probabilities > threshold
     tp, tn = int((decided & (labels == 1)).sum()), int((~decided & (labels == 0)).sum())
@@ -57,6 +69,8 @@ def classification_metrics(
 
 @dataclass
 class ClassificationEvaluation:
+    """What ``classify eval`` measured: the metrics (empty without labels), the per-image table, the calibration used."""
+
     metrics: dict[str, Any]  # empty without labels
     predictions: pd.DataFrame  # image_id, melanoma (+ truth, decision with labels)
     calibration: Calibration = field(default_factory=Calibration)  # the one the probabilities went through

@@ -31,6 +31,8 @@ from srcrn.inference.rendering import write_mask
 
 @dataclass
 class SegmentationEvaluation:
+    """What ``segment eval`` measured: macro-averaged metrics, per-image rows, the cases worth drawing, and whether any image was scored."""
+
     metrics: dict[str, Any]
     per_image: pd.DataFrame
     cases: list[dict[str, Any]] = field(default_factory=list)  # image path, truth, prediction, jaccard

@@ -260,6 +260,7 @@ def predict_images(
 def write_predictions(
     results: list[Prediction], errors: list[tuple[str, str]], out: Path, job: dict | None = None
 ) -> None:
+    """predictions.csv and predictions.json of ``results`` and the skipped inputs, atomically."""
     _write_tables([r.to_record() for r in results], [{"source": s, "problem": p} for s, p in errors], out, job)
 
 

@@ -20,6 +20,7 @@ CARD_KEYS = ("n_train", "n_train_melanoma", "n_train_benign", "n_augmented", "n_
 
 
 def training_record(model: str | Path) -> dict[str, Any] | None:
+    """The training figures of a model's run (its summary.json beside or above the file), or None."""
     model = Path(model)
     for summary in (model.parent.parent / "summary.json", model.parent / "summary.json"):
         if summary.is_file():

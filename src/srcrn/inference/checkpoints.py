@@ -28,6 +28,8 @@ MODEL_PREFIX = "model."  # where the training tasks keep the network in their st
 
 @dataclass
 class StoredModel:
+    """A checkpoint as the prediction path reads it: its kind, the settings it was trained with, the weights, and the extras stored since (threshold, calibration, target sensitivity)."""
+
     path: Path
     kind: Kind
     settings: dict[str, Any]
@@ -36,6 +38,7 @@ class StoredModel:
 
     @property
     def threshold(self) -> float:
+        """The stored decision threshold (0.5 when none was chosen)."""
         return float(self.extras.get("threshold", 0.5))
 
 

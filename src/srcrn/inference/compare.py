@@ -55,9 +55,11 @@ class Registration:
 
     @property
     def inlier_share(self) -> float:
+        """The share of matched keypoints that agree with the transform (0 without matches)."""
         return self.inliers / self.matches if self.matches else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The registration as JSON-ready values (the matrix as nested lists)."""
         values = asdict(self) | {"inlier_share": self.inlier_share}
         values["matrix"] = self.matrix.tolist()
         return values
@@ -173,9 +175,11 @@ class Comparison:
 
     @property
     def probability_change(self) -> float:
+        """P(melanoma) after minus before."""
         return self.probability_after - self.probability_before
 
     def to_dict(self) -> dict[str, Any]:
+        """The comparison's numbers as JSON-ready values (no pictures)."""
         values = {k: v for k, v in asdict(self).items() if k not in ("picture", "registration", "card")}
         return values | {"registration": self.registration.to_dict(), "probability_change": self.probability_change}
 

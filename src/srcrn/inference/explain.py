@@ -28,11 +28,12 @@ def grad_cam(classifier: Classifier, inputs: np.ndarray) -> np.ndarray:
     if model is None or not hasattr(model, "backbone"):
         raise ConfigError("--explain needs the torch engine: an ONNX model carries no gradients (use --engine torch)")
     inputs = np.asarray(inputs, dtype=np.uint8)
-    batch = torch.from_numpy(np.ascontiguousarray(normalize_numpy(inputs)))
+    device = next(model.parameters()).device
+    batch = torch.from_numpy(normalize_numpy(inputs)).to(device)
     with torch.enable_grad():
         attribution = LayerGradCam(model, model.backbone.layer4).attribute(batch, relu_attributions=True)
         maps = LayerAttribution.interpolate(attribution, tuple(inputs.shape[1:3]), "bilinear")[:, 0]
-    maps = maps.detach().clamp_min(0).numpy().astype(np.float32)
+    maps = maps.detach().clamp_min(0).cpu().numpy().astype(np.float32)
     peaks = maps.reshape(len(maps), -1).max(axis=1)
     return maps / np.where(peaks > 0, peaks, 1.0)[:, None, None]
 

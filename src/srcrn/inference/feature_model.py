@@ -40,18 +40,22 @@ class FeatureModel:
 
     @property
     def image_size(self) -> int:
+        """The side of the square classifier input the features are computed on."""
         return int(self.settings["image_size"])
 
     @property
     def needs_masks(self) -> bool:
+        """True: the features are computed inside the lesion mask."""
         return bool(self.settings.get("lesion_features", True))
 
     @property
     def clinical_fields(self) -> tuple[str, ...]:
+        """The clinical fields (age, sex, site) among the model's inputs."""
         return tuple(self.settings.get("clinical") or ())
 
     @property
     def spec(self) -> ClassifierSpec:
+        """The input, threshold and calibration settings the pipeline applies to this model."""
         s = self.settings
         return ClassifierSpec(
             s["image_size"],
@@ -98,6 +102,7 @@ class FeatureModel:
         return self.logits_of_table(*self.columns(inputs, masks, contexts))
 
     def save(self, path: str | Path) -> None:
+        """The model as a skops file at ``path`` (no pickle), written atomically."""
         import skops.io
 
         payload = {
@@ -112,6 +117,17 @@ class FeatureModel:
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureModel:
+        """The feature model in a skops file, loading only scikit-learn and numpy types.
+
+        Args:
+            path: a ``.skops`` file of ``classify train --model features``.
+
+        Returns:
+            The model.
+
+        Raises:
+            ConfigError: the file is missing, holds other types, or is not a feature model.
+        """
         import skops.io
 
         path = Path(path)

@@ -52,10 +52,18 @@ def load_pipeline(choice: ModelSettings, engine: str = "torch", *, workers: int 
             if not cpu_has_bf16():
                 log.warning("--dtype bf16: this CPU has no BF16 instructions; bf16 is emulated, slower than fp32")
         return Pipeline.from_checkpoints(
-            segmenter, classifier, choice.threshold, explain=choice.explain, precision=choice.dtype, workers=workers
+            segmenter,
+            classifier,
+            choice.threshold,
+            explain=choice.explain,
+            precision=choice.dtype,
+            workers=workers,
+            device=choice.device,
         )
     if model is None:
         raise ConfigError("--engine onnx: needs --model DIR (a bundle written by 'srcrn export onnx')")
     if choice.dtype != "fp32":
         raise ConfigError("--dtype: for --engine torch; an ONNX bundle has its own (export onnx --quantize)")
+    if choice.device != "cpu":
+        raise ConfigError("--device: for --engine torch; ONNX Runtime runs a bundle on the CPU")
     return Pipeline.from_bundle(model, choice.threshold, explain=choice.explain, workers=workers)

@@ -55,6 +55,7 @@ class LesionMeasurements:
     abcd_partial_score: float | None = None
 
     def to_dict(self) -> dict:
+        """The measurements as a flat dict (the columns of predictions.csv)."""
         return asdict(self)
 
     @property

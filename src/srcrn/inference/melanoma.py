@@ -48,13 +48,19 @@ class MelanomaModel(Protocol):
         ...
 
     @property
-    def image_size(self) -> int: ...
+    def image_size(self) -> int:
+        """The side of the square input the model takes."""
+        ...
 
     @property
-    def needs_masks(self) -> bool: ...
+    def needs_masks(self) -> bool:
+        """Whether ``logits`` needs the lesion masks on the inputs."""
+        ...
 
     @property
-    def clinical_fields(self) -> tuple[str, ...]: ...
+    def clinical_fields(self) -> tuple[str, ...]:
+        """The clinical fields (age, sex, site) the model takes."""
+        ...
 
     def logits(self, inputs: np.ndarray, masks: np.ndarray | None = None, contexts: Contexts = None) -> np.ndarray:
         """float64 [N] uncalibrated melanoma logits."""
@@ -93,7 +99,7 @@ class Kind:
 
     name: str
     recognises: Callable[[Path], bool]
-    load: Callable[[Path, str], MelanomaModel]  # (path, precision)
+    load: Callable[[Path, str, str], MelanomaModel]  # (path, precision, device)
     description: str
 
 
@@ -119,7 +125,7 @@ def _is_stack(path: Path) -> bool:
     return (path / STACK_FILE).is_file() if path.is_dir() else path.name == STACK_FILE and path.is_file()
 
 
-def _load_cnn(path: Path, precision: str) -> MelanomaModel:
+def _load_cnn(path: Path, precision: str, device: str) -> MelanomaModel:
     if importlib.util.find_spec("torch") is None:
         raise ConfigError(
             f"{path}: a CNN checkpoint needs PyTorch: pip install 'srcrn[train]' (or export it to a bundle "
@@ -127,17 +133,17 @@ def _load_cnn(path: Path, precision: str) -> MelanomaModel:
         )
     from srcrn.inference.predictor import Classifier
 
-    return Classifier.from_checkpoint(path, precision)
+    return Classifier.from_checkpoint(path, precision, device)
 
 
-def _load_features(path: Path, precision: str) -> MelanomaModel:
+def _load_features(path: Path, precision: str, device: str) -> MelanomaModel:
     from srcrn.inference.feature_model import FeatureModel
 
     return FeatureModel.load(path)
 
 
-def _load_stack(path: Path, precision: str) -> MelanomaModel:
-    return StackModel.load(path.parent if path.name == STACK_FILE else path, precision)
+def _load_stack(path: Path, precision: str, device: str) -> MelanomaModel:
+    return StackModel.load(path.parent if path.name == STACK_FILE else path, precision, device)
 
 
 KINDS: dict[str, Kind] = {
@@ -162,10 +168,10 @@ def kind_of(path: str | Path) -> str:
     raise ConfigError(f"{path}: not a stage-2 model (expected {known})")
 
 
-def load_melanoma_model(path: str | Path, precision: str = "fp32") -> MelanomaModel:
+def load_melanoma_model(path: str | Path, precision: str = "fp32", device: str = "cpu") -> MelanomaModel:
     """Any stage-2 model from its file or folder (eager: the CNN runs in PyTorch)."""
     path = Path(path)
-    return KINDS[kind_of(path)].load(path, precision)
+    return KINDS[kind_of(path)].load(path, precision, device)
 
 
 # ---------------------------------------------------------------- the stack
@@ -217,14 +223,17 @@ class StackModel:
 
     @property
     def image_size(self) -> int:
+        """The side of the square input the stack takes (its spec's, from its members)."""
         return self.spec.image_size
 
     @property
     def needs_masks(self) -> bool:
+        """Whether any member needs the lesion masks."""
         return any(m.needs_masks for m in self.members)
 
     @property
     def clinical_fields(self) -> tuple[str, ...]:
+        """The clinical fields any member takes."""
         fields = {f for m in self.members for f in m.clinical_fields}
         return tuple(f for f in CLINICAL_FIELDS if f in fields)
 
@@ -235,12 +244,15 @@ class StackModel:
         return np.stack([m.logits(inputs, masks, contexts) for m in self.members], axis=1)
 
     def combine(self, member_logits: np.ndarray) -> np.ndarray:
+        """The stack's logit: intercept + the members' logits weighted by the stacker."""
         return self.intercept + np.asarray(member_logits, dtype=np.float64) @ np.asarray(self.weights)
 
     def logits(self, inputs: np.ndarray, masks: np.ndarray | None = None, contexts: Contexts = None) -> np.ndarray:
+        """float64 [N] stacked logits (uncalibrated) of the inputs, their masks and contexts."""
         return self.combine(self.member_logits(inputs, masks, contexts))
 
     def store_extras(self, **extras: Any) -> None:
+        """Store ``extras`` (threshold, calibration, ...) in the stack's manifest and apply them."""
         self.extras |= extras
         self.spec = with_extras(self.spec, extras)
         folder = Path(self.source)
@@ -276,7 +288,21 @@ class StackModel:
         return out
 
     @classmethod
-    def load(cls, folder: Path, precision: str = "fp32") -> StackModel:
+    def load(cls, folder: Path, precision: str = "fp32", device: str = "cpu") -> StackModel:
+        """The stack in ``folder`` (stack.json and its members' model files).
+
+        Args:
+            folder: a stack folder of ``classify train --model ensemble``.
+            precision: the members' torch precision (``fp32`` or ``bf16``).
+            device: the members' torch device.
+
+        Returns:
+            The stack.
+
+        Raises:
+            ConfigError: a missing or damaged stack.json, another format, or a member file outside
+                the folder (a member's own load may refuse it too).
+        """
         path = folder / STACK_FILE
         try:
             manifest = json.loads(path.read_text())
@@ -289,7 +315,7 @@ class StackModel:
         for file in files:
             if folder.resolve() not in file.resolve().parents:
                 raise ConfigError(f"{path}: member file {file.name!r} lies outside the stack's folder")
-        members = [load_melanoma_model(file, precision) for file in files]
+        members = [load_melanoma_model(file, precision, device) for file in files]
         return cls(
             members,
             weights,

@@ -110,15 +110,32 @@ class Pipeline:
         explain: bool = False,
         precision: str = "fp32",
         workers: int = WORKERS,
+        device: str = "cpu",
     ) -> Pipeline:
-        """Eager models (needs ``srcrn[train]``): a segmenter checkpoint, and any stage-2 model
-        (``inference.melanoma``: a CNN checkpoint, a lesion-feature model, a stack; Grad-CAM
-        for the CNN only). ``precision`` bf16 runs the networks under bfloat16 autocast."""
-        model = load_melanoma_model(classifier, precision)
+        """Eager models (needs ``srcrn[train]``): a segmenter checkpoint, and any stage-2 model.
+
+        Args:
+            segmenter: a ``segment train`` checkpoint.
+            classifier: a stage-2 model (``inference.melanoma``): CNN checkpoint, lesion-feature
+                model or stack folder.
+            threshold: the decision threshold (default: the model's).
+            explain: also a Grad-CAM heatmap (CNN only).
+            precision: ``fp32``, or ``bf16`` autocast.
+            workers: threads decoding and finishing beside the networks (0: none).
+            device: the torch device of the networks (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
+
+        Returns:
+            The pipeline.
+
+        Raises:
+            ConfigError: a model file of the wrong kind, ``explain`` for a model without a
+                CNN, or a device this torch cannot use.
+        """
+        model = load_melanoma_model(classifier, precision, device)
         if explain and model.kind != "cnn":
             raise ConfigError(f"{classifier}: --explain shows a CNN's evidence; a {model.kind} model has none to show")
         pipeline = cls(
-            Segmenter.from_checkpoint(segmenter, precision=precision),
+            Segmenter.from_checkpoint(segmenter, precision=precision, device=device),
             model,
             threshold,
             explain=explain,

@@ -30,6 +30,7 @@ TTA_FLIPS: tuple[tuple[int, ...], ...] = ((2,), (1,), (1, 2))
 
 
 def sigmoid(values: np.ndarray) -> np.ndarray:
+    """The logistic function, elementwise."""
     return (1.0 / (1.0 + np.exp(-np.asarray(values, dtype=np.float64)))).astype(np.float32)
 
 
@@ -49,18 +50,21 @@ def _batched(run: Callable[[np.ndarray], np.ndarray], items: np.ndarray, batch_s
 
 
 def _torch_runtime(
-    path: str | Path, kind: Literal["segmenter", "classifier"], precision: str = "fp32"
+    path: str | Path, kind: Literal["segmenter", "classifier"], precision: str = "fp32", device: str = "cpu"
 ) -> tuple[Runtime, Any]:
-    """The eager model of a checkpoint of ``kind`` (imported lazily: the ONNX path needs no torch)."""
+    """The eager model of a checkpoint of ``kind`` on ``device`` (imported lazily: the ONNX
+    path needs no torch)."""
     from srcrn.inference.checkpoints import build_model, read_checkpoint
     from srcrn.inference.runtimes import TorchRuntime
 
     stored = read_checkpoint(path, expect=kind)
-    return TorchRuntime(build_model(stored), precision), stored
+    return TorchRuntime(build_model(stored), precision, device), stored
 
 
 @dataclass(frozen=True)
 class SegmenterSpec:
+    """How a segmenter is run: its input side, flip TTA, keep-largest."""
+
     image_size: int
     tta: bool = False
     keep_largest: bool = False
@@ -74,11 +78,15 @@ class Segmenter:
 
     @property
     def image_size(self) -> int:
+        """The side of the square input the segmenter takes."""
         return self.spec.image_size
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, batch_size: int = 32, precision: str = "fp32") -> Segmenter:
-        runtime, stored = _torch_runtime(path, "segmenter", precision)
+    def from_checkpoint(
+        cls, path: str | Path, batch_size: int = 32, precision: str = "fp32", device: str = "cpu"
+    ) -> Segmenter:
+        """The segmenter of a ``segment train`` checkpoint, run by PyTorch on ``device``."""
+        runtime, stored = _torch_runtime(path, "segmenter", precision, device)
         s = stored.settings
         spec = SegmenterSpec(s["image_size"], bool(s["tta"]), bool(s["keep_largest"]))
         return cls(runtime, spec, str(path), batch_size)
@@ -129,20 +137,25 @@ class Calibration:
     bias: float = 0.0
 
     def __call__(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of ``logits`` (computed in float64, so large logits keep their order)."""
         # float64: float32 rounds large logits to exactly 0 or 1, which would tie images (and
         # change the AUC) that the logits still rank.
         return 1.0 / (1.0 + np.exp(-(self.scale * np.asarray(logits, dtype=np.float64) + self.bias)))
 
     def to_dict(self) -> dict[str, Any]:
+        """The calibration as stored in a checkpoint or bundle."""
         return {"method": self.method, "scale": self.scale, "bias": self.bias}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> Calibration:
+        """The calibration stored as ``values`` (None or empty: none)."""
         return cls(**{k: values[k] for k in ("method", "scale", "bias") if k in values}) if values else cls()
 
 
 @dataclass(frozen=True)
 class ClassifierSpec:
+    """How a stage-2 model is run: input side, input mode and margin, threshold, the segmenter it was trained on, target sensitivity, TTA, calibration."""
+
     image_size: int
     input: str = "full"
     margin: float = 0.1
@@ -166,11 +179,13 @@ class Classifier:
 
     @property
     def image_size(self) -> int:
+        """The side of the square input the classifier takes."""
         return self.spec.image_size
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, precision: str = "fp32") -> Classifier:
-        runtime, stored = _torch_runtime(path, "classifier", precision)
+    def from_checkpoint(cls, path: str | Path, precision: str = "fp32", device: str = "cpu") -> Classifier:
+        """The CNN of a ``classify train`` checkpoint, run by PyTorch on ``device``."""
+        runtime, stored = _torch_runtime(path, "classifier", precision, device)
         s = stored.settings
         spec = ClassifierSpec(
             s["image_size"],

@@ -13,11 +13,14 @@ from srcrn.inference.measurements import LesionMeasurements
 
 @dataclass(frozen=True)
 class Reading:
+    """One measurement as a clinician reads it: its name, its value in words and what it means."""
+
     name: str
     value: str
     explanation: str
 
     def to_dict(self) -> dict[str, str]:
+        """The reading as JSON-ready values."""
         return asdict(self)
 
 

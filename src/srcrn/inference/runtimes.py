@@ -11,7 +11,11 @@ import numpy as np
 
 
 class Runtime(Protocol):
-    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+    """Where a network runs: normalised float32 NCHW in, the raw output (logits) out, as numpy."""
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """The network's raw output for ``batch``."""
+        ...
 
 
 def cpu_has_bf16() -> bool:
@@ -25,21 +29,40 @@ def cpu_has_bf16() -> bool:
 
 
 class TorchRuntime:
-    """An ``nn.Module`` in eval mode under ``torch.inference_mode``; with ``precision`` bf16,
-    under CPU autocast to bfloat16 (outputs back in float32)."""
+    """An ``nn.Module`` in eval mode on ``device`` under ``torch.inference_mode``; with
+    ``precision`` bf16, under autocast to bfloat16 (outputs back in float32, on the CPU)."""
 
-    def __init__(self, model: Any, precision: str = "fp32"):
+    def __init__(self, model: Any, precision: str = "fp32", device: str = "cpu"):
+        """Put ``model`` on ``device`` in eval mode.
+
+        Args:
+            model: the ``nn.Module``.
+            precision: ``fp32`` or ``bf16`` (autocast).
+            device: a torch device, e.g. ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+
+        Raises:
+            ConfigError: an unknown precision, or a device this torch cannot use.
+        """
+        import torch
+
         from srcrn.errors import ConfigError
 
         if precision not in ("fp32", "bf16"):
-            raise ConfigError(f"--precision: fp32 or bf16 (given {precision!r})")
+            raise ConfigError(f"--dtype: fp32 or bf16 (given {precision!r})")
+        try:
+            self.device = torch.device(device)
+            model = model.to(self.device)
+        except (RuntimeError, AssertionError) as error:  # e.g. "Torch not compiled with CUDA enabled"
+            raise ConfigError(f"device {device!r}: cannot be used here ({error})") from None
         self.model, self.precision = model.eval(), precision
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """The network's raw output (float32, on the CPU) for a normalised float32 NCHW ``batch``."""
         import torch
 
-        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.precision == "bf16"):
-            return self.model(torch.from_numpy(np.ascontiguousarray(batch))).float().numpy()
+        batch_on_device = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.model(batch_on_device).float().cpu().numpy()
 
 
 class OnnxRuntime:
@@ -65,4 +88,5 @@ class OnnxRuntime:
         self.input = self.session.get_inputs()[0].name
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """The model's output for a normalised float32 NCHW ``batch``."""
         return self.session.run(None, {self.input: batch})[0]

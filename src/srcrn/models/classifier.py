@@ -19,6 +19,15 @@ FEATURES = 2048
 
 
 class MelanomaClassifier(nn.Module):
+    """The paper's classifier: an ImageNet ResNet-50 without its fc layer, frozen unless
+    ``finetune``, and a new head (BatchNorm, dropout, one linear unit): melanoma logits.
+
+    Args:
+        weights: backbone weights (``imagenet``, a file, ``srcrn:CKPT``; None: random).
+        finetune: train the backbone too (the paper freezes it).
+        dropout: the head's dropout.
+    """
+
     def __init__(self, weights: str | Path | None = None, finetune: bool = False, dropout: float = 0.0):
         super().__init__()
         backbone = resnet50_backbone(weights)
@@ -35,21 +44,25 @@ class MelanomaClassifier(nn.Module):
         return nn.Sequential(nn.BatchNorm1d(FEATURES), nn.Dropout(self.dropout), nn.Linear(FEATURES, 1))
 
     def reset_classifier(self) -> None:
+        """A new, untrained head (the backbone kept)."""
         self.head = self._new_head()
 
     def train(self, mode: bool = True) -> MelanomaClassifier:
+        """Set training mode; a frozen backbone stays in eval mode (its BatchNorm statistics as loaded)."""
         super().train(mode)
         if not self.finetune:
             self.backbone.eval()  # frozen BatchNorm: running statistics stay as loaded
         return self
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled 2048 backbone features (without gradients when frozen and training)."""
         if self.finetune or not self.training:
             return self.backbone(x)  # in eval mode the caller decides (Grad-CAM needs gradients)
         with torch.no_grad():  # frozen training: no activations kept for a backward pass
             return self.backbone(x)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Melanoma logits [N] of pooled features."""
         return self.head(features).squeeze(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,14 @@ def _upsample(in_channels: int, out_channels: int, factor: int) -> nn.ConvTransp
 
 
 class StrideRegulationDecoder(nn.Module):
+    """The paper's decoder: the stride-32 prediction map, fused with the stride-16 and stride-8
+    ones by transposed convolutions (up to ``stride``), upsampled to the input size.
+
+    Args:
+        stride: 32, 16 or 8: the finest encoder stride fused.
+        score_channels: channels of the intermediate score maps.
+    """
+
     def __init__(self, stride: int = 8, score_channels: int = 2):
         super().__init__()
         if stride not in STRIDES:
@@ -57,6 +65,7 @@ class StrideRegulationDecoder(nn.Module):
         self.final = _upsample(k, 1, 8)
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Lesion logits [N, 1, H, W] from the encoder's c3/c4/c5 features."""
         if self.stride == 32:
             return self.final(features["c5"])
         y = self.up32(features["c5"]) + self.score16(features["c4"])
@@ -76,6 +85,11 @@ class SRCRN(nn.Module):
         self.decoder = StrideRegulationDecoder(stride, score_channels)
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The encoder's c3, c4 and c5 features.
+
+        Raises:
+            ValueError: input sides that are not multiples of 32.
+        """
         height, width = x.shape[-2:]
         if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
             raise ValueError(
@@ -85,9 +99,11 @@ class SRCRN(nn.Module):
         return self.encoder(x)
 
     def forward_head(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Lesion logits [N, 1, H, W] from the encoder's features."""
         return self.decoder(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Lesion logits [N, 1, H, W] of a normalised batch [N, 3, H, W]."""
         return self.forward_head(self.forward_features(x))
 
 
@@ -95,6 +111,7 @@ ARCHITECTURES = get_args(Architecture)
 
 
 def check_architecture(arch: str) -> None:
+    """Refuse an unknown segmentation architecture (one line naming the choices)."""
     if arch not in ARCHITECTURES:
         raise ConfigError(f"unknown segmentation architecture '{arch}'; choose one of {', '.join(ARCHITECTURES)}")
 

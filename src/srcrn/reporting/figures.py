@@ -74,6 +74,7 @@ def segmentation_overlays(cases: list[dict], out: Path, per_row: int = 4) -> Pat
 
 
 def roc_curve_figure(fpr: np.ndarray, tpr: np.ndarray, metrics: dict, out: Path) -> Path:
+    """The ROC curve with its AUC and interval, as a PNG at ``out``; returns ``out``."""
     figure, axis = plt.subplots(figsize=(4.2, 4.2))
     axis.plot(
         fpr,

@@ -16,6 +16,8 @@ from srcrn.atomic import atomic_path
 
 @dataclass
 class Block:
+    """One element of a report: a heading, paragraph, preformatted text, table or figure."""
+
     kind: str  # h1 | h2 | p | pre | table | img
     text: str = ""
     header: list[str] = field(default_factory=list)
@@ -32,21 +34,27 @@ class Report:
         self.title, self.blocks = title, [Block("h1", title)]
 
     def heading(self, text: str) -> None:
+        """Add a section heading."""
         self.blocks.append(Block("h2", text))
 
     def paragraph(self, text: str) -> None:
+        """Add a paragraph (Markdown)."""
         self.blocks.append(Block("p", text))
 
     def settings(self, text: str) -> None:
+        """Add preformatted text (the run's settings)."""
         self.blocks.append(Block("pre", text))
 
     def table(self, header: list[str], rows: list[list[Any]]) -> None:
+        """Add a table of ``rows`` under ``header``."""
         self.blocks.append(Block("table", header=list(header), rows=[list(r) for r in rows]))
 
     def figure(self, path: Path, folder: Path, caption: str) -> None:
+        """Add the figure at ``path`` (inside ``folder``, where the report is written) with a caption."""
         self.blocks.append(Block("img", path=path.relative_to(folder).as_posix(), caption=caption))
 
     def write(self, folder: Path, name: str = "report") -> Path:
+        """Write ``name.md`` (figures linked) and ``name.html`` (figures embedded) into ``folder``; returns the .md path."""
         environment = Environment(
             loader=PackageLoader("srcrn.reporting", "templates"),
             autoescape=select_autoescape(["html.j2"]),

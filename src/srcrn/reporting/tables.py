@@ -6,6 +6,7 @@ import pandas as pd
 
 
 def markdown_table(table: pd.DataFrame) -> str:
+    """``table`` as a Markdown table (floats to 4 decimals)."""
     header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns) + "\n"
     cells = [
         "| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |"

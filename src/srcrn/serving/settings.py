@@ -17,6 +17,8 @@ ENV_PREFIX = "SRCRN_"
 
 
 class ServeSettings(Settings):
+    """``srcrn serve``'s settings: address, access, upload limits, admission queue, read deadline."""
+
     host: str = Field("127.0.0.1", description="address to listen on; 127.0.0.1 keeps the service on this machine")
     port: int = Field(8000, ge=1, le=65535, description="port to listen on")
     api_key: str | None = Field(None, description="bearer token required by predict, report, compare and model")
@@ -34,6 +36,7 @@ class ServeSettings(Settings):
 
     @property
     def max_upload_bytes(self) -> int:
+        """The upload limit in bytes."""
         return int(self.max_upload_mb * 1024 * 1024)
 
 

@@ -33,6 +33,7 @@ class BalancedRows:
 
 
 def melanoma_target(n_benign: int, ratio: float) -> int:
+    """The melanoma count that makes ``ratio`` x ``n_benign`` (rounded)."""
     return round(ratio * n_benign)
 
 

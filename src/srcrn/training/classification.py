@@ -18,18 +18,18 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric, Metric
+from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryRecall, BinarySpecificity
 
 from srcrn.atomic import write_json
 from srcrn.data.lesion_dataset import LesionDataModule, LesionDataset
 from srcrn.data.splits import Split, make_split
-from srcrn.inference.checkpoints import checkpoint_entry
 from srcrn.inference.lesions import LesionData, lesion_data
 from srcrn.models import MelanomaClassifier
 from srcrn.settings import ClassifyTrainSettings
 from srcrn.training.balance import balance_rows, deduplicate
 from srcrn.training.runner import check_run_folder, fit, training_callbacks
+from srcrn.training.task import STAGES, SrcrnTask
 
 log = logging.getLogger(__name__)
 LOGGED = ("loss", "accuracy", "auc", "sensitivity", "specificity")
@@ -41,36 +41,33 @@ def inverse_time_decay(lr_decay: float):
     return lambda step: 1.0 / (1.0 + lr_decay * step)
 
 
-class ClassificationTask(L.LightningModule):
+class ClassificationTask(SrcrnTask):
     """Trains the melanoma classifier. Its checkpoints say what they hold (``srcrn`` entry)."""
 
+    SCHEMA = ClassifyTrainSettings
+    KIND = "classifier"
+    model: MelanomaClassifier
+
     def __init__(self, settings: ClassifyTrainSettings | dict, threshold: float = 0.5):
-        super().__init__()
-        if isinstance(settings, dict):
-            settings = ClassifyTrainSettings.model_validate(settings)
-        self.settings = settings
-        self.save_hyperparameters({"settings": settings.to_dict()})
+        """Build the classifier and its meters from ``settings``.
+
+        Args:
+            settings: the run's settings (a dict: from a checkpoint).
+            threshold: the decision threshold of the accuracy, sensitivity and specificity meters.
+        """
+        super().__init__(settings)
+        config: ClassifyTrainSettings = self.settings
         self.model = MelanomaClassifier(
-            weights=None if settings.weights == "none" else settings.weights,
-            finetune=settings.finetune,
-            dropout=settings.dropout,
+            weights=None if config.weights == "none" else config.weights,
+            finetune=config.finetune,
+            dropout=config.dropout,
         )
-        self.meters = torch.nn.ModuleDict()
-        for stage in ("train", "val"):
+        for stage in STAGES:
             self.meters[f"{stage}_loss"] = MeanMetric()
             self.meters[f"{stage}_accuracy"] = BinaryAccuracy(threshold=threshold)
             self.meters[f"{stage}_auc"] = BinaryAUROC()
             self.meters[f"{stage}_sensitivity"] = BinaryRecall(threshold=threshold)
             self.meters[f"{stage}_specificity"] = BinarySpecificity(threshold=threshold)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["srcrn"] = checkpoint_entry("classifier", self.settings.to_dict())
-
-    def _meter(self, name: str) -> Metric:
-        return cast(Metric, self.meters[name])
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         logits = self(batch["image"])
@@ -82,24 +79,12 @@ class ClassificationTask(L.LightningModule):
         self._meter(f"{stage}_loss").update(loss.detach(), weight=len(logits))
         for name in LOGGED[1:]:
             self._meter(f"{stage}_{name}").update(probability, target)
-        for name in LOGGED:
-            self.log(
-                f"{stage}/{name}",
-                self._meter(f"{stage}_{name}"),
-                on_step=False,
-                on_epoch=True,
-                prog_bar=name in ("loss", "auc"),
-                batch_size=len(logits),
-            )
+        self._log_meters(stage, LOGGED, ("loss", "auc"), len(logits))
         return loss
 
-    def training_step(self, batch, batch_index):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_index):
-        self._step(batch, "val")
-
     def configure_optimizers(self):
+        """SGD (Nesterov) or AdamW, the backbone at ``backbone_lr`` of the head's rate when it
+        trains; the inverse-time decay per update (the paper's), other schedules by callback."""
         s = self.settings
         groups = [{"params": list(self.model.head.parameters()), "lr": s.lr}]
         backbone = [p for p in self.model.backbone.parameters() if p.requires_grad]
@@ -119,6 +104,7 @@ class ClassificationTask(L.LightningModule):
 
 
 def classification_callbacks(settings: ClassifyTrainSettings) -> list[L.Callback]:
+    """The Lightning callbacks of a stage-2 recipe: its schedule (the inverse-time decay is the optimizer's own), warm-up and weight averaging."""
     schedule = "constant" if settings.schedule == "inverse-time" else settings.schedule
     warmup = settings.warmup_epochs if settings.schedule != "inverse-time" else 0.0
     return training_callbacks(schedule, warmup, settings.ema_decay)

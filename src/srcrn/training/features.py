@@ -97,11 +97,23 @@ def training_table(
 def fit_feature_model(
     features: np.ndarray, labels: np.ndarray, names: list[str], settings: ClassifyTrainSettings
 ) -> FeatureModel:
+    """Gradient boosting fitted on a feature table: the ``features`` model of ``classify train``.
+
+    Args:
+        features: float [N, F] lesion features (and clinical context).
+        labels: 0/1 per row.
+        names: the F column names (stored, so that a model reads its own columns).
+        settings: the run's settings (stored with the model).
+
+    Returns:
+        The fitted model.
+    """
     estimator = build_estimator(settings.seed, len(labels)).fit(features, np.asarray(labels, dtype=int))
     return FeatureModel(estimator, names, settings.to_dict())
 
 
 def feature_lesions(config: ClassifyTrainSettings, data: str | Path, *, progress: bool = True) -> LesionData:
+    """The classifier inputs and lesion masks of ``data`` that a feature model is computed on (SRCRN masks predicted once, cached)."""
     return lesion_data(
         data,
         image_size=config.image_size,

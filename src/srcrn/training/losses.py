@@ -22,6 +22,11 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
 
 
 def segmentation_loss(name: str):
+    """The segmentation loss named ``name`` (``bce``, ``bce+dice``) as ``loss(logits, target)``.
+
+    Raises:
+        ConfigError: an unknown name.
+    """
     if name == "bce":
         return F.binary_cross_entropy_with_logits
     if name == "bce+dice":

@@ -81,6 +81,7 @@ def training_callbacks(schedule: str, warmup_epochs: float, ema_decay: float) ->
 
 
 def last_checkpoint(out: Path) -> Path:
+    """The checkpoint a run resumes from."""
     return out / "checkpoints" / "last.ckpt"
 
 
@@ -136,6 +137,7 @@ def check_run_folder(out: Path, resume: bool) -> bool:
 
 
 def parse_devices(devices: str):
+    """Lightning's ``devices``: a count as an int, else the text (``auto``, ``-1``)."""
     return int(devices) if str(devices).isdigit() else devices
 
 
@@ -234,6 +236,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     can cut short, leaving a truncated ``last.ckpt``."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        """Write ``checkpoint`` at ``path`` atomically (beside it, then renamed over it)."""
         if storage_options is not None:
             raise TypeError("storage_options are not supported for local checkpoints")
         with atomic_path(path) as temporary:

@@ -52,6 +52,7 @@ class BudgetedSchedule(Callback):
         self.base_lrs: list[float] | None = None
 
     def progress(self, trainer: L.Trainer, warmup_steps: int) -> float:
+        """How far through the schedule training is (0..1): by steps, or by the time budget when it runs out sooner."""
         max_epochs = trainer.max_epochs or 0
         planned = int(max_epochs * trainer.num_training_batches) if max_epochs > 0 else 0
         steps = (trainer.global_step - warmup_steps) / max(1, planned - warmup_steps) if planned else 0.0
@@ -64,6 +65,7 @@ class BudgetedSchedule(Callback):
         return max(steps, spent)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        """Set each parameter group's learning rate for this step and log it."""
         optimizer = trainer.optimizers[0]
         if self.base_lrs is None:
             self.base_lrs = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]

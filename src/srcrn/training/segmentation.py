@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric, Metric
+from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC
 
 from srcrn.atomic import write_json
@@ -18,60 +19,54 @@ from srcrn.data.datamodule import IsicDataModule
 from srcrn.data.isic import IsicDataset
 from srcrn.data.splits import make_split
 from srcrn.evaluation.metrics import confusion_counts, scores_from_counts
-from srcrn.inference.checkpoints import checkpoint_entry
 from srcrn.models import build_segmenter
 from srcrn.models.srcrn import ENCODER_CHANNELS, SRCRN
 from srcrn.settings import SegmentTrainSettings
 from srcrn.training.losses import segmentation_loss
 from srcrn.training.runner import check_run_folder, fit, training_callbacks
+from srcrn.training.task import STAGES, SrcrnTask
 
 log = logging.getLogger(__name__)
 LOGGED = ("loss", "accuracy", "jaccard", "dice")
 MONITOR = "val/jaccard"
 
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
-class SegmentationTask(L.LightningModule):
+class SegmentationTask(SrcrnTask):
     """Trains any segmenter of ``build_segmenter`` with per-image (ISIC-style) metrics. Its
     checkpoints say what they hold (``srcrn`` entry: kind, version, settings), so that the
     prediction path can rebuild the model without this class."""
 
+    SCHEMA = SegmentTrainSettings
+    KIND = "segmenter"
+
     def __init__(self, settings: SegmentTrainSettings | dict):
-        super().__init__()
-        if isinstance(settings, dict):
-            settings = SegmentTrainSettings.model_validate(settings)
-        self.settings = settings
-        self.save_hyperparameters({"settings": settings.to_dict()})
+        """Build the segmenter, its loss and meters from ``settings``.
+
+        Args:
+            settings: the run's settings (a dict: from a checkpoint).
+        """
+        super().__init__(settings)
+        config: SegmentTrainSettings = self.settings
         self.model = build_segmenter(
-            settings.arch,
-            stride=settings.stride,
-            score_channels=settings.score_channels,
-            encoder_weights=None if settings.encoder_weights == "none" else settings.encoder_weights,
+            config.arch,
+            stride=config.stride,
+            score_channels=config.score_channels,
+            encoder_weights=None if config.encoder_weights == "none" else config.encoder_weights,
         )
-        self.loss_fn = segmentation_loss(settings.loss)
+        self.loss_fn = segmentation_loss(config.loss)
         # MeanMetric averages per-image scores across batches and, under DDP, across processes.
-        self.meters = torch.nn.ModuleDict(
-            {f"{stage}_{name}": MeanMetric() for stage in ("train", "val") for name in LOGGED}
-        )
+        self.meters.update({f"{stage}_{name}": MeanMetric() for stage in STAGES for name in LOGGED})
         # Joint training (--aux-melanoma): a melanoma head on the pooled deepest encoder features,
         # outside ``model`` (the segmenter stays what it was; the encoder learns melanoma cues
         # that a classifier with weights srcrn:CKPT inherits).
         self.melanoma_head: torch.nn.Module | None = None
-        if settings.aux_melanoma:
+        if config.aux_melanoma:
             self.melanoma_head = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(ENCODER_CHANNELS["c5"], 1))
-            for stage in ("train", "val"):
+            for stage in STAGES:
                 self.meters[f"{stage}_melanoma_auc"] = BinaryAUROC()
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["srcrn"] = checkpoint_entry("segmenter", self.settings.to_dict())
-
-    def _meter(self, name: str) -> Metric:
-        return cast(Metric, self.meters[name])
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
 
     def _melanoma_loss(self, features: dict[str, torch.Tensor], labels: torch.Tensor, stage: str) -> torch.Tensor:
         assert self.melanoma_head is not None
@@ -103,24 +98,11 @@ class SegmentationTask(L.LightningModule):
             self._meter(f"{stage}_loss").update(loss.detach(), weight=size)
             for name in ("accuracy", "jaccard", "dice"):
                 self._meter(f"{stage}_{name}").update(scores[name])
-        for name in LOGGED:
-            self.log(
-                f"{stage}/{name}",
-                self._meter(f"{stage}_{name}"),
-                on_step=False,
-                on_epoch=True,
-                prog_bar=name in ("loss", "jaccard"),
-                batch_size=size,
-            )
+        self._log_meters(stage, LOGGED, ("loss", "jaccard"), size)
         return loss
 
-    def training_step(self, batch, batch_index):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_index):
-        self._step(batch, "val")
-
     def configure_optimizers(self):
+        """Adam or AdamW over every parameter (the paper: Adam, lr 1e-3)."""
         return OPTIMIZERS[self.settings.optimizer](
             self.parameters(), lr=self.settings.lr, weight_decay=self.settings.weight_decay
         )

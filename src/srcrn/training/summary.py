@@ -17,6 +17,8 @@ SUMMARY_FILE = "summary.json"
 
 
 class RunSummary(BaseModel):
+    """A run's summary.json, typed: the model files it kept (other figures kept as given)."""
+
     model_config = ConfigDict(extra="allow")
 
     best_checkpoint: str
@@ -34,6 +36,11 @@ def kept_model(summary: dict[str, Any]) -> str:
 
 
 def read_summary(run: str | Path) -> RunSummary:
+    """The summary of the run in folder ``run``.
+
+    Raises:
+        ConfigError: the run has not finished (no summary.json), or the file is not a summary.
+    """
     path = Path(run) / SUMMARY_FILE
     try:
         return RunSummary.model_validate(json.loads(path.read_text()))

@@ -148,6 +148,11 @@ def train_and_evaluate(settings: ClassifyTrainSettings, data: str | Path, run: P
 def batch_size_sweep(
     config: ClassifyTrainSettings, data: str | Path, out: str | Path, batch_sizes: list[int], *, progress: bool = True
 ) -> pd.DataFrame:
+    """The batch-size study (paper Table 3): one run per size in ``out/batch-N`` (each resumed or reused when done), then sweep.csv, sweep.md and sweep.png.
+
+    Returns:
+        One row per batch size: validation metrics, epochs and wall time.
+    """
     out = Path(out)
     rows = []
     for batch_size in batch_sizes:

@@ -38,6 +38,8 @@ DEMO_CLASSIFICATION: dict[str, Any] = dict(
 
 @dataclass
 class DemoResult:
+    """What a demo measured and wrote: stage-1 metrics, stage-2 figures (with labels), per-image rows, truth, Jaccard per image, the files."""
+
     metrics: dict
     predictions: list[Prediction]
     truth: dict[str, str]
@@ -86,6 +88,7 @@ def run_shipped_demo(out: Path, progress: bool = True) -> DemoResult:
 
 
 def run_demo(out: Path, progress: bool = True) -> DemoResult:
+    """``srcrn demo --train``: a toy pair of models trained on the sample's training part, then both stages on its held-out images."""
     # Training needs torch (srcrn[train]); the shipped-model demo above does not.
     from srcrn.data.cache import prepare
     from srcrn.data.splits import Split

@@ -67,6 +67,11 @@ def _stacker() -> LogisticRegression:
 
 
 def stack_members(folders: list[Path], out: Path) -> dict[str, Any]:
+    """Fit the stacker on the members' out-of-fold logits (cross-fitted per fold, so that no image is scored by a stacker fitted on it), and write oof.csv, val.csv, cv.json and ensemble.json into ``out``.
+
+    Returns:
+        The stack's weights, intercept and scores.
+    """
     oof, val = _member_table(folders, "oof.csv"), _member_table(folders, "val.csv")
     columns = [c for c in oof.columns if c.startswith("m") and c[1:].isdigit()]
     cross_fitted = np.zeros(len(oof))

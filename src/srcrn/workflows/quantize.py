@@ -55,6 +55,7 @@ RANGES = get_args(Int8Ranges)  # how activation ranges are calibrated
 
 
 def quantize_model(fp32: Path, int8: Path, images: np.ndarray, ranges: str = "minmax") -> None:
+    """The ONNX model ``fp32`` as a static int8 model at ``int8``, its activation ranges calibrated on ``images`` (normalised here) by ``ranges``."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
     method = {
@@ -135,7 +136,8 @@ def quantize_bundle(
         fp32_bundle: the bundle of ``export onnx`` to quantize.
         out: the empty folder the int8 bundle is written into.
         data: ISIC-layout folder of calibration and parity images (never the test split).
-        calibration_images, parity_images: how many images calibrate and how many check.
+        calibration_images: how many images calibrate the ranges.
+        parity_images: how many other images compare int8 with fp32.
         classifier: False keeps the stage-2 networks in fp32 (only the segmenter is quantized).
         ranges: ``minmax``, ``percentile`` or ``entropy`` activation ranges.
         destination: the folder named in messages (the user's ``--out``); default ``out``.

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def load_reproduce_config(path: str | Path) -> ReproduceSettings:
+    """The reproduction settings in the YAML file at ``path``, validated (one error line naming the file and key)."""
     return load_settings(ReproduceSettings, path)
 
 
@@ -81,6 +82,7 @@ def _classification_run(
 def classification_settings(
     config: ReproduceSettings, segmenter: str, extra: Path | None, **changes: Any
 ) -> ClassifyTrainSettings:
+    """The ``classify train`` settings of one classification run of a reproduction: the shared settings, the section's overrides, the stride-8 segmenter and ``changes``."""
     part = config.classification
     weights = f"srcrn:{segmenter}" if part.weights == "srcrn" else part.weights
     fixed = {"weights": weights, "segmenter": segmenter, "extra": str(extra) if extra else None}
@@ -184,6 +186,11 @@ def reproduce(
     config_path: str | Path | None = None,
     progress: bool = True,
 ) -> Path:
+    """``srcrn reproduce``: the configured experiments (each skipped when finished, so a rerun resumes), then report.md and report.html in ``out``.
+
+    Returns:
+        The path of report.md.
+    """
     data, out = Path(data), Path(out)
     extra = Path(extra) if extra else None
     out.mkdir(parents=True, exist_ok=True)

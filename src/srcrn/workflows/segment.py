@@ -18,6 +18,7 @@ OVERLAY_CASES = 4  # per row of overlays.png
 def train_segmenter(
     settings: SegmentTrainSettings, data: str | Path, out: str | Path, *, resume: bool = False, progress: bool = True
 ) -> dict:
+    """``segment train``: train (or resume) in ``out``, then draw the training curves; returns the run's summary."""
     out = Path(out)
     summary = train_segmentation(settings, data, out, resume=resume, progress=progress)
     if summary and (out / "metrics.csv").is_file():
