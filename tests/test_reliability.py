@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import cli_error, png_claiming, write_image
+from helpers import cli_error, png_claiming, run_cli, write_image
 from srcrn.data.images import MAX_ASPECT_RATIO, MIN_SIDE, decode_image
 from srcrn.errors import DataError
 
@@ -112,7 +112,6 @@ def _no_duplicate_rows(metrics):
 def test_sigterm_saves_a_resumable_checkpoint_and_resume_completes(sample, tmp_path):
     import signal
 
-    from helpers import run_cli
     from srcrn.inference.checkpoints import read_checkpoint
 
     out, cache = tmp_path / "run", tmp_path / "cache"
@@ -131,8 +130,6 @@ def test_sigterm_saves_a_resumable_checkpoint_and_resume_completes(sample, tmp_p
 @pytest.mark.slow
 def test_a_run_killed_before_its_first_checkpoint_is_refused_or_started_over(sample, tmp_path, capsys):
     import signal
-
-    from helpers import run_cli
 
     out, cache = tmp_path / "run", tmp_path / "cache"
     child = _train_in_background(sample, out, cache)
@@ -335,6 +332,44 @@ def _corpus_case(name, tmp, models):
     if name == "merge-predictions: --out holds a predictions.csv of the user's":
         (mine / "predictions.csv").write_text("image_id\n")
         return ["merge-predictions", str(copy), "--out", str(mine)], mine / "predictions.csv", "was not written by"
+    bomb_lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    bomb_lines += [f"{n}: &{n} [{', '.join(['*' + 'abcdefghij'[i]] * 9)}]" for i, n in enumerate("bcdefghij")]
+    settings_files = {
+        "segment train: batch_size: yes in a settings file": ("batch_size: yes\n", "batch_size: expected a number, not a yes/no"),
+        "segment train: a settings file that expands past 10 000 values": (
+            "\n".join([*bomb_lines, "lr: *j"]) + "\n", "expands to more than 10,000 YAML values"),
+        "segment train: a settings file that is not UTF-8": (b"epochs: 3\n\xff\xfe\n", "not UTF-8 text"),
+        "segment train: a recipe that is not a name": ("recipe: [paper]\n", "unknown recipe ['paper']"),
+    }  # fmt: skip
+    if name in settings_files:
+        text, problem = settings_files[name]
+        config = tmp / "settings.yaml"
+        config.write_bytes(text) if isinstance(text, bytes) else config.write_text(text)
+        return [*seg_train, "--config", str(config)], config, problem
+    if name == "export onnx int8: --out a folder of the user's":
+        (mine / "notes.txt").write_text("mine")
+        return (["export", "onnx", "--segmenter", seg, "--classifier", cls, "--quantize", "int8", "--calibration-data",
+                 str(data), "--out", str(mine)], mine, "holds files srcrn export onnx did not write")  # fmt: skip
+    if name == "classify cv: --out is a segment train run":
+        evaluation.mkdir()
+        (evaluation / "srcrn-output.json").write_text(json.dumps(owned | {"command": "segment train"}))
+        return (["classify", "cv", "--data", str(data), "--out", str(evaluation), "--model", "features", *cache],
+                evaluation, "holds the output of 'srcrn segment train'")  # fmt: skip
+    if name == "classify train ensemble: --out is a member":
+        members = [tmp / "cv-a", tmp / "cv-b"]
+        for member in members:
+            member.mkdir()
+            (member / "cv.json").write_text("{}")
+        return (["classify", "train", "--model", "ensemble", "--members", str(members[0]), "--members",
+                 str(members[1]), "--data", str(data), "--out", str(members[0])], "--out", "is the member")  # fmt: skip
+    if name == "merge-predictions: --out is a shard":
+        shard = tmp / "shard-1"
+        run_cli("predict", str(first), "--model", str(bundle), "--out", str(shard), "--shard", "1/2", "--no-progress")
+        return ["merge-predictions", str(shard), "--out", str(shard)], "--out", "is the shard"
+    if name == "classify eval: --segmenter is a classifier":
+        return [*cls_eval, "--model", cls, "--segmenter", cls], Path(cls), "holds a classifier"
+    if name == "predict: --shard ''":
+        return [*torch_predict, "--shard", ""], "--shard", "expected K/N such as 2/8 (given '')"
     if name == "classify eval: a feature model file without its names":
         return [*cls_eval, "--model", str(_skops_without_names(tmp))], tmp / "broken.skops", "damaged feature model"
     raise KeyError(name)
@@ -397,6 +432,16 @@ CORPUS = [
     "segment eval: --out holds a metrics.json of the user's",
     "classify train: --out holds files of the user's",
     "merge-predictions: --out holds a predictions.csv of the user's",
+    "segment train: batch_size: yes in a settings file",
+    "segment train: a settings file that expands past 10 000 values",
+    "segment train: a settings file that is not UTF-8",
+    "segment train: a recipe that is not a name",
+    "export onnx int8: --out a folder of the user's",
+    "classify cv: --out is a segment train run",
+    "classify train ensemble: --out is a member",
+    "merge-predictions: --out is a shard",
+    "classify eval: --segmenter is a classifier",
+    "predict: --shard ''",
 ]
 
 
@@ -444,8 +489,6 @@ def _start(command, ready, timeout=120):
 def test_classify_train_stopped_by_sigterm_resumes(sample, tiny_segmenter, tmp_path):
     import signal
 
-    from helpers import run_cli
-
     out = tmp_path / "run"
     command = ["classify", "train", "--data", str(sample), "--out", str(out), "--segmenter", tiny_segmenter,
                "--input", "crop", "--weights", "none", "--image-size", "64", "--batch-size", "4", "--epochs", "3",
@@ -472,7 +515,6 @@ def test_prepare_killed_midway_leaves_nothing_half_written(sample, tmp_path):
     child.send_signal(signal.SIGKILL)
     child.communicate(timeout=60)
     assert not (out / MANIFEST).exists()  # no cache that looks complete
-    from helpers import run_cli
 
     run_cli(*command)
     assert not list(out.glob(f"{STAGING_PREFIX}*")) and len(PreparedData.load(out).ids) == 40
@@ -483,8 +525,6 @@ def test_predict_killed_midway_then_rerun_gives_the_whole_result(sample, tiny_se
     import signal
 
     import pandas as pd
-
-    from helpers import run_cli
 
     out = tmp_path / "predicted"
     command = ["predict", str(sample / "images"), "--out", str(out), "--segmenter", tiny_segmenter,
@@ -500,7 +540,6 @@ def test_predict_killed_midway_then_rerun_gives_the_whole_result(sample, tiny_se
 
 @pytest.mark.slow
 def test_resume_after_a_kill_during_the_checkpoint_write_starts_over(sample, tmp_path):
-    from helpers import run_cli
 
     out = tmp_path / "run"
     train = ["segment", "train", "--data", str(sample), "--out", str(out), "--image-size", "64", "--batch-size", "4",
@@ -522,8 +561,6 @@ def test_a_run_killed_in_its_second_epoch_resumes_from_the_first_epochs_checkpoi
 
     import torch
 
-    from helpers import run_cli
-
     out, cache = tmp_path / "run", tmp_path / "cache"
     last = out / "checkpoints" / "last.ckpt"
     child = _train_in_background(sample, out, cache)
@@ -544,8 +581,6 @@ def test_a_run_killed_in_its_second_epoch_resumes_from_the_first_epochs_checkpoi
 @pytest.mark.slow
 def test_segment_eval_without_masks_writes_masks_but_no_metrics(tiny_segmenter, sample, tmp_path, capsys):
     import shutil
-
-    from helpers import run_cli
 
     data = tmp_path / "data"
     shutil.copytree(sample / "images", data / "images")
