@@ -73,7 +73,9 @@ def test_an_older_srcrns_output_is_adopted_only_on_resume_and_only_if_the_comman
     legacy.mkdir()
     (legacy / "config.yaml").write_text("recipe: paper\n")
     with (
-        pytest.raises(ConfigError, match="did not write"),
+        pytest.raises(
+            ConfigError, match=r"holds the output of an earlier srcrn \(config.yaml, no srcrn-output.json\); pass"
+        ),
         output_folder(legacy, "segment train", adopt=("config.yaml",)),
     ):
         pass

@@ -443,7 +443,7 @@ def predict(
     refuse_overlap(out, {f"input {p}": p for p in inputs if not p.is_dir()}, contains=False)
     # Not staged: the journal and atomic files are predict's staging (a killed run resumes).
     claimed = output_folder(
-        out, "predict", folders | {"--metadata": given.metadata}, writes=OUTPUT_NAMES, adopt=(JOURNAL,),
+        out, "predict", folders | {"--metadata": given.metadata}, writes=OUTPUT_NAMES, adopt=(JOURNAL, "predictions.json"),
         resume=given.resume,
     )  # fmt: skip
     with claimed:

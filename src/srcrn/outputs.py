@@ -145,10 +145,16 @@ def claim(
     if not present:
         _write_manifest(out, command)
         return "owned"
-    if resume and any((out / name).exists() for name in adopt):
+    earlier = [name for name in adopt if (out / name).exists()]
+    if earlier and resume:
         log.info("%s: an earlier srcrn's output of %s (no %s): adopted", out, command, MANIFEST)
         _write_manifest(out, command, adopted=True)
         return "adopted"
+    if earlier:
+        raise ConfigError(
+            f"{out}: holds the output of an earlier srcrn ({earlier[0]}, no {MANIFEST}); pass --resume to "
+            "continue it, or choose another --out"
+        )
     if writes is None:
         shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
         raise ConfigError(
