@@ -29,7 +29,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -41,14 +41,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from srcrn import __version__
 from srcrn.data.metadata import (
     AGE_RANGE,
-    CLINICAL_FIELDS,
-    NO_CONTEXT,
     SCALE_RANGE,
     SEXES,
     SITES,
@@ -60,183 +57,24 @@ from srcrn.inference.compare import compare as compare_results
 from srcrn.inference.pipeline import Pipeline
 from srcrn.inference.readings import card_summary
 from srcrn.inference.rendering import clean_json, encode_png
+from srcrn.serving.admission import Admission, Batcher
 from srcrn.serving.settings import ServeSettings
+from srcrn.serving.uploads import (
+    IMAGE_FIELD,
+    SCALE_FIELD,
+    Refused,
+    image_parts,
+    multipart_schema,
+    read_body,
+)
 
 API = "/api/v1"
-CLINICAL_FORM_FIELDS = CLINICAL_FIELDS  # optional form fields beside the image
-SCALE_FIELD = "mm_per_pixel"  # optional too: the image's scale, for measurements in mm
 COMPARE_FIELDS = ("before", "after")  # /compare: two visits of one lesion
-IMAGE_FIELD = "image"
 log = logging.getLogger(__name__)
-
-
-class _InMemoryParser(MultiPartParser):
-    """Starlette's multipart parser, with uploads kept in memory: its spooled files move to a
-    temporary file on disk past 1 MB, and an upload must never touch the disk. The body is
-    already bounded by ``max_upload_bytes`` when this runs."""
-
-    spool_max_size = 1 << 62
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
-
-
-class _Admission:
-    """Requests in the service (waiting or being predicted), counted once their upload is in:
-    at most ``concurrency * max_batch`` being predicted and ``queue`` more. An upload still
-    arriving holds no slot, so slow clients cannot keep good requests out."""
-
-    def __init__(self, settings: ServeSettings):
-        self.capacity, self.admitted = settings.concurrency * settings.max_batch + settings.queue, 0
-
-    def enter(self) -> bool:
-        if self.admitted >= self.capacity:
-            return False
-        self.admitted += 1
-        return True
-
-    def leave(self) -> None:
-        self.admitted -= 1
-
-
-class _Batcher:
-    """Micro-batching: each of ``concurrency`` workers takes every request waiting (up to
-    ``max_batch``) and predicts them together with ``Pipeline.predict_many``. No request
-    waits for a batch to fill: a worker takes what is there when it is free. Hand-written:
-    the serving libraries that batch (Ray Serve, Triton, BentoML) each bring a server of
-    their own; this is a queue and a loop."""
-
-    def __init__(self, pipeline: Any, settings: ServeSettings):
-        self.pipeline, self.settings = pipeline, settings
-        self.queue: asyncio.Queue[tuple[bytes, str, ClinicalContext, asyncio.Future[Any]]] | None = None
-        self.workers: list[asyncio.Task[None]] = []
-
-    def start(self) -> None:
-        self.queue = asyncio.Queue()
-        self.workers = [asyncio.create_task(self._work()) for _ in range(self.settings.concurrency)]
-
-    async def stop(self) -> None:
-        for worker in self.workers:
-            worker.cancel()
-        await asyncio.gather(*self.workers, return_exceptions=True)
-
-    async def predict(self, content: bytes, image_id: str, context: ClinicalContext = NO_CONTEXT) -> Any:
-        assert self.queue is not None, "the batcher starts with the service"
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self.queue.put((content, image_id, context, future))
-        return await future
-
-    async def _work(self) -> None:
-        assert self.queue is not None
-        while True:
-            items = [await self.queue.get()]
-            while len(items) < self.settings.max_batch and not self.queue.empty():
-                items.append(self.queue.get_nowait())
-            outcomes = await run_in_threadpool(self._predict, [item[:3] for item in items])
-            for (_, _, _, future), outcome in zip(items, outcomes):
-                if future.done():  # the client went away
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
-
-    def _predict(self, items: list[tuple[bytes, str, ClinicalContext]]) -> list[Any]:
-        try:  # a bad upload fails alone (predict_each); anything else fails every waiting request (500)
-            return self.pipeline.predict_each(
-                [item[0] for item in items], image_ids=[item[1] for item in items], contexts=[item[2] for item in items]
-            )
-        except Exception as error:
-            return [error] * len(items)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
-
-
-def _upload_name(filename: str | None) -> str:
-    """The upload's file name for messages: the base name only, printable, bounded."""
-    name = Path((filename or "upload").replace("\\", "/")).name or "upload"
-    return "".join(c if c.isprintable() else "?" for c in name)[:100]
-
-
-GRACE_SECONDS = 5.0  # before the upload rate is judged (a connection's slow start)
-
-
-async def _read_body(request: Request, settings: ServeSettings) -> bytes:
-    """The whole body, within the size limit, the deadline and the minimum rate."""
-    limit = settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _Refused(413, f"upload of {int(declared):,} bytes exceeds the limit of {limit:,} bytes")
-    started = time.monotonic()
-    chunks, size = [], 0
-
-    async def receive() -> None:
-        nonlocal size
-        async for chunk in request.stream():  # a body without (or lying about) its length
-            size += len(chunk)
-            if size > limit:
-                raise _Refused(413, f"upload exceeds the limit of {limit:,} bytes")
-            chunks.append(chunk)
-            elapsed = time.monotonic() - started
-            if elapsed > GRACE_SECONDS and size / elapsed < settings.min_upload_rate:
-                raise _Refused(408, f"upload too slow ({size / elapsed:,.0f} bytes/s); send it again")
-
-    try:
-        await asyncio.wait_for(receive(), timeout=settings.read_timeout_seconds)
-    except TimeoutError:
-        raise _Refused(
-            408, f"upload not complete within {settings.read_timeout_seconds:g} s ({size:,} bytes arrived)"
-        ) from None
-    return b"".join(chunks)
-
-
-async def _image_parts(
-    request: Request, body: bytes, images: tuple[str, ...] = (IMAGE_FIELD,)
-) -> list[tuple[bytes, str, ClinicalContext]]:
-    """The upload's image files (one per field of ``images``), each with its context: the
-    clinical fields, shared, and the scale (``mm_per_pixel``, or ``<field>_mm_per_pixel`` for
-    two images)."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise _Refused(415, f"send the image as multipart/form-data in the field '{images[0]}'")
-
-    async def stream() -> AsyncGenerator[bytes, None]:
-        yield body
-
-    try:
-        form = await _InMemoryParser(request.headers, stream(), max_files=4, max_fields=16).parse()
-    except MultiPartException as error:
-        raise _Refused(400, f"malformed multipart upload ({error.message})") from None
-    try:
-        scales = {field: SCALE_FIELD if len(images) == 1 else f"{field}_{SCALE_FIELD}" for field in images}
-        given = {field: form.get(field) for field in (*CLINICAL_FORM_FIELDS, *scales.values())}
-        if any(not isinstance(v, (str, type(None))) for v in given.values()):
-            raise _Refused(400, f"the fields {', '.join(given)} are text, not files")
-        parts = []
-        for field in images:
-            part = form.get(field)
-            if part is None or isinstance(part, str):
-                fields = ", ".join(sorted(form.keys())) or "none"
-                raise _Refused(400, f"no file in the field '{field}' (fields sent: {fields})")
-            clinical = {name: given[name] for name in CLINICAL_FORM_FIELDS}
-            try:
-                context = ClinicalContext.of(**clinical, pixel_spacing_mm=given[scales[field]])  # type: ignore[arg-type]
-            except DataError as error:
-                raise _Refused(422, str(error)) from None
-            parts.append((await part.read(), _upload_name(part.filename), context))
-        return parts
-    finally:
-        await form.close()
-
-
-def _multipart(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
-    """OpenAPI's request body of a multipart upload (FastAPI cannot infer it: we parse it ourselves)."""
-    schema = {"type": "object", "required": required, "properties": properties}
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
 def _b64(content: bytes) -> str:
@@ -265,8 +103,8 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> FastAPI:
     """The service around one loaded pipeline (the models stay in memory; requests share them)."""
     settings = settings or ServeSettings()
-    admission = _Admission(settings)
-    batcher = _Batcher(pipeline, settings)
+    admission = Admission(settings)
+    batcher = Batcher(pipeline, settings)
     ready = threading.Event()
     model = {
         "srcrn_version": __version__,
@@ -337,7 +175,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         return JSONResponse(clean_json(pipeline.card | card_summary(pipeline.card)))
 
     # The multipart body of /predict and /report: the image and the optional context fields.
-    upload_body = _multipart(
+    upload_body = multipart_schema(
         [IMAGE_FIELD],
         {
             IMAGE_FIELD: {"type": "string", "format": "binary"},
@@ -373,8 +211,8 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         if not ready.is_set():
             return _error(503, "models are warming up", {"Retry-After": str(settings.retry_after_seconds)})
         try:
-            body = await _read_body(request, settings)
-        except _Refused as refused:
+            body = await read_body(request, settings)
+        except Refused as refused:
             return _error(refused.status, refused.message, refused.headers)
         except ClientDisconnect:  # the client went away mid-upload: nobody to answer
             log.info("a client disconnected during its upload")
@@ -382,7 +220,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         if not admission.enter():
             return _error(503, "busy: try again shortly", {"Retry-After": str(settings.retry_after_seconds)})
         try:
-            parts = await _image_parts(request, body, images)
+            parts = await image_parts(request, body, images)
             del body
             started = time.perf_counter()
 
@@ -390,15 +228,15 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
                 try:
                     return await batcher.predict(content, Path(name).stem, context)
                 except DataError as error:  # named by the upload's file name, not the id
-                    raise _Refused(422, f"{name}: {error.problem}") from None
+                    raise Refused(422, f"{name}: {error.problem}") from None
                 except SrcrnError as error:
-                    raise _Refused(422, str(error)) from None
+                    raise Refused(422, str(error)) from None
 
             # Queued together, a comparison's two images are predicted in one batch.
             results = list(await asyncio.gather(*(one(*part) for part in parts)))
             predicted = time.perf_counter()
             encoded = await run_in_threadpool(encode, results)
-        except _Refused as refused:
+        except Refused as refused:
             return _error(refused.status, refused.message, refused.headers)
         finally:
             admission.leave()
@@ -462,7 +300,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         "the registration (rotation, scale, mirrored, matching points, reliable, problems), the changes in area, "
         "diameter, ABCD components, colours and probability (null when the registration is unreliable), and "
         "the picture (both contours | change map: green grown, red shrunk, yellow colour changed) as base64 PNG.",
-        openapi_extra=_multipart(
+        openapi_extra=multipart_schema(
             list(COMPARE_FIELDS),
             {
                                 **{f: {"type": "string", "format": "binary"} for f in COMPARE_FIELDS},
