@@ -13,11 +13,13 @@ class DataError(SrcrnError):
     """Bad input data. The message always starts with the offending path."""
 
     def __init__(self, path: str | Path, problem: str):
+        """A problem with the file (or flag) at ``path``, in one line."""
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
 
-    def __reduce__(self):  # errors raised in worker processes must survive pickling
+    def __reduce__(self):
+        """Pickle as (path, problem), so that errors raised in worker processes survive."""
         return (type(self), (str(self.path), self.problem))
 
 
@@ -29,6 +31,7 @@ class Interrupted(SrcrnError):
     """A run stopped by a signal after saving what it needs to resume; exits 128 + signal."""
 
     def __init__(self, message: str, signal_number: int):
+        """Training stopped by ``signal_number``; the exit status is 128 + it."""
         super().__init__(message)
         self.exit_code = 128 + signal_number
 

@@ -23,6 +23,14 @@ class PreparedDataset(Dataset):
     """
 
     def __init__(self, folder: str | Path, positions: np.ndarray, transform, with_masks: bool = True):
+        """Rows ``positions`` of the cache in ``folder``, through ``transform``.
+
+        Args:
+            folder: a prepared cache.
+            positions: the rows to serve.
+            transform: the albumentations augmentation (uint8 in and out).
+            with_masks: serve the masks too.
+        """
         self.folder = Path(folder)
         self.positions = np.asarray(positions, dtype=np.int64)
         self.transform = transform
@@ -30,6 +38,7 @@ class PreparedDataset(Dataset):
         self._data: PreparedData | None = None
 
     def __len__(self) -> int:
+        """The number of rows served."""
         return len(self.positions)
 
     @property
@@ -40,6 +49,7 @@ class PreparedDataset(Dataset):
         return self._data
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        """Row ``item``: the normalised image, its label and index (and mask)."""
         row = int(self.positions[item])
         # np.array copies out of the read-only memory map: transforms and torch need writable arrays.
         fields = {"image": np.array(self.data.images[row])}
@@ -66,11 +76,20 @@ class EpochSampler(Sampler[int]):
     """
 
     def __init__(self, size: int, num_samples: int, seed: int = 0, weights: np.ndarray | None = None):
+        """An order of ``num_samples`` indices of ``size`` per epoch, seeded by ``seed`` and the epoch.
+
+        Args:
+            size: how many items there are.
+            num_samples: indices per epoch.
+            seed: the run's seed.
+            weights: sampling weights (class-balanced sampling, with replacement); None: a permutation.
+        """
         self.size, self.num_samples, self.seed, self.epoch = size, num_samples, seed, 0
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.yielded = 0  # indices of this epoch already handed out
 
     def __len__(self) -> int:
+        """Indices per epoch."""
         return self.num_samples
 
     def set_epoch(self, epoch: int) -> None:
@@ -88,6 +107,7 @@ class EpochSampler(Sampler[int]):
         return order[: self.num_samples].tolist()
 
     def __iter__(self):
+        """This epoch's indices, from where a resumed run stopped."""
         # Read when the first index is asked for (after set_epoch and load_state_dict).
         indices = self.order(self.epoch)
         while self.yielded < len(indices):
@@ -126,6 +146,19 @@ class IsicDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         seed: int = 0,
     ):
+        """Stage-1 loaders over a prepared cache and its split.
+
+        Args:
+            prepared: the cache.
+            split: the train/validation split.
+            batch_size: training batch size.
+            augment: the training augmentation (none, flip, strong).
+            steps_per_epoch: batches per epoch (None: one pass).
+            num_workers: loader processes.
+            with_masks: serve the masks.
+            eval_batch_size: validation batch size (default: ``batch_size``).
+            seed: the sampler's seed.
+        """
         super().__init__()
         self.prepared = prepared
         self.split = split

@@ -242,6 +242,12 @@ class ImageFile:
     """
 
     def __init__(self, source: ImageSource, name: str | None = None):
+        """An image source, opened lazily and decoded once per size.
+
+        Args:
+            source: a path, bytes, a file-like object, a Pillow image or an array.
+            name: what errors call it.
+        """
         source = as_source(source)
         self.source, self.name = source, name
         self.path = source_name(source, name)

@@ -63,6 +63,7 @@ class IsicDataset:
     _by_id: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        """Index the samples by id."""
         self._by_id = {sample.image_id: index for index, sample in enumerate(self.samples)}
 
     @classmethod
@@ -132,9 +133,11 @@ class IsicDataset:
 
     # -- access -----------------------------------------------------------------------------
     def __len__(self) -> int:
+        """The number of images."""
         return len(self.samples)
 
     def __iter__(self):
+        """The samples, in order."""
         return iter(self.samples)
 
     @property

@@ -27,6 +27,17 @@ class LesionDataset(Dataset):
         seed: int = 0,
         train_augment: str = "none",
     ):
+        """Classifier inputs with their labels.
+
+        Args:
+            images: uint8 [N, S, S, 3] classifier inputs.
+            labels: 0/1 per input.
+            augmented: which rows are balancing copies to augment.
+            masks: the lesion masks on the inputs (the axis augmentation needs them).
+            family: the balancing augmentation family.
+            seed: the augmenter's seed.
+            train_augment: the augmentation of every training image (none, strong).
+        """
         self.images, self.labels = images, np.asarray(labels, dtype=np.float32)
         self.augmented = np.zeros(len(images), bool) if augmented is None else np.asarray(augmented, bool)
         self.masks, self.family, self.seed = masks, family, seed
@@ -34,6 +45,7 @@ class LesionDataset(Dataset):
         self.transform = classifier_transform(train_augment)
 
     def __len__(self) -> int:
+        """The number of inputs."""
         return len(self.images)
 
     @property
@@ -45,6 +57,7 @@ class LesionDataset(Dataset):
         return self._augmenter
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        """Input ``item``: augmented when asked, normalised, with its label and index."""
         image = np.array(self.images[item])
         if self.augmented[item]:
             image = self.augmenter(image, None if self.masks is None else np.asarray(self.masks[item]))
@@ -71,6 +84,17 @@ class LesionDataModule(L.LightningDataModule):
         sampler: str = "shuffle",
         seed: int = 0,
     ):
+        """Stage-2 loaders.
+
+        Args:
+            train: the training inputs.
+            val: the validation inputs.
+            batch_size: training batch size.
+            eval_batch_size: validation batch size.
+            num_workers: loader processes.
+            sampler: ``shuffle`` or ``balanced`` (class-balanced sampling).
+            seed: the sampler's seed.
+        """
         super().__init__()
         self.train, self.val = train, val
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers

@@ -72,6 +72,7 @@ class ClinicalContext:
     pixel_spacing_mm: float | None = None
 
     def __post_init__(self) -> None:
+        """Check the values as a CSV's are checked (for values given by code: API, service, page)."""
         # The same checks as a CSV's, for values given by code (API, service, page).
         check_age(self.age, "age")
         check_scale(self.pixel_spacing_mm, "pixel_spacing_mm")

@@ -92,6 +92,11 @@ class MelanomaAugmenter:
     of the three, at random, per copy)."""
 
     def __init__(self, family: str, seed: int = 0):
+        """The augmenter of ``family`` (geometry, colour, axis, mix), seeded.
+
+        Raises:
+            ConfigError: an unknown family.
+        """
         if family not in AUGMENT_FAMILIES:
             raise ConfigError(f"unknown augmentation family '{family}'; choose one of {', '.join(AUGMENT_FAMILIES)}")
         self.family = family

@@ -195,6 +195,20 @@ class StackModel:
         extras: dict[str, Any] | None = None,
         names: Sequence[str] = (),
     ):
+        """A stack of stage-2 models.
+
+        Args:
+            members: the member models (two or more, of one input size and mode).
+            weights: the stacker's weight of each member's logit.
+            intercept: the stacker's intercept.
+            source: the stack's folder, for messages.
+            extras: threshold, calibration, target sensitivity.
+            names: the members' names.
+
+        Raises:
+            ConfigError: fewer than two members, a weight count that differs, or members whose lesion
+                inputs (mode, size, margin) differ.
+        """
         if len(members) != len(weights) or len(members) < 2:
             raise ConfigError(f"{source or 'stack'}: needs two or more members, one weight each")
         first = members[0].spec

@@ -89,6 +89,16 @@ class Pipeline:
         card: dict[str, Any] | None = None,
         workers: int = WORKERS,
     ):
+        """Both stages (prefer ``from_bundle``, ``from_checkpoints`` or ``default``).
+
+        Args:
+            segmenter: stage 1.
+            classifier: stage 2 (any ``MelanomaModel``).
+            threshold: the decision threshold (default: the classifier's).
+            explain: add Grad-CAM heatmaps (a CNN only).
+            card: the model card.
+            workers: threads decoding and finishing beside the networks (0: none).
+        """
         self.segmenter, self.classifier, self.explain = segmenter, classifier, explain
         self.workers = workers  # threads that decode and finish images beside the networks (0: none)
         self._pool: ThreadPoolExecutor | None = None

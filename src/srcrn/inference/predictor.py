@@ -74,6 +74,7 @@ class Segmenter:
     """Stage 1: lesion probabilities at the model's size, and masks at any size."""
 
     def __init__(self, runtime: Runtime, spec: SegmenterSpec, source: str = "", batch_size: int = 32):
+        """A segmenter on ``runtime``, run as ``spec`` says, ``batch_size`` images at a time."""
         self.runtime, self.spec, self.source, self.batch_size = runtime, spec, source, batch_size
 
     @property
@@ -175,6 +176,7 @@ class Classifier:
     clinical_fields: tuple[str, ...] = ()
 
     def __init__(self, runtime: Runtime, spec: ClassifierSpec, source: str = "", batch_size: int = 64):
+        """A CNN classifier on ``runtime``, run as ``spec`` says, ``batch_size`` inputs at a time."""
         self.runtime, self.spec, self.source, self.batch_size = runtime, spec, source, batch_size
 
     @property

@@ -73,6 +73,11 @@ class OnnxRuntime:
     run, fp32 equal), which leaves the cores to the pipeline's own threads in between."""
 
     def __init__(self, path: str | Path):
+        """An ONNX Runtime session (CPU) of the model at ``path``.
+
+        Raises:
+            ConfigError: the file is not a loadable ONNX model.
+        """
         import onnxruntime
 
         from srcrn.errors import ConfigError

@@ -29,6 +29,7 @@ class MelanomaClassifier(nn.Module):
     """
 
     def __init__(self, weights: str | Path | None = None, finetune: bool = False, dropout: float = 0.0):
+        """Build the backbone and head (see the class)."""
         super().__init__()
         backbone = resnet50_backbone(weights)
         backbone.fc = nn.Identity()  # conv1 .. layer4 + global average pooling -> 2048 features

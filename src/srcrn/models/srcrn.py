@@ -47,6 +47,7 @@ class StrideRegulationDecoder(nn.Module):
     """
 
     def __init__(self, stride: int = 8, score_channels: int = 2):
+        """Build the decoder of ``stride`` (see the class)."""
         super().__init__()
         if stride not in STRIDES:
             raise ConfigError(f"stride must be one of {STRIDES}, got {stride}")
@@ -79,6 +80,13 @@ class SRCRN(nn.Module):
     the timm way, so the encoder can be reused (e.g. as a classifier backbone)."""
 
     def __init__(self, stride: int = 8, score_channels: int = 2, encoder_weights: str | Path | None = None):
+        """SRCRN of ``stride`` on a ResNet-50 encoder.
+
+        Args:
+            stride: 32, 16 or 8.
+            score_channels: channels of the intermediate score maps.
+            encoder_weights: the encoder's weights (``imagenet``, a file; None: random).
+        """
         super().__init__()
         self.stride = stride
         self.encoder = IntermediateLayerGetter(resnet50_backbone(encoder_weights), return_layers=ENCODER_LAYERS)

@@ -31,6 +31,7 @@ class Report:
     """Blocks in order, then ``write(folder)``: ``report.md`` and ``report.html``."""
 
     def __init__(self, title: str):
+        """A report titled ``title``."""
         self.title, self.blocks = title, [Block("h1", title)]
 
     def heading(self, text: str) -> None:

@@ -18,6 +18,7 @@ class Admission:
     arriving holds no slot, so slow clients cannot keep good requests out."""
 
     def __init__(self, settings: ServeSettings):
+        """Room for ``concurrency * max_batch`` predicted and ``queue`` waiting requests."""
         self.capacity, self.admitted = settings.concurrency * settings.max_batch + settings.queue, 0
 
     def enter(self) -> bool:
@@ -40,6 +41,7 @@ class Batcher:
     their own; this is a queue and a loop."""
 
     def __init__(self, pipeline: Any, settings: ServeSettings):
+        """A batcher of ``pipeline`` under ``settings`` (started with the service)."""
         self.pipeline, self.settings = pipeline, settings
         self.queue: asyncio.Queue[tuple[bytes, str, ClinicalContext, asyncio.Future[Any]]] | None = None
         self.workers: list[asyncio.Task[None]] = []

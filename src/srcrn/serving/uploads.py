@@ -34,6 +34,7 @@ class Refused(Exception):
     """An upload answered with ``status`` and one line, ``message`` (and ``headers``)."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        """An answer of ``status`` with ``message`` (and ``headers``)."""
         super().__init__(message)
         self.status, self.message, self.headers = status, message, headers or {}
 

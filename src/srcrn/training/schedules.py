@@ -45,6 +45,11 @@ class BudgetedSchedule(Callback):
     """Sets every parameter group's learning rate before each training step and logs it."""
 
     def __init__(self, schedule: str, warmup_epochs: float = 0.0):
+        """The learning-rate ``schedule`` after ``warmup_epochs`` of linear warm-up.
+
+        Raises:
+            ConfigError: an unknown schedule or a negative warm-up.
+        """
         lr_factor(schedule, 0, 0, 0.0)  # refuse an unknown name before training starts
         if warmup_epochs < 0:
             raise ConfigError(f"warm-up of {warmup_epochs} epochs: must be zero or more")
