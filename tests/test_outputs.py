@@ -160,11 +160,20 @@ def test_every_command_that_writes_leaves_its_manifest(tmp_path, sample, tiny_se
             *cache,
         ],
     }
+    from srcrn.inference.batch import OUTPUT_NAMES
+    from srcrn.workflows.classify import EVAL_FILES as CLASSIFY_EVAL_FILES
+    from srcrn.workflows.segment import EVAL_FILES as SEGMENT_EVAL_FILES
+
+    # A command that may write into a user's folder declares what it writes: all of it.
+    declared = {"segment eval": SEGMENT_EVAL_FILES, "classify eval": CLASSIFY_EVAL_FILES, "predict": OUTPUT_NAMES}
     for command, argv in commands.items():
         out = tmp_path / command.replace(" ", "-")
         run_cli(*argv, "--out", str(out))
         assert _manifest(out)["command"] == command, command
         assert not [p for p in out.iterdir() if p.name.startswith(".staging-")], command
+        if command in declared:
+            written = {p.name for p in out.iterdir()} - {MANIFEST}
+            assert written <= set(declared[command]), (command, written - set(declared[command]))
     merged = tmp_path / "merged"
     run_cli("merge-predictions", str(tmp_path / "predict"), "--out", str(merged), "--partial")
     assert _manifest(merged)["command"] == "merge-predictions"
