@@ -200,3 +200,42 @@ def test_a_command_refuses_another_commands_folder(
     assert _manifest(copy)["adopted"] is True  # replaced file by file: what it did not write stays
     assert (copy / "notes.txt").read_text() == "left by an older export"
     assert json.loads((copy / "bundle.json").read_text())["segmenter"]["sha256"]
+
+
+def test_a_rerun_replaces_only_what_the_command_recorded_writing(tmp_path):
+    out = tmp_path / "bundle"
+    with output_folder(out, "export onnx", stage=True, replace=True) as staging:
+        (staging / "bundle.json").write_text("{}")
+        (staging / "classifier.onnx").write_bytes(b"cnn")
+    assert _manifest(out)["entries"] == ["bundle.json", "classifier.onnx"]
+    (out / "notes.txt").write_text("the user's, added later")
+    with output_folder(out, "export onnx", stage=True, replace=True) as staging:
+        (staging / "bundle.json").write_text("{}")
+        (staging / "classifier.skops").write_bytes(b"features")  # the stage-2 model changed kind
+    assert not (out / "classifier.onnx").exists()  # the export's own stale file goes
+    assert (out / "notes.txt").read_text() == "the user's, added later"  # what it never wrote stays
+
+
+def test_a_live_commands_staging_folder_is_left_alone(tmp_path):
+    import os
+
+    out = tmp_path / "eval"
+    with output_folder(out, "segment eval", stage=True):
+        pass
+    live = out / f".staging-{os.getpid()}-abc"  # another run into this folder, still going
+    dead = out / ".staging-999999999-abc"  # a pid no process has
+    live.mkdir()
+    dead.mkdir()
+    with output_folder(out, "segment eval", stage=True):
+        pass
+    assert live.is_dir() and not dead.exists()
+
+
+def test_the_demo_does_not_take_over_a_folder_by_the_names_in_it(tmp_path, capsys):
+    mine = tmp_path / "project"
+    (mine / "predictions").mkdir(parents=True)
+    (mine / "predictions" / "mine.csv").write_text("the user's")
+    (mine / "metrics.json").write_text("{}")  # a name the demo writes, in a folder it did not write
+    message = cli_error(capsys, "demo", "--train", "--out", str(mine))
+    assert f"{mine}: holds files srcrn demo did not write (metrics.json, predictions)" in message
+    assert (mine / "predictions" / "mine.csv").read_text() == "the user's" and not (mine / MANIFEST).exists()

@@ -94,3 +94,20 @@ def test_unknown_keys_are_refused(tmp_path):
     (tmp_path / "c.yaml").write_text("classification:\n  epochs: many\n")
     with pytest.raises(ConfigError, match=r"c.yaml: classification: epochs: Input should be a valid integer"):
         load_reproduce_config(tmp_path / "c.yaml")
+
+
+def test_a_section_overrides_its_training_settings_and_shares_the_rest(tmp_path):
+    from srcrn.workflows.reproduce import classification_settings, segmentation_settings
+
+    (tmp_path / "r.yaml").write_text(
+        "seed: 7\nsplit: random\nsegmentation:\n  lr: 0.0005\n  epochs: 3\n  loss: bce+dice\n"
+        "classification:\n  dropout: 0.3\n  epochs: 2\n  seed: 11\n"
+    )
+    config = load_reproduce_config(tmp_path / "r.yaml")
+    segment = segmentation_settings(config, 16)
+    assert (segment.lr, segment.epochs, segment.loss, segment.stride) == (0.0005, 3, "bce+dice", 16)
+    assert (segment.seed, segment.split, segment.steps_per_epoch) == (7, "random", 300)  # shared; reproduce's default
+    classify = classification_settings(config, "seg.ckpt", None, batch_size=8)
+    assert (classify.dropout, classify.epochs, classify.batch_size) == (0.3, 2, 8)
+    assert (classify.seed, classify.split, classify.input) == (11, "random", "crop")  # the section wins over the shared
+    assert classify.weights == "srcrn:seg.ckpt" and classify.segmenter == "seg.ckpt"

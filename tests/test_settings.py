@@ -115,6 +115,16 @@ def test_renamed_flags_still_work_for_one_release_and_say_so(sample, tmp_path, c
     assert "--dtype: for --engine torch" in message  # --precision bf16 arrived as --dtype bf16
 
 
+def test_batch_sizes_are_read_as_the_flag_has_always_spelt_them():
+    given = {"out": "o", "data": "d"}
+    assert commands.command_settings(commands.SweepSettings, given | {"batch_sizes": ["4,8", "16"]}).batch_sizes == [
+        4,
+        8,
+        16,
+    ]
+    assert commands.command_settings(commands.SweepSettings, given).batch_sizes == [4, 8, 16, 32, 64]
+
+
 def test_a_bad_command_flag_is_one_line_naming_it(tmp_path, capsys):
     assert cli_error(capsys, "classify", "eval", "--model", "m", "--data", "d", "--out", "o", "--calibrate", "isotonic") \
         == "error: --calibrate: Input should be 'temperature' or 'platt' (given 'isotonic')"  # fmt: skip

@@ -518,12 +518,11 @@ def serve(choice: Optional[dict] = None, flags: Optional[dict] = None) -> None:
     settings = serve_settings(flags)  # a bad flag or variable is refused before anything loads
     import uvicorn
 
-    from srcrn.inference.loading import load_pipeline
+    from srcrn.inference.loading import chosen_engine, load_pipeline
     from srcrn.serving.app import create_app, limit_malloc_arenas
 
+    chosen_engine(model, "auto")  # flags naming no model are refused before the port is taken
     limit_malloc_arenas()
-    if model.model is None and (model.segmenter is None) != (model.classifier is None):
-        raise SrcrnError("--model: needs a bundle folder (or --segmenter CKPT and --classifier CKPT)")
     import socket
 
     host, port = settings.host, settings.port
@@ -695,8 +694,9 @@ def demo(flags: Optional[dict] = None) -> None:
     shipped = not given.train and (default_bundle_dir() / BUNDLE_FILE).is_file()
     if not given.train and not shipped:
         log.info("this srcrn ships no default model: training a toy pair of models instead (srcrn demo --train)")
-    # A rerun replaces the demo's own earlier output (an older srcrn's too: its metrics.json).
-    with output_folder(given.out, "demo", adopt=("metrics.json",), resume=True):
+    # A rerun replaces the demo's own earlier output. A folder without the demo's manifest is
+    # not taken over by the name of a file in it: the toy demo deletes its subfolders first.
+    with output_folder(given.out, "demo"):
         run = run_shipped_demo if shipped else run_demo
         result = run(given.out, progress=given.progress)
     for table in demo_tables(result, shipped):

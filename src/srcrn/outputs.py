@@ -3,13 +3,15 @@
 1. ``--out`` is never an input, never inside an input folder and (for folder inputs) never
    holds one: writing there could replace what the user gave (``refuse_overlap``).
 2. A folder srcrn writes is identified by a manifest, ``srcrn-output.json``, written when the
-   folder is created: the command that owns it, the srcrn version, the time. A folder is
+   folder is created: the command that owns it, the srcrn version, the time, and (for staged
+   output) the entries the command wrote, the only ones a rerun may replace. A folder is
    trusted by that manifest, never by its name or by the names of the files in it: one that
    belongs to another command is refused, and one without a manifest that already holds files
    is written into only where nothing of the user's would be replaced (or, with ``--resume``,
    adopted as an earlier srcrn version's output of the same command).
-3. Output that is more than one file is built in a hidden staging folder beside the target and
-   moved in only when complete (``stage=True``): a failure or a kill leaves the folder as it was.
+3. Output that is more than one file is built in a hidden staging folder inside the target
+   (beside the files it replaces) and moved in only when complete (``stage=True``): a failure
+   or a kill leaves the folder as it was; a killed command's staging folder is swept later.
 4. A command refused before it wrote anything leaves no folder behind.
 
 Training runs, ``predict`` and ``prepare`` are not staged: their run folders are their own
@@ -93,13 +95,30 @@ def _write_manifest(folder: Path, command: str, adopted: bool = False) -> None:
         installed = version("srcrn")
     except PackageNotFoundError:  # a source tree on sys.path, not installed
         installed = "unknown"
-    manifest = {
+    manifest: dict[str, object] = {
         "format": FORMAT,
         "command": command,
         "srcrn_version": installed,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(folder / MANIFEST, manifest | ({"adopted": True} if adopted else {}))
+
+
+def _record_entries(folder: Path, entries: list[str]) -> None:
+    """Add ``entries`` to what the manifest says the command wrote here (so that a rerun
+    replaces those and nothing of anyone else's)."""
+    from srcrn.atomic import write_json
+
+    manifest = read_manifest(folder) or {}
+    recorded = manifest.get("entries")
+    known = set(recorded) if isinstance(recorded, list) else set()
+    write_json(folder / MANIFEST, manifest | {"entries": sorted(known | set(entries))})
+
+
+def _recorded_entries(folder: Path) -> set[str]:
+    """The entries the manifest says the command wrote into ``folder`` (none recorded: none)."""
+    recorded = (read_manifest(folder) or {}).get("entries")
+    return {name for name in recorded if isinstance(name, str)} if isinstance(recorded, list) else set()
 
 
 def claim(
@@ -171,7 +190,7 @@ def claim(
     return "owned"
 
 
-def _move_in(staging: Path, out: Path, replace: frozenset[str] = frozenset()) -> None:
+def _move_in(staging: Path, out: Path, replace: set[str]) -> None:
     """Each entry of ``staging`` replaces its namesake in ``out`` (a folder as a whole: the
     command's new output supersedes its old, never merges with it); the entries named in
     ``replace`` that the new output lacks are the command's stale ones and go too."""
@@ -185,7 +204,7 @@ def _move_in(staging: Path, out: Path, replace: frozenset[str] = frozenset()) ->
     for entry in sorted(staging.iterdir()):
         target = out / entry.name
         if entry.is_dir() and target.is_dir():
-            old = Path(tempfile.mkdtemp(prefix=f".{entry.name}.old-", dir=out))
+            old = staging_folder(out)  # swept like any staging folder if a kill comes now
             os.replace(target, old / entry.name)
             os.replace(entry, target)
             shutil.rmtree(old, ignore_errors=True)
@@ -193,12 +212,32 @@ def _move_in(staging: Path, out: Path, replace: frozenset[str] = frozenset()) ->
             os.replace(entry, target)
 
 
-def remove_stale_staging(out: Path) -> None:
-    """Staging folders a killed command left in ``out`` (only for a folder no other process is
-    writing into)."""
-    if out.is_dir():
-        for stale in out.glob(f"{STAGING_PREFIX}*"):
-            shutil.rmtree(stale, ignore_errors=True)
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def staging_folder(out: Path, prefix: str = STAGING_PREFIX) -> Path:
+    """A new hidden staging folder inside ``out``, named after this process (``<prefix><pid>-...``)."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=out))
+
+
+def remove_stale_staging(out: Path, prefix: str = STAGING_PREFIX) -> int:
+    """Remove the staging folders of ``staging_folder`` that killed commands left in ``out``
+    (their process is gone); a live process's is left alone. Returns how many were removed."""
+    removed = 0
+    for folder in out.glob(f"{prefix}*") if out.is_dir() else ():
+        pid = folder.name[len(prefix) :].split("-", 1)[0]
+        if folder.is_dir() and (not pid.isdigit() or not _alive(int(pid))):
+            log.info("removing the staging folder of an interrupted command: %s", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 @contextmanager
@@ -229,8 +268,9 @@ def output_folder(
         resume: see ``claim``.
         stage: build the output in a hidden folder inside ``out`` first.
         replace: with ``stage``, the new output replaces all of the command's old one: the
-            names in ``writes`` it lacks are removed (with ``writes`` None, every entry of
-            ``out``, which is then wholly the command's: e.g. a bundle whose files changed).
+            entries the manifest records as written by it before and the new output lacks
+            are removed (e.g. a bundle whose files changed, a stale metrics.json); nothing
+            it did not record is.
 
     Raises:
         ConfigError: the rule refuses ``out``.
@@ -240,14 +280,14 @@ def output_folder(
     writes = None if writes is None else tuple(writes)
     how = claim(out, command, writes=writes, adopt=adopt, resume=resume)
     remove_stale_staging(out)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out)) if stage else None
+    staging = staging_folder(out) if stage else None
     try:
         yield staging if staging is not None else out
         if staging is not None:
-            # What goes: the command's own entries (all of a folder it owns; in an adopted one,
-            # whose other files an older srcrn's user may have put there, only namesakes).
-            owned = set(_visible(out)) if writes is None and how != "adopted" else set(writes or ())
-            _move_in(staging, out, frozenset(owned) if replace else frozenset())
+            # What goes: only the entries the manifest says this command wrote here before.
+            new = sorted(entry.name for entry in staging.iterdir())
+            _move_in(staging, out, _recorded_entries(out) if replace else set())
+            _record_entries(out, new)
     except BaseException:
         if how == "created" and set(_visible(out)) <= {MANIFEST}:
             shutil.rmtree(out, ignore_errors=True)

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -34,6 +33,7 @@ from srcrn.console import progress
 from srcrn.data import images as imageio
 from srcrn.data.isic import IsicDataset, IsicSample
 from srcrn.errors import DataError
+from srcrn.outputs import remove_stale_staging, staging_folder
 
 log = logging.getLogger(__name__)
 
@@ -125,26 +125,6 @@ def _decode_one(job: tuple[int, IsicSample, int, bool]):
 STAGING_PREFIX = ".prepare-"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
-def remove_stale_staging(out: Path) -> None:
-    """Remove the staging folders of prepares that were killed (their process is gone): a
-    killed prepare must not leave hundreds of MB behind forever. A live one's is left alone."""
-    for folder in out.glob(f"{STAGING_PREFIX}*"):
-        pid = folder.name[len(STAGING_PREFIX) :].split("-", 1)[0]
-        if folder.is_dir() and (not pid.isdigit() or not _alive(int(pid))):
-            log.info("removing the staging folder of an interrupted prepare: %s", folder)
-            shutil.rmtree(folder, ignore_errors=True)
-
-
 def prepare(
     dataset: IsicDataset,
     size: int,
@@ -166,10 +146,10 @@ def prepare(
         except (json.JSONDecodeError, OSError):
             pass  # unreadable manifest: rebuild below
     out.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(out)
+    remove_stale_staging(out, STAGING_PREFIX)  # a killed prepare's hundreds of MB (a live one's stays)
     with_masks = dataset.has_masks
     workers = workers or os.cpu_count() or 1
-    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
+    staging = staging_folder(out, STAGING_PREFIX)
     try:
         count = len(dataset)
         images = np.lib.format.open_memmap(staging / "images.npy", "w+", np.uint8, (count, size, size, 3))

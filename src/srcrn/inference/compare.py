@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from srcrn.inference.measurements import DERMOSCOPIC_COLOURS, lesion_region
+from srcrn.inference.measurements import lesion_region, nearest_colours
 
 if TYPE_CHECKING:
     from srcrn.inference.results import PipelineResult
@@ -127,13 +127,14 @@ COLOUR_BLUR = 2.0  # px (sigma): colours compared over small patches, not pixel 
 COLOUR_SPECK = 5  # px: recoloured patches smaller than this (interpolation noise) are not shown
 
 
-def _colour_labels(image: np.ndarray) -> np.ndarray:
-    """Per pixel, the index of the nearest ABCD reference colour of the slightly blurred image
-    (a registration's resampling shifts single pixels' colours)."""
-    references = np.array(list(DERMOSCOPIC_COLOURS.values()), dtype=np.float32)
-    pixels = cv2.GaussianBlur(image, (0, 0), COLOUR_BLUR).reshape(-1, 3).astype(np.float32)
-    distances = ((pixels[:, None, :] - references[None]) ** 2).sum(-1)
-    return distances.argmin(1).reshape(image.shape[:2])
+def _colour_changed(before: np.ndarray, after: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Where in ``region`` the nearest ABCD reference colour differs between the two slightly
+    blurred images (a registration's resampling shifts single pixels' colours); only the
+    region's pixels are classified."""
+    changed = np.zeros(region.shape, bool)
+    labels = [nearest_colours(cv2.GaussianBlur(image, (0, 0), COLOUR_BLUR)[region]) for image in (before, after)]
+    changed[region] = labels[0] != labels[1]
+    return changed
 
 
 def _percent(after: float, before: float) -> float | None:
@@ -212,7 +213,7 @@ def compare(before: PipelineResult, after: PipelineResult) -> Comparison:
     recoloured = np.zeros_like(grown)
     if measured:
         both = region_before & region_after
-        changed = both & (_colour_labels(before.working_image) != _colour_labels(warped_image))
+        changed = _colour_changed(before.working_image, warped_image, both)
         speck = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (COLOUR_SPECK, COLOUR_SPECK))
         recoloured = cv2.morphologyEx(changed.astype(np.uint8), cv2.MORPH_OPEN, speck) > 0
     picture = _picture(before.working_image, region_before, region_after, grown, shrunk, recoloured, measured)

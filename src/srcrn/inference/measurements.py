@@ -128,14 +128,19 @@ def longest_diameter(mask: np.ndarray) -> float:
     return float(distances.max() + 1.0)  # + 1: from pixel edge to pixel edge, not centre to centre
 
 
+def nearest_colours(pixels: np.ndarray) -> np.ndarray:
+    """The index (in ``DERMOSCOPIC_COLOURS``) of the reference colour nearest to each RGB pixel
+    of ``pixels`` [N, 3] (the lesion features and measurements, and follow-up's change map)."""
+    references = np.array(list(DERMOSCOPIC_COLOURS.values()), dtype=float)
+    return ((np.asarray(pixels, dtype=float)[:, None, :] - references[None]) ** 2).sum(-1).argmin(1)
+
+
 def colour_shares(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Share of the lesion's pixels nearest to each ABCD reference colour (zeros if empty)."""
-    pixels = image[mask.astype(bool)].astype(float)
-    references = np.array(list(DERMOSCOPIC_COLOURS.values()), dtype=float)
+    pixels = image[mask.astype(bool)]
     if len(pixels) == 0:
-        return np.zeros(len(references))
-    nearest = np.argmin(((pixels[:, None, :] - references[None]) ** 2).sum(-1), axis=1)
-    return np.bincount(nearest, minlength=len(references)) / len(pixels)
+        return np.zeros(len(DERMOSCOPIC_COLOURS))
+    return np.bincount(nearest_colours(pixels), minlength=len(DERMOSCOPIC_COLOURS)) / len(pixels)
 
 
 def colours_present(image: np.ndarray, mask: np.ndarray) -> list[str]:

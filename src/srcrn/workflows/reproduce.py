@@ -40,6 +40,13 @@ def _shared(config: ReproduceSettings) -> dict[str, Any]:
     return {name: getattr(config, name) for name in names}
 
 
+def segmentation_settings(config: ReproduceSettings, stride: int, arch: str = "srcrn") -> SegmentTrainSettings:
+    """The ``segment train`` settings of one segmentation run of a reproduction: the shared
+    settings, then the section's overrides, then the run's architecture and stride."""
+    return load_settings(SegmentTrainSettings, **(_shared(config) | config.segmentation.training()
+                                                    | {"arch": arch, "stride": stride}))  # fmt: skip
+
+
 def _segmentation_run(
     config: ReproduceSettings, data: Path, out: Path, stride: int, progress: bool, arch: str = "srcrn"
 ) -> dict:
@@ -51,8 +58,7 @@ def _segmentation_run(
     run = out / "segmentation" / (f"stride-{stride}" if arch == "srcrn" else arch)
     evaluation = run / "eval"
     if not (evaluation / "metrics.json").is_file():
-        values = _shared(config) | config.segmentation.training() | {"arch": arch, "stride": stride}
-        settings = load_settings(SegmentTrainSettings, **values)
+        settings = segmentation_settings(config, stride, arch)
         if not (run / "summary.json").is_file():
             log.info(
                 "Table 1: training %s in %s", f"{arch} stride {stride}" if arch == "srcrn" else f"baseline {arch}", run
