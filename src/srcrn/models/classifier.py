@@ -1,5 +1,5 @@
-"""Stage 2 model: ResNet-50, global average pooling and a new one-logit melanoma head
-(batch normalisation of the 2048 pooled features, dropout, linear).
+"""Stage 2 model: ResNet-50 (or an EfficientNet-Lite), global average pooling and a new one-logit
+melanoma head (batch normalisation of the pooled features, dropout, linear).
 
 The backbone is frozen by default (the paper's transfer learning): its weights get no
 gradient and its BatchNorm layers stay in eval mode, so their running statistics do not
@@ -13,9 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from srcrn.models.weights import resnet50_backbone
+from srcrn.errors import ConfigError
+from srcrn.models.encoders import LitePooled, check_encoder
+from srcrn.models.weights import SRCRN_PREFIX, resnet50_backbone
 
-FEATURES = 2048
+FEATURES = 2048  # ResNet-50's pooled features
 
 
 class MelanomaClassifier(nn.Module):
@@ -26,13 +28,27 @@ class MelanomaClassifier(nn.Module):
         weights: backbone weights (``imagenet``, a file, ``srcrn:CKPT``; None: random).
         finetune: train the backbone too (the paper freezes it).
         dropout: the head's dropout.
+        encoder: resnet50 (the paper's) or efficientnet-lite0/1/2.
     """
 
-    def __init__(self, weights: str | Path | None = None, finetune: bool = False, dropout: float = 0.0):
+    def __init__(
+        self, weights: str | Path | None = None, finetune: bool = False, dropout: float = 0.0, encoder: str = "resnet50"
+    ):
         """Build the backbone and head (see the class)."""
         super().__init__()
-        backbone = resnet50_backbone(weights)
-        backbone.fc = nn.Identity()  # conv1 .. layer4 + global average pooling -> 2048 features
+        check_encoder(encoder)
+        self.encoder_name = encoder
+        if encoder == "resnet50":
+            backbone = resnet50_backbone(weights)
+            backbone.fc = nn.Identity()  # conv1 .. layer4 + global average pooling -> 2048 features
+            self.features = FEATURES
+        else:
+            if isinstance(weights, str) and weights.startswith(SRCRN_PREFIX):
+                raise ConfigError(
+                    f"--weights {weights}: an SRCRN encoder is a ResNet-50's; --encoder {encoder} takes imagenet, none or a file"
+                )
+            backbone = LitePooled(encoder, weights)
+            self.features = backbone.features
         self.backbone = backbone
         self.finetune = finetune
         self.dropout = dropout
@@ -42,7 +58,7 @@ class MelanomaClassifier(nn.Module):
     def _new_head(self) -> nn.Module:
         # BatchNorm first: pooled features of a frozen backbone can be of any scale (an SRCRN
         # encoder's are far from ImageNet's), and SGD at lr 0.01 on raw ones diverges.
-        return nn.Sequential(nn.BatchNorm1d(FEATURES), nn.Dropout(self.dropout), nn.Linear(FEATURES, 1))
+        return nn.Sequential(nn.BatchNorm1d(self.features), nn.Dropout(self.dropout), nn.Linear(self.features, 1))
 
     def reset_classifier(self) -> None:
         """A new, untrained head (the backbone kept)."""
@@ -56,7 +72,7 @@ class MelanomaClassifier(nn.Module):
         return self
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled 2048 backbone features (without gradients when frozen and training)."""
+        """The pooled backbone features (without gradients when frozen and training)."""
         if self.finetune or not self.training:
             return self.backbone(x)  # in eval mode the caller decides (Grad-CAM needs gradients)
         with torch.no_grad():  # frozen training: no activations kept for a backward pass

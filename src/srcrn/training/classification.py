@@ -61,6 +61,7 @@ class ClassificationTask(SrcrnTask):
             weights=None if config.weights == "none" else config.weights,
             finetune=config.finetune,
             dropout=config.dropout,
+            encoder=config.encoder,
         )
         for stage in STAGES:
             self.meters[f"{stage}_loss"] = MeanMetric()

@@ -20,7 +20,7 @@ from srcrn.data.isic import IsicDataset
 from srcrn.data.splits import make_split
 from srcrn.evaluation.metrics import confusion_counts, scores_from_counts
 from srcrn.models import build_segmenter
-from srcrn.models.srcrn import ENCODER_CHANNELS, SRCRN
+from srcrn.models.srcrn import SRCRN
 from srcrn.settings import SegmentTrainSettings
 from srcrn.training.losses import segmentation_loss
 from srcrn.training.runner import check_run_folder, fit, training_callbacks
@@ -55,6 +55,7 @@ class SegmentationTask(SrcrnTask):
             stride=config.stride,
             score_channels=config.score_channels,
             encoder_weights=None if config.encoder_weights == "none" else config.encoder_weights,
+            encoder=config.encoder,
         )
         self.loss_fn = segmentation_loss(config.loss)
         # MeanMetric averages per-image scores across batches and, under DDP, across processes.
@@ -64,7 +65,9 @@ class SegmentationTask(SrcrnTask):
         # that a classifier with weights srcrn:CKPT inherits).
         self.melanoma_head: torch.nn.Module | None = None
         if config.aux_melanoma:
-            self.melanoma_head = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(ENCODER_CHANNELS["c5"], 1))
+            self.melanoma_head = torch.nn.Sequential(
+                torch.nn.Dropout(0.2), torch.nn.Linear(cast(SRCRN, self.model).channels["c5"], 1)
+            )
             for stage in STAGES:
                 self.meters[f"{stage}_melanoma_auc"] = BinaryAUROC()
 

@@ -5,8 +5,15 @@ Method (``onnxruntime.quantization.quantize_static``): QDQ format (QuantizeLinea
 DequantizeLinear pairs that ORT fuses into integer kernels, and that stay readable by any ONNX
 tool), weights int8 per output channel (ResNet-50's channels differ in range by orders of
 magnitude; one scale per tensor loses the small ones), activations uint8 per tensor (u8s8 is
-what x86's VNNI instructions multiply), ranges from the calibration images by min/max
-(percentile clipping was not needed: see the parity in bundle.json). The segmenter is
+what x86's VNNI instructions multiply), ranges from the calibration images by min/max,
+percentile or entropy.
+
+Weights use 7 of their 8 bits (``reduce_range``): on x86 CPUs without VNNI (SSE4, AVX2, AVX-512
+without VNNI) ONNX Runtime multiplies u8 by s8 with ``vpmaddubsw``, whose pairwise sums saturate
+at int16 when both factors are near their limits, so the same int8 model gave other answers there
+(a shipped model's probability 0.164 instead of 0.048 on a Zen 3). With 7-bit weights no pair
+can saturate (2 x 255 x 64 < 32767), and every CPU computes the same integers; ORT's and
+OpenVINO's quantization guides give this workaround. The segmenter is
 calibrated on the calibration images; the classifier on the lesion inputs the fp32 pipeline
 builds from them, so each model sees what it will see in use.
 
@@ -66,7 +73,10 @@ def quantize_model(fp32: Path, int8: Path, images: np.ndarray, ranges: str = "mi
 
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
-        quant_pre_process(str(fp32), str(prepared))  # shape inference + graph clean-up first, as ORT advises
+        # Shape inference + graph clean-up first, as ORT advises. ONNX's shape inference is enough
+        # for these static-size CNNs; the symbolic one (for transformers) cannot follow the
+        # "same" padding that an EfficientNet-Lite computes from its input's shape.
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         quantize_static(
             str(prepared),
             str(int8),
@@ -75,6 +85,7 @@ def quantize_model(fp32: Path, int8: Path, images: np.ndarray, ranges: str = "mi
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            reduce_range=True,  # 7-bit weights: the same answers with and without VNNI (module docstring)
             calibrate_method=method,
         )
 
@@ -181,7 +192,7 @@ def quantize_bundle(
     write_json(staging / BUNDLE_FILE, manifest)  # hashes of the int8 files, before parity loads them
     parity = measure_parity(fp32, Pipeline.from_bundle(staging), dataset, held_out)
     parity |= {"calibration_images": len(calibration), "tolerance": TOLERANCE, "method": "static QDQ, "
-               f"per-channel int8 weights, uint8 activations, {ranges} ranges (onnxruntime.quantization)"}  # fmt: skip
+               f"per-channel int8 weights (7-bit range), uint8 activations, {ranges} ranges (onnxruntime.quantization)"}  # fmt: skip
     failed = [k for k, limit in TOLERANCE.items() if parity.get(k, 0.0) > limit]
     if failed:
         shown = ", ".join(f"{k} {parity[k]:.4f} > {TOLERANCE[k]}" for k in failed)
