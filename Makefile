@@ -26,14 +26,16 @@ lint: venv
 	$(BIN)/ruff format --check $(CODE)
 	$(BIN)/mypy
 
-# The browser test drives Debian's Chromium (Playwright downloads no browser here) and the report
-# test reads PDFs with poppler (pdftoppm, pdftotext): installed when missing and we are root;
+# The browser test drives Debian's Chromium (Playwright downloads no browser here), the report
+# test reads PDFs with poppler (pdftoppm, pdftotext), and the portability test runs the shipped
+# model on an emulated CPU without VNNI (qemu-user): installed when missing and we are root;
 # otherwise those tests skip and say why.
+SYSTEM_PACKAGES := chromium poppler-utils qemu-user
 browser:
-	@{ command -v chromium && command -v pdftoppm; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
-	  command -v apt-get >/dev/null 2>&1 && { apt-get install -y -q chromium poppler-utils >/dev/null 2>&1 || \
-	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium poppler-utils >/dev/null 2>&1; }; }; } || \
-	  echo "chromium or poppler-utils not installed: tests/test_browser.py or tests/test_report.py will skip"
+	@{ command -v chromium && command -v pdftoppm && command -v qemu-x86_64; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  command -v apt-get >/dev/null 2>&1 && { apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null 2>&1; }; }; } || \
+	  echo "chromium, poppler-utils or qemu-user not installed: tests/test_browser.py, test_report.py or the portability test will skip"
 
 test: lint browser
 	$(BIN)/python -m pytest -q

@@ -1,10 +1,10 @@
 """The shipped default model end to end: images/s of ``srcrn predict`` (JPEG files to
-predictions.csv with overlays, with the clinical metadata) for the shipped int8 bundle and the
-same models exported in fp32 (the peer: what the bundle would be without quantization), rounds
+predictions.csv with overlays, with the clinical metadata) for the shipped bundle and a peer
+bundle (the previous default model, or the same models in another precision), rounds
 interleaved, median reported; and the time of one follow-up comparison (``Pipeline.compare``:
 two predictions, the registration and the change figures) against the two predictions alone.
 
-    .venv/bin/python benchmarks/default_model.py --fp32 FP32_BUNDLE [--images 200] [--rounds 2]
+    .venv/bin/python benchmarks/default_model.py --peer BUNDLE [--peer-name NAME] [--images 200] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from srcrn.inference.pipeline import Pipeline
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fp32", type=Path, required=True, help="the shipped models exported without --quantize")
+    parser.add_argument(
+        "--peer", type=Path, required=True, help="the bundle to compare with (e.g. the previous default)"
+    )
+    parser.add_argument("--peer-name", default="peer", help="its name in the output")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
@@ -37,8 +40,8 @@ def main() -> None:
     paths = [dataset.sample(i).image_path for i in sorted(dataset.ids)[: arguments.images]]
     metadata = find_metadata(arguments.data)
     pipelines = {
-        "shipped int8": Pipeline.from_bundle(default_bundle()),
-        "fp32 peer": Pipeline.from_bundle(arguments.fp32),
+        "shipped": Pipeline.from_bundle(default_bundle()),
+        arguments.peer_name: Pipeline.from_bundle(arguments.peer),
     }
     speeds: dict[str, list[float]] = {name: [] for name in pipelines}
     for _ in range(arguments.rounds):
@@ -48,9 +51,9 @@ def main() -> None:
     print(f"{len(paths)} images, {arguments.rounds} rounds, predict end to end with overlays and metadata:")
     for name, value in medians.items():
         print(f"  {name}: {value:.2f} images/s (rounds {', '.join(f'{v:.2f}' for v in speeds[name])})")
-    print(f"  ratio shipped int8 / fp32: {medians['shipped int8'] / medians['fp32 peer']:.2f}x")
+    print(f"  ratio shipped / {arguments.peer_name}: {medians['shipped'] / medians[arguments.peer_name]:.2f}x")
 
-    shipped = pipelines["shipped int8"]
+    shipped = pipelines["shipped"]
     comparisons, predictions = [], []
     for path in paths[: arguments.pairs]:
         image = np.asarray(Image.open(path).convert("RGB"))

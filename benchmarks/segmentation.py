@@ -9,7 +9,10 @@ Training: Adam 1e-3 + BCE with logits, batch 8, 128x128 (the paper's recipe), im
 timed steps after warm-up. Inference: batch 32, ``torch.inference_mode``. Parameters, and
 forward GFLOPs of one 128x128 image counted by ``torch.utils.flop_counter``.
 
-    .venv/bin/python benchmarks/segmentation.py [--steps 10] [--size 128]
+``--encoders``: instead, SRCRN-8s (64 score channels, the strong recipe's) on each encoder of
+``srcrn.models.encoders`` beside smp's ``Unet`` and ``FPN`` on the same encoder (issue 30).
+
+    .venv/bin/python benchmarks/segmentation.py [--steps 10] [--size 128] [--encoders]
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from srcrn.models import SRCRN
+from srcrn.models import SRCRN, build_segmenter
+from srcrn.models.encoders import ENCODERS
 
 
 class FirstOutput(torch.nn.Module):
@@ -49,6 +53,17 @@ def peers() -> dict[str, callable]:
         ),
         "smp Unet(resnet50)": lambda: smp.Unet("resnet50", encoder_weights=None, classes=1),
     }
+
+
+def encoder_peers() -> dict[str, callable]:
+    """SRCRN-8s and smp's Unet and FPN on every encoder (random weights: speed does not depend on them)."""
+    builds = {}
+    for encoder in ENCODERS:
+        for arch, label in (("srcrn", "SRCRN-8s"), ("unet", "smp Unet"), ("fpn", "smp FPN")):
+            builds[f"{label} ({encoder})"] = lambda arch=arch, encoder=encoder: build_segmenter(
+                arch, stride=8, score_channels=64, encoder=encoder
+            )
+    return builds
 
 
 def train_speed(model, size: int, steps: int, batch: int = 8, bf16: bool = False) -> float:
@@ -99,6 +114,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per model")
     parser.add_argument("--batches", type=int, default=3, help="timed inference batches per model")
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--encoders", action="store_true", help="every encoder, SRCRN beside smp's Unet and FPN")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(
@@ -106,7 +122,7 @@ def main() -> None:
         f"{args.size}px, train batch 8 x {args.steps} steps, inference batch 32 x {args.batches}"
     )
     results = {}
-    for name, build in peers().items():
+    for name, build in (encoder_peers() if args.encoders else peers()).items():
         model = build()
         params = sum(p.numel() for p in model.parameters()) / 1e6
         results[name] = (
@@ -116,6 +132,9 @@ def main() -> None:
             inference_speed(model, args.size, args.batches),
         )
         print(f"  {name}: {results[name][2]:.1f} train img/s, {results[name][3]:.1f} inference img/s", flush=True)
+    if args.encoders:
+        print_encoder_table(results)
+        return
     ours = results["SRCRN-8s (ours)"]
     print(
         "\n| model | params (M) | GFLOPs/img | train img/s | inference img/s | train speed vs SRCRN-8s | inference vs SRCRN-8s |"
@@ -131,6 +150,21 @@ def main() -> None:
         f"\nSRCRN-8s trains {ours[2] / unet[2]:.2f}x as fast as smp Unet(resnet50) "
         f"and {ours[2] / results['torchvision fcn_resnet50'][2]:.2f}x as fast as fcn_resnet50."
     )
+
+
+def print_encoder_table(results: dict[str, tuple[float, float, float, float]]) -> None:
+    """One row per model; the ratios against SRCRN-8s on ResNet-50 and against smp Unet on the same encoder."""
+    base = results["SRCRN-8s (resnet50)"]
+    print("\n| model | params (M) | GFLOPs/img | train img/s | inference img/s | train vs SRCRN-8s (resnet50) "
+          "| train vs smp Unet, same encoder |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for name, (params, gflops, train, infer) in results.items():
+        encoder = name[name.index("(") + 1 : -1]
+        unet = results[f"smp Unet ({encoder})"]
+        print(
+            f"| {name} | {params:.1f} | {gflops:.2f} | {train:.1f} | {infer:.1f} | {train / base[2]:.2f}x | "
+            f"{train / unet[2]:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

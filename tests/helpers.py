@@ -93,3 +93,34 @@ NO_TORCH = (
     "            raise ImportError('torch is blocked in this test')\n"
     "sys.meta_path.insert(0, NoTorch())\n"
 )
+
+
+def code_running_skops(path: Path, marker: Path) -> Path:
+    """A skops file shaped as a srcrn feature model whose loading, when its types are trusted by
+    prefix ("numpy."), runs code: numpy's test helper ``runstring`` called with a statement that
+    writes ``marker`` (through skops's ConstructorFromReduceNode)."""
+    import json
+    import zipfile
+
+    def text(value: str, ident: int) -> dict:
+        return {"__class__": "str", "__module__": "builtins", "__loader__": "JsonNode",
+                "content": json.dumps(value), "is_json": True, "__id__": ident}  # fmt: skip
+
+    def listed(items: list, ident: int) -> dict:
+        return {"__class__": "list", "__module__": "builtins", "__loader__": "ListNode", "content": items,
+                "__id__": ident}  # fmt: skip
+
+    key = {"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode", "__id__": 7}
+    empty = {"__class__": "dict", "__module__": "builtins", "__loader__": "DictNode", "content": {},
+             "key_types": listed([], 6), "__id__": 3}  # fmt: skip
+    statement = f"open({str(marker)!r}, 'w').write('code ran')"
+    arguments = {"__class__": "tuple", "__module__": "builtins", "__loader__": "TupleNode",
+                 "content": [text(statement, 2), empty], "__id__": 4}  # fmt: skip
+    call = {"__class__": "runstring", "__module__": "numpy.testing._private.utils",
+            "__loader__": "ConstructorFromReduceNode", "content": arguments, "__id__": 5}  # fmt: skip
+    schema = {"__class__": "dict", "__module__": "builtins", "__loader__": "DictNode",
+              "content": {"format": text("srcrn-feature-model", 1), "estimator": call},
+              "key_types": listed([key, key], 8), "__id__": 9, "protocol": 2, "_skops_version": "0.16.0"}  # fmt: skip
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("schema.json", json.dumps(schema))
+    return path

@@ -407,3 +407,22 @@ def test_a_stack_refuses_members_of_other_data(stage2_models, isic_copy, tmp_pat
                         str(tmp_path / "stack"))  # fmt: skip
     assert "data.json: the member was cross-validated on other data than --data" in message
     assert not (tmp_path / "stack").exists()
+
+
+@pytest.mark.slow
+def test_a_model_file_that_would_run_code_is_refused_before_it_loads(tmp_path, capsys, tiny_segmenter, sample):
+    from helpers import cli_error, code_running_skops
+
+    marker = tmp_path / "marker"
+    crafted = code_running_skops(tmp_path / "rce.skops", marker)
+    refused = "refused: it names types a srcrn feature model never holds: numpy.testing._private.utils.runstring"
+    with pytest.raises(ConfigError, match=refused):
+        load_melanoma_model(crafted)
+    image = str(sorted((sample / "images").glob("*.jpg"))[0])
+    for command in (
+        ["predict", image, "--segmenter", tiny_segmenter, "--classifier", str(crafted), "--out", str(tmp_path / "p")],
+        ["classify", "eval", "--model", str(crafted), "--data", str(sample), "--out", str(tmp_path / "e")],
+        ["export", "onnx", "--segmenter", tiny_segmenter, "--classifier", str(crafted), "--out", str(tmp_path / "b")],
+    ):
+        assert refused in cli_error(capsys, *command)
+    assert not marker.exists()

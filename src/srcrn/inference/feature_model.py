@@ -2,7 +2,9 @@
 ``HistGradientBoostingClassifier`` over ``inference.features``, stored with skops.
 
 skops, not pickle: loading a pickle runs whatever code it names, and a model file is data a
-user may have been sent. ``load`` refuses any type outside scikit-learn and numpy.
+user may have been sent. ``load`` trusts skops's own safe types and, beyond them, exactly the
+types srcrn's feature models hold (``TRUSTED_TYPES``): never what the file lists, and never a
+whole library (numpy and scikit-learn hold functions that run code or touch files).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from srcrn.inference.predictor import Calibration, ClassifierSpec
 Contexts = Sequence[ClinicalContext | None] | None
 
 FORMAT = "srcrn-feature-model"
-TRUSTED_PREFIXES = ("sklearn.", "numpy.")
+# What a HistGradientBoostingClassifier holds beyond skops's default trusted types
+# (``skops.io.get_untrusted_types`` of a feature model srcrn wrote).
+TRUSTED_TYPES = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
 
 
 @dataclass
@@ -135,10 +139,12 @@ class FeatureModel:
             raise ConfigError(f"{path}: model file not found")
         try:
             untrusted = skops.io.get_untrusted_types(file=path)
-            foreign = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+            foreign = sorted(set(untrusted) - TRUSTED_TYPES)
             if foreign:
-                raise ConfigError(f"{path}: refuses to load types outside scikit-learn/numpy: {', '.join(foreign)}")
-            payload = skops.io.load(path, trusted=untrusted)
+                raise ConfigError(
+                    f"{path}: refused: it names types a srcrn feature model never holds: {', '.join(foreign[:5])}"
+                )
+            payload = skops.io.load(path, trusted=sorted(TRUSTED_TYPES & set(untrusted)))
         except ConfigError:
             raise
         except Exception as error:  # a damaged or foreign file: skops raises many types
