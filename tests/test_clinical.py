@@ -426,3 +426,20 @@ def test_a_model_file_that_would_run_code_is_refused_before_it_loads(tmp_path, c
     ):
         assert refused in cli_error(capsys, *command)
     assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_a_bundle_file_without_its_sha256_is_refused_before_anything_loads(tiny_bundle, tmp_path, capsys):
+    from helpers import cli_error
+    from srcrn.inference.bundle import read_manifest
+
+    for part in ("segmenter", "classifier"):
+        edited = tmp_path / part
+        shutil.copytree(tiny_bundle, edited)
+        manifest = json.loads((edited / "bundle.json").read_text())
+        del manifest[part]["sha256"]
+        (edited / "bundle.json").write_text(json.dumps(manifest))
+        expected = f"names {part}.onnx without its SHA-256"
+        with pytest.raises(ConfigError, match=expected):
+            read_manifest(edited)
+        assert expected in cli_error(capsys, "model-card", "--model", str(edited))

@@ -112,7 +112,8 @@ class BundleManifest(BaseModel):
 
 
 def read_manifest(bundle: str | Path) -> BundleManifest:
-    """``bundle``'s manifest, validated, each model file present, inside the bundle and of its recorded SHA-256."""
+    """``bundle``'s manifest, validated, each model file present, inside the bundle and of its recorded
+    SHA-256 (which every file must have)."""
     bundle = Path(bundle)
     path = bundle / BUNDLE_FILE
     if not path.is_file():
@@ -136,7 +137,12 @@ def read_manifest(bundle: str | Path) -> BundleManifest:
             raise ConfigError(f"{path}: model file {name!r} lies outside the bundle")
         if not model.is_file():
             raise ConfigError(f"{bundle / name}: model file of the bundle is missing")
-        if sha256 is not None and file_sha256(model) != sha256:
+        if sha256 is None:  # without it, a swapped file would load unseen: model files are what users share
+            raise ConfigError(
+                f"{path}: names {name} without its SHA-256 (a bundle of srcrn before format v3, or edited): "
+                "export the bundle again"
+            )
+        if file_sha256(model) != sha256:
             raise ConfigError(
                 f"{bundle / name}: differs from the file the bundle was written with (SHA-256 mismatch): "
                 "damaged or replaced; export the bundle again"
