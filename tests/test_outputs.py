@@ -239,3 +239,36 @@ def test_the_demo_does_not_take_over_a_folder_by_the_names_in_it(tmp_path, capsy
     message = cli_error(capsys, "demo", "--train", "--out", str(mine))
     assert f"{mine}: holds files srcrn demo did not write (metrics.json, predictions)" in message
     assert (mine / "predictions" / "mine.csv").read_text() == "the user's" and not (mine / MANIFEST).exists()
+
+
+@pytest.mark.parametrize("entry", ["../victim", "/ABSOLUTE/victim", "a/../../victim", "..", ""])
+def test_a_forged_manifest_cannot_make_a_rerun_delete_outside_the_folder(tmp_path, entry):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    out = tmp_path / "out"
+    with output_folder(out, "segment eval", stage=True, replace=True) as staging:
+        (staging / "metrics.json").write_text("{}")
+    forged = _manifest(out) | {"entries": ["metrics.json", entry.replace("/ABSOLUTE", str(tmp_path))]}
+    (out / MANIFEST).write_text(json.dumps(forged))
+    with (
+        pytest.raises(ConfigError, match=r"srcrn-output.json: entries: .* is not the name of an entry of this folder"),
+        output_folder(out, "segment eval", stage=True, replace=True) as staging,
+    ):
+        (staging / "per_image.csv").write_text("")
+    assert (victim / "precious.txt").read_text() == "keep me" and (out / "metrics.json").exists()
+
+
+def test_a_stale_entry_that_is_a_symlink_goes_without_what_it_points_to(tmp_path):
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    (truth / "mask.png").write_bytes(b"ground truth")
+    out = tmp_path / "out"
+    with output_folder(out, "segment eval", stage=True, replace=True) as staging:
+        (staging / "masks").mkdir()
+    shutil.rmtree(out / "masks")
+    (out / "masks").symlink_to(truth, target_is_directory=True)  # the recorded entry now leads elsewhere
+    with output_folder(out, "segment eval", stage=True, replace=True) as staging:
+        (staging / "metrics.json").write_text("{}")  # this run writes no masks: the old entry is stale
+    assert not (out / "masks").exists() and not (out / "masks").is_symlink()
+    assert (truth / "mask.png").read_bytes() == b"ground truth"

@@ -78,7 +78,27 @@ def read_manifest(folder: Path) -> dict | None:
         or not isinstance(manifest.get("command"), str)
     ):
         raise ConfigError(f"{path}: not a valid srcrn output manifest; choose another --out")
+    entries = manifest.get("entries", [])
+    # A rerun removes what ``entries`` names: only plain names of this folder's own entries, or a
+    # forged manifest could name ../elsewhere or /an/absolute/path for srcrn to delete.
+    unsafe = [e for e in entries if not _plain_name(e)] if isinstance(entries, list) else [entries]
+    if unsafe:
+        raise ConfigError(
+            f"{path}: entries: {unsafe[0]!r} is not the name of an entry of this folder; choose another --out"
+        )
     return manifest
+
+
+def _plain_name(name: object) -> bool:
+    """A file or folder name inside one folder: no separator, not '.' or '..', not empty."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+        and os.sep not in name
+    )
 
 
 def _visible(folder: Path) -> list[str]:
@@ -197,7 +217,9 @@ def _move_in(staging: Path, out: Path, replace: set[str]) -> None:
     new = {entry.name for entry in staging.iterdir()}
     for name in sorted(replace - new - {MANIFEST}):
         stale = out / name
-        if stale.is_dir():
+        if stale.is_symlink():  # the link goes, never what it points to
+            stale.unlink()
+        elif stale.is_dir():
             shutil.rmtree(stale)
         elif stale.exists():
             stale.unlink()
