@@ -183,3 +183,20 @@ def test_ddp_on_two_cpu_processes_completes_a_step(sample, tmp_path):
     assert "distributed_backend=gloo" in finished.stderr or "gloo" in finished.stdout + finished.stderr
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["global_step"] == 1 and (tmp_path / "ddp" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_resuming_a_finished_run_without_its_last_checkpoint_keeps_best(sample, tmp_path, capsys):
+    run = tmp_path / "run"
+    train_segmentation(_small_config(tmp_path), sample, run, progress=False)
+    best = run / "checkpoints" / "best.ckpt"
+    before = best.read_bytes()
+    last = run / "checkpoints" / "last.ckpt"
+    for damage in ("cut short", "deleted"):
+        if damage == "deleted":
+            last.unlink()
+        else:
+            last.write_bytes(last.read_bytes()[:1000])
+        error = cli_error(capsys, "segment", "train", "--data", str(sample), "--out", str(run), "--resume",
+                          "--no-progress", "--cache", str(tmp_path / "cache"), "--image-size", "64")  # fmt: skip
+        assert "last.ckpt: missing or damaged, so the run cannot continue; best.ckpt holds a trained model" in error
+        assert best.read_bytes() == before

@@ -109,6 +109,8 @@ def check_run_folder(out: Path, resume: bool) -> bool:
     - ``resume`` and ``last.ckpt``: continue from it.
     - ``resume``, a run started but killed before its first complete checkpoint: start it over
       (its partial checkpoints and logs are removed first, so none is mistaken for the new run's).
+    - ``resume`` without a readable ``last.ckpt`` but with another readable checkpoint (e.g. a
+      finished run's ``best.ckpt``): refused, nothing deleted (a trained model is never thrown away).
     - not ``resume`` and a run already there (finished, or started): refused.
     """
     last = last_checkpoint(out)
@@ -117,6 +119,12 @@ def check_run_folder(out: Path, resume: bool) -> bool:
     started = (out / RUN_FILE).is_file() or (out / "checkpoints").is_dir()
     if resume and last.is_file() and _readable(last):
         return True
+    kept = [c for c in sorted((out / "checkpoints").glob("*.ckpt")) if c != last and _readable(c)]
+    if resume and kept:
+        raise ConfigError(
+            f"{last}: missing or damaged, so the run cannot continue; {kept[0].name} holds a trained model and "
+            "nothing was deleted (move the checkpoints away to start the run over, or choose another --out)"
+        )
     if resume and started:
         # Killed before its first checkpoint, or while writing it: nothing complete to go on from.
         logging.getLogger(__name__).info("%s: no complete checkpoint to resume from: starting the run over", out)
