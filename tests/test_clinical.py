@@ -227,6 +227,24 @@ def stage2_models(tmp_path_factory, sample, tiny_segmenter, tiny_classifier):
 
 
 @pytest.mark.slow
+def test_a_stack_stores_the_threshold_chosen_on_its_out_of_fold_scores(stage2_models, sample):
+    from srcrn.evaluation.classification import threshold_for_sensitivity
+
+    root = stage2_models["root"]
+    out = root / "stack-0.9"
+    run_cli("classify", "train", "--model", "ensemble", "--members", str(root / "cv-cnn"), "--members",
+            str(root / "cv-features"), "--data", str(sample), "--out", str(out), "--stack-sensitivity", "0.9")  # fmt: skip
+    chosen = json.loads((out / "cv.json").read_text())["threshold"]
+    oof = pd.read_csv(out / "oof.csv")
+    assert chosen["value"] == threshold_for_sensitivity(oof["truth"].to_numpy(), oof["melanoma"].to_numpy(), 0.9)
+    assert chosen["oof"]["sensitivity"] >= 0.9 and chosen["target_sensitivity"] == 0.9
+    assert set(chosen["val"]) >= {"sensitivity", "specificity", "tp", "fn"}
+    stack = load_melanoma_model(out / "model")
+    assert stack.spec.threshold == chosen["value"] and stack.spec.target_sensitivity == 0.9
+    assert load_melanoma_model(stage2_models["stack"]).spec.threshold == 0.5  # none asked for: none stored
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["cnn", "features", "stack"])
 def test_every_kind_scores_alike_in_eval_predict_both_engines_and_the_api(
     kind, stage2_models, sample, tiny_segmenter, tmp_path

@@ -186,6 +186,12 @@ class ClassifyTrainSettings(RunSettings):
     members: list[str] = Field(
         default_factory=list, description="ensemble: 'classify cv' folders whose out-of-fold scores are stacked"
     )
+    stack_sensitivity: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="ensemble: the threshold reaching this sensitivity on the stack's out-of-fold scores, stored in it",
+    )
     epochs: int = Field(100, ge=1, description="epochs (paper: 100)")
     weights: Weights = Field("imagenet", description="imagenet | none | PATH | srcrn:CKPT")
     encoder: Encoder = Field("resnet50", description="backbone of the cnn (paper: resnet50)")
@@ -246,6 +252,8 @@ class ClassifyTrainSettings(RunSettings):
             raise ValueError("balance 'extra' needs extra: a folder of labelled images (masks not needed)")
         if self.model == "ensemble" and len(self.members) < 2:
             raise ValueError("model 'ensemble' needs members: two or more 'srcrn classify cv' folders")
+        if self.stack_sensitivity is not None and self.model != "ensemble":
+            raise ValueError("stack_sensitivity is the threshold of a stack (model 'ensemble')")
         if self.clinical and self.model == "cnn":
             raise ValueError(
                 "clinical: the CNN takes images only; clinical context goes into --model features "

@@ -66,11 +66,17 @@ def _stacker() -> LogisticRegression:
     return LogisticRegression(C=1.0)
 
 
-def stack_members(folders: list[Path], out: Path) -> dict[str, Any]:
+def stack_members(folders: list[Path], out: Path, target_sensitivity: float | None = None) -> dict[str, Any]:
     """Fit the stacker on the members' out-of-fold logits (cross-fitted per fold, so that no image is scored by a stacker fitted on it), and write oof.csv, val.csv, cv.json and ensemble.json into ``out``.
 
+    Args:
+        folders: the members' finished ``classify cv`` folders.
+        out: where the tables go.
+        target_sensitivity: choose the threshold reaching it on the cross-fitted out-of-fold
+            probabilities (as ``classify cv --target-sensitivity`` does for one model).
+
     Returns:
-        The stack's weights, intercept and scores.
+        The stack's weights, intercept and scores (and the threshold, when one was chosen).
     """
     oof, val = _member_table(folders, "oof.csv"), _member_table(folders, "val.csv")
     columns = [c for c in oof.columns if c.startswith("m") and c[1:].isdigit()]
@@ -97,6 +103,18 @@ def stack_members(folders: list[Path], out: Path) -> dict[str, Any]:
         "val": classification_metrics(truth_val, val_probability)
         | {f"{k}_raw": v for k, v in calibration_metrics(truth_val, val_probability).items()},
     }
+    if target_sensitivity is not None:
+        from srcrn.evaluation.classification import threshold_for_sensitivity
+        from srcrn.workflows.cross_validation import operating_point
+
+        threshold = threshold_for_sensitivity(truth_oof, cross_fitted, target_sensitivity)
+        result["threshold"] = {
+            "value": threshold,
+            "target_sensitivity": target_sensitivity,
+            "chosen_on": "out-of-fold probabilities of the cross-fitted stacker",
+            "oof": operating_point(truth_oof, cross_fitted, threshold),
+            "val": operating_point(truth_val, val_probability, threshold),
+        }
     write_json(out / "cv.json", result)
     write_json(out / "ensemble.json", {k: result[k] for k in ("members", "weights", "intercept")})
     return result
@@ -152,9 +170,11 @@ def train_ensemble(settings: ClassifyTrainSettings, out: str | Path, data: str |
         raise ConfigError(f"{out}: holds another run ({earlier}); write the stack to another folder")
     out.mkdir(parents=True, exist_ok=True)
     settings.save(out / "config.yaml")
-    result = stack_members(folders, out)
+    result = stack_members(folders, out, settings.stack_sensitivity)
     model = StackModel.write(out / MODEL_DIR, files, result["weights"], result["intercept"], [f.name for f in folders])
-    StackModel.load(model)  # members' inputs must agree: refused here, not at predict time
+    stack = StackModel.load(model)  # members' inputs must agree: refused here, not at predict time
+    if "threshold" in result:
+        stack.store_extras(threshold=result["threshold"]["value"], target_sensitivity=settings.stack_sensitivity)
     result["model"] = str(model)
     write_json(
         out / "summary.json",
