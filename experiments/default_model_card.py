@@ -106,47 +106,102 @@ def segmentation_section(runs: Path) -> dict:
     }
 
 
-def classifier_section(runs: Path) -> dict:
-    cv = read(runs / "cv-features-clinical" / "cv.json")
-    image_only = read(runs / "cv-features" / "cv.json")
-    config = yaml.safe_load((runs / "cv-features-clinical" / "config.yaml").read_text())
+def _auc(block: dict) -> dict:
+    return {"value": block["auc"], "ci95": [block["auc_ci95_low"], block["auc_ci95_high"]]}
 
-    def auc(block: dict) -> dict:
-        return {"value": block["auc"], "ci95": [block["auc_ci95_low"], block["auc_ci95_high"]]}
 
-    threshold = cv["threshold"]
+def _threshold(threshold: dict) -> dict:
     val = threshold["val"]
     return {
-        "kind": "lesion features + clinical context, gradient boosting (classify cv --model features --clinical all)",
+        "value": threshold["value"],
+        "chosen_on": f"{threshold['chosen_on']} for {threshold['target_sensitivity']:.0%} sensitivity",
+        "oof_sensitivity": threshold["oof"]["sensitivity"],
+        "oof_specificity": threshold["oof"]["specificity"],
+        "val_sensitivity": {
+            "value": val["sensitivity"],
+            "ci95": [val["sensitivity_ci95_low"], val["sensitivity_ci95_high"]],
+        },
+        "val_specificity": {
+            "value": val["specificity"],
+            "ci95": [val["specificity_ci95_low"], val["specificity_ci95_high"]],
+        },
+        "val_counts": {k: val[k] for k in ("tp", "fn", "tn", "fp")},
+    }
+
+
+# The stage-2 candidates of the shipped model, with and without the clinical context: the
+# lesion-feature model alone, and (when experiments/default_model.sh trained it) its stack with
+# the ImageNet CNN. The one with the higher out-of-fold AUC with context is shipped.
+CANDIDATES = {"features": ("cv-features-clinical", "cv-features"), "stack": ("stack-clinical", "stack")}
+
+
+def chosen_stage2(runs: Path) -> str:
+    """The candidate with the higher out-of-fold AUC with clinical context (never the validation's)."""
+    scores = {
+        name: read(runs / folders[0] / "cv.json")["oof"]["auc"]
+        for name, folders in CANDIDATES.items()
+        if (runs / folders[0] / "cv.json").is_file() and (runs / folders[1] / "cv.json").is_file()
+    }
+    return max(scores, key=lambda name: scores[name])
+
+
+def classifier_section(runs: Path) -> dict:
+    shipped = chosen_stage2(runs)
+    with_context, image_only_folder = CANDIDATES[shipped]
+    cv = read(runs / with_context / "cv.json")
+    image_only = read(runs / image_only_folder / "cv.json")
+    features = read(runs / "cv-features-clinical" / "cv.json")
+    config = yaml.safe_load((runs / "cv-features-clinical" / "config.yaml").read_text())
+    section = {
+        "model": cv["val"]["model"] if shipped == "features" else str(runs / with_context / "model"),
         "input": {k: config[k] for k in ("input", "margin", "image_size")},
         "clinical_fields": config["clinical"],
-        "folds": cv["folds"],
-        "oof_auc": auc(cv["oof"]),
-        "val_auc": auc(cv["val"]),
-        "image_only": {"oof_auc": auc(image_only["oof"]), "val_auc": auc(image_only["val"])},
-        "threshold": {
-            "value": threshold["value"],
-            "chosen_on": f"{threshold['chosen_on']} for {threshold['target_sensitivity']:.0%} sensitivity",
-            "oof_sensitivity": threshold["oof"]["sensitivity"],
-            "oof_specificity": threshold["oof"]["specificity"],
-            "val_sensitivity": {
-                "value": val["sensitivity"],
-                "ci95": [val["sensitivity_ci95_low"], val["sensitivity_ci95_high"]],
-            },
-            "val_specificity": {
-                "value": val["specificity"],
-                "ci95": [val["specificity_ci95_low"], val["specificity_ci95_high"]],
-            },
-            "val_counts": {k: val[k] for k in ("tp", "fn", "tn", "fp")},
+        "folds": features["folds"],
+        "oof_auc": _auc(cv["oof"]),
+        "val_auc": _auc(cv["val"]),
+        "image_only": {"oof_auc": _auc(image_only["oof"]), "val_auc": _auc(image_only["val"])},
+        "threshold": _threshold(cv["threshold"]),
+        "selection": {
+            name: {"oof_auc_with_context": read(runs / folders[0] / "cv.json")["oof"]["auc"]}
+            for name, folders in CANDIDATES.items()
+            if (runs / folders[0] / "cv.json").is_file()
         },
-        "calibration": cv["calibration"]
-        | {
-            "val_brier": cv["val"]["brier_calibrated"],
-            "val_ece": cv["val"]["ece_calibrated"],
-            "val_brier_uncalibrated": cv["val"]["brier_raw"],
-            "val_ece_uncalibrated": cv["val"]["ece_raw"],
+        "caveats": features["caveats"],
+    }
+    if shipped == "features":
+        return section | {
+            "kind": "lesion features + clinical context, gradient boosting (classify cv --model features --clinical all)",
+            "calibration": features["calibration"]
+            | {
+                "val_brier": cv["val"]["brier_calibrated"],
+                "val_ece": cv["val"]["ece_calibrated"],
+                "val_brier_uncalibrated": cv["val"]["brier_raw"],
+                "val_ece_uncalibrated": cv["val"]["ece_raw"],
+            },
+        }
+    cnn = yaml.safe_load((runs / "cv-cnn" / "config.yaml").read_text())
+    cnn_cv = read(runs / "cv-cnn" / "cv.json")
+    from srcrn.models.encoders import WEIGHTS_SOURCE
+
+    return section | {
+        "kind": f"stack: {cnn['encoder']} fine-tuned on the lesion crops (classify cv --model cnn --recipe strong) + "
+        "lesion features and clinical context (gradient boosting); a logistic regression on their out-of-fold logits",
+        "cnn": {
+            "encoder": cnn["encoder"],
+            "weights": WEIGHTS_SOURCE.get(cnn["encoder"], cnn["weights"])
+            if cnn["weights"] == "imagenet"
+            else cnn["weights"],
+            "epochs": cnn["epochs"],
+            "oof_auc": _auc(cnn_cv["oof"]),
+            "val_auc": _auc(cnn_cv["val"]),
         },
-        "caveats": cv["caveats"],
+        "stacker": {"weights": cv["weights"], "intercept": cv["intercept"]},
+        "calibration": {
+            "method": "the stacker (a logistic regression fitted on the members' out-of-fold logits)",
+            "fitted_on": "out-of-fold",
+            "val_brier": cv["val"]["brier_raw"],
+            "val_ece": cv["val"]["ece_raw"],
+        },
     }
 
 

@@ -40,11 +40,23 @@ def main() -> None:
         f"| 2: threshold {threshold['value']:.4f} | validation specificity | {figure(threshold['val_specificity'])} |"
     )
     calibration = cls["calibration"]
+    raw = (
+        f" (uncalibrated {calibration['val_brier_uncalibrated']:.4f} / {calibration['val_ece_uncalibrated']:.4f})"
+        if "val_brier_uncalibrated" in calibration
+        else ""
+    )
     print(
         f"| 2: calibration ({calibration['method']}, fitted out-of-fold) | validation Brier / ECE | "
-        f"{calibration['val_brier']:.4f} / {calibration['val_ece']:.4f} (uncalibrated "
-        f"{calibration['val_brier_uncalibrated']:.4f} / {calibration['val_ece_uncalibrated']:.4f}) |"
+        f"{calibration['val_brier']:.4f} / {calibration['val_ece']:.4f}{raw} |"
     )
+    if "cnn" in cls:
+        cnn = cls["cnn"]
+        print(
+            f"| 2: the stack's CNN alone ({cnn['encoder']}, image only) | validation AUC | {figure(cnn['val_auc'])} |"
+        )
+        print(
+            f"| 2: the stack's CNN alone ({cnn['encoder']}, image only) | out-of-fold AUC | {figure(cnn['oof_auc'])} |"
+        )
     print()
     print(f"threshold chosen on: {threshold['chosen_on']}; out-of-fold sensitivity "
           f"{threshold['oof_sensitivity']:.4f}, specificity {threshold['oof_specificity']:.4f}; "
