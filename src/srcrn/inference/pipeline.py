@@ -409,7 +409,12 @@ class Pipeline:
             probability=modelled.score,
             decision=decision,
             threshold=self.threshold,
-            meaning=meaning(decision, self.threshold, self.card),
+            meaning=meaning(
+                decision,
+                self.threshold,
+                self.card,
+                tuple(f for f in self.classifier.clinical_fields if f not in used),
+            ),
             bytes_sha256=hashlib.sha256(image).hexdigest() if isinstance(image, (bytes, bytearray)) else "",
             card=self.card,
             mask=self.segmenter.mask(probability, width, height),

@@ -92,15 +92,17 @@ def interval(figure: dict[str, Any] | None) -> str:
     return f"{figure['value']:.3f}"
 
 
-def meaning(decision: str, threshold: float, card: dict[str, Any]) -> str:
-    """What the probability is and what the decision suggests, from the model card."""
+def meaning(decision: str, threshold: float, card: dict[str, Any], missing: tuple[str, ...] = ()) -> str:
+    """What the probability is and what the decision suggests, from the model card; with
+    ``missing`` (clinical fields the model takes but the image came without), what that costs."""
     classifier = card.get("classifier") or {}
     calibration = classifier.get("calibration")
-    calibrated = (
-        f"a calibrated probability ({calibration['method']} scaling)"
-        if calibration
-        else "an uncalibrated model score, not a frequency"
-    )
+    if calibration:
+        calibrated = f"a calibrated probability ({calibration['method']} scaling)"
+    elif classifier.get("kind") == "stack":
+        calibrated = "a probability from the stacker, a logistic regression fitted on out-of-fold scores"
+    else:
+        calibrated = "an uncalibrated model score, not a frequency"
     shipped = ((card.get("model_card") or {}).get("classifier") or {}).get("threshold")
     if shipped:
         chosen = (
@@ -116,7 +118,21 @@ def meaning(decision: str, threshold: float, card: dict[str, Any]) -> str:
         if decision == "melanoma"
         else "Below the referral threshold: no referral suggested by the model; clinical judgement decides."
     )
-    return f"{advice} The number is {calibrated}; threshold {threshold:.3f}{chosen}."
+    return f"{advice} The number is {calibrated}; threshold {threshold:.3f}{chosen}.{_without(missing, card)}"
+
+
+def _without(missing: tuple[str, ...], card: dict[str, Any]) -> str:
+    """' No age or site was given: ...' when the model takes context that the image came without."""
+    if not missing:
+        return ""
+    shipped = (card.get("model_card") or {}).get("classifier") or {}
+    image_only = (shipped.get("image_only") or {}).get("val_auc")
+    figure = f" (its validation AUC from the image alone: {interval(image_only)})" if image_only else ""
+    names = " or ".join(missing)
+    return (
+        f" No {names} was given: the model scored this image without {'it' if len(missing) == 1 else 'them'}, "
+        f"so it is as good as the model is without context{figure}; giving them may change the answer."
+    )
 
 
 def short_form(card: dict[str, Any]) -> list[tuple[str, str]]:
