@@ -283,3 +283,20 @@ def test_the_follow_up_view_compares_two_visits(server, browser, sample, tmp_pat
     page.wait_for_selector("#comparison:not([hidden])", timeout=60_000)
     assert "Registration unreliable" in page.text_content("#changes")
     page.close()
+
+
+def test_the_api_key_is_kept_as_typed_across_a_reload(browser, bundle, sample):
+    photo = str(sorted((sample / "images").glob("*.jpg"))[0])
+    with _serving("--model", str(bundle), "--api-key", "s3cret-key") as url:
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(url)
+        page.wait_for_selector("#token-row:not([hidden])", timeout=30_000)
+        page.fill("#token", "s3cret-key")
+        page.set_input_files("#file", photo)
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        assert page.evaluate("() => sessionStorage.getItem('srcrn-token')") == "s3cret-key"  # the text, not the field
+        page.reload()
+        page.set_input_files("#file", photo)  # nothing typed this time: the kept key goes with it
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        assert not page.is_visible("#error")
+        page.close()

@@ -107,10 +107,17 @@ function uploadForm(file) {
     const value = $(field).value.trim();
     if (value) form.append(field, value);
   }
-  const headers = {};
-  const token = $("token").value || sessionStorage.getItem("srcrn-token");
-  if (token) headers["Authorization"] = "Bearer " + token;
-  return {form, headers};
+  return {form, headers: authorization()};
+}
+
+// The API key typed on the page, else the one kept from an earlier accepted request of this tab.
+function apiKey() {
+  return $("token").value.trim() || sessionStorage.getItem("srcrn-token") || "";
+}
+
+function authorization() {
+  const key = apiKey();
+  return key ? {Authorization: "Bearer " + key} : {};
 }
 
 let lastFile = null;
@@ -161,7 +168,8 @@ async function upload(file) {
     fail(`${why}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
     return;
   }
-  if (token) sessionStorage.setItem("srcrn-token", token);
+  // Kept for this tab once the service accepted it (a string: never the input element itself).
+  if (apiKey()) sessionStorage.setItem("srcrn-token", apiKey());
   if (!card) await loadCard();
   render(body, file);
 }
@@ -246,10 +254,7 @@ function showAbout() {
 }
 
 function loadCard() {
-  const headers = {};
-  const token = $("token").value || sessionStorage.getItem("srcrn-token");
-  if (token) headers["Authorization"] = "Bearer " + token;
-  return fetch("/api/v1/model", {headers}).then((r) => (r.ok ? r.json() : null))
+  return fetch("/api/v1/model", {headers: authorization()}).then((r) => (r.ok ? r.json() : null))
     .then((c) => { if (c) { card = c; showAbout(); } })
     .catch(() => {});
 }
