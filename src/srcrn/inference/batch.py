@@ -27,7 +27,7 @@ from srcrn.atomic import atomic_path, remove_leftovers
 from srcrn.console import progress
 from srcrn.data.images import IMAGE_SUFFIXES
 from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
-from srcrn.data.metadata import NO_CONTEXT, check_scale, read_metadata
+from srcrn.data.metadata import NO_CONTEXT, ClinicalContext, check_scale, read_metadata
 from srcrn.errors import ConfigError, DataError, SrcrnError
 from srcrn.inference.bundle import file_sha256
 from srcrn.inference.pipeline import Pipeline
@@ -167,6 +167,30 @@ def _append(journal, results: list[Prediction]) -> None:
     os.fsync(journal.fileno())  # the records survive a kill (and a power cut) once appended
 
 
+_SHOWN_UNMATCHED = 10  # warnings of images without a metadata row, one per image, up to this many
+
+
+def _matched_contexts(
+    contexts: dict[str, ClinicalContext], ids: list[str], metadata: Path
+) -> dict[str, ClinicalContext]:
+    """``contexts`` keyed by the images' own ids: a row's id matches an image's whatever its case
+    and with or without the image's extension; each image without a row is a warning, and a
+    summary line says how many were matched (metadata silently unused misleads)."""
+    by_key = {Path(key).stem.lower() if Path(key).suffix.lower() in IMAGE_SUFFIXES else key.lower(): c
+              for key, c in contexts.items()}  # fmt: skip
+    matched = {i: by_key[i.lower()] for i in ids if i.lower() in by_key}
+    missing = [i for i in ids if i not in matched]
+    for image_id in missing[:_SHOWN_UNMATCHED]:
+        log.warning("%s: no row for image %s: it is predicted without clinical context", metadata, image_id)
+    if missing:
+        more = f" ({len(missing) - _SHOWN_UNMATCHED} more not listed)" if len(missing) > _SHOWN_UNMATCHED else ""
+        log.warning(
+            "%s: %d of %d images have a row; %d without one%s (ids are file names without extension, e.g. %s)",
+            metadata, len(matched), len(ids), len(missing), more, ids[0] if ids else "ISIC_0000000",
+        )  # fmt: skip
+    return matched
+
+
 def predict_images(
     pipeline: Pipeline,
     inputs: list[Path],
@@ -208,6 +232,8 @@ def predict_images(
             continue
         seen[path.stem] = path
         readable.append(path)
+    if metadata is not None:
+        contexts = _matched_contexts(contexts, [p.stem for p in readable], metadata)
     identity = job_identity(pipeline)
     if shard is not None:  # another shard's folder is another job's (merge compares the rest)
         identity["shard"] = f"{shard[0]}/{shard[1]}"
