@@ -200,3 +200,20 @@ def test_resuming_a_finished_run_without_its_last_checkpoint_keeps_best(sample, 
                           "--no-progress", "--cache", str(tmp_path / "cache"), "--image-size", "64")  # fmt: skip
         assert "last.ckpt: missing or damaged, so the run cannot continue; best.ckpt holds a trained model" in error
         assert best.read_bytes() == before
+
+
+def test_last_checkpoint_holds_the_last_epoch_even_when_validation_stopped_improving(sample, tmp_path, monkeypatch):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    # Validation "improves" at the first epoch only: Lightning 2.6's save_last then kept last.ckpt
+    # at that epoch, and a resume went back to it.
+    monkeypatch.setattr(
+        ModelCheckpoint, "check_monitor_top_k", lambda self, trainer, current=None: self.best_model_score is None
+    )
+    run = tmp_path / "run"
+    train_segmentation(_small_config(tmp_path, epochs=3, steps_per_epoch=1), sample, run, progress=False)
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, 3)
+    assert (best["epoch"], best["global_step"]) == (0, 1)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]

@@ -273,7 +273,19 @@ def fit(
         filename="best",
         monitor=monitor,
         mode="max",
-        save_last=True,
+        save_last=False,
+        auto_insert_metric_name=False,
+    )
+    # last.ckpt after every validation, as a checkpoint callback of its own: Lightning 2.6's
+    # save_last writes it only when the best one was saved too, so a run whose validation score
+    # stopped improving kept an old "last" (a 30-epoch run's last.ckpt held epoch 12), and a resume
+    # went back to it. A checkpoint callback, so that it runs after the weight averaging's swap.
+    latest = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename=last.stem,
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
         auto_insert_metric_name=False,
     )
     attempt = _AttemptStart()
@@ -287,7 +299,7 @@ def fit(
         strategy=settings.strategy,
         precision=settings.precision,
         logger=CSVLogger(out, name="logs", version=""),
-        callbacks=[checkpoints, attempt, *(callbacks or [])]
+        callbacks=[checkpoints, latest, attempt, *(callbacks or [])]
         + ([RichProgressBar(console_kwargs={"stderr": True})] if progress else []),
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress,
