@@ -79,6 +79,22 @@ def encoder_weights(config: dict) -> str:
     return WEIGHTS_SOURCE.get(encoder, weights) if weights == "imagenet" else weights
 
 
+def checkpoint_section(folder: Path, trained: int) -> dict:
+    """Which epoch the shipped segmenter's weights are from, and whether that was chosen on validation."""
+    import torch
+
+    epochs = {
+        name: torch.load(folder / f"{name}.ckpt", map_location="cpu", weights_only=True)["epoch"] + 1
+        for name in ("last", "best")
+    }
+    if epochs["last"] == trained:
+        return {"epoch": trained, "of": trained, "chosen": "the last epoch's weights (not chosen on validation)"}
+    # A run of srcrn before the last.ckpt fix (Lightning 2.6's save_last): its last.ckpt is the best
+    # epoch's, i.e. chosen by validation Jaccard.
+    chosen = "the best validation Jaccard's epoch (val-selected: its validation figures are optimistic)"
+    return {"epoch": epochs["last"], "of": trained, "chosen": chosen if epochs["last"] == epochs["best"] else "?"}
+
+
 def segmentation_section(runs: Path) -> dict:
     config = yaml.safe_load((runs / "seg" / "config.yaml").read_text())
     config.setdefault("encoder", "resnet50")
@@ -94,6 +110,7 @@ def segmentation_section(runs: Path) -> dict:
         },
         "encoder_weights": encoder_weights(config),
         "trained_epochs": summary["epochs"],
+        "checkpoint": checkpoint_section(runs / "seg" / "checkpoints", summary["epochs"]),
         # All attempts where the run recorded them (srcrn >= this version); else the last one's.
         "cpu_minutes": round(summary.get("wall_seconds_all_attempts", summary["wall_seconds"]) / 60, 1),
         "cpu_minutes_covers": "every attempt"

@@ -77,6 +77,9 @@ def main() -> None:
             step, seconds = line.split("\t")
             print(f"| {step} | {seconds} |")
     print(f"\nstage-1 training: {seg['trained_epochs']} epochs, {seg['cpu_minutes']} min of wall time (summary.json)")
+    if "checkpoint" in seg:
+        checkpoint = seg["checkpoint"]
+        print(f"shipped segmenter weights: epoch {checkpoint['epoch']} of {checkpoint['of']}, {checkpoint['chosen']}")
     print(f"training data: {json.dumps(card['data']['images'])}")
 
 
