@@ -64,6 +64,13 @@ FINAL=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["classif
 int8=(); [ "$QUANTIZE" = int8 ] && int8=(--quantize int8 --calibration-data "$DATA" --int8-ranges percentile --calibration-images 256)
 [ -f "$R/bundle/bundle.json" ] || timed bundle srcrn export onnx --segmenter "$SEG" --classifier "$FINAL" \
       --out "$R/bundle" "${int8[@]}" --card "$R/card.json"
+# What the shipped model itself gives without context (on the card and quoted by every answer
+# that came without it), measured with the bundle, then the bundle written again with that card.
+if ! grep -q shipped_without_context "$R/bundle/bundle.json"; then
+  python experiments/default_model_no_context.py "$R" "$R/bundle" "$R/card.json" > /dev/null
+  timed bundle-card srcrn export onnx --segmenter "$SEG" --classifier "$FINAL" --out "$R/bundle" "${int8[@]}" \
+        --card "$R/card.json"
+fi
 cat "$R/timings.tsv"
 # Ship it: the bundle into the package, and the reference answers on the 40 embedded images that
 # tests/test_default_model.py checks every installation against (masks and probabilities).

@@ -32,6 +32,9 @@ def main() -> None:
     print(f"| 2: image + age, sex, site | out-of-fold AUC ({cls['folds']} folds) | {figure(cls['oof_auc'])} |")
     print(f"| 2: image only | validation AUC | {figure(cls['image_only']['val_auc'])} |")
     print(f"| 2: image only | out-of-fold AUC | {figure(cls['image_only']['oof_auc'])} |")
+    if "shipped_without_context" in cls:
+        alone = cls["shipped_without_context"]
+        print(f"| 2: the shipped model given no context | validation AUC | {figure(alone['val_auc'])} |")
     threshold = cls["threshold"]
     print(
         f"| 2: threshold {threshold['value']:.4f} | validation sensitivity | {figure(threshold['val_sensitivity'])} |"

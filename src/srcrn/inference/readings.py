@@ -126,7 +126,9 @@ def _without(missing: tuple[str, ...], card: dict[str, Any]) -> str:
     if not missing:
         return ""
     shipped = (card.get("model_card") or {}).get("classifier") or {}
-    image_only = (shipped.get("image_only") or {}).get("val_auc")
+    # The shipped model's own figure without context where the card has it; else the image-only model's.
+    own = (shipped.get("shipped_without_context") or {}).get("val_auc")
+    image_only = own or (shipped.get("image_only") or {}).get("val_auc")
     figure = f" (its validation AUC from the image alone: {interval(image_only)})" if image_only else ""
     names = " or ".join(missing)
     return (
