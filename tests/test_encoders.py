@@ -130,8 +130,11 @@ def test_the_classifier_on_a_lite_backbone_is_frozen_by_default_and_refuses_srcr
 
 
 @pytest.mark.slow
-def test_lite_models_train_export_to_fp32_and_int8_and_answer_alike_in_both_engines(sample, tmp_path, monkeypatch):
-    """SRCRN-Lite0 and a Lite0 classifier, each two steps from ImageNet weights: the checkpoints
+@pytest.mark.parametrize("encoder", ["efficientnet-lite0", "efficientnet-lite2"])
+def test_lite_models_train_export_to_fp32_and_int8_and_answer_alike_in_both_engines(
+    encoder, sample, tmp_path, monkeypatch
+):
+    """SRCRN and a classifier on a Lite encoder, each two steps from ImageNet weights: the checkpoints
     say which encoder they hold, and the ONNX bundles (fp32, int8) need no flag for it."""
     from helpers import run_cli, small_classification_config, small_segmentation_config
     from srcrn import Pipeline
@@ -141,7 +144,7 @@ def test_lite_models_train_export_to_fp32_and_int8_and_answer_alike_in_both_engi
     from srcrn.workflows import quantize
 
     monkeypatch.setattr(quantize, "TOLERANCE", {"jaccard_drop": 1.0, "auc_drop": 1.0})  # two-step models: not judged
-    lite = {"encoder": "efficientnet-lite0"}
+    lite = {"encoder": encoder}
     segmenter = train_segmentation(
         small_segmentation_config(tmp_path, encoder_weights="imagenet", score_channels=8, **lite),
         sample, tmp_path / "seg", progress=False,
