@@ -56,7 +56,7 @@ if [ "${STACK:-1}" = 1 ]; then
   done
 fi
 python experiments/default_model_card.py "$R" "$R/card.json" > /dev/null
-FINAL=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["classifier"]["model"])' "$R/card.json")
+FINAL="$R/$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["classifier"]["model"])' "$R/card.json")"
 # int8 (QUANTIZE=int8) ranges by percentile over 256 images: for the ResNet-50 segmenter, min/max
 # over 64 (the default) was refused by the parity check (AUC drop 0.0178 > 0.01 on 200 images),
 # percentile over 64 too (0.0134), entropy (0.0178); the feature model reads the mask's border,

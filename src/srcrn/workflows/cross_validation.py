@@ -213,13 +213,10 @@ def cross_validate(
     threshold = None
     if target_sensitivity is not None:
         truth, calibrated = oof["truth"].to_numpy(), oof["melanoma_calibrated"].to_numpy()
-        threshold = threshold_for_sensitivity(truth, calibrated, target_sensitivity)
-        result["threshold"] = {
-            "value": threshold,
-            "target_sensitivity": target_sensitivity,
-            "chosen_on": "out-of-fold calibrated probabilities",
-            "oof": operating_point(truth, calibrated, threshold),
-        }
+        result["threshold"] = chosen_threshold(
+            truth, calibrated, target_sensitivity, "out-of-fold calibrated probabilities"
+        )
+        threshold = result["threshold"]["value"]
     if final:
         result["val"] = _final_model(
             settings, data, out, split, fitted, labels_of, progress, threshold, target_sensitivity
@@ -279,6 +276,20 @@ def _final_model(
         metrics["operating_point"] = operating_point(labels, calibrated, threshold)
     metrics["model"] = model_path
     return metrics
+
+
+def chosen_threshold(
+    truth: np.ndarray, probabilities: np.ndarray, target_sensitivity: float, chosen_on: str
+) -> dict[str, Any]:
+    """The threshold reaching ``target_sensitivity`` on out-of-fold ``probabilities``, as cv.json
+    records it: its value, the target, what it was chosen on and its out-of-fold operating point."""
+    threshold = threshold_for_sensitivity(truth, probabilities, target_sensitivity)
+    return {
+        "value": threshold,
+        "target_sensitivity": target_sensitivity,
+        "chosen_on": chosen_on,
+        "oof": operating_point(truth, probabilities, threshold),
+    }
 
 
 def operating_point(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:

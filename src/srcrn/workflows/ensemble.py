@@ -104,17 +104,12 @@ def stack_members(folders: list[Path], out: Path, target_sensitivity: float | No
         | {f"{k}_raw": v for k, v in calibration_metrics(truth_val, val_probability).items()},
     }
     if target_sensitivity is not None:
-        from srcrn.evaluation.classification import threshold_for_sensitivity
-        from srcrn.workflows.cross_validation import operating_point
+        from srcrn.workflows.cross_validation import chosen_threshold, operating_point
 
-        threshold = threshold_for_sensitivity(truth_oof, cross_fitted, target_sensitivity)
-        result["threshold"] = {
-            "value": threshold,
-            "target_sensitivity": target_sensitivity,
-            "chosen_on": "out-of-fold probabilities of the cross-fitted stacker",
-            "oof": operating_point(truth_oof, cross_fitted, threshold),
-            "val": operating_point(truth_val, val_probability, threshold),
-        }
+        chosen = chosen_threshold(
+            truth_oof, cross_fitted, target_sensitivity, "out-of-fold probabilities of the cross-fitted stacker"
+        )
+        result["threshold"] = chosen | {"val": operating_point(truth_val, val_probability, chosen["value"])}
     write_json(out / "cv.json", result)
     write_json(out / "ensemble.json", {k: result[k] for k in ("members", "weights", "intercept")})
     return result
