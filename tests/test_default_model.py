@@ -263,3 +263,22 @@ def test_metadata_rows_match_ids_of_any_case_or_extension_and_an_image_without_o
     assert pd.isna(predicted.loc[images[2].stem, "clinical"]) or predicted.loc[images[2].stem, "clinical"] == ""
     assert f"no row for image {images[2].stem}: it is predicted without clinical context" in said
     assert "2 of 3 images have a row; 1 without one" in said
+
+
+@pytest.mark.skipif(
+    not (default.default_bundle_dir() / "bundle.json").is_file(), reason="no model shipped in this checkout"
+)
+def test_a_prediction_with_the_shipped_model_never_imports_torch():
+    """Issue 31: with torch installed (this full install), a bundle's prediction never imports
+    it. skops's default trust list imports all of scikit-learn and, through its array-API
+    shim, torch (2.4 s, 900 MB per one-image predict); srcrn imports skops without it."""
+    image = sorted((SAMPLE / "images").glob("*.jpg"))[0]
+    script = (
+        "import sys, srcrn\n"
+        f"result = srcrn.Pipeline.default().predict({str(image)!r})\n"
+        "assert 0 <= result.probability <= 1\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'torchvision'))\n"
+        "assert not loaded, loaded[:5]\n"
+    )
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]

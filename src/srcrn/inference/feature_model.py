@@ -2,13 +2,14 @@
 ``HistGradientBoostingClassifier`` over ``inference.features``, stored with skops.
 
 skops, not pickle: loading a pickle runs whatever code it names, and a model file is data a
-user may have been sent. ``load`` trusts skops's own safe types and, beyond them, exactly the
-types srcrn's feature models hold (``TRUSTED_TYPES``): never what the file lists, and never a
-whole library (numpy and scikit-learn hold functions that run code or touch files).
+user may have been sent. ``load`` trusts skops's primitive and numpy types and, beyond them,
+exactly the types srcrn's feature models hold (``TRUSTED_TYPES``): never what the file lists,
+and never a whole library (numpy and scikit-learn hold functions that run code or touch files).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +26,37 @@ from srcrn.inference.predictor import Calibration, ClassifierSpec
 Contexts = Sequence[ClinicalContext | None] | None
 
 FORMAT = "srcrn-feature-model"
-# What a HistGradientBoostingClassifier holds beyond skops's default trusted types
-# (``skops.io.get_untrusted_types`` of a feature model srcrn wrote).
-TRUSTED_TYPES = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
+# What a feature model holds beyond skops's primitive and numpy types
+# (``skops.io.get_untrusted_types`` of a feature model srcrn wrote, skops imported by ``_skops_io``).
+TRUSTED_TYPES = frozenset(
+    {
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.preprocessing._label.LabelEncoder",
+    }
+)
+
+
+def _skops_io() -> Any:
+    """``skops.io``, imported without its default trust in every scikit-learn estimator.
+
+    skops builds that list at import with ``sklearn.utils.all_estimators()``, which imports all
+    of scikit-learn and, through its array-API shim, torch: 2.4 s and most of 900 MB before a
+    one-image prediction (issue 31). srcrn never uses the list (``load`` names its exact
+    ``TRUSTED_TYPES``), so it is built empty. If a later skops builds it otherwise, this only
+    loses the speed: the trust stays srcrn's list either way.
+    """
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    import sklearn.utils
+
+    every_estimator = sklearn.utils.all_estimators
+    sklearn.utils.all_estimators = lambda *args, **kwargs: []
+    try:
+        import skops.io
+    finally:
+        sklearn.utils.all_estimators = every_estimator
+    return skops.io
 
 
 @dataclass
@@ -107,8 +136,7 @@ class FeatureModel:
 
     def save(self, path: str | Path) -> None:
         """The model as a skops file at ``path`` (no pickle), written atomically."""
-        import skops.io
-
+        skops_io = _skops_io()
         payload = {
             "format": FORMAT,
             "estimator": self.estimator,
@@ -117,7 +145,7 @@ class FeatureModel:
             "extras": dict(self.extras),
         }
         with atomic_path(Path(path)) as temporary:
-            skops.io.dump(payload, temporary)
+            skops_io.dump(payload, temporary)
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureModel:
@@ -132,19 +160,18 @@ class FeatureModel:
         Raises:
             ConfigError: the file is missing, holds other types, or is not a feature model.
         """
-        import skops.io
-
+        skops_io = _skops_io()
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: model file not found")
         try:
-            untrusted = skops.io.get_untrusted_types(file=path)
+            untrusted = skops_io.get_untrusted_types(file=path)
             foreign = sorted(set(untrusted) - TRUSTED_TYPES)
             if foreign:
                 raise ConfigError(
                     f"{path}: refused: it names types a srcrn feature model never holds: {', '.join(foreign[:5])}"
                 )
-            payload = skops.io.load(path, trusted=sorted(TRUSTED_TYPES & set(untrusted)))
+            payload = skops_io.load(path, trusted=sorted(TRUSTED_TYPES & set(untrusted)))
         except ConfigError:
             raise
         except Exception as error:  # a damaged or foreign file: skops raises many types
