@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image
 from predict import DEFAULT_DATA, end_to_end
 
+from srcrn.bundle.default import default_bundle
 from srcrn.data.isic import IsicDataset
 from srcrn.data.metadata import find_metadata
-from srcrn.inference.default import default_bundle
 from srcrn.inference.pipeline import Pipeline
 
 

@@ -25,7 +25,7 @@ LEVELS = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
           "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
           "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}  # fmt: skip
 MODES = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL, "parallel": ort.ExecutionMode.ORT_PARALLEL}
-CHOSEN = (0, "all", "sequential", False)  # what srcrn.inference.runtimes.OnnxRuntime sets (0: ORT's default)
+CHOSEN = (0, "all", "sequential", False)  # what srcrn.runtime.engines.OnnxRuntime sets (0: ORT's default)
 
 
 def session(path: Path, threads: int, level: str, mode: str, spinning: bool) -> ort.InferenceSession:

@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from srcrn.bundle.export import export_onnx
 from srcrn.inference.batch import predict_images
-from srcrn.inference.export import export_onnx
 from srcrn.inference.pipeline import WORKERS, Pipeline
-from srcrn.inference.runtimes import cpu_has_bf16
+from srcrn.runtime.engines import cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "isic-dev"
@@ -92,7 +92,7 @@ def flops_per_image(segmenter: Path, classifier: Path) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from srcrn.inference.checkpoints import build_model, read_checkpoint
+    from srcrn.runtime.checkpoints import build_model, read_checkpoint
 
     total = 0.0
     for path, kind in ((segmenter, "segmenter"), (classifier, "classifier")):

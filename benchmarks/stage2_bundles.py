@@ -18,10 +18,10 @@ from pathlib import Path
 
 from predict import DEFAULT_DATA, end_to_end
 
+from srcrn.bundle.export import export_onnx
 from srcrn.data.isic import IsicDataset
 from srcrn.data.metadata import find_metadata, load_folder_metadata
 from srcrn.errors import ConfigError
-from srcrn.inference.export import export_onnx
 from srcrn.inference.pipeline import Pipeline
 from srcrn.workflows.quantize import quantize_bundle
 

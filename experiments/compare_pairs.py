@@ -24,7 +24,7 @@ import pandas as pd
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from srcrn.inference.compare import compare
+from srcrn.answers.compare import compare
 from test_compare import _answer, _grow
 
 

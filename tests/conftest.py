@@ -62,6 +62,6 @@ def tiny_classifier(tmp_path_factory, sample, tiny_segmenter) -> str:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, tiny_segmenter, tiny_classifier) -> Path:
     """``srcrn export onnx`` of the tiny models (read-only for tests: copy it to damage it)."""
-    from srcrn.inference.export import export_onnx
+    from srcrn.bundle.export import export_onnx
 
     return export_onnx(tiny_segmenter, tiny_classifier, tmp_path_factory.mktemp("tiny-bundle") / "bundle")

@@ -40,11 +40,44 @@ def lint(package_parent: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def test_import_contracts_hold():
-    # Layers: cli > workflows > reporting > training > evaluation > inference > data > models > core,
-    # no cycles between them; and the modules of the ONNX path never import torch.
+    # Layers: cli > workflows > reporting > training > evaluation > inference > answers > bundle >
+    # stage2 > runtime > data > models > core, no cycles between them nor inside any package; and
+    # the modules of the ONNX path never import torch.
     finished = lint()
     assert finished.returncode == 0, finished.stdout[-3000:]
-    assert "3 kept, 0 broken" in finished.stdout
+    assert "4 kept, 0 broken" in finished.stdout
+
+
+def test_an_import_circle_inside_a_package_is_caught(tmp_path):
+    """The no-circles contract is not vacuous: two answers modules importing each other break it."""
+    copy = tmp_path / "src"
+    shutil.copytree(
+        PACKAGE, copy / "srcrn", ignore=shutil.ignore_patterns("images", "masks", "default_model", "__pycache__")
+    )
+    bad = copy / "srcrn" / "answers" / "readings.py"
+    bad.write_text(bad.read_text() + "\nfrom srcrn.answers import results  # noqa\n")
+    finished = lint(copy)
+    assert finished.returncode == 1, finished.stdout[-2000:]
+    assert "No cycles are allowed in srcrn.answers" in finished.stdout
+
+
+# The inference wing: where a kind of stage-2 model must never be named (the registry names them).
+WING = ("inference", "answers", "bundle", "runtime", "serving", "evaluation", "workflows/quantize.py",
+        "workflows/ensemble.py", "workflows/model_choice.py")  # fmt: skip
+KIND_NAME = re.compile(r"""(==|!=|\bin\b|Literal\[)[^\n#]*["'](cnn|features|stack)["']""")
+
+
+def test_no_kind_switch_outside_the_registry():
+    """Issue 31: export, bundle reading, quantize, eval, predict and serve go through
+    ``stage2.registry`` for anything that differs by kind; none compares kind names itself."""
+    offenders = []
+    for place in WING:
+        for path in sorted((PACKAGE / place).rglob("*.py")) if (PACKAGE / place).is_dir() else [PACKAGE / place]:
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if KIND_NAME.search(line):
+                    offenders.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
+    assert not offenders, offenders
+    assert KIND_NAME.search('if model.kind == "cnn":')  # the pattern finds what it is for
 
 
 def test_a_layer_violation_is_caught(tmp_path):

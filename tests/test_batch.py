@@ -109,7 +109,7 @@ def _same_name_other_content(bundle, folder):
 
     import onnx
 
-    from srcrn.inference.bundle import file_sha256
+    from srcrn.bundle.schema import file_sha256
 
     copy = folder / "bundle"
     shutil.copytree(bundle, copy)

@@ -211,7 +211,7 @@ def test_the_heatmap_has_a_legend_and_the_layers_an_opacity(browser, tiny_segmen
 
 
 def test_a_model_card_shows_its_short_form_and_the_thresholds_meaning(browser, bundle, sample, tmp_path):
-    from srcrn.inference.bundle import attach_card
+    from srcrn.bundle.schema import attach_card
 
     carded = tmp_path / "carded"
     shutil.copytree(bundle, carded)

@@ -20,8 +20,8 @@ from srcrn.data.lesion import classifier_inputs, lesion_box
 from srcrn.data.transforms import lesion_axis_distortion
 from srcrn.errors import ConfigError
 from srcrn.evaluation.classification import write_classification_outputs
-from srcrn.inference.checkpoints import read_checkpoint
 from srcrn.models import MelanomaClassifier
+from srcrn.runtime.checkpoints import read_checkpoint
 from srcrn.settings import ClassifyTrainSettings, load_settings
 from srcrn.training.balance import balance_rows, deduplicate
 from srcrn.training.classification import ClassificationTask, train_classification

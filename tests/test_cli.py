@@ -22,7 +22,7 @@ def test_the_model_flags_choose_the_engine_or_are_refused_before_anything_loads(
 
     from srcrn.commands import ModelSettings
     from srcrn.errors import ConfigError
-    from srcrn.inference.loading import chosen_engine
+    from srcrn.workflows.model_choice import chosen_engine
 
     assert chosen_engine(ModelSettings()) == "onnx"  # no model named: the shipped bundle
     assert chosen_engine(ModelSettings(model="b"), "torch") == "onnx"  # a bundle whatever --engine says

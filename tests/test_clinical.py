@@ -25,9 +25,10 @@ from srcrn.data.metadata import (
     read_metadata,
 )
 from srcrn.errors import ConfigError, DataError
-from srcrn.inference.feature_model import FeatureModel
-from srcrn.inference.melanoma import StackModel, kind_of, load_melanoma_model, probabilities
-from srcrn.inference.predictor import Calibration
+from srcrn.stage2.feature_model import FeatureModel
+from srcrn.stage2.registry import kind_of, load_melanoma_model, write_stack
+from srcrn.stage2.spec import Calibration, probabilities
+from srcrn.stage2.stack import StackModel
 
 # --- reading metadata ------------------------------------------------------------------
 
@@ -174,7 +175,7 @@ def test_the_registry_recognises_models_by_content_not_name(tmp_path, tiny_class
 
 def test_a_stack_is_the_combination_of_its_members_and_round_trips(tmp_path, tiny_classifier):
     clinical = _clinical_model(tmp_path)
-    folder = StackModel.write(tmp_path / "stack", [tiny_classifier, clinical.source], [0.7, -1.3], 0.25, ["a", "b"])
+    folder = write_stack(tmp_path / "stack", [tiny_classifier, clinical.source], [0.7, -1.3], 0.25, ["a", "b"])
     stack = load_melanoma_model(folder)
     assert (
         isinstance(stack, StackModel)
@@ -200,7 +201,7 @@ def test_a_stack_is_the_combination_of_its_members_and_round_trips(tmp_path, tin
     other = FeatureModel(clinical.estimator, clinical.names, clinical.settings | {"margin": 0.3})
     other.save(tmp_path / "other.skops")
     with pytest.raises(ConfigError, match="stack members must see the same input"):
-        StackModel.write(tmp_path / "bad", [tiny_classifier, tmp_path / "other.skops"], [1, 1], 0, ["a", "b"])
+        write_stack(tmp_path / "bad", [tiny_classifier, tmp_path / "other.skops"], [1, 1], 0, ["a", "b"])
         load_melanoma_model(tmp_path / "bad")
 
 
@@ -290,7 +291,7 @@ def test_every_kind_scores_alike_in_eval_predict_both_engines_and_the_api(
     assert changed.to_dict()["clinical"]["given"]["age"] == other_age  # the value given is the value scored
     # The model reads what it is given: the age it was handed decides its clinical column.
     if kind != "cnn":
-        from srcrn.inference.feature_model import FeatureModel
+        from srcrn.stage2.feature_model import FeatureModel
 
         features = model if isinstance(model, FeatureModel) else model.members[1]
         inputs = np.zeros((1, 64, 64, 3), np.uint8)
@@ -449,7 +450,7 @@ def test_a_model_file_that_would_run_code_is_refused_before_it_loads(tmp_path, c
 @pytest.mark.slow
 def test_a_bundle_file_without_its_sha256_is_refused_before_anything_loads(tiny_bundle, tmp_path, capsys):
     from helpers import cli_error
-    from srcrn.inference.bundle import read_manifest
+    from srcrn.bundle.schema import read_manifest
 
     for part in ("segmenter", "classifier"):
         edited = tmp_path / part

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from helpers import run_cli
-from srcrn.inference.compare import compare, register
-from srcrn.inference.measurements import measure_lesion
-from srcrn.inference.results import PipelineResult
+from srcrn.answers.compare import compare, register
+from srcrn.answers.results import PipelineResult
+from srcrn.morphology.measurements import measure_lesion
 from srcrn.sample import sample_dir
 
 SAMPLE = sample_dir()

@@ -20,7 +20,7 @@ from PIL import Image
 import srcrn
 import srcrn.sample
 from helpers import NO_TORCH, cli_error, run_cli
-from srcrn.inference import default
+from srcrn.bundle import default
 
 
 def test_without_a_shipped_model_the_error_says_what_to_do(monkeypatch, tmp_path, capsys, sample):
@@ -91,7 +91,7 @@ def shipped_card() -> dict:
 
 
 def test_a_default_model_is_shipped_and_its_files_are_those_the_card_and_readme_list():
-    from srcrn.inference.bundle import file_sha256, read_manifest
+    from srcrn.bundle.schema import file_sha256, read_manifest
 
     folder = default.default_bundle()
     read_manifest(folder)  # verifies each model file's SHA-256 against the manifest

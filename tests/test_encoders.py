@@ -138,7 +138,7 @@ def test_lite_models_train_export_to_fp32_and_int8_and_answer_alike_in_both_engi
     say which encoder they hold, and the ONNX bundles (fp32, int8) need no flag for it."""
     from helpers import run_cli, small_classification_config, small_segmentation_config
     from srcrn import Pipeline
-    from srcrn.inference.checkpoints import read_checkpoint
+    from srcrn.runtime.checkpoints import read_checkpoint
     from srcrn.training.classification import train_classification
     from srcrn.training.segmentation import train_segmentation
     from srcrn.workflows import quantize

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from srcrn.bundle.schema import read_manifest
 from srcrn.data.images import decode_image
 from srcrn.data.isic import read_labels
 from srcrn.errors import SrcrnError
-from srcrn.inference.bundle import read_manifest
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from srcrn.inference.measurements import DERMOSCOPIC_COLOURS, measure_lesion
+from srcrn.morphology.measurements import DERMOSCOPIC_COLOURS, measure_lesion
 
 Y, X = np.mgrid[:400, :400]
 DISC = (X - 200) ** 2 + (Y - 200) ** 2 <= 100**2

@@ -13,7 +13,7 @@ from PIL import Image
 from helpers import run_cli as run
 from helpers import segment_eval, small_classification_config, small_segmentation_config
 from srcrn.evaluation.classification import threshold_for_sensitivity
-from srcrn.inference.checkpoints import read_checkpoint
+from srcrn.runtime.checkpoints import read_checkpoint
 from srcrn.training.classification import train_classification
 from srcrn.training.segmentation import train_segmentation
 

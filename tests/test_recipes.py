@@ -21,11 +21,11 @@ from helpers import cli_error, segment_eval
 from helpers import run_cli as run
 from helpers import small_segmentation_config as _small
 from srcrn.errors import ConfigError
-from srcrn.inference.checkpoints import build_model, read_checkpoint
-from srcrn.inference.postprocess import keep_largest_region
-from srcrn.inference.predictor import Segmenter, SegmenterSpec
-from srcrn.inference.runtimes import TorchRuntime
 from srcrn.models import SRCRN, build_segmenter
+from srcrn.runtime.checkpoints import build_model, read_checkpoint
+from srcrn.runtime.engines import TorchRuntime
+from srcrn.runtime.postprocess import keep_largest_region
+from srcrn.runtime.segmenter import Segmenter, SegmenterSpec
 from srcrn.settings import RECIPES, SegmentTrainSettings, load_settings
 from srcrn.training.schedules import ONECYCLE_START, BudgetedSchedule, lr_factor
 from srcrn.training.segmentation import train_segmentation

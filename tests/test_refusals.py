@@ -42,7 +42,7 @@ def test_a_yaml_alias_bomb_and_non_utf8_bytes_are_one_line(tmp_path):
 
 def test_a_platt_fit_that_would_reverse_the_ranking_is_not_stored(caplog):
     from srcrn.evaluation.calibration import fit_calibration
-    from srcrn.inference.predictor import Calibration
+    from srcrn.stage2.spec import Calibration
 
     labels = np.array([0, 0, 0, 1, 1, 1] * 20)
     logits = np.array([2.0, 1.5, 1.0, -1.0, -1.5, -2.0] * 20)  # ranked the wrong way round

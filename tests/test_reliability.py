@@ -112,7 +112,7 @@ def _no_duplicate_rows(metrics):
 def test_sigterm_saves_a_resumable_checkpoint_and_resume_completes(sample, tmp_path):
     import signal
 
-    from srcrn.inference.checkpoints import read_checkpoint
+    from srcrn.runtime.checkpoints import read_checkpoint
 
     out, cache = tmp_path / "run", tmp_path / "cache"
     child = _train_in_background(sample, out, cache)
@@ -551,7 +551,7 @@ def test_resume_after_a_kill_during_the_first_checkpoint_write_starts_over(sampl
     for checkpoint in (last, out / "checkpoints" / "best.ckpt"):
         checkpoint.write_bytes(checkpoint.read_bytes()[:50_000])
     run_cli(*train, "--resume")
-    from srcrn.inference.checkpoints import read_checkpoint
+    from srcrn.runtime.checkpoints import read_checkpoint
 
     assert read_checkpoint(last, expect="segmenter").kind == "segmenter"
     _no_duplicate_rows(out / "metrics.csv")

@@ -22,7 +22,7 @@ from srcrn.data.cache import prepare
 from srcrn.data.isic import IsicDataset
 from srcrn.data.transforms import normalize_batch
 from srcrn.errors import ConfigError
-from srcrn.inference.checkpoints import build_model, read_checkpoint
+from srcrn.runtime.checkpoints import build_model, read_checkpoint
 from srcrn.settings import SegmentTrainSettings, load_settings
 from srcrn.training.segmentation import SegmentationTask, train_segmentation
 from srcrn.workflows.segment import train_segmenter

@@ -277,7 +277,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(pipeline, 
 
 
 def test_serve_without_a_model_is_one_line(capsys, monkeypatch, tmp_path):
-    from srcrn.inference import default
+    from srcrn.bundle import default
 
     monkeypatch.setattr(default, "default_bundle_dir", lambda: tmp_path / "none")  # a srcrn that ships none
     message = cli_error(capsys, "serve")

@@ -16,10 +16,12 @@ from sklearn.linear_model import LogisticRegression
 from helpers import cli_error, run_cli, small_classification_config, small_segmentation_config
 from srcrn.errors import ConfigError
 from srcrn.evaluation.calibration import calibration_metrics, expected_calibration_error, fit_calibration
-from srcrn.inference.checkpoints import read_checkpoint, store_extras
-from srcrn.inference.features import lesion_features
-from srcrn.inference.melanoma import probabilities as melanoma_probabilities
-from srcrn.inference.predictor import Calibration, Classifier, sigmoid
+from srcrn.morphology.features import lesion_features
+from srcrn.runtime.checkpoints import read_checkpoint, store_extras
+from srcrn.runtime.engines import sigmoid
+from srcrn.stage2.cnn import CnnModel
+from srcrn.stage2.spec import Calibration
+from srcrn.stage2.spec import probabilities as melanoma_probabilities
 from srcrn.stats import auc
 from srcrn.workflows.cross_validation import fold_splits
 from srcrn.workflows.ensemble import stack_members
@@ -113,7 +115,7 @@ def test_colour_structure_features_read_centre_halves_and_colours():
 def test_a_feature_model_of_an_older_feature_version_reads_its_own_columns():
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from srcrn.inference.feature_model import FeatureModel
+    from srcrn.stage2.feature_model import FeatureModel
 
     images, masks = zip(*[_disc_lesion(radius=r, lesion=(90 + 3 * r, 60, 40)) for r in range(12, 36, 2)])
     inputs, lesions = np.stack(images), np.stack(masks)
@@ -267,7 +269,7 @@ def test_each_recipe_builds_and_trains_two_steps(recipe, tiny_segmenter, sample,
     assert summary["global_step"] == 2  # 32 training images, batch 16
     kept = summary["model_checkpoint"]
     assert kept == summary["last_checkpoint" if recipe == "strong" else "best_checkpoint"]
-    classifier = Classifier.from_checkpoint(kept)
+    classifier = CnnModel.from_checkpoint(kept)
     assert classifier.spec.tta == (recipe == "strong") and classifier.spec.input == config.input
     inputs = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     probabilities = melanoma_probabilities(classifier, inputs)
@@ -277,8 +279,8 @@ def test_each_recipe_builds_and_trains_two_steps(recipe, tiny_segmenter, sample,
 
 @pytest.mark.slow
 def test_joint_training_adds_a_melanoma_head_and_keeps_the_segmenter(sample, tmp_path):
-    from srcrn.inference.predictor import Segmenter
     from srcrn.models import MelanomaClassifier
+    from srcrn.runtime.segmenter import Segmenter
     from srcrn.training.segmentation import train_segmentation
 
     config = small_segmentation_config(tmp_path, aux_melanoma=0.5)
@@ -308,7 +310,7 @@ def test_cv_of_the_feature_model_then_eval_and_predict_use_its_calibration(tiny_
     assert set(oof["fold"]) == {1, 2} and len(result["per_fold_auc"]) == 2
     assert val["logit"].nunique() > 1  # a model that discriminates, so the comparisons below mean something
     assert 0 <= result["oof"]["auc_ci95_low"] <= result["oof"]["auc"] <= result["oof"]["auc_ci95_high"] <= 1
-    from srcrn.inference.feature_model import FeatureModel
+    from srcrn.stage2.feature_model import FeatureModel
 
     model_path = result["val"]["model"]
     stored = FeatureModel.load(model_path)
@@ -403,11 +405,11 @@ def _squares(n, size, rng):
 
 @pytest.mark.slow
 def test_grad_cam_has_the_image_size_and_points_at_the_lesion_it_learnt(tmp_path):
+    from srcrn.answers.explain import grad_cam, place_heatmap
     from srcrn.data.normalization import normalize_numpy
-    from srcrn.inference.explain import grad_cam, place_heatmap
-    from srcrn.inference.predictor import ClassifierSpec
-    from srcrn.inference.runtimes import TorchRuntime
     from srcrn.models import MelanomaClassifier
+    from srcrn.runtime.engines import TorchRuntime
+    from srcrn.stage2.spec import ClassifierSpec
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -422,7 +424,7 @@ def test_grad_cam_has_the_image_size_and_points_at_the_lesion_it_learnt(tmp_path
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    classifier = Classifier(TorchRuntime(model), ClassifierSpec(128))
+    classifier = CnnModel(TorchRuntime(model), ClassifierSpec(128))
     images, labels, boxes = _squares(8, 128, np.random.default_rng(1))
     scores = melanoma_probabilities(classifier, images)
     assert scores[labels == 1].min() > scores[labels == 0].max()

@@ -18,15 +18,15 @@ __version__ = "0.1.0"
 __all__ = ["DataError", "LesionMeasurements", "Pipeline", "PipelineResult", "SrcrnError", "__version__"]
 
 if TYPE_CHECKING:
+    from srcrn.answers.results import PipelineResult
     from srcrn.errors import DataError, SrcrnError
-    from srcrn.inference.measurements import LesionMeasurements
     from srcrn.inference.pipeline import Pipeline
-    from srcrn.inference.results import PipelineResult
+    from srcrn.morphology.measurements import LesionMeasurements
 
 _LAZY = {
     "Pipeline": "srcrn.inference.pipeline",
-    "PipelineResult": "srcrn.inference.results",
-    "LesionMeasurements": "srcrn.inference.measurements",
+    "PipelineResult": "srcrn.answers.results",
+    "LesionMeasurements": "srcrn.morphology.measurements",
     "DataError": "srcrn.errors",
     "SrcrnError": "srcrn.errors",
 }

@@ -432,8 +432,8 @@ def predict(
     continues with --resume; N machines split an archive with --shard K/N."""
     from srcrn.cli_tables import prediction_table
     from srcrn.inference.batch import JOURNAL, OUTPUT_NAMES, parse_shard, predict_images
-    from srcrn.inference.loading import load_pipeline
     from srcrn.outputs import output_folder, refuse_overlap
+    from srcrn.workflows.model_choice import load_pipeline
 
     given = command_settings(PredictSettings, flags or {})
     out = given.out
@@ -518,8 +518,8 @@ def serve(choice: Optional[dict] = None, flags: Optional[dict] = None) -> None:
     settings = serve_settings(flags)  # a bad flag or variable is refused before anything loads
     import uvicorn
 
-    from srcrn.inference.loading import chosen_engine, load_pipeline
     from srcrn.serving.app import create_app, limit_malloc_arenas
+    from srcrn.workflows.model_choice import chosen_engine, load_pipeline
 
     chosen_engine(model, "auto")  # flags naming no model are refused before the port is taken
     limit_malloc_arenas()
@@ -548,8 +548,8 @@ def export_onnx_command(flags: Optional[dict] = None) -> None:
     """Both stages for the torch-free engine (networks as ONNX, a feature model as skops, a stack
     with its weights) with their preprocessing and prediction settings, threshold and version:
     run them with `srcrn predict --engine onnx --model DIR` (no torch needed)."""
-    from srcrn.inference.bundle import BUNDLE_FILE, attach_card, read_card
-    from srcrn.inference.export import export_onnx
+    from srcrn.bundle.export import export_onnx
+    from srcrn.bundle.schema import BUNDLE_FILE, attach_card, read_card
     from srcrn.outputs import output_folder
 
     given = command_settings(ExportSettings, flags or {})
@@ -603,12 +603,12 @@ def compare(
     then the change in area, diameter, ABCD components, colours and melanoma probability, with
     a picture of both contours and a change map. An unreliable registration gives no change
     figures, only the reason."""
+    from srcrn.answers.rendering import clean_json, write_png
     from srcrn.atomic import write_json
     from srcrn.cli_tables import comparison_lines
     from srcrn.data.metadata import ClinicalContext
-    from srcrn.inference.loading import load_pipeline
-    from srcrn.inference.rendering import clean_json, write_png
     from srcrn.outputs import output_folder
+    from srcrn.workflows.model_choice import load_pipeline
 
     given = command_settings(CompareSettings, flags or {})
     out = given.out
@@ -646,8 +646,8 @@ def model_card_command(flags: Optional[dict] = None) -> None:
     calibration, the clinical fields it takes, intended use and limits (JSON on stdout)."""
     import json
 
+    from srcrn.answers.rendering import clean_json
     from srcrn.inference.pipeline import Pipeline
-    from srcrn.inference.rendering import clean_json
 
     given = command_settings(ModelCardSettings, flags or {})
     card = Pipeline.from_bundle(given.model, workers=0).card
@@ -684,9 +684,9 @@ def reproduce(flags: Optional[dict] = None) -> None:
 def demo(flags: Optional[dict] = None) -> None:
     """Run the pipeline offline on the embedded real sample (40 ISIC 2017 images): the model
     shipped with srcrn, which never saw them; --train trains a toy pair of models first."""
+    from srcrn.bundle.default import default_bundle_dir
+    from srcrn.bundle.schema import BUNDLE_FILE
     from srcrn.cli_tables import demo_tables
-    from srcrn.inference.bundle import BUNDLE_FILE
-    from srcrn.inference.default import default_bundle_dir
     from srcrn.outputs import output_folder
     from srcrn.workflows.demo import run_demo, run_shipped_demo
 

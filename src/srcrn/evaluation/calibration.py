@@ -21,8 +21,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, log_loss
 
 from srcrn.errors import ConfigError
-from srcrn.inference.predictor import Calibration
 from srcrn.settings import CalibrationMethod
+from srcrn.stage2.spec import Calibration
 
 METHODS = get_args(CalibrationMethod)
 log = logging.getLogger(__name__)

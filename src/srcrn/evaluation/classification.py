@@ -20,8 +20,8 @@ from srcrn.atomic import atomic_path, write_json
 from srcrn.data.metadata import contexts_for, load_folder_metadata
 from srcrn.errors import SrcrnError
 from srcrn.evaluation.calibration import calibration_metrics, fit_calibration
-from srcrn.inference.melanoma import MelanomaModel
-from srcrn.inference.predictor import Calibration
+from srcrn.runtime.segmenter import load_segmenter
+from srcrn.stage2.spec import Calibration, MelanomaModel
 from srcrn.stats import DEFAULT_RESAMPLES, auc, auc_interval
 
 
@@ -126,7 +126,7 @@ def evaluate_classifier(
     probabilities is chosen and used for the metrics (``metrics['threshold']``). Storing
     either in the model is the caller's choice. A model that takes clinical context reads it
     from ``metadata`` or the folder's ``metadata.csv`` (images without a row have none)."""
-    from srcrn.inference.lesions import lesion_data
+    from srcrn.data.segmented import lesion_data
 
     spec = classifier.spec
     segmenter = segmenter or spec.segmenter
@@ -135,7 +135,7 @@ def evaluate_classifier(
         image_size=spec.image_size,
         input_mode=spec.input,
         margin=spec.margin,
-        segmenter=segmenter if spec.input != "full" or classifier.needs_masks else None,
+        segmenter=load_segmenter(segmenter if spec.input != "full" or classifier.needs_masks else None),
         need_masks=classifier.needs_masks,
         require_labels=False,
         cache=cache,

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from srcrn.answers.rendering import write_mask
 from srcrn.atomic import atomic_path, write_json
 from srcrn.console import progress
 from srcrn.data.cache import prepare
@@ -25,8 +26,7 @@ from srcrn.data.images import read_mask
 from srcrn.data.isic import IsicDataset
 from srcrn.errors import DataError
 from srcrn.evaluation.metrics import SEGMENTATION_METRICS, segmentation_scores
-from srcrn.inference.predictor import Segmenter
-from srcrn.inference.rendering import write_mask
+from srcrn.runtime.segmenter import Segmenter
 
 
 @dataclass

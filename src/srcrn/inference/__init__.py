@@ -1,1 +1,2 @@
-"""Inference: running trained models over prepared data and single images."""
+"""Inference: both stages run over single images and folders (the ``Pipeline`` and the batch
+job of ``srcrn predict``)."""

@@ -23,16 +23,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from srcrn.answers.rendering import clean_json
+from srcrn.answers.results import TABLE_NAMES, Prediction
 from srcrn.atomic import atomic_path, remove_leftovers
+from srcrn.bundle.schema import file_sha256
 from srcrn.console import progress
 from srcrn.data.images import IMAGE_SUFFIXES
 from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext, check_scale, read_metadata
 from srcrn.errors import ConfigError, DataError, SrcrnError
-from srcrn.inference.bundle import file_sha256
 from srcrn.inference.pipeline import Pipeline
-from srcrn.inference.rendering import clean_json
-from srcrn.inference.results import TABLE_NAMES, Prediction
 
 JOURNAL = "predictions.partial.jsonl"
 TABLES = ("predictions.csv", "predictions.json")

@@ -21,18 +21,21 @@ from typing import Any
 
 import numpy as np
 
+from srcrn.answers.compare import Comparison, compare
+from srcrn.answers.readings import meaning
+from srcrn.answers.results import PipelineResult
+from srcrn.bundle.card import model_card, training_records
+from srcrn.bundle.reading import load_bundle
 from srcrn.data.images import Box, ImageFile, ImageSource, as_source, decode_image, decode_image_fit
 from srcrn.data.lesion import crop_mask, lesion_box, lesion_input
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext
 from srcrn.errors import ConfigError, SrcrnError
-from srcrn.inference.card import model_card, training_records
-from srcrn.inference.compare import Comparison, compare
-from srcrn.inference.measurements import measure_lesion
-from srcrn.inference.melanoma import MelanomaModel, load_melanoma_model
-from srcrn.inference.melanoma import probabilities as melanoma_probabilities
-from srcrn.inference.predictor import Segmenter, from_bundle
-from srcrn.inference.readings import meaning
-from srcrn.inference.results import PipelineResult
+from srcrn.morphology.measurements import measure_lesion
+from srcrn.runtime.segmenter import Segmenter
+from srcrn.stage2.cnn import CnnModel
+from srcrn.stage2.registry import load_melanoma_model
+from srcrn.stage2.spec import MelanomaModel
+from srcrn.stage2.spec import probabilities as melanoma_probabilities
 
 # Measurements and overlays use the image at this longer side at most (lengths are scaled
 # back to original pixels): precise enough for a lesion, cheap even for 6700x4500 originals.
@@ -142,7 +145,7 @@ class Pipeline:
                 CNN, or a device this torch cannot use.
         """
         model = load_melanoma_model(classifier, precision, device)
-        if explain and model.kind != "cnn":
+        if explain and not isinstance(model, CnnModel):
             raise ConfigError(f"{classifier}: --explain shows a CNN's evidence; a {model.kind} model has none to show")
         pipeline = cls(
             Segmenter.from_checkpoint(segmenter, precision=precision, device=device),
@@ -160,7 +163,7 @@ class Pipeline:
     ) -> Pipeline:
         """The models of an ``srcrn export onnx`` bundle (torch-free), or of the one shipped with
         srcrn for ``bundle="default"`` (``Pipeline.default()``)."""
-        from srcrn.inference.default import resolve_bundle
+        from srcrn.bundle.default import resolve_bundle
 
         bundle = resolve_bundle(bundle)
         if explain:
@@ -168,7 +171,7 @@ class Pipeline:
                 "--explain needs the torch engine: ONNX models carry no gradients for Grad-CAM "
                 "(pass --segmenter and --classifier checkpoints instead of --model)"
             )
-        segmenter, classifier, manifest = from_bundle(bundle)
+        segmenter, classifier, manifest = load_bundle(bundle)
         pipeline = cls(segmenter, classifier, threshold, workers=workers)
         records = {"segmenter": manifest.segmenter.training, "classifier": manifest.classifier.training}
         pipeline.card = model_card(pipeline, "onnx", records, WORKING_SIDE, exported_with=manifest.srcrn_version)
@@ -371,7 +374,7 @@ class Pipeline:
         scores = self._timed("classify", melanoma_probabilities, self.classifier, inputs, masks, contexts)
         heatmaps: list[np.ndarray | None] = [None] * len(keys)
         if self.explain:
-            from srcrn.inference.explain import grad_cam
+            from srcrn.answers.explain import grad_cam
 
             heatmaps = list(self._timed("explain", grad_cam, self.classifier, inputs))
         by_position = dict(zip(good, probabilities))
@@ -395,7 +398,7 @@ class Pipeline:
         work_mask = self.segmenter.mask(probability, work.shape[1], work.shape[0])
         placed = None
         if modelled.heatmap is not None:
-            from srcrn.inference.explain import place_heatmap
+            from srcrn.answers.explain import place_heatmap
 
             placed = place_heatmap(modelled.heatmap, modelled.box, work.shape[1], work.shape[0])
         image = item.image

@@ -44,6 +44,9 @@ from fastapi_offline import FastAPIOffline
 from starlette.requests import ClientDisconnect
 
 from srcrn import __version__
+from srcrn.answers.compare import compare as compare_results
+from srcrn.answers.readings import card_summary
+from srcrn.answers.rendering import clean_json, encode_png
 from srcrn.data.metadata import (
     AGE_RANGE,
     SCALE_RANGE,
@@ -53,10 +56,7 @@ from srcrn.data.metadata import (
     ClinicalContext,
 )
 from srcrn.errors import DataError, SrcrnError
-from srcrn.inference.compare import compare as compare_results
 from srcrn.inference.pipeline import Pipeline
-from srcrn.inference.readings import card_summary
-from srcrn.inference.rendering import clean_json, encode_png
 from srcrn.serving.admission import Admission, Batcher
 from srcrn.serving.settings import ServeSettings
 from srcrn.serving.uploads import (

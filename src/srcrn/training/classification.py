@@ -23,9 +23,10 @@ from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryRecal
 
 from srcrn.atomic import write_json
 from srcrn.data.lesion_dataset import LesionDataModule, LesionDataset
+from srcrn.data.segmented import LesionData, lesion_data
 from srcrn.data.splits import Split, make_split
-from srcrn.inference.lesions import LesionData, lesion_data
 from srcrn.models import MelanomaClassifier
+from srcrn.runtime.segmenter import load_segmenter
 from srcrn.settings import ClassifyTrainSettings
 from srcrn.training.balance import balance_rows, deduplicate
 from srcrn.training.runner import check_run_folder, fit, training_callbacks
@@ -132,7 +133,7 @@ def train_classification(
         image_size=config.image_size,
         input_mode=config.input,
         margin=config.margin,
-        segmenter=config.segmenter,
+        segmenter=load_segmenter(config.segmenter),
         need_masks=need_masks,
         cache=config.cache,
         progress=progress,
@@ -151,7 +152,7 @@ def train_classification(
             image_size=config.image_size,
             input_mode=config.input,
             margin=config.margin,
-            segmenter=config.segmenter,
+            segmenter=load_segmenter(config.segmenter),
             progress=progress,
         )
         # Never train on an image that is also evaluated: drop extra images sharing an id or

@@ -18,13 +18,14 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from srcrn.atomic import atomic_path, write_json
 from srcrn.console import progress as progress_bar
 from srcrn.data.metadata import clinical_feature_names, clinical_features, contexts_for, load_folder_metadata
+from srcrn.data.segmented import LesionData, lesion_data
 from srcrn.data.splits import Split, make_split
 from srcrn.errors import ConfigError
 from srcrn.evaluation.classification import write_classification_outputs
-from srcrn.inference.feature_model import FeatureModel
-from srcrn.inference.features import FEATURES_VERSION, feature_table
-from srcrn.inference.lesions import LesionData, lesion_data
+from srcrn.morphology.features import FEATURES_VERSION, feature_table
+from srcrn.runtime.segmenter import load_segmenter
 from srcrn.settings import ClassifyTrainSettings
+from srcrn.stage2.feature_model import FeatureModel
 from srcrn.training.runner import RUN_FILE
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def feature_lesions(config: ClassifyTrainSettings, data: str | Path, *, progress
         image_size=config.image_size,
         input_mode=config.input,
         margin=config.margin,
-        segmenter=config.segmenter,
+        segmenter=load_segmenter(config.segmenter),
         need_masks=True,
         cache=config.cache,
         progress=progress,

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from torchmetrics import Metric
 
-from srcrn.inference.checkpoints import Kind, checkpoint_entry
+from srcrn.runtime.checkpoints import Kind, checkpoint_entry
 from srcrn.settings import Settings
 
 STAGES = ("train", "val")

@@ -15,10 +15,10 @@ from srcrn.atomic import atomic_path
 from srcrn.data.splits import Split
 from srcrn.evaluation.calibration import reliability_curve
 from srcrn.evaluation.classification import ClassificationEvaluation, evaluate_classifier
-from srcrn.inference.melanoma import load_melanoma_model
 from srcrn.reporting.figures import reliability_figure, roc_curve_figure, sweep_curves, training_curves
 from srcrn.reporting.tables import markdown_table
 from srcrn.settings import ClassifyTrainSettings
+from srcrn.stage2.registry import load_melanoma_model
 from srcrn.training.classification import LOGGED, train_classification
 from srcrn.training.summary import read_summary
 
@@ -84,7 +84,7 @@ def evaluate_classifier_checkpoint(
     ``target_sensitivity`` are stored in the model, where ``predict`` and the bundle take them from."""
     model = load_melanoma_model(checkpoint)
     if segmenter is not None:  # checked even where the model's input mode would not use it
-        from srcrn.inference.checkpoints import read_checkpoint
+        from srcrn.runtime.checkpoints import read_checkpoint
 
         read_checkpoint(segmenter, expect="segmenter")
     result = evaluate_classifier(

@@ -36,15 +36,16 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from srcrn.atomic import atomic_path, remove_leftovers, write_json
 from srcrn.data.isic import IsicDataset
+from srcrn.data.segmented import LesionData
 from srcrn.data.splits import Split, make_split
 from srcrn.errors import ConfigError
 from srcrn.evaluation.calibration import METHODS, calibration_metrics, fit_calibration
 from srcrn.evaluation.classification import classification_metrics, threshold_for_sensitivity
-from srcrn.inference.feature_model import FeatureModel
-from srcrn.inference.lesions import LesionData
-from srcrn.inference.melanoma import load_melanoma_model
-from srcrn.inference.predictor import Calibration
+from srcrn.runtime.segmenter import load_segmenter
 from srcrn.settings import ClassifyTrainSettings
+from srcrn.stage2.feature_model import FeatureModel
+from srcrn.stage2.registry import load_melanoma_model
+from srcrn.stage2.spec import Calibration
 from srcrn.stats import auc, proportion_interval
 from srcrn.training.summary import read_summary
 
@@ -88,7 +89,7 @@ def _train_and_score(
         table, names = training_table(settings, data, lesions, show_progress=False)
         model = FeatureModel.load(run / MODEL_FILE)
         return model.logits_of_table(table[lesions.prepared.positions(split.val)], names), str(run / MODEL_FILE)
-    from srcrn.inference.lesions import lesion_data
+    from srcrn.data.segmented import lesion_data
     from srcrn.training.classification import train_classification
     from srcrn.training.runner import RUN_FILE
 
@@ -101,7 +102,7 @@ def _train_and_score(
         image_size=settings.image_size,
         input_mode=settings.input,
         margin=settings.margin,
-        segmenter=settings.segmenter if settings.input != "full" else None,
+        segmenter=load_segmenter(settings.segmenter if settings.input != "full" else None),
         cache=settings.cache,
         progress=False,
     )

@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from srcrn.answers.results import Prediction
 from srcrn.atomic import write_json
 from srcrn.data.images import read_mask
 from srcrn.data.isic import IsicDataset
 from srcrn.inference.batch import predict_images
 from srcrn.inference.pipeline import Pipeline
-from srcrn.inference.results import Prediction
 from srcrn.sample import sample_dir
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,9 @@ class DemoResult:
 def run_shipped_demo(out: Path, progress: bool = True) -> DemoResult:
     """The shipped model on the 40 embedded images, with their clinical context: scored against
     their masks (ISIC scorer's per-image Jaccard) and melanoma labels. torch-free."""
+    from srcrn.bundle.default import default_bundle
     from srcrn.evaluation.classification import classification_metrics
     from srcrn.evaluation.metrics import segmentation_scores
-    from srcrn.inference.default import default_bundle
 
     out = Path(out)
     dataset = IsicDataset.from_dir(sample_dir(), require_masks=True, require_labels=True)

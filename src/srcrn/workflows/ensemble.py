@@ -24,9 +24,9 @@ from srcrn.atomic import atomic_path, write_json
 from srcrn.errors import ConfigError
 from srcrn.evaluation.calibration import calibration_metrics
 from srcrn.evaluation.classification import classification_metrics
-from srcrn.inference.melanoma import StackModel
 from srcrn.outputs import refuse_overlap
 from srcrn.settings import ClassifyTrainSettings
+from srcrn.stage2.registry import load_stack, write_stack
 
 log = logging.getLogger(__name__)
 MODEL_DIR = "model"  # the stack as a model: stack.json + its members' final models
@@ -166,8 +166,8 @@ def train_ensemble(settings: ClassifyTrainSettings, out: str | Path, data: str |
     out.mkdir(parents=True, exist_ok=True)
     settings.save(out / "config.yaml")
     result = stack_members(folders, out, settings.stack_sensitivity)
-    model = StackModel.write(out / MODEL_DIR, files, result["weights"], result["intercept"], [f.name for f in folders])
-    stack = StackModel.load(model)  # members' inputs must agree: refused here, not at predict time
+    model = write_stack(out / MODEL_DIR, files, result["weights"], result["intercept"], [f.name for f in folders])
+    stack = load_stack(model)  # members' inputs must agree: refused here, not at predict time
     if "threshold" in result:
         stack.store_extras(threshold=result["threshold"]["value"], target_sensitivity=settings.stack_sensitivity)
     result["model"] = str(model)

@@ -162,9 +162,10 @@ def quantize_bundle(
     """
     destination = destination or out
     from srcrn.atomic import write_json
+    from srcrn.bundle.schema import BUNDLE_FILE, file_sha256, read_manifest
     from srcrn.data.isic import IsicDataset
-    from srcrn.inference.bundle import BUNDLE_FILE, file_sha256, read_manifest
     from srcrn.inference.pipeline import Pipeline
+    from srcrn.stage2.registry import DEFAULT_KIND, onnx_kinds
 
     if ranges not in RANGES:
         raise ConfigError(f"--int8-ranges {ranges!r}: choose one of {', '.join(RANGES)}")
@@ -184,7 +185,7 @@ def quantize_bundle(
     parts += [(part, classifier_inputs) for part in (stage2["members"] or [stage2])]
     for part, images in parts:
         name = part["file"]
-        if part.get("kind", "cnn") == "cnn" and (classifier or part is manifest["segmenter"]):
+        if part is manifest["segmenter"] or (classifier and part.get("kind", DEFAULT_KIND) in onnx_kinds()):
             quantize_model(fp32_bundle / name, staging / name, images, ranges)
         else:
             shutil.copyfile(fp32_bundle / name, staging / name)
@@ -197,7 +198,7 @@ def quantize_bundle(
     if failed:
         shown = ", ".join(f"{k} {parity[k]:.4f} > {TOLERANCE[k]}" for k in failed)
         raise ConfigError(f"{destination}: int8 models refused, no bundle written: {shown} on {len(held_out)} images")
-    cnns = [p for p, _ in parts[1:] if p.get("kind", "cnn") == "cnn"]
+    cnns = [p for p, _ in parts[1:] if p.get("kind", DEFAULT_KIND) in onnx_kinds()]
     parity["quantized"] = "segmenter and stage-2 CNNs" if classifier and cnns else "segmenter only"
     manifest |= {"precision": "int8", "parity": parity}
     write_json(staging / BUNDLE_FILE, manifest)

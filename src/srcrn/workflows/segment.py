@@ -7,8 +7,8 @@ from pathlib import Path
 from srcrn.data.cache import default_cache_dir
 from srcrn.data.isic import IsicDataset
 from srcrn.evaluation.segmentation import SegmentationEvaluation, evaluate_segmentation
-from srcrn.inference.predictor import Segmenter
 from srcrn.reporting.figures import segmentation_overlays, training_curves
+from srcrn.runtime.segmenter import Segmenter
 from srcrn.settings import SegmentTrainSettings
 from srcrn.training.segmentation import LOGGED, train_segmentation
 

@@ -13,12 +13,12 @@ import datetime as dt
 import io
 from typing import TYPE_CHECKING, Any
 
-from srcrn.inference.readings import readings, short_form
-from srcrn.inference.rendering import encode_png  # the one PNG encoder
+from srcrn.answers.readings import readings, short_form
+from srcrn.answers.rendering import encode_png  # the one PNG encoder
 
 if TYPE_CHECKING:
-    from srcrn.inference.compare import Comparison
-    from srcrn.inference.results import PipelineResult
+    from srcrn.answers.compare import Comparison
+    from srcrn.answers.results import PipelineResult
 
 NOTICE = "Research software: not a diagnosis, and not a medical device. A clinician decides."
 # Characters outside windows-1252 that our texts use, spelt out for the PDF's core font.

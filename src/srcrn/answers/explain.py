@@ -14,10 +14,10 @@ import numpy as np
 from srcrn.data.images import Box, box_pixels
 from srcrn.data.normalization import normalize_numpy
 from srcrn.errors import ConfigError
-from srcrn.inference.predictor import Classifier
+from srcrn.stage2.cnn import CnnModel
 
 
-def grad_cam(classifier: Classifier, inputs: np.ndarray) -> np.ndarray:
+def grad_cam(classifier: CnnModel, inputs: np.ndarray) -> np.ndarray:
     """float32 [N, S, S] in 0..1: the positive Grad-CAM evidence for melanoma of each uint8
     [S, S, 3] classifier input, upsampled bilinearly to the input's size and scaled so that
     each map's maximum is 1 (all zeros where no region speaks for melanoma)."""

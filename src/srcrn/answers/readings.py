@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from srcrn.inference.measurements import LesionMeasurements
+from srcrn.morphology.measurements import LesionMeasurements
 
 
 @dataclass(frozen=True)

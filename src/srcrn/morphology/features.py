@@ -17,7 +17,7 @@ from skimage.color import rgb2hsv, rgb2lab
 from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 from skimage.measure import label, regionprops
 
-from srcrn.inference.measurements import DERMOSCOPIC_COLOURS, asymmetry, colour_shares, compactness, longest_diameter
+from srcrn.morphology.measurements import DERMOSCOPIC_COLOURS, asymmetry, colour_shares, compactness, longest_diameter
 
 QUANTILES = (0.1, 0.5, 0.9)
 CHANNELS = ("L", "a", "b", "h", "s", "v")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from srcrn.bundle.schema import BUNDLE_FILE
 from srcrn.errors import ConfigError
-from srcrn.inference.bundle import BUNDLE_FILE
 
 DEFAULT_NAME = "default"  # `--model default`, `Pipeline.from_bundle("default")`
 PACKAGE_FOLDER = "default_model"

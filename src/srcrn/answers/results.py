@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from srcrn.answers.readings import readings
+from srcrn.answers.rendering import clean_json, encode_png, render_overlay, write_mask, write_png
 from srcrn.atomic import atomic_path
+from srcrn.bundle.schema import file_sha256
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext
-from srcrn.inference.bundle import file_sha256
-from srcrn.inference.measurements import LesionMeasurements
-from srcrn.inference.readings import readings
-from srcrn.inference.rendering import clean_json, encode_png, render_overlay, write_mask, write_png
+from srcrn.morphology.measurements import LesionMeasurements
 
 # The tables' name of the probability: ``melanoma``, the column of the ISIC challenge's format.
 TABLE_NAMES = {"probability": "melanoma"}
@@ -106,7 +106,7 @@ class PipelineResult:
     def report_pdf(self) -> bytes:
         """A one-page PDF report of this answer (``inference.report``): image and overlay,
         verdict and its meaning, measurements, the model card's short form, date, SHA-256."""
-        from srcrn.inference.report import report_pdf
+        from srcrn.answers.pdf import report_pdf
 
         return report_pdf(self, self.card)
 
@@ -122,7 +122,7 @@ class PipelineResult:
         """The Grad-CAM heatmap blended over the image (RGB), when asked for."""
         if self.heatmap is None:
             return None
-        from srcrn.inference.explain import heatmap_overlay
+        from srcrn.answers.explain import heatmap_overlay
 
         return heatmap_overlay(self.working_image, self.heatmap)
 

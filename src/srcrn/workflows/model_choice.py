@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from srcrn.bundle.default import DEFAULT_NAME
 from srcrn.commands import ModelSettings
 from srcrn.errors import ConfigError
-from srcrn.inference.default import DEFAULT_NAME
 from srcrn.inference.pipeline import WORKERS, Pipeline
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def load_pipeline(choice: ModelSettings, engine: str = "torch", *, workers: int 
     if engine == "torch":
         assert segmenter is not None and classifier is not None  # chosen_engine checked it
         if choice.dtype == "bf16":
-            from srcrn.inference.runtimes import cpu_has_bf16
+            from srcrn.runtime.engines import cpu_has_bf16
 
             if not cpu_has_bf16():
                 log.warning("--dtype bf16: this CPU has no BF16 instructions; bf16 is emulated, slower than fp32")

@@ -1,13 +1,18 @@
 """Where a network runs: eager PyTorch or ONNX Runtime. Both take normalised float32 NCHW
 batches and return the network's raw output (logits) as numpy; everything before and after
-(normalisation, TTA, resizing, thresholds) is shared, in ``predictor``."""
+(normalisation, TTA, resizing, thresholds) is shared: ``runtime.segmenter`` and ``stage2.cnn``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
+
+# Flip test-time augmentation: the image axes (of NHWC) to flip; each prediction is flipped
+# back (axes of NHW are the same numbers) before the four are averaged.
+TTA_FLIPS: tuple[tuple[int, ...], ...] = ((2,), (1,), (1, 2))
 
 
 class Runtime(Protocol):
@@ -16,6 +21,31 @@ class Runtime(Protocol):
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """The network's raw output for ``batch``."""
         ...
+
+
+def sigmoid(values: np.ndarray) -> np.ndarray:
+    """The logistic function, elementwise."""
+    return (1.0 / (1.0 + np.exp(-np.asarray(values, dtype=np.float64)))).astype(np.float32)
+
+
+def batched(run: Callable[[np.ndarray], np.ndarray], items: np.ndarray, batch_size: int) -> np.ndarray:
+    """``run`` over ``items`` ``batch_size`` at a time, the outputs concatenated."""
+    return (
+        np.concatenate([run(items[i : i + batch_size]) for i in range(0, len(items), batch_size)])
+        if len(items)
+        else np.zeros((0,), np.float32)
+    )
+
+
+def torch_runtime(
+    path: str | Path, kind: Literal["segmenter", "classifier"], precision: str = "fp32", device: str = "cpu"
+) -> tuple[Runtime, Any]:
+    """The eager model of a checkpoint of ``kind`` on ``device``, and the checkpoint's record
+    (imported lazily: the ONNX path needs no torch)."""
+    from srcrn.runtime.checkpoints import build_model, read_checkpoint
+
+    stored = read_checkpoint(path, expect=kind)
+    return TorchRuntime(build_model(stored), precision, device), stored
 
 
 def cpu_has_bf16() -> bool:

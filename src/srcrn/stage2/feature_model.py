@@ -20,8 +20,8 @@ import numpy as np
 from srcrn.atomic import atomic_path
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext, clinical_feature_names, clinical_features
 from srcrn.errors import ConfigError
-from srcrn.inference.features import feature_table
-from srcrn.inference.predictor import Calibration, ClassifierSpec
+from srcrn.morphology.features import feature_table
+from srcrn.stage2.spec import Calibration, ClassifierSpec
 
 Contexts = Sequence[ClinicalContext | None] | None
 
@@ -91,14 +91,13 @@ class FeatureModel:
         """The input, threshold and calibration settings the pipeline applies to this model."""
         s = self.settings
         return ClassifierSpec(
-            s["image_size"],
-            s["input"],
-            float(s["margin"]),
-            float(self.extras.get("threshold", 0.5)),
-            s.get("segmenter"),
-            self.extras.get("target_sensitivity"),
-            False,
-            Calibration.from_dict(self.extras.get("calibration")),
+            image_size=s["image_size"],
+            input=s["input"],
+            margin=float(s["margin"]),
+            threshold=float(self.extras.get("threshold", 0.5)),
+            segmenter=s.get("segmenter"),
+            target_sensitivity=self.extras.get("target_sensitivity"),
+            calibration=Calibration.from_dict(self.extras.get("calibration")),
         )
 
     def columns(

@@ -10,10 +10,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from srcrn.errors import ConfigError
 from srcrn.settings import ClinicalField
+from srcrn.stage2.registry import DEFAULT_KIND, KINDS
 
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = "srcrn-bundle"
@@ -46,7 +47,7 @@ class MemberPart(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    kind: Literal["cnn", "features"]
+    kind: str  # a registered kind of stage2.registry, not a stack
     file: str
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     tta: bool = False
@@ -56,7 +57,7 @@ class MemberPart(BaseModel):
 class ClassifierPart(_Part):
     """bundle.json's stage-2 model of any kind, with its input, threshold, calibration and clinical fields."""
 
-    kind: Literal["cnn", "features", "stack"] = "cnn"  # v1-v3 bundles hold a CNN
+    kind: str = DEFAULT_KIND  # a registered kind of stage2.registry; v1-v3 bundles hold a CNN
     file: str = ""  # a stack's files are its members'
     output: Literal["logit"] = "logit"
     input: Literal["full", "masked", "crop"]
@@ -70,19 +71,26 @@ class ClassifierPart(_Part):
     weights: list[float] = Field(default_factory=list)
     intercept: float = 0.0
 
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, kind: str) -> str:
+        if kind not in KINDS:
+            raise ValueError(f"unknown stage-2 kind {kind!r} (known: {', '.join(KINDS)})")
+        return kind
+
     @model_validator(mode="after")
     def _files(self) -> ClassifierPart:
-        if self.kind == "stack" and (len(self.members) < 2 or len(self.weights) != len(self.members)):
-            raise ValueError("a stack needs two or more members and one weight each")
-        if self.kind != "stack" and not self.file:
-            raise ValueError(f"a {self.kind} classifier needs its file")
+        if any(m.kind not in KINDS or m.kind == self.kind for m in self.members):
+            raise ValueError(f"members of a {self.kind} must be of other registered kinds")
+        if self.members and (len(self.members) < 2 or len(self.weights) != len(self.members)):
+            raise ValueError(f"a {self.kind} needs two or more members and one weight each")
+        if not self.members and not self.file:
+            raise ValueError(f"a {self.kind} classifier needs its file or its members")
         return self
 
     def files(self) -> list[tuple[str, str | None]]:
-        """(file, sha256) of every model file this part reads."""
-        if self.kind == "stack":
-            return [(m.file, m.sha256) for m in self.members]
-        return [(self.file, self.sha256)]
+        """(file, sha256) of every model file this part reads: its members' or its own."""
+        return [(m.file, m.sha256) for m in self.members] or [(self.file, self.sha256)]
 
 
 class Normalization(BaseModel):

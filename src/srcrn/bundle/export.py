@@ -6,48 +6,15 @@ members' files plus its weights in ``bundle.json``."""
 
 from __future__ import annotations
 
-import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
-from srcrn.atomic import atomic_path, write_json
-from srcrn.inference.bundle import BUNDLE_FILE, BUNDLE_FORMAT, BUNDLE_VERSION, file_sha256
-from srcrn.inference.card import training_record
-from srcrn.inference.checkpoints import build_model, read_checkpoint
-from srcrn.inference.melanoma import MelanomaModel, StackModel, load_melanoma_model
-
-
-def _onnx(checkpoint: str | Path, path: Path, size: int, output: str) -> None:
-    import torch
-
-    stored = read_checkpoint(checkpoint)
-    with atomic_path(path) as temporary, warnings.catch_warnings():
-        # The input-size check in SRCRN.forward_features is Python control flow the tracer
-        # cannot record; the exported graph takes any size the check would let through.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        # The TorchScript-based exporter: exact for these plain convolutional graphs.
-        torch.onnx.export(
-            build_model(stored),
-            (torch.zeros(1, 3, size, size),),
-            str(temporary),
-            input_names=["image"],
-            output_names=[output],
-            dynamic_axes={"image": {0: "batch"}, output: {0: "batch"}},
-            dynamo=False,
-        )
-
-
-def _member_file(model: MelanomaModel, out: Path, stem: str) -> str:
-    """Write one CNN (as ONNX) or feature model (its skops file) into the bundle; its name."""
-    if model.kind == "cnn":
-        name = f"{stem}.onnx"
-        _onnx(model.source, out / name, model.image_size, "logit")
-    else:
-        name = f"{stem}.skops"
-        with atomic_path(out / name) as temporary:
-            shutil.copyfile(model.source, temporary)
-    return name
+from srcrn.atomic import write_json
+from srcrn.bundle.card import training_record
+from srcrn.bundle.schema import BUNDLE_FILE, BUNDLE_FORMAT, BUNDLE_VERSION, file_sha256
+from srcrn.runtime.checkpoints import export_onnx_file, read_checkpoint
+from srcrn.stage2.registry import load_melanoma_model, write_into_bundle
+from srcrn.stage2.spec import MelanomaModel
 
 
 def classifier_part(model: MelanomaModel, out: Path, source: str | Path) -> dict[str, Any]:
@@ -67,23 +34,10 @@ def classifier_part(model: MelanomaModel, out: Path, source: str | Path) -> dict
         "source": Path(source).name,
         "training": training_record(source),
     }
-    if isinstance(model, StackModel):
-        members = []
-        for index, member in enumerate(model.members):
-            name = _member_file(member, out, f"classifier-member-{index}")
-            members.append(
-                {
-                    "kind": member.kind,
-                    "file": name,
-                    "sha256": file_sha256(out / name),
-                    "tta": member.spec.tta,
-                    "source": Path(member.source).name,
-                }
-            )
-        part |= {"file": "", "members": members, "weights": model.weights, "intercept": model.intercept}
-    else:
-        name = _member_file(model, out, "classifier")
-        part |= {"file": name, "sha256": file_sha256(out / name)}
+    part |= write_into_bundle(model, out, "classifier")  # each kind writes its own files
+    for entry in [part, *part.get("members", [])]:
+        if entry.get("file"):
+            entry["sha256"] = file_sha256(out / entry["file"])
     return part
 
 
@@ -96,7 +50,7 @@ def export_onnx(segmenter: str | Path, classifier: str | Path, out: str | Path) 
     seg = read_checkpoint(segmenter, expect="segmenter").settings
     model = load_melanoma_model(classifier)
     out.mkdir(parents=True, exist_ok=True)
-    _onnx(segmenter, out / "segmenter.onnx", seg["image_size"], "logits")
+    export_onnx_file(segmenter, out / "segmenter.onnx", seg["image_size"], "logits")
     write_json(
         out / BUNDLE_FILE,
         {

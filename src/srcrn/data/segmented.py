@@ -8,6 +8,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -17,7 +18,19 @@ from srcrn.data.cache import MANIFEST, PreparedData, default_cache_dir, prepare
 from srcrn.data.isic import IsicDataset
 from srcrn.data.lesion import classifier_inputs, crop_mask
 from srcrn.errors import ConfigError
-from srcrn.inference.predictor import Segmenter
+
+
+class Segmenter(Protocol):
+    """What this module needs of a stage-1 segmenter (``runtime.segmenter.Segmenter``): the data
+    layer sits below the runtime, so it names the interface, not the class."""
+
+    source: str  # its checkpoint, whose size and time key the cached masks
+    spec: Any  # how it predicts (size, TTA, keep-largest): part of the key
+    batch_size: int
+
+    def masks(self, images: np.ndarray, size: int) -> np.ndarray:
+        """uint8 0/1 masks [N, size, size] of images at the segmenter's size."""
+        ...
 
 
 @dataclass
@@ -74,24 +87,23 @@ def lesion_data(
     image_size: int,
     input_mode: str,
     margin: float,
-    segmenter: str | None,
+    segmenter: Segmenter | None,
     need_masks: bool = False,
     require_labels: bool = True,
     cache: str | Path | None = None,
     progress: bool = True,
 ) -> LesionData:
     """Prepare ``data`` and build its classifier inputs; lesion masks come from the stage-1
-    ``segmenter`` checkpoint, or from the data's own masks when there is no segmenter and
-    only augmentation needs them."""
+    ``segmenter`` (loaded by the caller: ``runtime.segmenter.load_segmenter``), or from the
+    data's own masks when there is no segmenter and only augmentation needs them."""
     data = Path(data)
     dataset = IsicDataset.from_dir(data, require_labels=require_labels)
     prepared = prepare(dataset, image_size, cache or default_cache_dir(data, image_size), show_progress=progress)
     masks = None
-    model: Segmenter | None = None
+    model = segmenter
     at_size = prepared
-    if segmenter:
-        model = Segmenter.from_checkpoint(segmenter)
-        size = model.image_size
+    if model is not None:
+        size = model.spec.image_size
         at_size = (
             prepared
             if size == image_size

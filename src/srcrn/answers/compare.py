@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from srcrn.inference.measurements import lesion_region, nearest_colours
+from srcrn.morphology.measurements import lesion_region, nearest_colours
 
 if TYPE_CHECKING:
-    from srcrn.inference.results import PipelineResult
+    from srcrn.answers.results import PipelineResult
 
 KEYPOINTS = 3000
 RANSAC_PIXELS = 3.0  # reprojection error of an inlier, in working-image pixels
@@ -170,7 +170,7 @@ class Comparison:
 
     def report_pdf(self) -> bytes:
         """A one-page PDF of this comparison (``inference.report.comparison_pdf``)."""
-        from srcrn.inference.report import comparison_pdf
+        from srcrn.answers.pdf import comparison_pdf
 
         return comparison_pdf(self, self.card)
 

@@ -133,3 +133,27 @@ def store_extras(path: str | Path, **extras: Any) -> None:
     state["srcrn"] = checkpoint_entry(stored.kind, stored.settings, stored.extras | extras)
     with atomic_path(path) as temporary:
         torch.save(state, temporary)
+
+
+def export_onnx_file(checkpoint: str | Path, path: Path, size: int, output: str) -> None:
+    """The network of ``checkpoint`` as an ONNX file at ``path`` (written atomically): input
+    ``image`` [batch, 3, size, size], output ``output``, dynamic batch."""
+    import warnings
+
+    import torch
+
+    stored = read_checkpoint(checkpoint)
+    with atomic_path(path) as temporary, warnings.catch_warnings():
+        # The input-size check in SRCRN.forward_features is Python control flow the tracer
+        # cannot record; the exported graph takes any size the check would let through.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # The TorchScript-based exporter: exact for these plain convolutional graphs.
+        torch.onnx.export(
+            build_model(stored),
+            (torch.zeros(1, 3, size, size),),
+            str(temporary),
+            input_names=["image"],
+            output_names=[output],
+            dynamic_axes={"image": {0: "batch"}, output: {0: "batch"}},
+            dynamo=False,
+        )

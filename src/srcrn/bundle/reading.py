@@ -1,0 +1,33 @@
+"""A bundle loaded: its segmenter on ONNX Runtime and its stage-2 model read back by its kind
+(``stage2.registry``), both run as ``bundle.json`` says. torch-free."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from srcrn.bundle.schema import BundleManifest, read_manifest
+from srcrn.runtime.engines import OnnxRuntime
+from srcrn.runtime.segmenter import Segmenter, SegmenterSpec
+from srcrn.stage2.registry import read_from_bundle
+from srcrn.stage2.spec import Calibration, ClassifierSpec, MelanomaModel
+
+
+def load_bundle(bundle: str | Path) -> tuple[Segmenter, MelanomaModel, BundleManifest]:
+    """The segmenter, the stage-2 model and the manifest of an ``srcrn export onnx`` bundle:
+    networks run with ONNX Runtime, feature models with scikit-learn (``srcrn[features]``)."""
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    seg, cls = manifest.segmenter, manifest.classifier
+    segmenter = Segmenter(
+        OnnxRuntime(bundle / seg.file), SegmenterSpec(seg.image_size, seg.tta, seg.keep_largest), str(bundle / seg.file)
+    )
+    spec = ClassifierSpec(
+        image_size=cls.image_size,
+        input=cls.input,
+        margin=cls.margin,
+        threshold=cls.threshold,
+        target_sensitivity=cls.target_sensitivity,
+        tta=cls.tta,
+        calibration=Calibration.from_dict(cls.calibration),
+    )
+    return segmenter, read_from_bundle(bundle, cls, spec), manifest
