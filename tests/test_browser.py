@@ -104,7 +104,7 @@ def test_upload_shows_probability_decision_and_overlay(server, browser, bundle, 
     meaning = page.text_content("#meaning")  # the verdict in words, from the model card
     above = expected.decision == "melanoma"
     assert meaning.startswith("Above the referral threshold" if above else "Below the referral threshold")
-    calibration = pipeline.card["classifier"]["calibration"]
+    calibration = pipeline.card.classifier.calibration
     assert (f"a calibrated probability ({calibration['method']} scaling)" if calibration else "uncalibrated") in meaning
     assert page.get_attribute("#verdict", "aria-live") == "polite"  # announced to screen readers
     assert "not a diagnosis" in page.text_content(".notice")

@@ -298,8 +298,8 @@ def test_every_kind_scores_alike_in_eval_predict_both_engines_and_the_api(
         table, names = features.columns(inputs, np.ones((1, 64, 64), bool), [ClinicalContext(other_age)])
         assert table[0, names.index("clinical_age")] == other_age
     assert pipeline.predict(first).to_dict()["clinical"]["used"] == []  # nothing given, nothing used
-    assert pipeline.card["classifier"]["kind"] == kind
-    assert bool(pipeline.card["classifier"]["clinical_fields"]) == (kind != "cnn")
+    assert pipeline.card.classifier.kind == kind
+    assert bool(pipeline.card.classifier.clinical_fields) == (kind != "cnn")
 
 
 @pytest.mark.slow
@@ -328,7 +328,7 @@ def test_a_stack_bundle_predicts_without_torch(stage2_models, sample, tiny_segme
         f"pipeline = srcrn.Pipeline.from_bundle({str(bundle)!r})\n"
         f"result = pipeline.predict({str(images[0])!r}, age=70, sex='male', site='head/neck')\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'torch'], 'torch was imported'\n"
-        "print(result.probability, pipeline.card['classifier']['kind'])\n"
+        "print(result.probability, pipeline.card.classifier.kind)\n"
     )
     finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
@@ -397,7 +397,7 @@ def test_a_bundle_of_format_v3_still_loads_as_a_cnn(tiny_bundle, sample, tmp_pat
     (old / "bundle.json").write_text(json.dumps(manifest))
     photo = sorted((sample / "images").glob("*.jpg"))[0]
     then, now = srcrn.Pipeline.from_bundle(old), srcrn.Pipeline.from_bundle(tiny_bundle)
-    assert then.classifier.kind == "cnn" and then.card["classifier"]["clinical_fields"] == []
+    assert then.classifier.kind == "cnn" and then.card.classifier.clinical_fields == []
     assert then.predict(photo).probability == pytest.approx(now.predict(photo).probability, abs=1e-9)
 
 

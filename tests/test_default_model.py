@@ -282,3 +282,21 @@ def test_a_prediction_with_the_shipped_model_never_imports_torch():
     )
     finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
+
+
+def test_the_model_card_is_typed_and_reads_back_what_it_wrote(capsys, tmp_path):
+    """Issue 31: one class writes and reads the card; a damaged one is one line naming the file."""
+    from srcrn.bundle.card import ModelCard
+    from srcrn.errors import ConfigError
+
+    run_cli("model-card")
+    (tmp_path / "card.json").write_text(capsys.readouterr().out)
+    card = ModelCard.from_file(tmp_path / "card.json")
+    assert card.to_dict() == json.loads((tmp_path / "card.json").read_text())
+    assert card.card_version == 1 and card.about is not None and card.about.classifier.val_auc is not None
+    assert card.classifier.threshold == srcrn.Pipeline.default().threshold
+    broken = card.to_dict()
+    broken["classifier"]["threshold"] = "high"
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    with pytest.raises(ConfigError, match=r"broken.json: not a srcrn model card \(classifier.threshold: "):
+        ModelCard.from_file(tmp_path / "broken.json")

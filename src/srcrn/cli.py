@@ -651,7 +651,9 @@ def model_card_command(flags: Optional[dict] = None) -> None:
 
     given = command_settings(ModelCardSettings, flags or {})
     card = Pipeline.from_bundle(given.model, workers=0).card
-    typer.echo(json.dumps(clean_json(card), indent=2))  # stdout: `srcrn model-card > card.json`
+    typer.echo(
+        json.dumps(clean_json(card.to_dict() if card else {}), indent=2)
+    )  # stdout: `srcrn model-card > card.json`
 
 
 @app.command()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from srcrn.bundle.card import ModelCard
 from srcrn.morphology.measurements import lesion_region, nearest_colours
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ class Comparison:
     warnings: list[str]
     picture: np.ndarray = field(repr=False)  # RGB: BEFORE with both contours | change map
 
-    card: dict = field(default_factory=dict, repr=False)  # the model card of the pipeline that answered
+    card: ModelCard | None = field(default=None, repr=False)  # the model card of the pipeline that answered
 
     def report_pdf(self) -> bytes:
         """A one-page PDF of this comparison (``inference.report.comparison_pdf``)."""

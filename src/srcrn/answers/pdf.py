@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from srcrn.answers.readings import readings, short_form
 from srcrn.answers.rendering import encode_png  # the one PNG encoder
+from srcrn.bundle.card import ModelCard
 
 if TYPE_CHECKING:
     from srcrn.answers.compare import Comparison
@@ -69,7 +70,7 @@ class _Page:
         return bytes(self.pdf.output())
 
 
-def report_pdf(result: PipelineResult, card: dict[str, Any], *, created: dt.datetime | None = None) -> bytes:
+def report_pdf(result: PipelineResult, card: ModelCard | None, *, created: dt.datetime | None = None) -> bytes:
     """The PDF bytes of ``result``'s one-page report; ``card`` is its pipeline's model card."""
     created = created or dt.datetime.now(dt.UTC)
     page = _Page(f"srcrn report: {result.image_id}")
@@ -78,8 +79,8 @@ def report_pdf(result: PipelineResult, card: dict[str, Any], *, created: dt.date
     text("srcrn lesion report", 16, "B", 8)
     text(
         f"Image {result.image_id} ({result.width} x {result.height} px); "
-        f"{created.strftime('%Y-%m-%d %H:%M UTC')}; srcrn {card.get('srcrn_version', '')} "
-        f"({card.get('engine', '')})",
+        f"{created.strftime('%Y-%m-%d %H:%M UTC')}; srcrn {card.srcrn_version if card else ''} "
+        f"({card.engine if card else ''})",
         8,
     )
     text(f"Image file SHA-256: {result.image_sha256 or 'n/a (pixels given in memory)'}", 8)
@@ -134,7 +135,7 @@ def _signed(value: float | None, unit: str, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:+.{digits}f}{unit}"
 
 
-def comparison_pdf(comparison: Comparison, card: dict[str, Any], *, created: dt.datetime | None = None) -> bytes:
+def comparison_pdf(comparison: Comparison, card: ModelCard | None, *, created: dt.datetime | None = None) -> bytes:
     """The one-page follow-up record of two visits: both contours and the change map, the
     registration and whether it can be trusted, the changes, both probabilities, the notice."""
     created = created or dt.datetime.now(dt.UTC)
@@ -143,7 +144,7 @@ def comparison_pdf(comparison: Comparison, card: dict[str, Any], *, created: dt.
 
     text("srcrn follow-up report", 16, "B", 8)
     text(f"Earlier {comparison.before_id}, later {comparison.after_id}; {created.strftime('%Y-%m-%d %H:%M UTC')}; "
-         f"srcrn {card.get('srcrn_version', '')}", 8)  # fmt: skip
+         f"srcrn {card.srcrn_version if card else ''}", 8)  # fmt: skip
     page.notice()
     pdf.ln(2)
     picture = comparison.picture

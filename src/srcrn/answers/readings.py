@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from srcrn.bundle.card import Figure, ModelCard
 from srcrn.morphology.measurements import LesionMeasurements
 
 
@@ -82,8 +83,10 @@ def readings(m: LesionMeasurements) -> list[Reading]:
     ]
 
 
-def interval(figure: dict[str, Any] | None) -> str:
+def interval(figure: Figure | dict[str, Any] | None) -> str:
     """'0.846 (95 % CI 0.748-0.911)' of a card figure ``{value, ci95}``."""
+    if isinstance(figure, Figure):
+        figure = figure.model_dump()
     if not figure or not isinstance(figure.get("value"), (int, float)):
         return "n/a"
     low, high = (figure.get("ci95") or [None, None])[:2]
@@ -92,24 +95,23 @@ def interval(figure: dict[str, Any] | None) -> str:
     return f"{figure['value']:.3f}"
 
 
-def meaning(decision: str, threshold: float, card: dict[str, Any], missing: tuple[str, ...] = ()) -> str:
+def meaning(decision: str, threshold: float, card: ModelCard | None, missing: tuple[str, ...] = ()) -> str:
     """What the probability is and what the decision suggests, from the model card; with
     ``missing`` (clinical fields the model takes but the image came without), what that costs."""
-    classifier = card.get("classifier") or {}
-    calibration = classifier.get("calibration")
+    calibration = card.classifier.calibration if card else None
     calibrated = (
         f"a calibrated probability ({calibration['method']} scaling)"
         if calibration
         else "an uncalibrated model score, not a frequency"
     )
-    shipped = ((card.get("model_card") or {}).get("classifier") or {}).get("threshold")
+    shipped = card.about.classifier.threshold if card and card.about else None
     if shipped:
         chosen = (
-            f", chosen on {shipped['chosen_on']}; on the validation split it gave sensitivity "
-            f"{interval(shipped.get('val_sensitivity'))} and specificity {interval(shipped.get('val_specificity'))}"
+            f", chosen on {shipped.chosen_on}; on the validation split it gave sensitivity "
+            f"{interval(shipped.val_sensitivity)} and specificity {interval(shipped.val_specificity)}"
         )
-    elif classifier.get("target_sensitivity"):
-        chosen = f", chosen for {100 * classifier['target_sensitivity']:.0f} % sensitivity on validation images"
+    elif card and card.classifier.target_sensitivity:
+        chosen = f", chosen for {100 * card.classifier.target_sensitivity:.0f} % sensitivity on validation images"
     else:
         chosen = ""
     advice = (
@@ -120,14 +122,14 @@ def meaning(decision: str, threshold: float, card: dict[str, Any], missing: tupl
     return f"{advice} The number is {calibrated}; threshold {threshold:.3f}{chosen}.{_without(missing, card)}"
 
 
-def _without(missing: tuple[str, ...], card: dict[str, Any]) -> str:
+def _without(missing: tuple[str, ...], card: ModelCard | None) -> str:
     """' No age or site was given: ...' when the model takes context that the image came without."""
     if not missing:
         return ""
-    shipped = (card.get("model_card") or {}).get("classifier") or {}
+    shipped = card.about.classifier if card and card.about else None
     # The shipped model's own figure without context where the card has it; else the image-only model's.
-    own = (shipped.get("shipped_without_context") or {}).get("val_auc")
-    image_only = own or (shipped.get("image_only") or {}).get("val_auc")
+    own = shipped.shipped_without_context.val_auc if shipped and shipped.shipped_without_context else None
+    image_only = own or (shipped.image_only.val_auc if shipped and shipped.image_only else None)
     figure = f" (its validation AUC from the image alone: {interval(image_only)})" if image_only else ""
     names = " or ".join(missing)
     return (
@@ -136,23 +138,23 @@ def _without(missing: tuple[str, ...], card: dict[str, Any]) -> str:
     )
 
 
-def short_form(card: dict[str, Any]) -> list[tuple[str, str]]:
+def short_form(card: ModelCard | None) -> list[tuple[str, str]]:
     """The model card in a few lines (page, report): what the model is, what it was trained and
     validated on, how good it was there, and its limits. Empty without a shipped card."""
-    about = card.get("model_card")
+    about = card.about if card else None
     if not about:
         return []
-    images = (about.get("data") or {}).get("images") or {}
+    images = about.data.get("images") or {}
 
     def count(subset: str) -> int:
         return sum(s.get("images", 0) for s in (images.get(subset) or {}).values())
 
-    segmentation = (about.get("segmenter") or {}).get("val") or {}
-    classifier = about.get("classifier") or {}
-    image_only = (classifier.get("image_only") or {}).get("val_auc")
+    segmentation = about.segmenter.get("val") or {}
+    classifier = about.classifier
+    image_only = classifier.image_only.val_auc if classifier.image_only else None
     return [
-        ("Model", str(about.get("name", ""))),
-        ("Intended use", str(about.get("intended_use", ""))),
+        ("Model", about.name),
+        ("Intended use", about.intended_use),
         (
             "Trained on",
             f"{count('train')} images ({', '.join(images.get('train') or {})}); validated on {count('val')}",
@@ -163,32 +165,30 @@ def short_form(card: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         (
             "Melanoma",
-            f"validation AUC {interval(classifier.get('val_auc'))} with clinical context; "
+            f"validation AUC {interval(classifier.val_auc)} with clinical context; "
             f"{interval(image_only)} from the image alone",
         ),
-        ("Clinical fields", ", ".join(classifier.get("clinical_fields") or []) or "none"),
-        ("Limits", "; ".join(about.get("limits") or [])),
+        ("Clinical fields", ", ".join(classifier.clinical_fields) or "none"),
+        ("Limits", "; ".join(about.limits)),
     ]
 
 
-def quality(card: dict[str, Any]) -> str:
+def quality(card: ModelCard | None) -> str:
     """One line of how good stage 2 was on held-out images, from the card."""
-    shipped = (card.get("model_card") or {}).get("classifier") or {}
-    if shipped.get("val_auc"):
-        return (
-            f"Stage 2: validation AUC {interval(shipped['val_auc'])}, "
-            f"out-of-fold AUC {interval(shipped.get('oof_auc'))}."
-        )
-    classifier = card.get("classifier") or {}
-    training = classifier.get("training") or {}
-    parts = [f"{classifier['kind']} model"] if classifier.get("kind") else []
+    if card is None:
+        return ""
+    shipped = card.about.classifier if card.about else None
+    if shipped and shipped.val_auc:
+        return f"Stage 2: validation AUC {interval(shipped.val_auc)}, out-of-fold AUC {interval(shipped.oof_auc)}."
+    training = card.classifier.training or {}
+    parts = [f"{card.classifier.kind} model"]
     if isinstance(training.get("val_auc"), (int, float)):
         parts.append(f"validation AUC {training['val_auc']:.3f}")
     if isinstance(training.get("n_train"), int):
         parts.append(f"trained on {training['n_train']} images")
-    return f"Stage 2: {', '.join(parts)}." if parts else ""
+    return f"Stage 2: {', '.join(parts)}."
 
 
-def card_summary(card: dict[str, Any]) -> dict[str, Any]:
+def card_summary(card: ModelCard | None) -> dict[str, Any]:
     """What the page shows of the card: its short form and the quality line."""
     return {"short_form": [list(row) for row in short_form(card)], "quality": quality(card)}

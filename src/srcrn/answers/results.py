@@ -13,6 +13,7 @@ import numpy as np
 from srcrn.answers.readings import readings
 from srcrn.answers.rendering import clean_json, encode_png, render_overlay, write_mask, write_png
 from srcrn.atomic import atomic_path
+from srcrn.bundle.card import ModelCard
 from srcrn.bundle.schema import file_sha256
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext
 from srcrn.morphology.measurements import LesionMeasurements
@@ -73,9 +74,9 @@ class PipelineResult:
     # without clinical inputs uses none; a field not given is scored as unknown).
     context: ClinicalContext = NO_CONTEXT
     clinical_used: tuple[str, ...] = ()
-    meaning: str = ""  # what the number and the decision mean, from the model card (inference.readings)
+    meaning: str = ""  # what the number and the decision mean, from the model card (answers.readings)
     bytes_sha256: str = ""  # of the bytes given (an upload); a path's is read when asked (image_sha256)
-    card: dict = field(default_factory=dict, repr=False)  # the model card of the pipeline that answered
+    card: ModelCard | None = field(default=None, repr=False)  # the model card of the pipeline that answered
     heatmap: np.ndarray | None = field(default=None, repr=False)  # Grad-CAM on the working image
     # The image and mask at the working size (longer side WORKING_SIDE at most), for overlays.
     working_image: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3), np.uint8), repr=False)

@@ -94,11 +94,12 @@ def job_identity(pipeline: Pipeline) -> dict:
     """What makes two runs' predictions the same: the models (by content: the SHA-256 of their
     files) and their prediction settings. A resumed job must match the one it continues, and
     shards must match to be merged, or a table would mix two models."""
-    card = pipeline.card or {}
-    segmenter, classifier = card.get("segmenter", {}), card.get("classifier", {})
+    card = pipeline.card
+    segmenter = card.segmenter.model_dump() if card else {}
+    classifier = card.classifier.model_dump() if card else {}
     return clean_json(
         {
-            "engine": card.get("engine"),
+            "engine": card.engine if card else None,
             "segmenter": {k: segmenter.get(k) for k in ("source", "image_size", "tta", "keep_largest")}
             | {"sha256": model_digest(pipeline.segmenter.source)},
             "classifier": {

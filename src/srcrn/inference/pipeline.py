@@ -24,7 +24,7 @@ import numpy as np
 from srcrn.answers.compare import Comparison, compare
 from srcrn.answers.readings import meaning
 from srcrn.answers.results import PipelineResult
-from srcrn.bundle.card import model_card, training_records
+from srcrn.bundle.card import ModelCard, model_card, training_records
 from srcrn.bundle.reading import load_bundle
 from srcrn.data.images import Box, ImageFile, ImageSource, as_source, decode_image, decode_image_fit
 from srcrn.data.lesion import crop_mask, lesion_box, lesion_input
@@ -89,7 +89,7 @@ class Pipeline:
         threshold: float | None = None,
         *,
         explain: bool = False,
-        card: dict[str, Any] | None = None,
+        card: ModelCard | None = None,
         workers: int = WORKERS,
     ):
         """Both stages (prefer ``from_bundle``, ``from_checkpoints`` or ``default``).
@@ -110,7 +110,7 @@ class Pipeline:
         self.segment_size, self.classify_size = segmenter.image_size, classifier.image_size
         self.input_mode, self.margin = classifier.spec.input, classifier.spec.margin
         self.threshold = float(classifier.spec.threshold if threshold is None else threshold)
-        self.card = card or {}
+        self.card = card
         self.seconds = dict.fromkeys(STEPS, 0.0)
 
     @classmethod
@@ -174,9 +174,10 @@ class Pipeline:
         segmenter, classifier, manifest = load_bundle(bundle)
         pipeline = cls(segmenter, classifier, threshold, workers=workers)
         records = {"segmenter": manifest.segmenter.training, "classifier": manifest.classifier.training}
-        pipeline.card = model_card(pipeline, "onnx", records, WORKING_SIDE, exported_with=manifest.srcrn_version)
-        if manifest.card:  # a shipped model's own description (training data, licences, figures)
-            pipeline.card["model_card"] = manifest.card
+        # With a shipped model's own description (training data, licences, figures) as ``about``.
+        pipeline.card = model_card(
+            pipeline, "onnx", records, WORKING_SIDE, exported_with=manifest.srcrn_version, about=manifest.card
+        )
         return pipeline
 
     @classmethod

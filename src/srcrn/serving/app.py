@@ -108,9 +108,9 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
     ready = threading.Event()
     model = {
         "srcrn_version": __version__,
-        "engine": pipeline.card.get("engine"),
-        "segmenter": pipeline.card.get("segmenter", {}).get("source"),
-        "classifier": pipeline.card.get("classifier", {}).get("source"),
+        "engine": pipeline.card.engine if pipeline.card else None,
+        "segmenter": pipeline.card.segmenter.source if pipeline.card else None,
+        "classifier": pipeline.card.classifier.source if pipeline.card else None,
     }
 
     def warm_up() -> None:
@@ -172,7 +172,8 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
     async def model_card(request: Request) -> Response:
         if not authorised(request):
             return _error(401, "missing or wrong bearer token", unauthorised)
-        return JSONResponse(clean_json(pipeline.card | card_summary(pipeline.card)))
+        card = pipeline.card.to_dict() if pipeline.card else {}
+        return JSONResponse(clean_json(card | card_summary(pipeline.card)))
 
     # The multipart body of /predict and /report: the image and the optional context fields.
     upload_body = multipart_schema(
