@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from helpers import cli_error, run_cli
-from srcrn.inference.batch import JOURNAL, in_shard, parse_shard
+from srcrn.inference.batch import JOURNAL
+from srcrn.inference.jobs import in_shard, parse_shard
 
 pytestmark = pytest.mark.slow
 NUMBERS = ["image_id", "width", "height", "melanoma", "decision", "threshold", "area_pixels", "compactness"]

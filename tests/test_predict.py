@@ -187,14 +187,14 @@ def test_onnx_engine_equals_eager_and_needs_no_torch(models, sample, tmp_path):
 
 
 def test_each_image_is_decoded_once_per_size(models, sample, tmp_path, monkeypatch):
-    from srcrn.inference import pipeline
+    from srcrn.inference import pipeline, steps
 
     segmenter, classifier = models
     calls: list[tuple[str, object]] = []
-    for name in ("decode_image", "decode_image_fit"):
-        original = getattr(pipeline, name)
+    for module, name in ((pipeline, "decode_image"), (steps, "decode_image_fit")):
+        original = getattr(module, name)
         monkeypatch.setattr(
-            pipeline,
+            module,
             name,
             lambda path, size, _f=original, _n=name, **kw: calls.append((_n, size)) or _f(path, size, **kw),
         )
@@ -202,7 +202,7 @@ def test_each_image_is_decoded_once_per_size(models, sample, tmp_path, monkeypat
     model = pipeline.Pipeline.from_checkpoints(segmenter, classifier)
     model.predict_many(images)
     # The models' size (64 for both) once per image, and the working size for outputs once.
-    assert sorted(calls) == sorted([("decode_image", 64)] * 3 + [("decode_image_fit", pipeline.WORKING_SIDE)] * 3)
+    assert sorted(calls) == sorted([("decode_image", 64)] * 3 + [("decode_image_fit", steps.WORKING_SIDE)] * 3)
 
 
 def test_the_torch_engine_runs_on_the_device_asked_for(tiny_segmenter, tiny_classifier, sample, capsys):

@@ -431,7 +431,8 @@ def predict(
     and with --explain a Grad-CAM heatmap. A bad file is reported and skipped; a killed job
     continues with --resume; N machines split an archive with --shard K/N."""
     from srcrn.cli_tables import prediction_table
-    from srcrn.inference.batch import JOURNAL, OUTPUT_NAMES, parse_shard, predict_images
+    from srcrn.inference.batch import JOURNAL, OUTPUT_NAMES, predict_images
+    from srcrn.inference.jobs import parse_shard
     from srcrn.outputs import output_folder, refuse_overlap
     from srcrn.workflows.model_choice import load_pipeline
 

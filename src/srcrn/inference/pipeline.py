@@ -9,66 +9,47 @@ imports no torch: with the ONNX Runtime engine, torch is not needed at all.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from srcrn.answers.compare import Comparison, compare
-from srcrn.answers.readings import meaning
 from srcrn.answers.results import PipelineResult
 from srcrn.bundle.card import ModelCard, model_card, training_records
 from srcrn.bundle.reading import load_bundle
-from srcrn.data.images import Box, ImageFile, ImageSource, as_source, decode_image, decode_image_fit
-from srcrn.data.lesion import crop_mask, lesion_box, lesion_input
+from srcrn.data.images import Box, ImageFile, ImageSource, as_source, decode_image
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext
 from srcrn.errors import ConfigError, SrcrnError
-from srcrn.morphology.measurements import measure_lesion
+from srcrn.inference.steps import (
+    STEPS,
+    WORKING_SIDE,
+    Loaded,
+    Modelled,
+    done,
+    identity,
+    lesion_of,
+    outcome_of,
+    result_of,
+    run_networks,
+    submit,
+)
 from srcrn.runtime.segmenter import Segmenter
 from srcrn.stage2.cnn import CnnModel
 from srcrn.stage2.registry import load_melanoma_model
 from srcrn.stage2.spec import MelanomaModel
-from srcrn.stage2.spec import probabilities as melanoma_probabilities
 
-# Measurements and overlays use the image at this longer side at most (lengths are scaled
-# back to original pixels): precise enough for a lesion, cheap even for 6700x4500 originals.
-WORKING_SIDE = 1024
 # Decoding and finishing (masks at the original size, measurements, overlays, PNG files) run
 # in this many threads beside the networks: Pillow, OpenCV, NumPy and ONNX Runtime release
 # the GIL, so they overlap. One, by measurement on 2 cores (benchmarks/overlap.py,
 # BENCHMARKS.md): never slower than none, and two oversubscribe the cores the networks use.
 WORKERS = 1
 log = logging.getLogger(__name__)
-
-
-def _identity(image: ImageSource, image_id: str | None, position: int) -> tuple[str, str | None]:
-    """(image id, name for error messages): a path's stem and path, else what the caller named,
-    else one derived from the content (so two unnamed images are never saved under one name)."""
-    if isinstance(image, (str, Path)):
-        return image_id or Path(image).stem, None
-    if image_id:
-        return image_id, image_id
-    return f"image-{_content_digest(image)}", f"<image {position}>"
-
-
-def _content_digest(image: Any) -> str:
-    """The first 12 hex digits of the SHA-256 of an in-memory image's bytes (or pixels)."""
-    if isinstance(image, (bytes, bytearray)):
-        content = bytes(image)
-    elif isinstance(image, np.ndarray):
-        content = np.ascontiguousarray(image).tobytes() + str(image.shape).encode()
-    elif hasattr(image, "tobytes"):  # a Pillow image
-        content = image.tobytes() + str(getattr(image, "size", "")).encode()
-    else:
-        content = repr(image).encode()
-    return hashlib.sha256(content).hexdigest()[:12]
 
 
 class Pipeline:
@@ -280,23 +261,23 @@ class Pipeline:
             raise ConfigError(f"contexts: {len(contexts)} clinical contexts for {len(images)} images")
         given = [(contexts[i] if contexts is not None else None) or NO_CONTEXT for i in range(len(images))]
         images = [as_source(image) for image in images]  # file-like objects read once, here
-        identities = [_identity(image, image_ids[i] if image_ids else None, i) for i, image in enumerate(images)]
+        identities = [identity(image, image_ids[i] if image_ids else None, i) for i, image in enumerate(images)]
         spans = [range(start, min(start + batch_size, len(images))) for start in range(0, len(images), batch_size)]
         pool = self._executor()
 
         def load(span: range) -> list[Future]:
-            return [_submit(pool, self._timed, "decode", self._load, images[i], identities[i], given[i]) for i in span]
+            return [submit(pool, self._timed, "decode", self._load, images[i], identities[i], given[i]) for i in span]
 
         def finish(outcomes: list[Any]) -> list[Future]:
             return [
-                _submit(pool, self._finish_then, outcome, then) if isinstance(outcome, _Modelled) else _done(outcome)
+                submit(pool, self._finish_then, outcome, then) if isinstance(outcome, Modelled) else done(outcome)
                 for outcome in outcomes
             ]
 
         pending: list[Future] | None = None
         loading = load(spans[0]) if spans else []
         for k in range(len(spans)):
-            loaded = [_outcome(future) for future in loading]
+            loaded = [outcome_of(future) for future in loading]
             loading = load(spans[k + 1]) if k + 1 < len(spans) else []  # decoded while the networks run
             finishing = finish(self._run_networks(loaded))
             if pending is not None:
@@ -308,7 +289,7 @@ class Pipeline:
     def model_inputs(self, images: Sequence[ImageSource]) -> tuple[np.ndarray, np.ndarray]:
         """What each network is given for ``images``: the segmenter's uint8 images and the
         classifier's lesion inputs (from this pipeline's masks), e.g. to calibrate int8 models."""
-        loaded = [self._load(image, _identity(image, None, i), NO_CONTEXT) for i, image in enumerate(images)]
+        loaded = [self._load(image, identity(image, None, i), NO_CONTEXT) for i, image in enumerate(images)]
         probabilities = self.segmenter.probabilities(np.stack([item.at_size[self.segment_size] for item in loaded]))
         inputs = [self._lesion(item, probability)[0] for item, probability in zip(loaded, probabilities)]
         return np.stack([item.at_size[self.segment_size] for item in loaded]), np.stack(inputs)
@@ -326,64 +307,21 @@ class Pipeline:
             with self._clock:  # steps run in several threads at once: their seconds add up
                 self.seconds[step] += time.perf_counter() - started
 
-    def _load(self, image: ImageSource, identity: tuple[str, str | None], context: ClinicalContext) -> _Loaded:
+    def _load(self, image: ImageSource, identity: tuple[str, str | None], context: ClinicalContext) -> Loaded:
         """The image at each size the networks need (one decode for all where the sizes share a
         DCT scale) and its original size."""
         file = ImageFile(image, identity[1])
         at_size = {size: decode_image(file, size)[0] for size in dict.fromkeys((self.segment_size, self.classify_size))}
-        return _Loaded(image, identity, file, at_size, context)
+        return Loaded(image, identity, file, at_size, context)
 
-    def _lesion(self, item: _Loaded, probability: np.ndarray) -> tuple[np.ndarray, Box | None, np.ndarray | None]:
-        """The classifier's input (a crop decoded from the original), its box, its mask."""
-        mask = self.segmenter.mask(probability, self.classify_size, self.classify_size)
-        lesion = lesion_input(
-            item.at_size[self.classify_size],
-            mask,
-            self.input_mode,
-            item.file,
-            margin=self.margin,
-            name=item.identity[1],
-        )
-        box = lesion_box(mask, self.margin) if self.input_mode == "crop" else None
-        input_mask = (
-            crop_mask(mask, self.input_mode, self.classify_size, margin=self.margin) if self.needs_masks else None
-        )
-        return lesion, box, input_mask
+    def _lesion(self, item: Loaded, probability: np.ndarray) -> tuple[np.ndarray, Box | None, np.ndarray | None]:
+        return lesion_of(item, self.segmenter.mask(probability, self.classify_size, self.classify_size),
+                         self.classify_size, self.input_mode, self.margin, needs_mask=self.needs_masks)  # fmt: skip
 
-    def _run_networks(self, loaded: list[_Loaded | SrcrnError]) -> list[_Modelled | SrcrnError]:
-        """Both networks over a batch's good images (bad ones keep their error)."""
-        good = {i: item for i, item in enumerate(loaded) if isinstance(item, _Loaded)}
-        outcomes: list[Any] = list(loaded)
-        if not good:
-            return outcomes
-        items = list(good.values())
-        probabilities = self._timed(
-            "segment", self.segmenter.probabilities, np.stack([item.at_size[self.segment_size] for item in items])
-        )
-        lesions: dict[int, tuple] = {}
-        for i, item, probability in zip(good, items, probabilities):  # in this thread: between the networks
-            try:
-                lesions[i] = self._timed("decode", self._lesion, item, probability)
-            except SrcrnError as error:  # e.g. a file cut short where only the crop reads it
-                outcomes[i] = error
-        if not lesions:
-            return outcomes
-        keys = list(lesions)
-        inputs = np.stack([lesions[i][0] for i in keys])
-        masks = np.stack([lesions[i][2] for i in keys]) if self.needs_masks else None
-        contexts = [good[i].context for i in keys]
-        scores = self._timed("classify", melanoma_probabilities, self.classifier, inputs, masks, contexts)
-        heatmaps: list[np.ndarray | None] = [None] * len(keys)
-        if self.explain:
-            from srcrn.answers.explain import grad_cam
+    def _run_networks(self, loaded: list[Loaded | SrcrnError]) -> list[Modelled | SrcrnError]:
+        return run_networks(self, loaded)
 
-            heatmaps = list(self._timed("explain", grad_cam, self.classifier, inputs))
-        by_position = dict(zip(good, probabilities))
-        for i, score, heatmap in zip(keys, scores, heatmaps):
-            outcomes[i] = _Modelled(good[i], by_position[i], float(score), heatmap, lesions[i][1])
-        return outcomes
-
-    def _finish_then(self, modelled: _Modelled, then: Callable[[PipelineResult], Any] | None) -> Any:
+    def _finish_then(self, modelled: Modelled, then: Callable[[PipelineResult], Any] | None) -> Any:
         try:
             result = self._timed("measure", self._finish, modelled)
         except SrcrnError as error:
@@ -392,93 +330,5 @@ class Pipeline:
             return result
         return self._timed("outputs", then, result)
 
-    def _finish(self, modelled: _Modelled) -> PipelineResult:
-        item, probability = modelled.loaded, modelled.probability
-        (image_id, name), (width, height) = item.identity, item.file.original
-        work, _ = decode_image_fit(item.file, WORKING_SIDE)
-        work_mask = self.segmenter.mask(probability, work.shape[1], work.shape[0])
-        placed = None
-        if modelled.heatmap is not None:
-            from srcrn.answers.explain import place_heatmap
-
-            placed = place_heatmap(modelled.heatmap, modelled.box, work.shape[1], work.shape[0])
-        image = item.image
-        used = tuple(f for f in self.classifier.clinical_fields if getattr(item.context, f) is not None)
-        decision = "melanoma" if modelled.score > self.threshold else "benign"
-        return PipelineResult(
-            image_id=image_id,
-            source=str(image) if isinstance(image, (str, Path)) else (name or image_id),
-            width=width,
-            height=height,
-            probability=modelled.score,
-            decision=decision,
-            threshold=self.threshold,
-            meaning=meaning(
-                decision,
-                self.threshold,
-                self.card,
-                tuple(f for f in self.classifier.clinical_fields if f not in used),
-            ),
-            bytes_sha256=hashlib.sha256(image).hexdigest() if isinstance(image, (bytes, bytearray)) else "",
-            card=self.card,
-            mask=self.segmenter.mask(probability, width, height),
-            measurements=measure_lesion(
-                work_mask, work, scale=width / work.shape[1], mm_per_pixel=item.context.pixel_spacing_mm
-            ),
-            heatmap=placed,
-            working_image=work,
-            working_mask=work_mask,
-            context=item.context,
-            clinical_used=used,
-        )
-
-
-@dataclass
-class _Loaded:
-    """An image decoded for the networks."""
-
-    image: ImageSource
-    identity: tuple[str, str | None]
-    file: ImageFile
-    at_size: dict[int, np.ndarray]
-    context: ClinicalContext = NO_CONTEXT
-
-
-@dataclass
-class _Modelled:
-    """An image the networks have seen: what ``_finish`` turns into a ``PipelineResult``."""
-
-    loaded: _Loaded
-    probability: np.ndarray
-    score: float
-    heatmap: np.ndarray | None
-    box: Box | None
-
-
-def _submit(pool: ThreadPoolExecutor | None, function: Callable, *args: Any) -> Future:
-    """``function(*args)`` in the pool, or here and now without one (``workers=0``)."""
-    if pool is not None:
-        return pool.submit(function, *args)
-    future: Future = Future()
-    try:
-        future.set_result(function(*args))
-    except BaseException as error:  # handed to whoever reads the result, as the pool does
-        future.set_exception(error)
-    return future
-
-
-def _done(value: Any) -> Future:
-    future: Future = Future()
-    future.set_result(value)
-    return future
-
-
-def _outcome(future: Future) -> Any:
-    """A task's result, or the ``SrcrnError`` of a bad image (anything else propagates)."""
-    try:
-        return future.result()
-    except SrcrnError as error:
-        return error
-
-
-STEPS = ("decode", "segment", "classify", "explain", "measure", "outputs")
+    def _finish(self, modelled: Modelled) -> PipelineResult:
+        return result_of(modelled, self.segmenter, self.classifier, self.threshold, self.card)

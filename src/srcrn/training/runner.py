@@ -28,10 +28,15 @@ from srcrn.atomic import atomic_path
 from srcrn.errors import ConfigError, Interrupted
 from srcrn.settings import RunSettings, parse_time_budget
 
-# Lightning noise that says nothing about the run (advertising, a deprecation inside
-# Lightning itself, the logging-interval hint for short epochs); we refuse to reuse a run
+# Lightning noise that says nothing about the run (advertising, the accelerator inventory
+# that the run's config and summary already record, deprecations inside Lightning and
+# torchdata themselves, the logging-interval hint for short epochs); we refuse to reuse a run
 # folder without --resume, and keep earlier logs ourselves.
 _NOISE = (
+    "GPU available:",
+    "TPU available:",
+    "HPU available:",
+    "'set_vital' is deprecated",
     "isinstance(treespec, LeafSpec)",
     "is smaller than the logging interval",
     "Tip: For seamless cloud",

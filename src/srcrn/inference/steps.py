@@ -1,0 +1,197 @@
+"""The steps of one image through the pipeline, apart from the orchestration in ``pipeline``:
+its identity, what the networks made of it, and the result built from that. torch-free."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from srcrn.answers.readings import meaning
+from srcrn.answers.results import PipelineResult
+from srcrn.bundle.card import ModelCard
+from srcrn.data.images import Box, ImageFile, ImageSource, decode_image_fit
+from srcrn.data.lesion import crop_mask, lesion_box, lesion_input
+from srcrn.data.metadata import NO_CONTEXT, ClinicalContext
+from srcrn.errors import SrcrnError
+from srcrn.morphology.measurements import measure_lesion
+from srcrn.runtime.segmenter import Segmenter
+from srcrn.stage2.spec import MelanomaModel
+from srcrn.stage2.spec import probabilities as melanoma_probabilities
+
+if TYPE_CHECKING:
+    from srcrn.inference.pipeline import Pipeline
+
+# Measurements and overlays use the image at this longer side at most (lengths are scaled
+# back to original pixels): precise enough for a lesion, cheap even for 6700x4500 originals.
+WORKING_SIDE = 1024
+# The steps whose seconds a pipeline adds up (``Pipeline.seconds``).
+STEPS = ("decode", "segment", "classify", "explain", "measure", "outputs")
+
+
+def identity(image: ImageSource, image_id: str | None, position: int) -> tuple[str, str | None]:
+    """(image id, name for error messages): a path's stem and path, else what the caller named,
+    else one derived from the content (so two unnamed images are never saved under one name)."""
+    if isinstance(image, (str, Path)):
+        return image_id or Path(image).stem, None
+    if image_id:
+        return image_id, image_id
+    return f"image-{content_digest(image)}", f"<image {position}>"
+
+
+def content_digest(image: Any) -> str:
+    """The first 12 hex digits of the SHA-256 of an in-memory image's bytes (or pixels)."""
+    if isinstance(image, (bytes, bytearray)):
+        content = bytes(image)
+    elif isinstance(image, np.ndarray):
+        content = np.ascontiguousarray(image).tobytes() + str(image.shape).encode()
+    elif hasattr(image, "tobytes"):  # a Pillow image
+        content = image.tobytes() + str(getattr(image, "size", "")).encode()
+    else:
+        content = repr(image).encode()
+    return hashlib.sha256(content).hexdigest()[:12]
+
+
+@dataclass
+class Loaded:
+    """An image decoded for the networks."""
+
+    image: ImageSource
+    identity: tuple[str, str | None]
+    file: ImageFile
+    at_size: dict[int, np.ndarray]
+    context: ClinicalContext = NO_CONTEXT
+
+
+@dataclass
+class Modelled:
+    """An image the networks have seen: what ``result_of`` turns into a ``PipelineResult``."""
+
+    loaded: Loaded
+    probability: np.ndarray
+    score: float
+    heatmap: np.ndarray | None
+    box: Box | None
+
+
+def submit(pool: ThreadPoolExecutor | None, function: Callable, *args: Any) -> Future:
+    """``function(*args)`` in the pool, or here and now without one (``workers=0``)."""
+    if pool is not None:
+        return pool.submit(function, *args)
+    future: Future = Future()
+    try:
+        future.set_result(function(*args))
+    except BaseException as error:  # handed to whoever reads the result, as the pool does
+        future.set_exception(error)
+    return future
+
+
+def done(value: Any) -> Future:
+    """A future that already holds ``value`` (an image that skips a step, e.g. a bad one)."""
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+def outcome_of(future: Future) -> Any:
+    """A task's result, or the ``SrcrnError`` of a bad image (anything else propagates)."""
+    try:
+        return future.result()
+    except SrcrnError as error:
+        return error
+
+
+def result_of(
+    modelled: Modelled, segmenter: Segmenter, classifier: MelanomaModel, threshold: float, card: ModelCard | None
+) -> PipelineResult:
+    """The result of an image the networks have seen: mask at the original size, measurements
+    at the working size, the decision at ``threshold`` and what it means."""
+    item, probability = modelled.loaded, modelled.probability
+    (image_id, name), (width, height) = item.identity, item.file.original
+    work, _ = decode_image_fit(item.file, WORKING_SIDE)
+    work_mask = segmenter.mask(probability, work.shape[1], work.shape[0])
+    placed = None
+    if modelled.heatmap is not None:
+        from srcrn.answers.explain import place_heatmap
+
+        placed = place_heatmap(modelled.heatmap, modelled.box, work.shape[1], work.shape[0])
+    image = item.image
+    used = tuple(f for f in classifier.clinical_fields if getattr(item.context, f) is not None)
+    decision = "melanoma" if modelled.score > threshold else "benign"
+    return PipelineResult(
+        image_id=image_id,
+        source=str(image) if isinstance(image, (str, Path)) else (name or image_id),
+        width=width,
+        height=height,
+        probability=modelled.score,
+        decision=decision,
+        threshold=threshold,
+        meaning=meaning(
+            decision,
+            threshold,
+            card,
+            tuple(f for f in classifier.clinical_fields if f not in used),
+        ),
+        bytes_sha256=hashlib.sha256(image).hexdigest() if isinstance(image, (bytes, bytearray)) else "",
+        card=card,
+        mask=segmenter.mask(probability, width, height),
+        measurements=measure_lesion(
+            work_mask, work, scale=width / work.shape[1], mm_per_pixel=item.context.pixel_spacing_mm
+        ),
+        heatmap=placed,
+        working_image=work,
+        working_mask=work_mask,
+        context=item.context,
+        clinical_used=used,
+    )
+
+
+def lesion_of(
+    item: Loaded, mask: np.ndarray, size: int, input_mode: str, margin: float, *, needs_mask: bool
+) -> tuple[np.ndarray, Box | None, np.ndarray | None]:
+    """The classifier's input of an image (a crop decoded from the original), given its mask at
+    the classifier's ``size``: the input, its box, and the mask on it where the model reads it."""
+    lesion = lesion_input(item.at_size[size], mask, input_mode, item.file, margin=margin, name=item.identity[1])
+    box = lesion_box(mask, margin) if input_mode == "crop" else None
+    input_mask = crop_mask(mask, input_mode, size, margin=margin) if needs_mask else None
+    return lesion, box, input_mask
+
+
+def run_networks(pipeline: Pipeline, loaded: list[Loaded | SrcrnError]) -> list[Modelled | SrcrnError]:
+    """Both networks over a batch's good images (bad ones keep their error), each step timed in
+    ``pipeline.seconds``; between them, in this thread, each image's lesion input is cut."""
+    good = {i: item for i, item in enumerate(loaded) if isinstance(item, Loaded)}
+    outcomes: list[Any] = list(loaded)
+    if not good:
+        return outcomes
+    items = list(good.values())
+    probabilities = pipeline._timed(
+        "segment", pipeline.segmenter.probabilities, np.stack([item.at_size[pipeline.segment_size] for item in items])
+    )
+    lesions: dict[int, tuple] = {}
+    for i, item, probability in zip(good, items, probabilities):  # in this thread: between the networks
+        try:
+            lesions[i] = pipeline._timed("decode", pipeline._lesion, item, probability)
+        except SrcrnError as error:  # e.g. a file cut short where only the crop reads it
+            outcomes[i] = error
+    if not lesions:
+        return outcomes
+    keys = list(lesions)
+    inputs = np.stack([lesions[i][0] for i in keys])
+    masks = np.stack([lesions[i][2] for i in keys]) if pipeline.needs_masks else None
+    contexts = [good[i].context for i in keys]
+    scores = pipeline._timed("classify", melanoma_probabilities, pipeline.classifier, inputs, masks, contexts)
+    heatmaps: list[np.ndarray | None] = [None] * len(keys)
+    if pipeline.explain:
+        from srcrn.answers.explain import grad_cam
+
+        heatmaps = list(pipeline._timed("explain", grad_cam, pipeline.classifier, inputs))
+    by_position = dict(zip(good, probabilities))
+    for i, score, heatmap in zip(keys, scores, heatmaps):
+        outcomes[i] = Modelled(good[i], by_position[i], float(score), heatmap, lesions[i][1])
+    return outcomes
