@@ -71,6 +71,12 @@ if ! grep -q shipped_without_context "$R/bundle/bundle.json"; then
   timed bundle-card srcrn export onnx --segmenter "$SEG" --classifier "$FINAL" --out "$R/bundle" "${int8[@]}" \
         --card "$R/card.json"
 fi
+# The input gate (issue 33): its "not dermoscopic" figure fitted on the training images' lesion
+# features, its thresholds stored in bundle.json (docs/results/input-gate.md).
+grep -q '"gate"' "$R/bundle/bundle.json" || timed gate python experiments/gate_fit.py "$R" "$R/gate.json" "$R/bundle"
+# The verdict bands (issue 33): two thresholds on the stack's out-of-fold probabilities, each
+# band's melanomas measured on validation.
+grep -q '"bands"' "$R/bundle/bundle.json" || python experiments/bands_fit.py "$R" "$R/bands.json" "$R/bundle"
 cat "$R/timings.tsv"
 # Ship it: the bundle into the package, and the reference answers on the 40 embedded images that
 # tests/test_default_model.py checks every installation against (masks and probabilities).

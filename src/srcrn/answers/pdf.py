@@ -100,8 +100,12 @@ def report_pdf(result: PipelineResult, card: ModelCard | None, *, created: dt.da
     text("Left: the image. Right: the lesion contour found by the segmenter.", 7)
     pdf.ln(2)
 
-    verdict = "Melanoma suspected" if result.decision == "melanoma" else "Below the referral threshold"
-    text(f"{verdict}: P(melanoma) {result.probability:.3f} (threshold {result.threshold:.3f})", 12, "B", 6)
+    if result.assessment.assessed:
+        verdict = "Melanoma suspected" if result.decision == "melanoma" else "Below the referral threshold"
+        verdict = f"{result.band.capitalize()} band" if result.band else verdict
+        text(f"{verdict}: P(melanoma) {result.probability:.3f} (threshold {result.threshold:.3f})", 12, "B", 6)
+    else:  # the input gate refused it: no verdict and no number to read
+        text("Not assessable: no verdict", 12, "B", 6)
     text(result.meaning)
     given = {k: v for k, v in result.context.to_dict().items() if v is not None}
     text(
@@ -119,7 +123,7 @@ def report_pdf(result: PipelineResult, card: ModelCard | None, *, created: dt.da
         table.row(["Measure", "Value", "What it means"])
         for reading in readings(result.measurements):
             table.row([_printable(reading.name), _printable(reading.value), _printable(reading.explanation)])
-    for warning in result.measurements.warnings:
+    for warning in result.warnings:
         text(f"Note: {warning}", 8, "I")
     pdf.ln(2)
 

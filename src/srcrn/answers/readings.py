@@ -95,9 +95,12 @@ def interval(figure: Figure | dict[str, Any] | None) -> str:
     return f"{figure['value']:.3f}"
 
 
-def meaning(decision: str, threshold: float, card: ModelCard | None, missing: tuple[str, ...] = ()) -> str:
+def meaning(
+    decision: str, threshold: float, card: ModelCard | None, missing: tuple[str, ...] = (), advice: str | None = None
+) -> str:
     """What the probability is and what the decision suggests, from the model card; with
-    ``missing`` (clinical fields the model takes but the image came without), what that costs."""
+    ``missing`` (clinical fields the model takes but the image came without), what that costs;
+    ``advice`` (a verdict band's words, ``answers.bands``) replaces the one-threshold advice."""
     calibration = card.classifier.calibration if card else None
     calibrated = (
         f"a calibrated probability ({calibration['method']} scaling)"
@@ -114,12 +117,21 @@ def meaning(decision: str, threshold: float, card: ModelCard | None, missing: tu
         chosen = f", chosen for {100 * card.classifier.target_sensitivity:.0f} % sensitivity on validation images"
     else:
         chosen = ""
-    advice = (
+    advice = advice or (
         "Above the referral threshold: consider excision or biopsy by a clinician."
         if decision == "melanoma"
         else "Below the referral threshold: no referral suggested by the model; clinical judgement decides."
     )
     return f"{advice} The number is {calibrated}; threshold {threshold:.3f}{chosen}.{_without(missing, card)}"
+
+
+def not_assessable(reasons: list[str]) -> str:
+    """What a not-assessable answer means: why, and that it carries no verdict."""
+    return (
+        f"Not assessable: {'; '.join(reasons)}. The model gives no verdict on this image; its number is not "
+        "to be read. Check the image (a sharp, colour dermoscopic photograph of one lesion, whole in the frame) "
+        "and try again, or assess clinically."
+    )
 
 
 def _without(missing: tuple[str, ...], card: ModelCard | None) -> str:

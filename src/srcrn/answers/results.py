@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from srcrn.answers.gate import ASSESSED, Assessment
 from srcrn.answers.readings import readings
 from srcrn.answers.rendering import clean_json, encode_png, render_overlay, write_mask, write_png
 from srcrn.atomic import atomic_path
@@ -40,6 +41,10 @@ class Prediction:
     explanation: str = ""
     clinical: str = ""  # the clinical fields the model took for this image, e.g. "age sex site"
     report: str = ""  # reports/<id>_report.pdf with --report
+    status: str = ASSESSED  # or "not assessable" (the input gate): then decision says so, no verdict
+    reasons: str = ""  # why not assessable, "; "-separated
+    warnings: str = ""  # every warning of the image (gate, measurements), "; "-separated
+    band: str = ""  # low | intermediate | high (verdict bands), "" without bands or when not assessable
 
     def to_record(self) -> dict[str, Any]:
         """The row of predictions.csv/.json (JSON-ready; the probability named ``melanoma``)."""
@@ -75,6 +80,8 @@ class PipelineResult:
     context: ClinicalContext = NO_CONTEXT
     clinical_used: tuple[str, ...] = ()
     meaning: str = ""  # what the number and the decision mean, from the model card (answers.readings)
+    assessment: Assessment = field(default_factory=Assessment)  # the input gate's: assessed, or why not
+    band: str | None = None  # low | intermediate | high where the model has verdict bands (answers.bands)
     bytes_sha256: str = ""  # of the bytes given (an upload); a path's is read when asked (image_sha256)
     card: ModelCard | None = field(default=None, repr=False)  # the model card of the pipeline that answered
     heatmap: np.ndarray | None = field(default=None, repr=False)  # Grad-CAM on the working image
@@ -85,9 +92,13 @@ class PipelineResult:
     @property
     def caption(self) -> str:
         """The overlay's caption: probability, decision, threshold and the diameter in mm (or "no scale")."""
+        if not self.assessment.assessed:
+            return f"Not assessable: {'; '.join(self.assessment.codes)}"
         m = self.measurements
         size = f"diameter {m.longest_diameter_mm:.1f} mm" if m.longest_diameter_mm is not None else "no scale"
         verdict = f"P(melanoma) {self.probability:.3f} -> {self.decision} (threshold {self.threshold:.3f})"
+        if self.band:
+            verdict = f"P(melanoma) {self.probability:.3f}: {self.band}"
         return verdict if m.empty_mask else f"{verdict}, {size}"
 
     def overlay(self, *, caption: bool = True) -> np.ndarray:
@@ -127,6 +138,12 @@ class PipelineResult:
 
         return heatmap_overlay(self.working_image, self.heatmap)
 
+    @property
+    def warnings(self) -> list[str]:
+        """Every warning of this answer: the input gate's (a colour space converted) and the
+        measurements' (fragments, a mask at the edge)."""
+        return [*self.assessment.warnings, *self.measurements.warnings]
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready numbers (no arrays; NaN as None)."""
         return clean_json(
@@ -139,7 +156,12 @@ class PipelineResult:
                 "threshold": self.threshold,
                 "measurements": self.measurements.to_dict(),
                 "readings": [r.to_dict() for r in readings(self.measurements)],
-                "warnings": self.measurements.warnings,
+                "status": self.assessment.status,
+                "reasons": self.assessment.reasons,
+                "probability_readable": self.assessment.assessed,
+                "band": self.band,  # False: no verdict, the number not to be read
+                "gate": self.assessment.figures,
+                "warnings": self.warnings,
                 "meaning": self.meaning,
                 "image_sha256": self.image_sha256,
                 "clinical": {"given": self.context.to_dict(), "used": list(self.clinical_used)},
@@ -181,4 +203,8 @@ class PipelineResult:
             explanation_path,
             " ".join(self.clinical_used),
             report_path,
+            self.assessment.status,
+            "; ".join(self.assessment.reasons),
+            "; ".join(self.warnings),
+            self.band or "",
         )

@@ -131,6 +131,8 @@ class ModelCard(BaseModel):
     segmenter: SegmenterCard
     classifier: ClassifierCard
     working_side: int
+    gate: dict[str, Any] | None = None  # the input gate's thresholds (answers.gate.Gate, without its arrays)
+    bands: dict[str, Any] | None = None  # the verdict bands (answers.bands.Bands) where the model has them
     about: About | None = Field(None, alias="model_card")  # a shipped model's own description
 
     def to_dict(self) -> dict[str, Any]:

@@ -117,6 +117,10 @@ class BundleManifest(BaseModel):
     # What a shipped model says of itself (experiments/default_model.sh): training data and
     # licences, recipe, validation and out-of-fold figures, intended use and limits.
     card: dict[str, Any] | None = None
+    # The input gate's thresholds (answers.gate.Gate: validated when a pipeline loads the bundle).
+    gate: dict[str, Any] | None = None
+    # The verdict bands (answers.bands.Bands: validated when a pipeline loads the bundle).
+    bands: dict[str, Any] | None = None
 
 
 def read_manifest(bundle: str | Path) -> BundleManifest:
@@ -205,3 +209,24 @@ def attach_card(bundle: str | Path, card: dict[str, Any]) -> dict[str, Any]:
     manifest["card"] = card
     write_json(bundle / BUNDLE_FILE, manifest)
     return card
+
+
+def _attach(bundle: str | Path, key: str, value: dict[str, Any]) -> None:
+    """Store ``value`` under ``key`` in a valid ``bundle``'s manifest (its model files untouched)."""
+    from srcrn.atomic import write_json
+
+    bundle = Path(bundle)
+    read_manifest(bundle)
+    manifest = json.loads((bundle / BUNDLE_FILE).read_text())
+    manifest[key] = value
+    write_json(bundle / BUNDLE_FILE, manifest)
+
+
+def attach_gate(bundle: str | Path, gate: dict[str, Any]) -> None:
+    """Store the input gate's thresholds (``answers.gate.Gate`` as data) in ``bundle``'s manifest."""
+    _attach(bundle, "gate", gate)
+
+
+def attach_bands(bundle: str | Path, bands: dict[str, Any]) -> None:
+    """Store the verdict bands (``answers.bands.Bands`` as data) in ``bundle``'s manifest."""
+    _attach(bundle, "bands", bands)

@@ -9,10 +9,15 @@ resized with an antialiasing filter.
 from __future__ import annotations
 
 import io
+import os
+import sys
+import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Union
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -254,6 +259,7 @@ class ImageFile:
         header = open_image(source, name=name)  # refuses bad files and absurd sizes up front
         self.original = _oriented_size(header)
         self.is_jpeg = header.format == "JPEG"
+        self.mode = header.mode  # the file's colour mode (the input gate refuses greyscale, says what it converted)
         self._unused: Image.Image | None = header  # the first use decodes it: one open for one use
         self._decoded: dict[tuple, Image.Image] = {}
 
@@ -283,3 +289,36 @@ class ImageFile:
                 image = Image.fromarray(to_rgb_array(image))
             self._decoded[key] = image
         return self._decoded[key]
+
+
+# libjpeg reports corrupt data (a damaged or partly overwritten file) as a warning on stderr and
+# decodes on; Pillow silences it. OpenCV's decoder lets it through: it is caught by pointing the
+# process's stderr at a file for the few milliseconds of a reduced-scale decode (one at a time:
+# the descriptor is the process's).
+_STDERR = threading.Lock()
+
+
+def jpeg_damage(file: ImageFile) -> str | None:
+    """What libjpeg reported of a damaged JPEG (e.g. 'Corrupt JPEG data: premature end of data
+    segment'), or None for an intact one (or another format, or pixels given in memory)."""
+    if not file.is_jpeg:
+        return None
+    source = file.source
+    if isinstance(source, (str, Path)):
+        data = Path(source).read_bytes()
+    elif isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        return None
+    with _STDERR, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_8)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        reported = [line.strip() for line in sink.read().decode(errors="replace").splitlines() if line.strip()]
+    return reported[0] if reported else None

@@ -15,15 +15,18 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
 
+from srcrn.answers.bands import Bands
 from srcrn.answers.compare import Comparison, compare
+from srcrn.answers.gate import Gate
 from srcrn.answers.results import PipelineResult
 from srcrn.bundle.card import ModelCard, model_card, training_records
 from srcrn.bundle.reading import load_bundle
-from srcrn.data.images import Box, ImageFile, ImageSource, as_source, decode_image
+from srcrn.data.images import Box, ImageFile, ImageSource, as_source, decode_image, jpeg_damage
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext
 from srcrn.errors import ConfigError, SrcrnError
 from srcrn.inference.steps import (
@@ -72,6 +75,8 @@ class Pipeline:
         explain: bool = False,
         card: ModelCard | None = None,
         workers: int = WORKERS,
+        gate: Gate | None = None,
+        bands: Bands | None = None,
     ):
         """Both stages (prefer ``from_bundle``, ``from_checkpoints`` or ``default``).
 
@@ -82,6 +87,8 @@ class Pipeline:
             explain: add Grad-CAM heatmaps (a CNN only).
             card: the model card.
             workers: threads decoding and finishing beside the networks (0: none).
+            gate: the input gate's thresholds (default: ``Gate()``'s; a bundle brings its own).
+            bands: the verdict bands (a bundle may bring them; without, one threshold decides).
         """
         self.segmenter, self.classifier, self.explain = segmenter, classifier, explain
         self.workers = workers  # threads that decode and finish images beside the networks (0: none)
@@ -92,6 +99,8 @@ class Pipeline:
         self.input_mode, self.margin = classifier.spec.input, classifier.spec.margin
         self.threshold = float(classifier.spec.threshold if threshold is None else threshold)
         self.card = card
+        self.gate = gate or Gate()
+        self.bands = bands
         self.seconds = dict.fromkeys(STEPS, 0.0)
 
     @classmethod
@@ -136,6 +145,7 @@ class Pipeline:
             workers=workers,
         )
         pipeline.card = model_card(pipeline, "torch", training_records(segmenter, classifier), WORKING_SIDE)
+        pipeline.card.gate = pipeline.gate.shown()
         return pipeline
 
     @classmethod
@@ -153,12 +163,16 @@ class Pipeline:
                 "(pass --segmenter and --classifier checkpoints instead of --model)"
             )
         segmenter, classifier, manifest = load_bundle(bundle)
-        pipeline = cls(segmenter, classifier, threshold, workers=workers)
+        gate = _section(Gate, manifest.gate, bundle, "gate")
+        bands = _section(Bands, manifest.bands, bundle, "bands")
+        pipeline = cls(segmenter, classifier, threshold, workers=workers, gate=gate, bands=bands)
         records = {"segmenter": manifest.segmenter.training, "classifier": manifest.classifier.training}
         # With a shipped model's own description (training data, licences, figures) as ``about``.
         pipeline.card = model_card(
             pipeline, "onnx", records, WORKING_SIDE, exported_with=manifest.srcrn_version, about=manifest.card
         )
+        pipeline.card.gate = pipeline.gate.shown()
+        pipeline.card.bands = bands.model_dump() if bands else None
         return pipeline
 
     @classmethod
@@ -312,7 +326,7 @@ class Pipeline:
         DCT scale) and its original size."""
         file = ImageFile(image, identity[1])
         at_size = {size: decode_image(file, size)[0] for size in dict.fromkeys((self.segment_size, self.classify_size))}
-        return Loaded(image, identity, file, at_size, context)
+        return Loaded(image, identity, file, at_size, context, jpeg_damage(file))
 
     def _lesion(self, item: Loaded, probability: np.ndarray) -> tuple[np.ndarray, Box | None, np.ndarray | None]:
         return lesion_of(item, self.segmenter.mask(probability, self.classify_size, self.classify_size),
@@ -331,4 +345,19 @@ class Pipeline:
         return self._timed("outputs", then, result)
 
     def _finish(self, modelled: Modelled) -> PipelineResult:
-        return result_of(modelled, self.segmenter, self.classifier, self.threshold, self.card)
+        return result_of(modelled, self.segmenter, self.classifier, self.threshold, self.card, self.gate, self.bands)
+
+
+Section = TypeVar("Section", bound=BaseModel)
+
+
+def _section(schema: type[Section], values: dict[str, Any] | None, bundle: Path, name: str) -> Section | None:
+    """A section of bundle.json validated by its schema, or one error line naming it."""
+    if not values:
+        return None
+    try:
+        return schema.model_validate(values)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        place = ".".join(str(p) for p in problem["loc"])
+        raise ConfigError(f"{bundle}: bundle.json's {name} is not valid ({place}: {problem['msg']})") from None

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from srcrn.answers.readings import meaning
+from srcrn.answers.bands import Bands
+from srcrn.answers.gate import NOT_ASSESSABLE, Gate, assess
+from srcrn.answers.readings import meaning, not_assessable
 from srcrn.answers.results import PipelineResult
 from srcrn.bundle.card import ModelCard
 from srcrn.data.images import Box, ImageFile, ImageSource, decode_image_fit
@@ -66,6 +68,7 @@ class Loaded:
     file: ImageFile
     at_size: dict[int, np.ndarray]
     context: ClinicalContext = NO_CONTEXT
+    damage: str | None = None  # what the decoder reported of a damaged file (the input gate reads it)
 
 
 @dataclass
@@ -77,6 +80,7 @@ class Modelled:
     score: float
     heatmap: np.ndarray | None
     box: Box | None
+    typicality: float | None = None  # distance from the training images' lesion features (the gate)
 
 
 def submit(pool: ThreadPoolExecutor | None, function: Callable, *args: Any) -> Future:
@@ -107,10 +111,17 @@ def outcome_of(future: Future) -> Any:
 
 
 def result_of(
-    modelled: Modelled, segmenter: Segmenter, classifier: MelanomaModel, threshold: float, card: ModelCard | None
+    modelled: Modelled,
+    segmenter: Segmenter,
+    classifier: MelanomaModel,
+    threshold: float,
+    card: ModelCard | None,
+    gate: Gate,
+    bands: Bands | None = None,
 ) -> PipelineResult:
     """The result of an image the networks have seen: mask at the original size, measurements
-    at the working size, the decision at ``threshold`` and what it means."""
+    at the working size, the input gate's assessment, and the decision at ``threshold`` with
+    what it means (none where the image is not assessable)."""
     item, probability = modelled.loaded, modelled.probability
     (image_id, name), (width, height) = item.identity, item.file.original
     work, _ = decode_image_fit(item.file, WORKING_SIDE)
@@ -122,7 +133,14 @@ def result_of(
         placed = place_heatmap(modelled.heatmap, modelled.box, work.shape[1], work.shape[0])
     image = item.image
     used = tuple(f for f in classifier.clinical_fields if getattr(item.context, f) is not None)
-    decision = "melanoma" if modelled.score > threshold else "benign"
+    assessment = assess(gate, work, work_mask, mode=item.file.mode, damage=item.damage, typicality=modelled.typicality)
+    missing = tuple(f for f in classifier.clinical_fields if f not in used)
+    band = bands.band(modelled.score) if bands is not None and assessment.assessed else None
+    if assessment.assessed:
+        decision = "melanoma" if modelled.score > threshold else "benign"
+        said = meaning(decision, threshold, card, missing, bands.said(band) if bands and band else None)
+    else:
+        decision, said = NOT_ASSESSABLE, not_assessable(assessment.reasons)
     return PipelineResult(
         image_id=image_id,
         source=str(image) if isinstance(image, (str, Path)) else (name or image_id),
@@ -131,12 +149,9 @@ def result_of(
         probability=modelled.score,
         decision=decision,
         threshold=threshold,
-        meaning=meaning(
-            decision,
-            threshold,
-            card,
-            tuple(f for f in classifier.clinical_fields if f not in used),
-        ),
+        meaning=said,
+        assessment=assessment,
+        band=band,
         bytes_sha256=hashlib.sha256(image).hexdigest() if isinstance(image, (bytes, bytearray)) else "",
         card=card,
         mask=segmenter.mask(probability, width, height),
@@ -186,12 +201,24 @@ def run_networks(pipeline: Pipeline, loaded: list[Loaded | SrcrnError]) -> list[
     masks = np.stack([lesions[i][2] for i in keys]) if pipeline.needs_masks else None
     contexts = [good[i].context for i in keys]
     scores = pipeline._timed("classify", melanoma_probabilities, pipeline.classifier, inputs, masks, contexts)
+    distances = typicality_of(pipeline.gate, inputs, masks) or [None] * len(keys)
     heatmaps: list[np.ndarray | None] = [None] * len(keys)
     if pipeline.explain:
         from srcrn.answers.explain import grad_cam
 
         heatmaps = list(pipeline._timed("explain", grad_cam, pipeline.classifier, inputs))
     by_position = dict(zip(good, probabilities))
-    for i, score, heatmap in zip(keys, scores, heatmaps):
-        outcomes[i] = Modelled(good[i], by_position[i], float(score), heatmap, lesions[i][1])
+    for i, score, heatmap, distance in zip(keys, scores, heatmaps, distances):
+        outcomes[i] = Modelled(good[i], by_position[i], float(score), heatmap, lesions[i][1], distance)
     return outcomes
+
+
+def typicality_of(gate: Gate, inputs: np.ndarray, masks: np.ndarray | None) -> list[float | None] | None:
+    """Each input's distance from the training images' lesion features (``Typicality``), where
+    the gate has the figures and the lesion masks are at hand (a model that reads them)."""
+    if gate.typicality is None or masks is None:
+        return None
+    from srcrn.morphology.features import feature_table
+
+    table, names = feature_table(inputs, masks)
+    return [None if np.isnan(d) else float(d) for d in gate.typicality.distance(table, names)]

@@ -19,10 +19,15 @@ function png(base64) { return base64 ? "data:image/png;base64," + base64 : ""; }
 function render(result, file) {
   current = result;
   const probability = result.probability;
-  $("decision").textContent = result.decision === "melanoma" ? "Melanoma suspected" : "Benign";
-  $("decision").className = "decision " + result.decision;
-  $("probability").textContent =
-    `P(melanoma) ${probability.toFixed(3)} (threshold ${result.threshold.toFixed(3)})`;
+  const assessed = result.status !== "not assessable";  // the input gate: no verdict, no number to read
+  const bands = {low: "Low", intermediate: "Intermediate: review", high: "High"};  // answers.bands
+  $("decision").textContent = !assessed ? "Not assessable"
+    : result.band ? bands[result.band]
+    : result.decision === "melanoma" ? "Melanoma suspected" : "Benign";
+  $("decision").className = "decision " + (!assessed ? "not-assessable" : result.band ? "band-" + result.band : result.decision);
+  $("probability").textContent = assessed
+    ? `P(melanoma) ${probability.toFixed(3)} (threshold ${result.threshold.toFixed(3)})`
+    : (result.reasons || []).join("; ");
   $("meaning").textContent = result.meaning;  // in words, from the model card (srcrn.inference.readings)
   $("model-quality").textContent = (card && card.quality) || "";
   const used = (result.clinical && result.clinical.used) || [];

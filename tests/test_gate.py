@@ -1,0 +1,159 @@
+"""The input gate (issue 33): a blank page, a damaged file, a greyscale copy, a blurred copy and
+an image unlike the training images are 'not assessable', with reasons and no verdict, on the
+API and in predict's tables; intact sample images pass; the gate's figures are what they say."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageFilter
+
+import srcrn
+from helpers import cli_error, run_cli
+from srcrn.answers.gate import ASSESSED, NOT_ASSESSABLE, Gate, Typicality, assess, sharpness
+from srcrn.data.images import ImageFile, jpeg_damage
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _damaged(path) -> bytes:
+    data = bytearray(path.read_bytes())
+    data[800:2000] = bytes(1200)  # the middle of the entropy-coded data overwritten
+    return bytes(data)
+
+
+def test_libjpeg_reports_a_damaged_file_and_nothing_for_intact_ones(sample):
+    images = sorted((sample / "images").glob("*.jpg"))
+    assert all(jpeg_damage(ImageFile(path)) is None for path in images)
+    assert jpeg_damage(ImageFile(_damaged(images[0]))) == "Corrupt JPEG data: premature end of data segment"
+    assert jpeg_damage(ImageFile(_png(np.zeros((64, 64, 3), np.uint8)))) is None  # not a JPEG
+
+
+def test_the_gate_refuses_what_cannot_be_assessed_and_passes_a_lesion(sample):
+    gate = Gate()
+    image = np.asarray(Image.open(sorted((sample / "images").glob("*.jpg"))[0]).convert("RGB"))
+    lesion = np.zeros(image.shape[:2], bool)
+    lesion[60:120, 80:160] = True
+    assert assess(gate, image, lesion).status == ASSESSED
+    white = np.full_like(image, 255)
+    refused = assess(gate, white, lesion)
+    assert refused.status == NOT_ASSESSABLE and {"blank", "greyscale"} <= set(refused.codes)
+    blurred = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(6)))
+    assert sharpness(blurred) < gate.sharpness < sharpness(image)
+    assert assess(gate, blurred, lesion).codes == ["out of focus"]
+    assert assess(gate, image, np.zeros_like(lesion)).codes == ["no lesion"]
+    assert assess(gate, image, np.ones_like(lesion)).codes == ["fills the frame"]
+    assert assess(gate, image, lesion, mode="L").codes == ["greyscale"]
+    assert assess(gate, image, lesion, mode="CMYK").warnings == ["colour converted from CMYK to RGB"]
+    assert assess(gate, image, lesion, damage="Corrupt JPEG data").codes == ["damaged"]
+
+
+def test_the_typicality_distance_is_the_mahalanobis_distance():
+    """With every principal axis kept, the distance is the Mahalanobis distance of the standardised
+    features (scikit-learn's EmpiricalCovariance as the independent reference)."""
+    from sklearn.covariance import EmpiricalCovariance
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(400, 5)) @ rng.normal(size=(5, 5)) + 3
+    center, spread = train.mean(0), train.std(0)
+    standard = (train - center) / spread
+    pca = PCA(5).fit(standard)
+    typicality = Typicality(names=list("abcde"), center=center.tolist(), spread=spread.tolist(),
+                            components=pca.components_.tolist(), scales=np.sqrt(pca.explained_variance_).tolist(),
+                            threshold=3.0)  # fmt: skip
+    probe = rng.normal(size=(7, 5)) * 2 + 3
+    reference = np.sqrt(
+        EmpiricalCovariance().fit(standard).mahalanobis((probe - center) / spread) * 399 / 400
+    )  # PCA: 1/(n-1)
+    assert typicality.distance(probe, list("abcde")) == pytest.approx(reference, rel=1e-6)
+    shuffled = probe[:, ::-1]
+    assert typicality.distance(shuffled, list("edcba")) == pytest.approx(reference, rel=1e-6)  # by name
+    assert np.isnan(typicality.distance(probe[:, :4], list("abcd"))).all()  # a column missing: no figure
+
+
+@pytest.mark.slow
+def test_a_blank_page_and_a_damaged_jpeg_get_no_verdict_anywhere(tiny_bundle, sample, tmp_path, capsys):
+    images = sorted((sample / "images").glob("*.jpg"))
+    pipeline = srcrn.Pipeline.from_bundle(tiny_bundle)
+    for given in (_png(np.full((300, 400, 3), 255, np.uint8)), _damaged(images[0])):
+        result = pipeline.predict(given)
+        assert result.assessment.status == NOT_ASSESSABLE and result.decision == NOT_ASSESSABLE
+        answer = result.to_dict()
+        assert answer["status"] == NOT_ASSESSABLE and answer["probability_readable"] is False and answer["reasons"]
+        assert "benign" not in result.meaning.lower() and "excision" not in result.meaning.lower()
+        assert result.caption.startswith("Not assessable")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "white.png").write_bytes(_png(np.full((300, 400, 3), 255, np.uint8)))
+    (folder / "broken.jpg").write_bytes(_damaged(images[0]))
+    shutil.copy(images[1], folder / images[1].name)
+    run_cli("predict", str(folder), "--model", str(tiny_bundle), "--out", str(tmp_path / "out"), "--no-progress")
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv").set_index("image_id")
+    assert table.loc["white", "status"] == table.loc["broken", "status"] == NOT_ASSESSABLE
+    assert table.loc["white", "decision"] == NOT_ASSESSABLE and "blank" in table.loc["white", "reasons"]
+    assert "damaged" in table.loc["broken", "reasons"]
+    records = {r["image_id"]: r for r in json.loads((tmp_path / "out" / "predictions.json").read_text())["predictions"]}
+    assert records["broken"]["decision"] == NOT_ASSESSABLE
+    assert records[images[1].stem]["status"] in (ASSESSED, NOT_ASSESSABLE)  # the tiny model may find no lesion
+
+
+@pytest.mark.slow
+def test_a_bundle_with_a_bad_gate_is_refused_in_one_line(tiny_bundle, tmp_path, capsys):
+    from srcrn.bundle.schema import attach_gate
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    attach_gate(bundle, {"sharpness": "sharp"})
+    message = cli_error(capsys, "model-card", "--model", str(bundle))
+    assert "bundle.json's gate is not valid (sharpness: " in message
+
+
+def test_verdict_bands_split_at_their_thresholds_and_only_high_speaks_of_biopsy():
+    from srcrn.answers.bands import HIGH, INTERMEDIATE, LOW, BandFigure, Bands
+
+    bands = Bands(low_below=0.05, high_above=0.3, sensitivity=0.95, specificity=0.9,
+                  validation={HIGH: BandFigure(images=30, melanomas=18, share=0.6, ci95=[0.42, 0.75])})  # fmt: skip
+    assert [bands.band(p) for p in (0.0, 0.05, 0.0501, 0.3, 0.31, 1.0)] == [
+        LOW,
+        LOW,
+        INTERMEDIATE,
+        INTERMEDIATE,
+        HIGH,
+        HIGH,
+    ]
+    assert "biopsy" in bands.said(HIGH) and "18 of 30" in bands.said(HIGH) and "60 %" in bands.said(HIGH)
+    assert "biopsy" not in bands.said(INTERMEDIATE) + bands.said(LOW)
+    with pytest.raises(ValueError, match="low_below must not lie above high_above"):
+        Bands(low_below=0.5, high_above=0.3, sensitivity=0.95, specificity=0.9)
+
+
+@pytest.mark.slow
+def test_a_bundle_with_bands_answers_in_bands_everywhere(tiny_bundle, sample, tmp_path, capsys):
+    from srcrn.bundle.schema import attach_bands
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    attach_bands(bundle, {"low_below": 0.0, "high_above": 0.0, "sensitivity": 0.95, "specificity": 0.9})
+    image = sorted((sample / "images").glob("*.jpg"))[1]
+    result = srcrn.Pipeline.from_bundle(bundle).predict(image)
+    if result.assessment.assessed:  # every probability is above 0: the high band
+        assert result.band == "high" and result.meaning.startswith("High: consider excision")
+        assert result.to_dict()["band"] == "high"
+    run_cli("predict", str(image), "--model", str(bundle), "--out", str(tmp_path / "out"), "--no-progress")
+    row = pd.read_csv(tmp_path / "out" / "predictions.csv").iloc[0]
+    if row["status"] == ASSESSED:
+        assert row["band"] == "high"
+    else:  # a not-assessable answer is in no band
+        assert pd.isna(row["band"])
+    attach_bands(bundle, {"low_below": 0.5, "high_above": 0.1, "sensitivity": 0.95, "specificity": 0.9})
+    assert "bundle.json's bands is not valid" in cli_error(capsys, "model-card", "--model", str(bundle))
