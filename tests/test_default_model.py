@@ -300,3 +300,29 @@ def test_the_model_card_is_typed_and_reads_back_what_it_wrote(capsys, tmp_path):
     (tmp_path / "broken.json").write_text(json.dumps(broken))
     with pytest.raises(ConfigError, match=r"broken.json: not a srcrn model card \(classifier.threshold: "):
         ModelCard.from_file(tmp_path / "broken.json")
+
+
+@pytest.mark.skipif(
+    not (default.default_bundle_dir() / "bundle.json").is_file(), reason="no model shipped in this checkout"
+)
+def test_the_shipped_gate_passes_the_sample_and_refuses_what_it_cannot_assess():
+    """Issue 33: the shipped model's gate (docs/results/input-gate.md) assesses the 40 embedded
+    dermoscopic images and refuses noise, a blank page and a damaged JPEG, with bands on the rest."""
+    import io
+
+    pipeline = srcrn.Pipeline.default()
+    results = pipeline.predict_many(sorted((SAMPLE / "images").glob("*.jpg")))
+    assert all(r.assessment.assessed for r in results) and {r.band for r in results} <= {"low", "intermediate", "high"}
+
+    def png(array):
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    damaged = bytearray(sorted((SAMPLE / "images").glob("*.jpg"))[0].read_bytes())
+    damaged[800:2000] = bytes(1200)
+    noise = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    for given, code in ((png(noise), "not dermoscopic"), (png(np.full((300, 400, 3), 255, np.uint8)), "blank"),
+                        (bytes(damaged), "damaged")):  # fmt: skip
+        result = pipeline.predict(given)
+        assert not result.assessment.assessed and code in result.assessment.codes and result.band is None

@@ -272,3 +272,22 @@ def test_a_stale_entry_that_is_a_symlink_goes_without_what_it_points_to(tmp_path
         (staging / "metrics.json").write_text("{}")  # this run writes no masks: the old entry is stale
     assert not (out / "masks").exists() and not (out / "masks").is_symlink()
     assert (truth / "mask.png").read_bytes() == b"ground truth"
+
+
+def test_json_files_hold_no_nan(tmp_path):
+    """Issue 31: JSON has no NaN or infinity; srcrn writes null (strict parsers read every file)."""
+    import math
+
+    import numpy as np
+
+    from srcrn.atomic import write_json
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    write_json(tmp_path / "f.json", {"auc": math.nan, "spread": [np.float32("inf")], "n": np.int64(3)})
+    assert json.loads((tmp_path / "f.json").read_text(), parse_constant=refuse) == {
+        "auc": None,
+        "spread": [None],
+        "n": 3,
+    }

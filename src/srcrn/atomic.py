@@ -4,11 +4,15 @@ and never leaves a truncated file that looks finished."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 
 def current_umask() -> int:
@@ -37,10 +41,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(temporary)
 
 
-def write_json(path: str | Path, payload: dict) -> None:
-    """``payload`` as indented JSON at ``path``, written atomically."""
+def clean_json(value: Any) -> Any:
+    """JSON has no NaN or infinity: write null (the figure is undefined, e.g. an AUC without
+    melanomas); numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {k: clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_text(payload: Any, indent: int | None = 2) -> str:
+    """``payload`` as strict JSON text (no NaN or infinity: ``clean_json``)."""
+    return json.dumps(clean_json(payload), indent=indent, allow_nan=False)
+
+
+def write_json(path: str | Path, payload: Any) -> None:
+    """``payload`` as indented strict JSON at ``path`` (NaN and infinity as null), written atomically."""
     with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(payload, indent=2))
+        temporary.write_text(json_text(payload))
 
 
 def remove_leftovers(folder: str | Path) -> int:

@@ -604,8 +604,8 @@ def compare(
     then the change in area, diameter, ABCD components, colours and melanoma probability, with
     a picture of both contours and a change map. An unreliable registration gives no change
     figures, only the reason."""
-    from srcrn.answers.rendering import clean_json, write_png
-    from srcrn.atomic import write_json
+    from srcrn.answers.rendering import write_png
+    from srcrn.atomic import clean_json, write_json
     from srcrn.cli_tables import comparison_lines
     from srcrn.data.metadata import ClinicalContext
     from srcrn.outputs import output_folder
@@ -647,7 +647,7 @@ def model_card_command(flags: Optional[dict] = None) -> None:
     calibration, the clinical fields it takes, intended use and limits (JSON on stdout)."""
     import json
 
-    from srcrn.answers.rendering import clean_json
+    from srcrn.atomic import clean_json
     from srcrn.inference.pipeline import Pipeline
 
     given = command_settings(ModelCardSettings, flags or {})

@@ -3,9 +3,7 @@ overlays, heatmaps, pictures), and JSON without NaN. Torch-free."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -60,19 +58,6 @@ def write_png(path: Path, pixels: np.ndarray) -> None:
     """``pixels`` (RGB or grey) as a PNG file, written atomically."""
     with atomic_path(path) as temporary:
         temporary.write_bytes(encode_png(pixels))
-
-
-def clean_json(value: Any) -> Any:
-    """JSON has no NaN or infinity: write null; numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {k: clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean_json(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def write_mask(path: str | Path, mask: np.ndarray) -> None:

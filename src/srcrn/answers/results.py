@@ -12,8 +12,8 @@ import numpy as np
 
 from srcrn.answers.gate import ASSESSED, Assessment
 from srcrn.answers.readings import readings
-from srcrn.answers.rendering import clean_json, encode_png, render_overlay, write_mask, write_png
-from srcrn.atomic import atomic_path
+from srcrn.answers.rendering import encode_png, render_overlay, write_mask, write_png
+from srcrn.atomic import atomic_path, clean_json
 from srcrn.bundle.card import ModelCard
 from srcrn.bundle.schema import file_sha256
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext

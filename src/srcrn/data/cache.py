@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from srcrn.atomic import json_text
 from srcrn.console import progress
 from srcrn.data import images as imageio
 from srcrn.data.isic import IsicDataset, IsicSample
@@ -197,7 +198,7 @@ def prepare(
             "has_masks": with_masks,
             "source": str(dataset.root.resolve()),
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        (staging / MANIFEST).write_text(json_text(manifest))
         # Swap in: the old manifest goes first and the new one comes last, so an
         # interruption at any point leaves either the old complete cache or no valid one.
         manifest_path.unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from typing import get_args
 import numpy as np
 import pandas as pd
 
+from srcrn.atomic import json_text
 from srcrn.data.isic import IsicDataset
 from srcrn.errors import ConfigError, DataError
 from srcrn.settings import SplitMethod
@@ -51,7 +52,7 @@ class Split:
         pd.DataFrame(rows, columns=["image_id", "subset"]).to_csv(folder / "split.csv", index=False)
         meta = {k: v for k, v in asdict(self).items() if k not in ("train", "val", "dropped")}
         meta.update(n_train=len(self.train), n_val=len(self.val), n_dropped=len(self.dropped))
-        (folder / "split.json").write_text(json.dumps(meta, indent=2))
+        (folder / "split.json").write_text(json_text(meta))
         return folder / "split.csv"
 
     @classmethod

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from srcrn.answers.results import TABLE_NAMES, Prediction
-from srcrn.atomic import atomic_path, remove_leftovers
+from srcrn.atomic import atomic_path, json_text, remove_leftovers
 from srcrn.console import progress
 from srcrn.data.images import IMAGE_SUFFIXES
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext, check_scale, read_metadata
@@ -87,7 +87,7 @@ def _read_finished(out: Path, identity: dict) -> dict[str, Prediction]:
 
 
 def _line(prediction: Prediction) -> str:
-    return json.dumps(prediction.to_record()) + "\n"
+    return json_text(prediction.to_record(), indent=None) + "\n"
 
 
 def _append(journal, results: list[Prediction]) -> None:
@@ -226,7 +226,7 @@ def _write_tables(records: list[dict], errors: list[dict], out: Path, job: dict 
     with atomic_path(out / "predictions.csv") as temporary:
         pd.DataFrame(rows).to_csv(temporary, index=False)
     with atomic_path(out / "predictions.json") as temporary:
-        temporary.write_text(json.dumps({"predictions": records, "errors": errors, "job": job}, indent=2))
+        temporary.write_text(json_text({"predictions": records, "errors": errors, "job": job}))
 
 
 def merge_predictions(folders: list[Path], out: Path, *, partial: bool = False) -> tuple[int, int]:

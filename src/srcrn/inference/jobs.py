@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from srcrn.answers.rendering import clean_json
+from srcrn.atomic import clean_json
 from srcrn.bundle.schema import file_sha256
 from srcrn.data.images import IMAGE_SUFFIXES
 from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES

@@ -4,7 +4,6 @@ bootstrap intervals), the data, the leakage check, figures and settings, rendere
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -15,6 +14,7 @@ import pandas as pd
 import yaml
 
 from srcrn import __version__
+from srcrn.atomic import json_text
 from srcrn.reporting.report import Report
 from srcrn.settings import ReproduceSettings
 from srcrn.stats import Interval, mean_interval, rate_interval
@@ -195,7 +195,7 @@ def write_report(
     report.settings(yaml.safe_dump(config.to_dict(), sort_keys=False))
     report.table(["package", "version"], [[k, v] for k, v in (versions or {}).items()])
     path = report.write(out)
-    (out / "results.json").write_text(json.dumps(_numbers(results), indent=2))
+    (out / "results.json").write_text(json_text(_numbers(results)))
     return path
 
 

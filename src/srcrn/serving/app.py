@@ -46,7 +46,8 @@ from starlette.requests import ClientDisconnect
 from srcrn import __version__
 from srcrn.answers.compare import compare as compare_results
 from srcrn.answers.readings import card_summary
-from srcrn.answers.rendering import clean_json, encode_png
+from srcrn.answers.rendering import encode_png
+from srcrn.atomic import clean_json
 from srcrn.data.metadata import (
     AGE_RANGE,
     SCALE_RANGE,

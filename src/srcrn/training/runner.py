@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from srcrn.atomic import atomic_path
+from srcrn.atomic import atomic_path, json_text
 from srcrn.errors import ConfigError, Interrupted
 from srcrn.settings import RunSettings, parse_time_budget
 
@@ -238,7 +238,7 @@ def _record_attempt(out: Path, wall: float, steps: int) -> list[dict[str, float]
         attempts = []  # a damaged record is not worth failing a finished run for
     attempts.append({"wall_seconds": round(wall, 1), "steps": steps})
     with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(attempts, indent=2))
+        temporary.write_text(json_text(attempts))
     return attempts
 
 
