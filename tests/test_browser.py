@@ -153,6 +153,30 @@ def test_a_bad_file_shows_its_error_in_the_page(server, browser, tmp_path):
     page.close()
 
 
+def test_a_white_page_and_a_damaged_jpeg_get_no_verdict_on_the_page(server, browser, sample, tmp_path):
+    """Issue 33: 'not assessable' with its reasons, and neither 'Benign' nor 'Melanoma' anywhere in the verdict."""
+    from PIL import Image
+
+    white = tmp_path / "white.png"
+    Image.new("RGB", (400, 300), "white").save(white)
+    damaged = tmp_path / "damaged.jpg"
+    data = bytearray(sorted((sample / "images").glob("*.jpg"))[0].read_bytes())
+    data[800:2000] = bytes(1200)
+    damaged.write_bytes(bytes(data))
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(server)
+    for given, reason in ((white, "blank"), (damaged, "damaged")):
+        page.set_input_files("#file", str(given))
+        shown = f"document.querySelector('#probability').textContent.includes('{reason}')"
+        page.wait_for_function(shown, timeout=60_000)
+        verdict = page.text_content("#verdict")
+        assert page.text_content("#decision") == "Not assessable"
+        assert "Benign" not in verdict and "Melanoma suspected" not in verdict
+        assert page.text_content("#meaning").startswith("Not assessable:")
+    page.screenshot(path=str(_shots(tmp_path) / "serve-not-assessable.png"), full_page=True)
+    page.close()
+
+
 def test_a_new_upload_clears_the_previous_answer_first(server, browser, sample, tmp_path):
     good = sorted((sample / "images").glob("*.jpg"))[2]
     bad = tmp_path / "bad.jpg"

@@ -36,6 +36,7 @@ function render(result, file) {
     : "No clinical context used (none given, or the model takes none).";
   $("bar").style.width = (100 * probability).toFixed(1) + "%";
   $("threshold-mark").style.left = (100 * result.threshold).toFixed(1) + "%";
+  $("bar").parentElement.hidden = !assessed;  // not assessable: no number to read, not even as a bar
   const body = $("measurements").tBodies[0];
   body.replaceChildren(...(result.readings || []).map((reading) => {
     const row = body.insertRow();  // text only (textContent): nothing from a response becomes markup
