@@ -326,3 +326,30 @@ def test_the_shipped_gate_passes_the_sample_and_refuses_what_it_cannot_assess():
                         (bytes(damaged), "damaged")):  # fmt: skip
         result = pipeline.predict(given)
         assert not result.assessment.assessed and code in result.assessment.codes and result.band is None
+
+
+@pytest.mark.skipif(
+    not (default.default_bundle_dir() / "bundle.json").is_file(), reason="no model shipped in this checkout"
+)
+def test_the_evaluations_take_the_shipped_bundle_and_score_what_predict_gives(tmp_path, capsys):
+    """Issue 31: segment eval and classify eval take a bundle (``default`` too), so a user can
+    measure the README's figures again; the masks scored are predict's, the probabilities too."""
+    run_cli(
+        "segment", "eval", "--model", "default", "--data", str(SAMPLE), "--out", str(tmp_path / "seg"), "--no-progress"
+    )
+    run_cli(
+        "classify", "eval", "--model", "default", "--data", str(SAMPLE), "--out", str(tmp_path / "cls"), "--no-progress"
+    )
+    context = ("--metadata", str(SAMPLE / "metadata.csv"))  # classify eval reads the folder's metadata.csv
+    run_cli("predict", str(SAMPLE / "images"), *context, "--out", str(tmp_path / "p"), "--no-progress")
+    capsys.readouterr()
+    predicted = pd.read_csv(tmp_path / "p" / "predictions.csv").set_index("image_id")["melanoma"]
+    scored = pd.read_csv(tmp_path / "cls" / "predictions.csv").set_index("image_id")["melanoma"]
+    assert scored.sort_index().to_numpy() == pytest.approx(predicted.sort_index().to_numpy(), abs=1e-6)
+    for mask in (tmp_path / "p" / "masks").glob("*.png"):
+        assert np.array_equal(
+            np.asarray(Image.open(mask)), np.asarray(Image.open(tmp_path / "seg" / "masks" / mask.name))
+        )
+    refused = cli_error(capsys, "classify", "eval", "--model", "default", "--data", str(SAMPLE), "--out",
+                        str(tmp_path / "c2"), "--target-sensitivity", "0.9")  # fmt: skip
+    assert "a bundle is evaluated as it is" in refused

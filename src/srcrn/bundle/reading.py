@@ -31,3 +31,19 @@ def load_bundle(bundle: str | Path) -> tuple[Segmenter, MelanomaModel, BundleMan
         calibration=Calibration.from_dict(cls.calibration),
     )
     return segmenter, read_from_bundle(bundle, cls, spec), manifest
+
+
+def names_a_bundle(model: str | Path) -> bool:
+    """Whether ``model`` names a bundle (a folder with bundle.json, or ``default``: the shipped one)
+    rather than a checkpoint: what ``segment eval`` and ``classify eval`` take either of."""
+    from srcrn.bundle.default import DEFAULT_NAME
+
+    path = Path(model)
+    return str(model) == DEFAULT_NAME or (path.is_dir() and (path / "bundle.json").is_file())
+
+
+def bundle_models(model: str | Path) -> tuple[Segmenter, MelanomaModel, BundleManifest]:
+    """``load_bundle`` of a bundle folder or of ``default`` (the shipped model)."""
+    from srcrn.bundle.default import resolve_bundle
+
+    return load_bundle(resolve_bundle(model))

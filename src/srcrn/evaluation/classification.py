@@ -20,7 +20,7 @@ from srcrn.atomic import atomic_path, write_json
 from srcrn.data.metadata import contexts_for, load_folder_metadata
 from srcrn.errors import SrcrnError
 from srcrn.evaluation.calibration import calibration_metrics, fit_calibration
-from srcrn.runtime.segmenter import load_segmenter
+from srcrn.runtime.segmenter import Segmenter, load_segmenter
 from srcrn.stage2.spec import Calibration, MelanomaModel
 from srcrn.stats import DEFAULT_RESAMPLES, auc, auc_interval
 
@@ -112,7 +112,7 @@ def evaluate_classifier(
     out: str | Path,
     *,
     ids: list[str] | None = None,
-    segmenter: str | None = None,
+    segmenter: str | Segmenter | None = None,
     metadata: str | Path | None = None,
     cache: str | Path | None = None,
     show_progress: bool = True,
@@ -135,7 +135,13 @@ def evaluate_classifier(
         image_size=spec.image_size,
         input_mode=spec.input,
         margin=spec.margin,
-        segmenter=load_segmenter(segmenter if spec.input != "full" or classifier.needs_masks else None),
+        segmenter=(
+            None
+            if spec.input == "full" and not classifier.needs_masks
+            else segmenter
+            if isinstance(segmenter, Segmenter)
+            else load_segmenter(segmenter)
+        ),
         need_masks=classifier.needs_masks,
         require_labels=False,
         cache=cache,

@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 from torchmetrics.functional.classification import binary_roc
 
 from srcrn.atomic import atomic_path
+from srcrn.bundle.reading import bundle_models, names_a_bundle
 from srcrn.data.splits import Split
+from srcrn.errors import ConfigError
 from srcrn.evaluation.calibration import reliability_curve
 from srcrn.evaluation.classification import ClassificationEvaluation, evaluate_classifier
 from srcrn.reporting.figures import reliability_figure, roc_curve_figure, sweep_curves, training_curves
@@ -82,7 +85,16 @@ def evaluate_classifier_checkpoint(
     """``classify eval``: predictions, metrics (discrimination and calibration), ``roc.png`` and
     ``reliability.png``. A calibration fitted here (``calibrate``) and the threshold chosen for
     ``target_sensitivity`` are stored in the model, where ``predict`` and the bundle take them from."""
-    model = load_melanoma_model(checkpoint)
+    stage1: Any = segmenter
+    if names_a_bundle(checkpoint):  # a bundle's own segmenter cuts the lesions, as predict does
+        if segmenter is not None or target_sensitivity is not None or calibrate:
+            raise ConfigError(
+                f"--model {checkpoint}: a bundle is evaluated as it is (its own segmenter, threshold and "
+                "calibration); --segmenter, --target-sensitivity and --calibrate are for checkpoints"
+            )
+        stage1, model, _ = bundle_models(checkpoint)
+    else:
+        model = load_melanoma_model(checkpoint)
     if segmenter is not None:  # checked even where the model's input mode would not use it
         from srcrn.runtime.checkpoints import read_checkpoint
 
@@ -92,7 +104,7 @@ def evaluate_classifier_checkpoint(
         data,
         out,
         ids=ids,
-        segmenter=segmenter,
+        segmenter=stage1,
         metadata=metadata,
         cache=cache,
         show_progress=progress,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from srcrn.bundle.reading import bundle_models, names_a_bundle
 from srcrn.data.cache import default_cache_dir
 from srcrn.data.isic import IsicDataset
 from srcrn.evaluation.segmentation import SegmentationEvaluation, evaluate_segmentation
@@ -46,8 +47,14 @@ def evaluate_segmenter(
     cache: str | Path | None = None,
     progress: bool = True,
 ) -> SegmentationEvaluation:
-    """``segment eval``: masks, scores, and ``overlays.png`` of the best, middling and worst cases."""
-    segmenter = Segmenter.from_checkpoint(checkpoint, batch_size)
+    """``segment eval``: masks, scores, and ``overlays.png`` of the best, middling and worst cases.
+    ``checkpoint`` may name a bundle (or ``default``, the shipped model): its segmenter is scored
+    as ``predict`` runs it (ONNX Runtime), so the README's figures can be measured again."""
+    if names_a_bundle(checkpoint):
+        segmenter = bundle_models(checkpoint)[0]
+        segmenter.batch_size = batch_size
+    else:
+        segmenter = Segmenter.from_checkpoint(checkpoint, batch_size)
     data = Path(data)
     result = evaluate_segmentation(
         segmenter,
