@@ -261,6 +261,16 @@ def test_metrics_on_known_predictions(tmp_path):
     assert metrics["auc"] == pytest.approx(5 / 6)  # 5 of 6 melanoma/benign pairs ranked right
     assert (metrics["sensitivity"], metrics["specificity"]) == (0.5, pytest.approx(2 / 3))
     assert metrics["balanced_accuracy"] == pytest.approx((0.5 + 2 / 3) / 2)
+    # Wilson intervals beside the point figures (the closed-form Wilson score interval, z = 1.96, gives
+    # the same: 1 of 2 -> 0.0945-0.9055; 2 of 3 -> 0.2077-0.9385).
+    assert (metrics["sensitivity_ci95_low"], metrics["sensitivity_ci95_high"]) == (
+        pytest.approx(0.0945, abs=1e-4),
+        pytest.approx(0.9055, abs=1e-4),
+    )
+    assert (metrics["specificity_ci95_low"], metrics["specificity_ci95_high"]) == (
+        pytest.approx(0.2077, abs=1e-4),
+        pytest.approx(0.9385, abs=1e-4),
+    )
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from srcrn.errors import SrcrnError
 from srcrn.evaluation.calibration import calibration_metrics, fit_calibration
 from srcrn.runtime.segmenter import Segmenter, load_segmenter
 from srcrn.stage2.spec import Calibration, MelanomaModel
-from srcrn.stats import DEFAULT_RESAMPLES, auc, auc_interval
+from srcrn.stats import DEFAULT_RESAMPLES, auc, auc_interval, proportion_interval
 
 
 def classification_metrics(
@@ -47,6 +47,16 @@ def classification_metrics(
     sensitivity = tp / (tp + fn) if tp + fn else 1.0  # the scorer's convention for an absent class
     specificity = tn / (tn + fp) if tn + fp else 1.0
     interval = auc_interval(labels, probabilities, resamples)
+    # Wilson intervals of the proportions, beside the point figures (a bootstrap of 3 of 3
+    # collapses to "1.000 (1.000-1.000)"; Wilson gives 0.44-1.00); None where a class is absent.
+    proportions = {
+        name: proportion_interval(hits, total)
+        for name, hits, total in (
+            ("accuracy", tp + tn, len(labels)),
+            ("sensitivity", tp, tp + fn),
+            ("specificity", tn, tn + fp),
+        )
+    }
     return {
         "auc": auc(labels, probabilities),
         "auc_ci95_low": interval.low,
@@ -56,6 +66,12 @@ def classification_metrics(
         "sensitivity": sensitivity,
         "specificity": specificity,
         "balanced_accuracy": (sensitivity + specificity) / 2,
+        **{
+            f"{name}_ci95_{end}": bound
+            for name, (low, high) in proportions.items()
+            for end, bound in (("low", low), ("high", high))
+        },
+        "proportion_ci_method": "Wilson",
         "threshold": threshold,
         "n_images": len(labels),
         "n_melanoma": int(labels.sum()),
