@@ -30,7 +30,7 @@ if [ ! -f "$R/seg/summary.json" ]; then
   timed segment-train srcrn segment train --data "$DATA" --out "$R/seg" --recipe strong --split official --epochs "$SEG_EPOCHS" \
         --time-budget "$SEG_BUDGET" --encoder "$ENCODER" --encoder-weights imagenet --keep-largest --no-progress "${resume[@]}"
 fi
-[ -f "$R/seg/eval-val/metrics.json" ] || timed segment-eval srcrn segment eval --model "$SEG" --data "$DATA" --split "$R/seg" \
+[ -f "$R/seg/eval-val/metrics.json" ] || timed segment-eval srcrn segment eval --model "$SEG" --data "$DATA" --split-file "$R/seg" \
       --subset val --out "$R/seg/eval-val" --no-progress
 # Stage 2, image only and with the clinical context (side by side in the card); the threshold is
 # chosen on the out-of-fold calibrated probabilities for 90 % sensitivity.

@@ -21,7 +21,7 @@ run() {
       --time-budget "$BUDGET" --encoder-weights imagenet --keep-largest --no-progress "$@" "${resume[@]}"
   fi
   [ -f "$out/eval-val/metrics.json" ] || taskset -c "$CORE" srcrn segment eval --model "$out/checkpoints/last.ckpt" \
-      --data "$D" --split "$out" --subset val --out "$out/eval-val" --no-progress
+      --data "$D" --split-file "$out" --subset val --out "$out/eval-val" --no-progress
 }
 run srcrn-lite0 --arch srcrn --encoder efficientnet-lite0
 run srcrn-lite2 --arch srcrn --encoder efficientnet-lite2
