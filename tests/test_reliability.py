@@ -594,3 +594,26 @@ def test_segment_eval_without_masks_writes_masks_but_no_metrics(tiny_segmenter, 
         assert (out / "metrics.json").exists() == (scored == sample)
     assert "nothing was scored" in capsys.readouterr().err
     assert not (out / "metrics.json").exists() and len(list((out / "masks").glob("*.png"))) == 40
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["compare", "a.jpg", "b.jpg", "--before-mm-per-pixel", "nan", "--out", "o"],
+        ["predict", "a.jpg", "--mm-per-pixel", "inf", "--out", "o"],
+        ["segment", "train", "--data", "d", "--out", "o", "--lr", "nan"],
+        ["classify", "train", "--data", "d", "--out", "o", "--lr", "-inf"],
+        ["serve", "--max-upload-mb", "nan"],
+    ],
+)
+def test_nan_and_infinity_are_refused_for_every_float_flag(command, capsys):
+    """Issue 32: a float flag of nan or inf is one line, before anything is read."""
+    message = cli_error(capsys, *command)
+    assert "Input should be a finite number" in message and message.count("\n") == 0
+
+
+def test_an_empty_api_key_is_refused_at_start(capsys, monkeypatch):
+    """Issue 32: --api-key '' would start an open server that says 'auth: none'."""
+    assert "an empty key would start an open server" in cli_error(capsys, "serve", "--api-key", "")
+    monkeypatch.setenv("SRCRN_API_KEY", "  ")
+    assert "environment SRCRN_API_KEY: api_key: an empty key" in cli_error(capsys, "serve")

@@ -74,7 +74,8 @@ def parse_time_budget(budget: str | None) -> dict[str, int] | str | None:
 class Settings(BaseModel):
     """Base of every schema: unknown keys are refused, values are checked on assignment too."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: a float flag or setting of nan or inf is refused in one line (issue 32).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -320,7 +321,7 @@ class TrainingSection(Settings):
     (``TRAINING``) as an override for each of its runs, validated by that schema (not declared
     again here). ``DEFAULTS`` are reproduce's values where the section gives none: the paper's."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
     TRAINING: ClassVar[type[Settings]]
     DEFAULTS: ClassVar[dict[str, Any]] = {}
 

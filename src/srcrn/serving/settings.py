@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from srcrn.settings import Settings, validate
 
@@ -33,6 +33,13 @@ class ServeSettings(Settings):
     read_timeout_seconds: float = Field(60.0, gt=0, description="an upload must be complete within it (408)")
     min_upload_rate: float = Field(10_000.0, ge=0, description="bytes/s an upload must keep after 5 s (408)")
     warm_up: bool = Field(True, description="one prediction before /ready says ready")
+
+    @field_validator("api_key")
+    @classmethod
+    def _a_key_is_not_empty(cls, key: str | None) -> str | None:
+        if key is not None and not key.strip():
+            raise ValueError("an empty key would start an open server: give a key, or leave the option out")
+        return key
 
     @property
     def max_upload_bytes(self) -> int:
