@@ -617,3 +617,26 @@ def test_an_empty_api_key_is_refused_at_start(capsys, monkeypatch):
     assert "an empty key would start an open server" in cli_error(capsys, "serve", "--api-key", "")
     monkeypatch.setenv("SRCRN_API_KEY", "  ")
     assert "environment SRCRN_API_KEY: api_key: an empty key" in cli_error(capsys, "serve")
+
+
+def test_json_and_yaml_nested_thousands_deep_are_one_line(
+    tmp_path, tiny_bundle, tiny_segmenter, tiny_classifier, sample, capsys
+):
+    """Issue 32: a card, a bundle.json, a settings file nested 100,000 deep: one line, no RecursionError."""
+    import shutil
+
+    deep = "[" * 100_000 + "]" * 100_000
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    (bundle / "bundle.json").write_text(deep)
+    image = str(sorted((sample / "images").glob("*.jpg"))[0])
+    message = cli_error(capsys, "predict", image, "--model", str(bundle), "--out", str(tmp_path / "p"))
+    assert "bundle.json" in message and "nested too deeply" in message
+    (tmp_path / "card.json").write_text(deep)
+    message = cli_error(capsys, "export", "onnx", "--segmenter", tiny_segmenter, "--classifier", tiny_classifier,
+                        "--card", str(tmp_path / "card.json"), "--out", str(tmp_path / "b"))  # fmt: skip
+    assert "card.json: not a model card: nested too deeply" in message
+    (tmp_path / "deep.yaml").write_text("a: " + deep)
+    message = cli_error(capsys, "segment", "train", "--config", str(tmp_path / "deep.yaml"), "--data", str(sample),
+                        "--out", str(tmp_path / "run"))  # fmt: skip
+    assert "deep.yaml: not a settings file: nested too deeply" in message

@@ -60,6 +60,32 @@ def json_text(payload: Any, indent: int | None = 2) -> str:
     return json.dumps(clean_json(payload), indent=indent, allow_nan=False)
 
 
+# The largest JSON file srcrn reads (a predictions.json of a million images is far below it).
+JSON_LIMIT_BYTES = 256 * 2**20
+
+
+class JsonRefused(ValueError):
+    """A JSON file too large or nested too deeply to read (a ValueError, as a malformed one is)."""
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` that fails as a malformed file does (a ``ValueError``), never with Python's
+    ``RecursionError``, on text nested thousands deep (a crafted card, manifest or table)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise JsonRefused("nested too deeply to be a srcrn file") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON file at ``path``, bounded: larger than ``JSON_LIMIT_BYTES`` or nested too deeply
+    is a ``JsonRefused`` (a ValueError); unreadable is an OSError, as ``Path.read_text``'s."""
+    path = Path(path)
+    if path.stat().st_size > JSON_LIMIT_BYTES:
+        raise JsonRefused(f"larger than {JSON_LIMIT_BYTES // 2**20} MB")
+    return parse_json(path.read_text(encoding="utf-8"))
+
+
 def write_json(path: str | Path, payload: Any) -> None:
     """``payload`` as indented strict JSON at ``path`` (NaN and infinity as null), written atomically."""
     with atomic_path(path) as temporary:

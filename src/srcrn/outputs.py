@@ -20,7 +20,6 @@ staging (checkpoints, the prediction journal and the cache are written atomicall
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -30,6 +29,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from srcrn.atomic import read_json
 from srcrn.errors import ConfigError
 
 MANIFEST = "srcrn-output.json"
@@ -69,7 +69,7 @@ def read_manifest(folder: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        manifest = json.loads(path.read_text())
+        manifest = read_json(path)
     except (ValueError, UnicodeDecodeError):
         raise ConfigError(f"{path}: not a valid srcrn output manifest (not JSON); choose another --out") from None
     if (

@@ -427,6 +427,8 @@ def read_settings_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not a settings file (not UTF-8 text)") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    except RecursionError:  # PyYAML composes recursively: a crafted file thousands deep
+        raise ConfigError(f"{path}: not a settings file: nested too deeply") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: expected a mapping of settings")
     return loaded

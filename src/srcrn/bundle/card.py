@@ -7,12 +7,12 @@ torch-free."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from srcrn.atomic import read_json
 from srcrn.errors import ConfigError
 
 
@@ -32,7 +32,7 @@ def training_record(model: str | Path) -> dict[str, Any] | None:
     for summary in (model.parent.parent / "summary.json", model.parent / "summary.json"):
         if summary.is_file():
             try:
-                values = json.loads(summary.read_text())
+                values = read_json(summary)
             except (OSError, ValueError):
                 return None
             return {k: v for k, v in values.items() if k in CARD_KEYS or k.startswith(("best_val", "val_"))}
@@ -154,7 +154,7 @@ class ModelCard(BaseModel):
         """A card written by ``srcrn model-card > card.json``, validated."""
         path = Path(path)
         try:
-            values = json.loads(path.read_text(encoding="utf-8"))
+            values = read_json(path)
         except (OSError, UnicodeDecodeError, ValueError) as error:
             raise ConfigError(f"{path}: not a readable model card ({type(error).__name__})") from None
         return cls.from_dict(values, str(path))

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from srcrn.atomic import JsonRefused, read_json
 from srcrn.errors import ConfigError
 from srcrn.settings import ClinicalField
 from srcrn.stage2.registry import DEFAULT_KIND, KINDS
@@ -131,11 +132,13 @@ def read_manifest(bundle: str | Path) -> BundleManifest:
     if not path.is_file():
         raise ConfigError(f"{bundle}: not a model bundle (no {BUNDLE_FILE}); write one with 'srcrn export onnx'")
     try:
-        manifest = BundleManifest.model_validate(json.loads(path.read_text()))
+        manifest = BundleManifest.model_validate(read_json(path))
     except json.JSONDecodeError as error:
         raise ConfigError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    except JsonRefused as error:
+        raise ConfigError(f"{path}: refused: {error}") from None
     except ValidationError as error:
         first = error.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
@@ -190,6 +193,8 @@ def read_card(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the model card ({error.strerror})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not a JSON or YAML model card ({type(error).__name__})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not a model card: nested too deeply") from None
     if not isinstance(card, dict):
         raise ConfigError(f"{path}: a model card is a mapping of fields, not {type(card).__name__}")
     return card
@@ -203,7 +208,7 @@ def attach_card(bundle: str | Path, card: dict[str, Any]) -> dict[str, Any]:
 
     bundle = Path(bundle)
     read_manifest(bundle)  # a valid bundle, its files as written
-    manifest = json.loads((bundle / BUNDLE_FILE).read_text())
+    manifest = read_json(bundle / BUNDLE_FILE)
     files = sorted(p for p in bundle.iterdir() if p.is_file() and p.name != BUNDLE_FILE)
     card = dict(card) | {"files": {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files}}
     manifest["card"] = card
@@ -217,7 +222,7 @@ def _attach(bundle: str | Path, key: str, value: dict[str, Any]) -> None:
 
     bundle = Path(bundle)
     read_manifest(bundle)
-    manifest = json.loads((bundle / BUNDLE_FILE).read_text())
+    manifest = read_json(bundle / BUNDLE_FILE)
     manifest[key] = value
     write_json(bundle / BUNDLE_FILE, manifest)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from srcrn.atomic import json_text
+from srcrn.atomic import json_text, read_json
 from srcrn.console import progress
 from srcrn.data import images as imageio
 from srcrn.data.isic import IsicDataset, IsicSample
@@ -63,7 +63,7 @@ class PreparedData:
             The cache (images, masks when cached, the index of ids and labels).
         """
         folder = Path(folder)
-        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest = read_json(folder / MANIFEST)
         index = pd.read_csv(folder / "index.csv", dtype={"image_id": str}).set_index("image_id")
         masks = np.load(folder / "masks.npy", mmap_mode="r") if manifest["has_masks"] else None
         return cls(folder, manifest["size"], index, np.load(folder / "images.npy", mmap_mode="r"), masks)
@@ -140,7 +140,7 @@ def prepare(
     manifest_path = out / MANIFEST
     if manifest_path.is_file():
         try:
-            if json.loads(manifest_path.read_text()).get("fingerprint") == key:
+            if read_json(manifest_path).get("fingerprint") == key:
                 if show_progress:
                     log.info("cache up to date: %s (%d images, %dpx)", out, len(dataset), size)
                 return PreparedData.load(out)

@@ -5,14 +5,13 @@ build the ``full`` / ``masked`` / ``crop`` inputs in the cache's order."""
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from srcrn.atomic import atomic_path
+from srcrn.atomic import atomic_path, read_json
 from srcrn.console import progress
 from srcrn.data.cache import MANIFEST, PreparedData, default_cache_dir, prepare
 from srcrn.data.isic import IsicDataset
@@ -57,7 +56,7 @@ class LesionData:
 def _key(segmenter: Segmenter, prepared: PreparedData, size: int) -> str:
     checkpoint = Path(segmenter.source)
     stat = checkpoint.stat()
-    cache_print = json.loads((prepared.folder / MANIFEST).read_text())["fingerprint"]
+    cache_print = read_json(prepared.folder / MANIFEST)["fingerprint"]
     spec = segmenter.spec
     text = f"{checkpoint.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{cache_print}|{size}|{spec}"
     return hashlib.sha1(text.encode()).hexdigest()[:16]

@@ -14,7 +14,6 @@ the model on images it saw.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import get_args
 import numpy as np
 import pandas as pd
 
-from srcrn.atomic import json_text
+from srcrn.atomic import json_text, read_json
 from srcrn.data.isic import IsicDataset
 from srcrn.errors import ConfigError, DataError
 from srcrn.settings import SplitMethod
@@ -64,7 +63,7 @@ class Split:
         """
         folder = Path(folder)
         table = pd.read_csv(folder / "split.csv", dtype=str)
-        meta = json.loads((folder / "split.json").read_text())
+        meta = read_json(folder / "split.json")
         subsets = {
             name: table.loc[table["subset"] == name, "image_id"].tolist() for name in ("train", "val", "dropped")
         }

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from srcrn.answers.results import TABLE_NAMES, Prediction
-from srcrn.atomic import atomic_path, json_text, remove_leftovers
+from srcrn.atomic import atomic_path, json_text, parse_json, read_json, remove_leftovers
 from srcrn.console import progress
 from srcrn.data.images import IMAGE_SUFFIXES
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext, check_scale, read_metadata
@@ -48,7 +48,7 @@ def _read_finished(out: Path, identity: dict) -> dict[str, Prediction]:
     finished = out / "predictions.json"
     if finished.is_file():
         try:
-            payload = json.loads(finished.read_text())
+            payload = read_json(finished)
             records += payload.get("predictions", [])
             jobs.append(payload.get("job"))
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError):
@@ -56,7 +56,7 @@ def _read_finished(out: Path, identity: dict) -> dict[str, Prediction]:
     if (out / JOURNAL).is_file():
         for line in (out / JOURNAL).read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                record = json.loads(line)
+                record = parse_json(line)
             except json.JSONDecodeError:
                 continue  # cut short by the kill
             if isinstance(record, dict) and set(record) == {"job"}:
@@ -244,7 +244,7 @@ def merge_predictions(folders: list[Path], out: Path, *, partial: bool = False) 
         if not table.is_file():
             raise DataError(table, "not found: an unfinished shard? (rerun it with --resume)")
         try:
-            payload = json.loads(table.read_text())
+            payload = read_json(table)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise DataError(table, "not valid JSON") from None
         records = payload.get("predictions") if isinstance(payload, dict) else None
@@ -281,5 +281,5 @@ def merge_predictions(folders: list[Path], out: Path, *, partial: bool = False) 
             )
         if missing:
             log.warning("%s: partial table: shard(s) %s missing", out, ", ".join(missing))
-    _write_tables(predictions, errors, out, json.loads(next(iter(jobs))) if jobs else None)
+    _write_tables(predictions, errors, out, parse_json(next(iter(jobs))) if jobs else None)
     return len(predictions), len(errors)

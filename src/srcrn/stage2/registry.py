@@ -11,7 +11,6 @@ zip holding ``data.pkl``, a skops file one holding ``schema.json``, a stack a fo
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 import zipfile
 from collections.abc import Callable, Sequence
@@ -19,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from srcrn.atomic import atomic_path, write_json
+from srcrn.atomic import atomic_path, read_json, write_json
 from srcrn.errors import ConfigError
 from srcrn.stage2.spec import Calibration, ClassifierSpec, MelanomaModel
 from srcrn.stage2.stack import STACK_FILE, STACK_FORMAT, StackModel
@@ -266,7 +265,7 @@ def load_stack(folder: Path, precision: str = "fp32", device: str = "cpu") -> St
     """
     path = folder / STACK_FILE
     try:
-        manifest = json.loads(path.read_text())
+        manifest = read_json(path)
         entries, weights, intercept = manifest["members"], manifest["weights"], manifest["intercept"]
         files = [folder / e["file"] for e in entries]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):

@@ -4,14 +4,13 @@ files; the registry (``stage2.registry``) reads and writes it."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from srcrn.atomic import write_json
+from srcrn.atomic import read_json, write_json
 from srcrn.data.metadata import CLINICAL_FIELDS
 from srcrn.errors import ConfigError
 from srcrn.stage2.spec import Calibration, ClassifierSpec, Contexts, MelanomaModel, with_extras
@@ -110,6 +109,6 @@ class StackModel:
         self.extras |= extras
         self.spec = with_extras(self.spec, extras)
         folder = Path(self.source)
-        manifest = json.loads((folder / STACK_FILE).read_text())
+        manifest = read_json(folder / STACK_FILE)
         manifest["extras"] = self.extras
         write_json(folder / STACK_FILE, manifest)

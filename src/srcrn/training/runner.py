@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from srcrn.atomic import atomic_path, json_text
+from srcrn.atomic import atomic_path, json_text, read_json
 from srcrn.errors import ConfigError, Interrupted
 from srcrn.settings import RunSettings, parse_time_budget
 
@@ -229,11 +229,10 @@ ATTEMPTS_FILE = "attempts.json"  # each attempt's wall time and steps, for the r
 
 
 def _record_attempt(out: Path, wall: float, steps: int) -> list[dict[str, float]]:
-    import json
 
     path = out / ATTEMPTS_FILE
     try:
-        attempts = json.loads(path.read_text()) if path.is_file() else []
+        attempts = read_json(path) if path.is_file() else []
     except ValueError:
         attempts = []  # a damaged record is not worth failing a finished run for
     attempts.append({"wall_seconds": round(wall, 1), "steps": steps})

@@ -5,12 +5,12 @@ keep their best checkpoint."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from srcrn.atomic import read_json
 from srcrn.errors import ConfigError
 
 SUMMARY_FILE = "summary.json"
@@ -43,7 +43,7 @@ def read_summary(run: str | Path) -> RunSummary:
     """
     path = Path(run) / SUMMARY_FILE
     try:
-        return RunSummary.model_validate(json.loads(path.read_text()))
+        return RunSummary.model_validate(read_json(path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: missing: the run has not finished (continue it with --resume)") from None
     except (ValueError, ValidationError):

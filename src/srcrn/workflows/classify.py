@@ -3,7 +3,6 @@ draw the ROC; the batch-size study (paper Table 3), resumable."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import pandas as pd
 import torch
 from torchmetrics.functional.classification import binary_roc
 
-from srcrn.atomic import atomic_path
+from srcrn.atomic import atomic_path, read_json
 from srcrn.bundle.reading import bundle_models, names_a_bundle
 from srcrn.data.splits import Split
 from srcrn.errors import ConfigError
@@ -152,8 +151,8 @@ def train_and_evaluate(settings: ClassifyTrainSettings, data: str | Path, run: P
     else:
         log.info("%s: finished earlier, reusing %s", run, evaluation / "metrics.json")
     return {
-        "summary": json.loads((run / "summary.json").read_text()),
-        "metrics": json.loads((evaluation / "metrics.json").read_text()),
+        "summary": read_json(run / "summary.json"),
+        "metrics": read_json(evaluation / "metrics.json"),
     }
 
 

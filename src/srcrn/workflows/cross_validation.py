@@ -23,7 +23,6 @@ Everything is resumable: a finished fold (its ``oof.csv``) is never run again.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ import yaml
 from pydantic import ValidationError
 from sklearn.model_selection import StratifiedGroupKFold
 
-from srcrn.atomic import atomic_path, remove_leftovers, write_json
+from srcrn.atomic import atomic_path, read_json, remove_leftovers, write_json
 from srcrn.data.isic import IsicDataset
 from srcrn.data.segmented import LesionData
 from srcrn.data.splits import Split, make_split
@@ -164,7 +163,7 @@ def cross_validate(
     splits = fold_splits(dataset, split.train, folds, settings.seed)  # refused here: nothing written yet
     identity = data_identity(dataset, folds)
     recorded = out / DATA_FILE
-    if recorded.is_file() and json.loads(recorded.read_text()) != identity:
+    if recorded.is_file() and read_json(recorded) != identity:
         raise ConfigError(
             f"{out}: holds a cross-validation of other data or folds ({recorded}: the images, labels or --folds "
             "differ); choose another --out"
@@ -234,7 +233,7 @@ DATA_FILE = "data.json"
 def _stored_target(out: Path) -> float | None:
     """The sensitivity an earlier run of this cv folder chose its threshold for, if any."""
     try:
-        return json.loads((out / "cv.json").read_text()).get("threshold", {}).get("target_sensitivity")
+        return read_json(out / "cv.json").get("threshold", {}).get("target_sensitivity")
     except (OSError, ValueError, AttributeError):
         return None
 

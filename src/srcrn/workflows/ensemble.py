@@ -10,7 +10,6 @@ ever scored by a stacker that was fitted on that image's score.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pandas as pd
 import yaml
 from sklearn.linear_model import LogisticRegression
 
-from srcrn.atomic import atomic_path, write_json
+from srcrn.atomic import atomic_path, read_json, write_json
 from srcrn.errors import ConfigError
 from srcrn.evaluation.calibration import calibration_metrics
 from srcrn.evaluation.classification import classification_metrics
@@ -119,7 +118,7 @@ def member_model(folder: Path) -> Path:
     """The final model of a finished ``classify cv`` folder (trained on the whole training split)."""
     path = folder / "cv.json"
     try:
-        model = json.loads(path.read_text())["val"]["model"]
+        model = read_json(path)["val"]["model"]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
         raise ConfigError(
             f"{path}: names no final model; members must be finished 'srcrn classify cv' folders (with their final model)"
@@ -145,7 +144,7 @@ def _check_members_data(folders: list[Path], data: Path | None) -> None:
     dataset = IsicDataset.from_dir(data) if recorded_files else None
     for recorded in recorded_files:
         assert dataset is not None
-        identity = json.loads(recorded.read_text())
+        identity = read_json(recorded)
         if data_identity(dataset, int(identity.get("folds", 0))) != identity:
             raise ConfigError(f"{recorded}: the member was cross-validated on other data than --data {data}")
 

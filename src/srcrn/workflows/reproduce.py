@@ -9,7 +9,6 @@ for every measured number, and a leakage check. Each experiment writes its own
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from srcrn import __version__
+from srcrn.atomic import read_json
 from srcrn.reporting.reproduce_report import write_report
 from srcrn.settings import ClassifyTrainSettings, ReproduceSettings, SegmentTrainSettings, load_settings
 
@@ -31,7 +31,7 @@ def load_reproduce_config(path: str | Path) -> ReproduceSettings:
 
 
 def _json(path: Path) -> dict:
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def _shared(config: ReproduceSettings) -> dict[str, Any]:
