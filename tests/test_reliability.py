@@ -3,6 +3,7 @@ exit status 2, never a traceback, and never a run that looks successful but prod
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -640,3 +641,30 @@ def test_json_and_yaml_nested_thousands_deep_are_one_line(
     message = cli_error(capsys, "segment", "train", "--config", str(tmp_path / "deep.yaml"), "--data", str(sample),
                         "--out", str(tmp_path / "run"))  # fmt: skip
     assert "deep.yaml: not a settings file: nested too deeply" in message
+
+
+@pytest.mark.slow
+def test_a_dds_file_named_jpg_fails_alone_in_a_folder(tmp_path, tiny_bundle, sample, capsys):
+    """Issue 32: a DDS of a pixel format Pillow cannot decode (NotImplementedError) is skipped with
+    one line; the good images beside it are predicted, and --resume completes."""
+    import io
+    import shutil
+    import struct
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(buffer, "DDS")
+    dds = bytearray(buffer.getvalue())
+    struct.pack_into("<I", dds, 80, 0x4)  # DDPF_FOURCC, with an unknown FourCC
+    dds[84:88] = b"ZZZZ"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "holiday.jpg").write_bytes(bytes(dds))
+    for image in sorted((sample / "images").glob("*.jpg"))[:2]:
+        shutil.copy(image, folder)
+    out = tmp_path / "out"
+    run_cli("predict", str(folder), "--model", str(tiny_bundle), "--out", str(out), "--no-progress")
+    written = json.loads((out / "predictions.json").read_text())
+    assert len(written["predictions"]) == 2 and len(written["errors"]) == 1
+    assert "an unsupported variant of its format" in json.dumps(written["errors"])
+    run_cli("predict", str(folder), "--model", str(tiny_bundle), "--out", str(out), "--resume", "--no-progress")
+    assert len(json.loads((out / "predictions.json").read_text())["predictions"]) == 2

@@ -11,7 +11,8 @@ SHOWN_ROWS = 20  # predict's table: the first rows; all are in predictions.csv
 
 
 def prediction_table(results: list[Any], errors: list[tuple[str, str]]) -> Table:
-    """``srcrn predict``'s table: image, probability, decision, diameter, flags.
+    """``srcrn predict``'s table: image, probability, answer (the verdict band where the model has
+    bands, else the decision; "not assessable" from the input gate, without a number), diameter, flags.
 
     Args:
         results: the ``Prediction`` records written.
@@ -21,7 +22,7 @@ def prediction_table(results: list[Any], errors: list[tuple[str, str]]) -> Table
         The table (its caption says when rows are left out).
     """
     table = Table(title=f"{len(results)} images predicted, {len(errors)} skipped")
-    for column in ("image", "melanoma", "decision", "diameter", "flags"):
+    for column in ("image", "melanoma", "answer", "diameter", "flags"):
         table.add_column(column, no_wrap=column == "image")
     for r in results[:SHOWN_ROWS]:
         m = r.measurements
@@ -29,7 +30,9 @@ def prediction_table(results: list[Any], errors: list[tuple[str, str]]) -> Table
         flags = " ".join(f for f, on in marks if on)
         mm = m.get("longest_diameter_mm")
         diameter = f"{mm:.1f} mm" if mm is not None else f"{m['longest_diameter_pixels']:.0f} px"
-        table.add_row(r.image_id, f"{r.probability:.3f}", r.decision, diameter, flags)
+        assessed = getattr(r, "status", "assessed") == "assessed"
+        answer = (getattr(r, "band", "") or r.decision) if assessed else r.decision
+        table.add_row(r.image_id, f"{r.probability:.3f}" if assessed else "-", answer, diameter, flags)
     if len(results) > SHOWN_ROWS:
         table.caption = f"first {SHOWN_ROWS} of {len(results)}: all are in predictions.csv"
     return table

@@ -96,6 +96,8 @@ def open_image(source: ImageSource, *, photo: bool = True, name: str | None = No
         raise DataError(path, f"refused: absurd image size ({error})") from None
     except UnidentifiedImageError:
         raise DataError(path, "cannot read image: not a recognised image format, or corrupt") from None
+    except NotImplementedError as error:  # Pillow knows the format, not this variant (e.g. a DDS pixel format)
+        raise DataError(path, f"cannot read image: an unsupported variant of its format ({error})") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise DataError(path, f"cannot read image ({type(error).__name__}: {error})") from None
     width, height = image.size
@@ -113,6 +115,8 @@ def open_image(source: ImageSource, *, photo: bool = True, name: str | None = No
 def _load_pixels(image: Image.Image, path: Path) -> Image.Image:
     try:
         image.load()
+    except NotImplementedError as error:
+        raise DataError(path, f"cannot read image: an unsupported variant of its format ({error})") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise DataError(path, f"image is truncated or corrupt ({error})") from None
     return image
