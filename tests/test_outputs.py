@@ -291,3 +291,20 @@ def test_json_files_hold_no_nan(tmp_path):
         "spread": [None],
         "n": 3,
     }
+
+
+@pytest.mark.slow
+def test_an_output_folder_records_what_produced_it(tmp_path, tiny_segmenter, sample):
+    """Issue 31: srcrn's version and commit, and each input's identity (a file's SHA-256, a
+    folder's listing digest), in the folder's manifest."""
+    import hashlib
+
+    out = tmp_path / "eval"
+    run_cli("segment", "eval", "--model", tiny_segmenter, "--data", str(sample), "--out", str(out), "--no-progress")
+    manifest = json.loads((out / "srcrn-output.json").read_text())
+    inputs = manifest["provenance"]["inputs"]
+    assert inputs["--model"]["sha256"] == hashlib.sha256(Path(tiny_segmenter).read_bytes()).hexdigest()
+    assert inputs["--data"]["files"] == sum(1 for f in sample.rglob("*") if f.is_file() and not f.name.startswith("."))
+    assert len(inputs["--data"]["listing_sha256"]) == 64 and manifest["srcrn_version"]
+    commit = manifest["provenance"]["git_commit"]
+    assert commit is None or len(commit) == 40  # None when srcrn runs from an installed wheel

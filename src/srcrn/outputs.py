@@ -20,9 +20,11 @@ staging (checkpoints, the prediction journal and the cache are written atomicall
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -122,6 +124,47 @@ def _write_manifest(folder: Path, command: str, adopted: bool = False) -> None:
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(folder / MANIFEST, manifest | ({"adopted": True} if adopted else {}))
+
+
+def _git_commit() -> str | None:
+    """The commit of the srcrn checkout this code runs from (None when installed from a wheel)."""
+    source = Path(__file__).resolve().parents[2]
+    if not (source / ".git").exists():
+        return None
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _digest(path: Path) -> dict[str, object]:
+    """What identifies an input: a file's SHA-256; a folder's file count and the SHA-256 of its
+    listing (relative names and sizes: cheap for thousands of images, and it changes when one is
+    added, removed or rewritten at another size)."""
+    if path.is_file():
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return {"path": str(path), "sha256": digest.hexdigest()}
+    if path.is_dir():
+        files = sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith("."))
+        listing = "\n".join(f"{f.relative_to(path)}\t{f.stat().st_size}" for f in files)
+        return {"path": str(path), "files": len(files), "listing_sha256": hashlib.sha256(listing.encode()).hexdigest()}
+    return {"path": str(path)}
+
+
+def _record_provenance(folder: Path, inputs: Mapping[str, str | Path | None]) -> None:
+    """Record in the manifest what produced the folder: srcrn's commit (in a checkout) and every
+    input's identity, so that a result can be traced to its models and data."""
+    from srcrn.atomic import write_json
+
+    manifest = read_manifest(folder) or {}
+    given = {role: _digest(Path(path)) for role, path in inputs.items() if path is not None}
+    write_json(folder / MANIFEST, manifest | {"provenance": {"git_commit": _git_commit(), "inputs": given}})
 
 
 def _record_entries(folder: Path, entries: list[str]) -> None:
@@ -310,6 +353,8 @@ def output_folder(
             new = sorted(entry.name for entry in staging.iterdir())
             _move_in(staging, out, _recorded_entries(out) if replace else set())
             _record_entries(out, new)
+        if (out / MANIFEST).is_file():
+            _record_provenance(out, inputs or {})
     except BaseException:
         if how == "created" and set(_visible(out)) <= {MANIFEST}:
             shutil.rmtree(out, ignore_errors=True)
