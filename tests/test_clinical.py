@@ -359,7 +359,7 @@ def test_the_service_takes_clinical_fields_and_refuses_bad_ones(stage2_models, s
     pipeline = srcrn.Pipeline.from_bundle(bundle)
     photo = sorted((sample / "images").glob("*.jpg"))[0]
     expected = pipeline.predict(photo, age=75, sex="male", site="head/neck")
-    with TestClient(create_app(pipeline, ServeSettings())) as client:
+    with TestClient(create_app(pipeline, ServeSettings()), base_url="http://127.0.0.1") as client:
         deadline = time.monotonic() + 60
         while client.get("/api/v1/ready").status_code != 200:
             assert time.monotonic() < deadline

@@ -171,7 +171,9 @@ def test_the_service_compares_two_uploads(tiny_bundle, tmp_path):
     Image.fromarray(after).save(encoded, format="PNG")
     before_bytes = (SAMPLE / "images" / f"{IDS[5]}.jpg").read_bytes()
     other = (SAMPLE / "images" / f"{IDS[25]}.jpg").read_bytes()
-    with TestClient(create_app(srcrn.Pipeline.from_bundle(tiny_bundle), ServeSettings())) as client:
+    with TestClient(
+        create_app(srcrn.Pipeline.from_bundle(tiny_bundle), ServeSettings()), base_url="http://127.0.0.1"
+    ) as client:
         deadline = time.monotonic() + 60
         while client.get("/api/v1/ready").status_code != 200:
             assert time.monotonic() < deadline

@@ -75,7 +75,7 @@ def test_the_service_answers_a_report_as_a_pdf(pipeline, sample, tmp_path):
     from srcrn.serving.app import ServeSettings, create_app
 
     photo = sorted((sample / "images").glob("*.jpg"))[0]
-    with TestClient(create_app(pipeline, ServeSettings())) as client:
+    with TestClient(create_app(pipeline, ServeSettings()), base_url="http://127.0.0.1") as client:
         deadline = time.monotonic() + 60
         while client.get("/api/v1/ready").status_code != 200:  # the warm-up prediction
             assert time.monotonic() < deadline, "the service never became ready"

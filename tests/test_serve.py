@@ -34,7 +34,7 @@ def _client(pipeline, **settings):
 
     from srcrn.serving.app import ServeSettings, create_app
 
-    client = TestClient(create_app(pipeline, ServeSettings(**settings)))
+    client = TestClient(create_app(pipeline, ServeSettings(**settings)), base_url="http://127.0.0.1")
     client.__enter__()  # runs the lifespan: the warm-up prediction
     deadline = time.monotonic() + 60
     while client.get("/api/v1/ready").status_code != 200:
@@ -387,3 +387,22 @@ def test_the_version(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code in (0, None) and capsys.readouterr().out.strip() == f"srcrn {srcrn.__version__}"
+
+
+def test_a_foreign_host_and_a_cross_site_form_post_are_refused(client, photo):
+    """Issue 32: a foreign Host (DNS rebinding) is 400; a POST whose Origin is another site (a
+    form there needs no preflight) is 403; the page's own origin is answered."""
+    content = photo.read_bytes()
+    assert client.get("/api/v1/health", headers={"host": "attacker.example"}).status_code == 400
+    refused = _upload(client, content, headers={"origin": "http://attacker.example"})
+    assert refused.status_code == 403 and "cross-site request refused" in refused.json()["detail"]
+    assert _upload(client, content, headers={"origin": "http://127.0.0.1"}).status_code == 200
+    assert _upload(client, content).status_code == 200  # no Origin: not a browser's cross-site form
+
+
+def test_the_hosts_answered_follow_the_address_listened_on():
+    from srcrn.serving.settings import ServeSettings
+
+    assert "localhost" in ServeSettings().hosts() and "attacker.example" not in ServeSettings().hosts()
+    assert ServeSettings(host="0.0.0.0").hosts() == ["*"]
+    assert ServeSettings(host="0.0.0.0", allowed_hosts=["derm.clinic.example"]).hosts() == ["derm.clinic.example"]

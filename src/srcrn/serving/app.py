@@ -34,6 +34,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -41,6 +42,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 
 from srcrn import __version__
@@ -145,6 +147,20 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         "probability. A research tool to assist review, not a diagnosis.",
         lifespan=lifespan,
     )
+
+    # DNS rebinding: a page of another site whose name was pointed at this address sends its own
+    # name as Host; only the names the service is reached by are answered (Starlette's middleware).
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.hosts())
+
+    @app.middleware("http")
+    async def same_origin(request: Request, call_next: Any) -> Response:
+        # A form on another site can POST multipart to this service without a preflight (a
+        # "simple" request), with the user's network position; browsers name that site in Origin.
+        origin = request.headers.get("origin")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and origin and origin != "null":
+            if urlsplit(origin).netloc != request.headers.get("host", ""):
+                return _error(403, "cross-site request refused: the page that sent it is not this service's")
+        return await call_next(request)
 
     def authorised(request: Request) -> bool:
         if not settings.api_key:

@@ -22,6 +22,11 @@ class ServeSettings(Settings):
     host: str = Field("127.0.0.1", description="address to listen on; 127.0.0.1 keeps the service on this machine")
     port: int = Field(8000, ge=1, le=65535, description="port to listen on")
     api_key: str | None = Field(None, description="bearer token required by predict, report, compare and model")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host headers answered (default: the address listened on, with localhost for a loopback one; "
+        "'*' for any); others get 400, which stops DNS rebinding",
+    )
     max_upload_mb: float = Field(30.0, gt=0, description="largest upload accepted (413 beyond)")
     concurrency: int = Field(1, ge=1, description="batches predicted at once (one batch already uses every core)")
     max_batch: int = Field(8, ge=1, description="waiting requests predicted together, at most")
@@ -40,6 +45,14 @@ class ServeSettings(Settings):
         if key is not None and not key.strip():
             raise ValueError("an empty key would start an open server: give a key, or leave the option out")
         return key
+
+    def hosts(self) -> list[str]:
+        """The Host headers the service answers."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        if self.host in ("127.0.0.1", "localhost", "::1"):
+            return ["127.0.0.1", "localhost", "::1", "[::1]"]
+        return ["*"] if self.host in ("0.0.0.0", "::") else [self.host]
 
     @property
     def max_upload_bytes(self) -> int:
