@@ -318,56 +318,15 @@ def classify_cv(cv: Optional[dict] = None, flags: Optional[dict] = None) -> None
     """Cross-validate a stage-2 recipe on the training split: per-fold and pooled out-of-fold
     AUC with a bootstrap interval; choose recipes by this, not by the small validation split.
     Interrupted runs continue where they stopped (finished folds are kept)."""
-    from srcrn.outputs import output_folder
+    from srcrn.cli_tables import cv_lines
     from srcrn.settings import load_settings
-    from srcrn.workflows.cross_validation import DATA_FILE, cross_validate
+    from srcrn.workflows.cross_validation import cross_validate_command
 
     command = command_settings(CrossValidationSettings, cv or {})
     settings = load_settings(ClassifyTrainSettings, command.config, flags=flags or {})
-    adopt = (DATA_FILE, "cv.json", "config.yaml")  # an older srcrn's folder; its content is checked next
-    # A rerun continues the folds (their identity is checked by content): always "resumed".
-    with output_folder(command.out, "classify cv", _run_inputs(command.data, settings), adopt=adopt, resume=True):
-        result = cross_validate(
-            settings,
-            command.data,
-            command.out,
-            folds=command.folds,
-            final=command.final,
-            calibration=command.calibration,
-            target_sensitivity=command.target_sensitivity,
-            progress=command.progress,
-        )
-    oof = result["oof"]
-    log.info(
-        "out-of-fold AUC %.4f (95 %% CI %.4f-%.4f) over %d folds (per fold %s)",
-        oof["auc"],
-        oof["auc_ci95_low"],
-        oof["auc_ci95_high"],
-        command.folds,
-        ", ".join(f"{a:.3f}" for a in result["per_fold_auc"]),
-    )
-    if "val" in result:
-        val = result["val"]
-        log.info(
-            "validation AUC %.4f (95 %% CI %.4f-%.4f); ECE %.4f -> %.4f calibrated (%s); %s",
-            val["auc"],
-            val["auc_ci95_low"],
-            val["auc_ci95_high"],
-            val["ece_raw"],
-            val["ece_calibrated"],
-            result["calibration"]["method"],
-            command.out / "cv.json",
-        )
-    if "threshold" in result and "val" in result["threshold"]:
-        chosen = result["threshold"]
-        log.info(
-            "threshold %.4f (out-of-fold sensitivity %.3f); on the validation split: sensitivity %.3f, "
-            "specificity %.3f",
-            chosen["value"],
-            chosen["oof"]["sensitivity"],
-            chosen["val"]["sensitivity"],
-            chosen["val"]["specificity"],
-        )
+    result = cross_validate_command(command, settings, _run_inputs(command.data, settings))
+    for line in cv_lines(result, command.folds, command.out):
+        log.info("%s", line)
 
 
 @classify_app.command("eval")
@@ -431,46 +390,11 @@ def predict(
     and with --explain a Grad-CAM heatmap. A bad file is reported and skipped; a killed job
     continues with --resume; N machines split an archive with --shard K/N."""
     from srcrn.cli_tables import prediction_table
-    from srcrn.inference.batch import JOURNAL, OUTPUT_NAMES, predict_images
-    from srcrn.inference.jobs import parse_shard
-    from srcrn.outputs import output_folder, refuse_overlap
-    from srcrn.workflows.model_choice import load_pipeline
+    from srcrn.workflows.predict import predict_inputs
 
     given = command_settings(PredictSettings, flags or {})
     out = given.out
-    part = parse_shard(given.shard) if given.shard is not None else None
-    # An input folder's own masks/ or overlays/ must never be written over (files: only themselves).
-    folders: dict[str, Path | None] = {f"input {p}": p for p in inputs if p.is_dir()}
-    refuse_overlap(out, {f"input {p}": p for p in inputs if not p.is_dir()}, contains=False)
-    # Not staged: the journal and atomic files are predict's staging (a killed run resumes).
-    claimed = output_folder(
-        out, "predict", folders | {"--metadata": given.metadata}, writes=OUTPUT_NAMES, adopt=(JOURNAL, "predictions.json"),
-        resume=given.resume,
-    )  # fmt: skip
-    with claimed:
-        pipeline = load_pipeline(given, given.engine, workers=given.workers)
-        results, errors = predict_images(
-            pipeline,
-            inputs,
-            out,
-            batch_size=given.batch_size,
-            show_progress=given.progress,
-            overlays=given.overlays,
-            resume=given.resume,
-            shard=part,
-            metadata=given.metadata,
-            mm_per_pixel=given.mm_per_pixel,
-            report=given.report,
-        )
-    if not results and part is not None and not errors:
-        log.warning("%s: shard %s holds none of the images (empty tables written)", out, given.shard)
-    elif not results:  # a run that produced nothing must not look like a success
-        raise SrcrnError(
-            f"{out / 'predictions.json'}: nothing predicted: {len(errors)} input(s) refused, first "
-            f"{errors[0][0]}: {errors[0][1]}"
-            if errors
-            else f"{', '.join(map(str, inputs))}: nothing predicted: no image files found"
-        )
+    results, errors = predict_inputs(inputs, given)
     console.print(prediction_table(results, errors))
     log.info(
         "%s, %s, masks in %s%s%s",
@@ -549,44 +473,12 @@ def export_onnx_command(flags: Optional[dict] = None) -> None:
     """Both stages for the torch-free engine (networks as ONNX, a feature model as skops, a stack
     with its weights) with their preprocessing and prediction settings, threshold and version:
     run them with `srcrn predict --engine onnx --model DIR` (no torch needed)."""
-    from srcrn.bundle.export import export_onnx
-    from srcrn.bundle.schema import BUNDLE_FILE, attach_card, read_card
-    from srcrn.outputs import output_folder
+    from srcrn.workflows.export import export_bundle
 
     given = command_settings(ExportSettings, flags or {})
     out = given.out
-    if given.quantize is not None and given.calibration_data is None:
-        raise SrcrnError(
-            "--quantize int8: needs --calibration-data DATA (images whose ranges calibrate the int8 models)"
-        )
-    inputs = {
-        "--calibration-data": given.calibration_data,
-        "--segmenter": given.segmenter,
-        "--classifier": given.classifier,
-        "--card": given.card,
-    }
-    description = read_card(given.card) if given.card is not None else None  # refused before minutes of export
-    # A bundle folder is wholly the export's: a new export replaces an earlier one (even one of
-    # an older srcrn, known by its bundle.json), never a folder of other files.
-    claimed = output_folder(out, "export onnx", inputs, adopt=(BUNDLE_FILE,), resume=True, stage=True, replace=True)
-    with claimed as staging:
-        if given.quantize is None:
-            export_onnx(given.segmenter, given.classifier, staging)
-        else:
-            import tempfile
-
-            from srcrn.workflows.quantize import quantize_bundle
-
-            assert given.calibration_data is not None  # refused above
-            with tempfile.TemporaryDirectory() as scratch:
-                fp32 = export_onnx(given.segmenter, given.classifier, Path(scratch) / "fp32")
-                _, parity = quantize_bundle(
-                    fp32, staging, given.calibration_data, given.calibration_images, given.parity_images,
-                    classifier=given.int8_classifier, ranges=given.int8_ranges, destination=out,
-                )  # fmt: skip
-        if description is not None:
-            attach_card(staging, description)
-    if given.quantize is None:
+    parity = export_bundle(given)
+    if parity is None:
         log.info("bundle written: %s (%s)", out, ", ".join(sorted(p.name for p in out.iterdir())))
         return
     shown = {k: round(v, 4) for k, v in parity.items() if isinstance(v, float)}
@@ -604,31 +496,12 @@ def compare(
     then the change in area, diameter, ABCD components, colours and melanoma probability, with
     a picture of both contours and a change map. An unreliable registration gives no change
     figures, only the reason."""
-    from srcrn.answers.rendering import write_png
-    from srcrn.atomic import clean_json, write_json
     from srcrn.cli_tables import comparison_lines
-    from srcrn.data.metadata import ClinicalContext
-    from srcrn.outputs import output_folder
-    from srcrn.workflows.model_choice import load_pipeline
+    from srcrn.workflows.follow_up import compare_visits
 
     given = command_settings(CompareSettings, flags or {})
     out = given.out
-    names = ("comparison.json", "comparison.png", "comparison.pdf")
-    inputs = {"BEFORE": before, "AFTER": after}
-    with output_folder(out, "compare", inputs, contains=False, writes=names, stage=True, replace=True) as staging:
-        pipeline = load_pipeline(ModelSettings(model=given.model), "onnx")
-        comparison = pipeline.compare(
-            before,
-            after,
-            before_context=ClinicalContext.of(
-                pixel_spacing_mm=given.before_mm_per_pixel, where="--before-mm-per-pixel"
-            ),
-            after_context=ClinicalContext.of(pixel_spacing_mm=given.after_mm_per_pixel, where="--after-mm-per-pixel"),
-        )
-        write_json(staging / "comparison.json", clean_json(comparison.to_dict()))
-        write_png(staging / "comparison.png", comparison.picture)
-        if given.report:
-            (staging / "comparison.pdf").write_bytes(comparison.report_pdf())
+    comparison = compare_visits(before, after, given)
     for level, line in comparison_lines(comparison):
         getattr(log, level)("%s", line)
     log.info(

@@ -3,6 +3,7 @@ this turns the answers into text). No logic beyond formatting."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -107,3 +108,28 @@ def comparison_lines(comparison: Any) -> list[tuple[str, str]]:
             f"{', '.join(comparison.colours_vanished) or 'none'}",
         ),
     ]
+
+
+def cv_lines(result: dict[str, Any], folds: int, out: Path) -> list[str]:
+    """``srcrn classify cv``'s summary: the out-of-fold AUC, the validation AUC and calibration,
+    and the threshold chosen, each with its interval where it has one."""
+    oof = result["oof"]
+    per_fold = ", ".join(f"{a:.3f}" for a in result["per_fold_auc"])
+    lines = [
+        f"out-of-fold AUC {oof['auc']:.4f} (95 % CI {oof['auc_ci95_low']:.4f}-{oof['auc_ci95_high']:.4f}) "
+        f"over {folds} folds (per fold {per_fold})"
+    ]
+    if "val" in result:
+        val = result["val"]
+        lines.append(
+            f"validation AUC {val['auc']:.4f} (95 % CI {val['auc_ci95_low']:.4f}-{val['auc_ci95_high']:.4f}); "
+            f"ECE {val['ece_raw']:.4f} -> {val['ece_calibrated']:.4f} calibrated ({result['calibration']['method']}); "
+            f"{out / 'cv.json'}"
+        )
+    if "threshold" in result and "val" in result["threshold"]:
+        chosen = result["threshold"]
+        lines.append(
+            f"threshold {chosen['value']:.4f} (out-of-fold sensitivity {chosen['oof']['sensitivity']:.3f}); on the "
+            f"validation split: sensitivity {chosen['val']['sensitivity']:.3f}, specificity {chosen['val']['specificity']:.3f}"
+        )
+    return lines

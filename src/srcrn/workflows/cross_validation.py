@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from sklearn.model_selection import StratifiedGroupKFold
 
 from srcrn.atomic import atomic_path, read_json, remove_leftovers, write_json
+from srcrn.commands import CrossValidationSettings
 from srcrn.data.isic import IsicDataset
 from srcrn.data.segmented import LesionData
 from srcrn.data.splits import Split, make_split
@@ -307,3 +308,24 @@ def operating_point(labels: np.ndarray, probabilities: np.ndarray, threshold: fl
             f"{name}_ci95_high": interval[1],
         }
     return point
+
+
+def cross_validate_command(
+    command: CrossValidationSettings, settings: ClassifyTrainSettings, inputs: dict[str, Any]
+) -> dict[str, Any]:
+    """``srcrn classify cv`` end to end: the output folder claimed (a rerun continues the folds,
+    whose identity is checked by content: always "resumed"), then ``cross_validate``."""
+    from srcrn.outputs import output_folder
+
+    adopt = (DATA_FILE, "cv.json", "config.yaml")  # an older srcrn's folder; its content is checked next
+    with output_folder(command.out, "classify cv", inputs, adopt=adopt, resume=True):
+        return cross_validate(
+            settings,
+            command.data,
+            command.out,
+            folds=command.folds,
+            final=command.final,
+            calibration=command.calibration,
+            target_sensitivity=command.target_sensitivity,
+            progress=command.progress,
+        )

@@ -1,0 +1,61 @@
+"""``srcrn predict`` end to end: the inputs and the output folder checked and claimed (not
+staged: the journal and atomic files are predict's staging, so a killed run resumes), the
+pipeline loaded, every image predicted; a run that predicts nothing is an error. The CLI parses
+and prints; this decides."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from srcrn.commands import PredictSettings
+from srcrn.errors import SrcrnError
+from srcrn.inference.batch import JOURNAL, OUTPUT_NAMES, predict_images
+from srcrn.inference.jobs import parse_shard
+from srcrn.outputs import output_folder, refuse_overlap
+from srcrn.workflows.model_choice import load_pipeline
+
+log = logging.getLogger(__name__)
+
+
+def predict_inputs(inputs: list[Path], given: PredictSettings) -> tuple[list[Any], list[tuple[str, str]]]:
+    """The ``Prediction`` records written and the (input, problem) pairs skipped.
+
+    Raises:
+        SrcrnError: the output-folder rule refuses ``given.out``, or nothing was predicted.
+    """
+    out = given.out
+    part = parse_shard(given.shard) if given.shard is not None else None
+    # An input folder's own masks/ or overlays/ must never be written over (files: only themselves).
+    folders: dict[str, Path | None] = {f"input {p}": p for p in inputs if p.is_dir()}
+    refuse_overlap(out, {f"input {p}": p for p in inputs if not p.is_dir()}, contains=False)
+    claimed = output_folder(
+        out, "predict", folders | {"--metadata": given.metadata}, writes=OUTPUT_NAMES, adopt=(JOURNAL, "predictions.json"),
+        resume=given.resume,
+    )  # fmt: skip
+    with claimed:
+        pipeline = load_pipeline(given, given.engine, workers=given.workers)
+        results, errors = predict_images(
+            pipeline,
+            inputs,
+            out,
+            batch_size=given.batch_size,
+            show_progress=given.progress,
+            overlays=given.overlays,
+            resume=given.resume,
+            shard=part,
+            metadata=given.metadata,
+            mm_per_pixel=given.mm_per_pixel,
+            report=given.report,
+        )
+    if not results and part is not None and not errors:
+        log.warning("%s: shard %s holds none of the images (empty tables written)", out, given.shard)
+    elif not results:  # a run that produced nothing must not look like a success
+        raise SrcrnError(
+            f"{out / 'predictions.json'}: nothing predicted: {len(errors)} input(s) refused, first "
+            f"{errors[0][0]}: {errors[0][1]}"
+            if errors
+            else f"{', '.join(map(str, inputs))}: nothing predicted: no image files found"
+        )
+    return results, errors
