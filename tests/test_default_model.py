@@ -263,6 +263,11 @@ def test_metadata_rows_match_ids_of_any_case_or_extension_and_an_image_without_o
     assert pd.isna(predicted.loc[images[2].stem, "clinical"]) or predicted.loc[images[2].stem, "clinical"] == ""
     assert f"no row for image {images[2].stem}: it is predicted without clinical context" in said
     assert "2 of 3 images have a row; 1 without one" in said
+    # Issue 33: the warning travels with the image's row (CSV and JSON), not only the log.
+    assert predicted.loc[images[2].stem, "warnings"].endswith(
+        "no row in metadata.csv: predicted without clinical context"
+    )
+    assert "no row in" not in str(predicted.loc[images[0].stem, "warnings"])
 
 
 @pytest.mark.skipif(

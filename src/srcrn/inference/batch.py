@@ -200,6 +200,9 @@ def predict_images(
                 elif isinstance(outcome, SrcrnError):
                     errors.append((str(path), str(outcome)))
                 else:
+                    if metadata is not None and path.stem not in contexts:  # the warning travels with the row
+                        unmatched = f"no row in {Path(metadata).name}: predicted without clinical context"
+                        outcome.warnings = "; ".join(w for w in (outcome.warnings, unmatched) if w)
                     finished.append(outcome)
             _append(journal, finished)
             results += finished
