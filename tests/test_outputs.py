@@ -308,3 +308,29 @@ def test_an_output_folder_records_what_produced_it(tmp_path, tiny_segmenter, sam
     assert len(inputs["--data"]["listing_sha256"]) == 64 and manifest["srcrn_version"]
     commit = manifest["provenance"]["git_commit"]
     assert commit is None or len(commit) == 40  # None when srcrn runs from an installed wheel
+
+
+def test_a_second_writer_into_one_folder_is_refused_while_the_first_runs(tmp_path):
+    """Issue 32: two runs into one --out at once both succeeded and left a table that did not
+    match its masks; a lock (fcntl) held for the run refuses the second, naming the first."""
+    from srcrn.errors import ConfigError
+    from srcrn.outputs import output_folder
+
+    out = tmp_path / "out"
+    with output_folder(out, "predict", writes=("predictions.csv",)):
+        with pytest.raises(ConfigError, match=r"another srcrn \(pid \d+, srcrn predict\) is writing into this folder"):
+            with output_folder(out, "predict", writes=("predictions.csv",)):
+                pass
+    with output_folder(out, "predict", writes=("predictions.csv",)):  # released when the first ends
+        pass
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError):
+        with output_folder(user, "predict"):
+            pass
+    assert sorted(p.name for p in user.iterdir()) == ["notes.txt"]  # refused: nothing of ours left in it
+    with pytest.raises(ConfigError):
+        with output_folder(tmp_path / "new", "predict"):
+            raise ConfigError("the command refused its input")
+    assert not (tmp_path / "new").exists()  # a refused command leaves no folder to block the retry

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from srcrn.atomic import read_json
 from srcrn.errors import ConfigError
@@ -287,6 +288,33 @@ def _alive(pid: int) -> bool:
     return True
 
 
+LOCK = ".srcrn-lock"  # hidden: never an output, never swept
+
+
+def _lock(out: Path, command: str) -> Any:
+    """An exclusive lock on ``out`` for this process (``fcntl.flock``, released when the returned
+    file is closed or the process dies), holding the holder's pid; a second srcrn writing into the
+    same folder is refused in one line instead of both succeeding with tables that do not match
+    their masks."""
+    import fcntl
+
+    handle = open(out / LOCK, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(
+            f"{out}: another srcrn ({holder}) is writing into this folder; wait for it to finish or choose another --out"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}, srcrn {command}")
+    handle.flush()
+    return handle
+
+
 def staging_folder(out: Path, prefix: str = STAGING_PREFIX) -> Path:
     """A new hidden staging folder inside ``out``, named after this process (``<prefix><pid>-...``)."""
     return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=out))
@@ -343,7 +371,25 @@ def output_folder(
     out = Path(out)
     refuse_overlap(out, inputs or {}, contains=contains)
     writes = None if writes is None else tuple(writes)
-    how = claim(out, command, writes=writes, adopt=adopt, resume=resume)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file, not a folder; choose another --out")
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = _lock(out, command)
+    except BaseException:
+        if created and not _visible(out):  # refused: no folder left to block the retry
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    try:
+        how = claim(out, command, writes=writes, adopt=adopt, resume=resume)
+    except BaseException:
+        (out / LOCK).unlink(missing_ok=True)  # a folder srcrn does not own keeps nothing of ours
+        lock.close()
+        if created and not _visible(out):  # refused: no folder left to block the retry
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    how = "created" if created and how == "owned" else how
     remove_stale_staging(out)
     staging = staging_folder(out) if stage else None
     try:
@@ -364,3 +410,7 @@ def output_folder(
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+        # The lock file goes with the run (outputs hold only what the command writes); unlinked
+        # before it is released, so a writer that comes later makes and locks a new one.
+        (out / LOCK).unlink(missing_ok=True)
+        lock.close()
