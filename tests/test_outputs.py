@@ -119,11 +119,17 @@ def test_a_killed_commands_staging_folder_is_swept_on_the_next_run(tmp_path):
     out = tmp_path / "eval"
     with output_folder(out, "segment eval", stage=True):
         pass
-    (out / ".staging-abc123").mkdir()  # what a kill -9 leaves
-    (out / ".staging-abc123" / "metrics.json").write_text("{}")
+    import socket
+
+    killed = out / ".staging-999999999-abc123"  # what a kill -9 leaves: marked by its process
+    killed.mkdir()
+    (killed / "metrics.json").write_text("{}")
+    (killed / ".srcrn-staging").write_text(json.dumps({"pid": 999999999, "host": socket.gethostname()}))
+    users = out / ".staging-1-x"  # a user's folder of that name: no mark, never swept (issue 32)
+    users.mkdir()
     with output_folder(out, "segment eval", stage=True):
         pass
-    assert [p.name for p in out.iterdir()] == [MANIFEST]
+    assert sorted(p.name for p in out.iterdir()) == [".staging-1-x", MANIFEST]
 
 
 def _digest(folder: Path) -> dict:
@@ -222,13 +228,18 @@ def test_a_live_commands_staging_folder_is_left_alone(tmp_path):
     out = tmp_path / "eval"
     with output_folder(out, "segment eval", stage=True):
         pass
+    import socket
+
     live = out / f".staging-{os.getpid()}-abc"  # another run into this folder, still going
     dead = out / ".staging-999999999-abc"  # a pid no process has
-    live.mkdir()
-    dead.mkdir()
+    elsewhere = out / ".staging-999999998-abc"  # a dead pid, but another host's (a shared disk)
+    for folder, pid, host in ((live, os.getpid(), socket.gethostname()), (dead, 999999999, socket.gethostname()),
+                              (elsewhere, 999999998, "another-host")):  # fmt: skip
+        folder.mkdir()
+        (folder / ".srcrn-staging").write_text(json.dumps({"pid": pid, "host": host}))
     with output_folder(out, "segment eval", stage=True):
         pass
-    assert live.is_dir() and not dead.exists()
+    assert live.is_dir() and not dead.exists() and elsewhere.is_dir()
 
 
 def test_the_demo_does_not_take_over_a_folder_by_the_names_in_it(tmp_path, capsys):

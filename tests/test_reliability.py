@@ -75,11 +75,17 @@ def test_prepare_removes_the_staging_folder_of_a_killed_prepare_only(tmp_path, s
     out = tmp_path / "cache"
     stale = out / f"{STAGING_PREFIX}{int(gone.stdout)}-abc"
     live = out / f"{STAGING_PREFIX}{os.getpid()}-def"
-    for folder in (stale, live):
+    import json
+    import socket
+
+    users = out / f"{STAGING_PREFIX}1-mine"  # a user's folder of that name: no mark, never swept (issue 32)
+    for folder, pid in ((stale, int(gone.stdout)), (live, os.getpid()), (users, None)):
         folder.mkdir(parents=True)
         (folder / "images.npy").write_bytes(b"x" * 1000)
+        if pid is not None:  # what srcrn's staging_folder marks its folders with
+            (folder / ".srcrn-staging").write_text(json.dumps({"pid": pid, "host": socket.gethostname()}))
     prepare(IsicDataset.from_dir(sample), 32, out, workers=1, show_progress=False)
-    assert not stale.exists() and live.exists()
+    assert not stale.exists() and live.exists() and users.exists()
 
 
 def _train_in_background(sample, out, cache):

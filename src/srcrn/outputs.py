@@ -254,11 +254,16 @@ def claim(
     return "owned"
 
 
+def _staged(staging: Path) -> list[Path]:
+    """What a command put into its staging folder (its mark aside)."""
+    return [entry for entry in staging.iterdir() if entry.name != STAGING_MARK]
+
+
 def _move_in(staging: Path, out: Path, replace: set[str]) -> None:
     """Each entry of ``staging`` replaces its namesake in ``out`` (a folder as a whole: the
     command's new output supersedes its old, never merges with it); the entries named in
     ``replace`` that the new output lacks are the command's stale ones and go too."""
-    new = {entry.name for entry in staging.iterdir()}
+    new = {entry.name for entry in _staged(staging)}
     for name in sorted(replace - new - {MANIFEST}):
         stale = out / name
         if stale.is_symlink():  # the link goes, never what it points to
@@ -267,7 +272,7 @@ def _move_in(staging: Path, out: Path, replace: set[str]) -> None:
             shutil.rmtree(stale)
         elif stale.exists():
             stale.unlink()
-    for entry in sorted(staging.iterdir()):
+    for entry in sorted(_staged(staging)):
         target = out / entry.name
         if entry.is_dir() and target.is_dir():
             old = staging_folder(out)  # swept like any staging folder if a kill comes now
@@ -315,18 +320,40 @@ def _lock(out: Path, command: str) -> Any:
     return handle
 
 
+STAGING_MARK = ".srcrn-staging"  # in each staging folder: the process and host that made it
+
+
 def staging_folder(out: Path, prefix: str = STAGING_PREFIX) -> Path:
-    """A new hidden staging folder inside ``out``, named after this process (``<prefix><pid>-...``)."""
-    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=out))
+    """A new hidden staging folder inside ``out``, named after this process (``<prefix><pid>-...``),
+    marked with the process and host (what the stale sweep checks before deleting anything)."""
+    import socket
+
+    from srcrn.atomic import write_json
+
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=out))
+    write_json(folder / STAGING_MARK, {"pid": os.getpid(), "host": socket.gethostname()})
+    return folder
+
+
+def _stale(folder: Path) -> bool:
+    """True for a staging folder of a srcrn process on this host that is gone; a folder without
+    the mark (a user's, whatever its name), another host's or a live process's is not stale."""
+    import socket
+
+    try:
+        mark = read_json(folder / STAGING_MARK)
+        pid, host = int(mark["pid"]), str(mark["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return host == socket.gethostname() and not _alive(pid)
 
 
 def remove_stale_staging(out: Path, prefix: str = STAGING_PREFIX) -> int:
     """Remove the staging folders of ``staging_folder`` that killed commands left in ``out``
-    (their process is gone); a live process's is left alone. Returns how many were removed."""
+    (their process on this host is gone); any other folder is left alone. Returns how many were removed."""
     removed = 0
     for folder in out.glob(f"{prefix}*") if out.is_dir() else ():
-        pid = folder.name[len(prefix) :].split("-", 1)[0]
-        if folder.is_dir() and (not pid.isdigit() or not _alive(int(pid))):
+        if folder.is_dir() and not folder.is_symlink() and _stale(folder):
             log.info("removing the staging folder of an interrupted command: %s", folder)
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
@@ -396,7 +423,7 @@ def output_folder(
         yield staging if staging is not None else out
         if staging is not None:
             # What goes: only the entries the manifest says this command wrote here before.
-            new = sorted(entry.name for entry in staging.iterdir())
+            new = sorted(entry.name for entry in _staged(staging))
             _move_in(staging, out, _recorded_entries(out) if replace else set())
             _record_entries(out, new)
         if (out / MANIFEST).is_file():
