@@ -345,3 +345,40 @@ def test_a_second_writer_into_one_folder_is_refused_while_the_first_runs(tmp_pat
         with output_folder(tmp_path / "new", "predict"):
             raise ConfigError("the command refused its input")
     assert not (tmp_path / "new").exists()  # a refused command leaves no folder to block the retry
+
+
+def test_writes_never_follow_a_symlink_out_of_the_output_folder(tmp_path):
+    """Issue 32: an owned folder whose masks/ links to ground truth, and a --out that is a loop."""
+    from srcrn.errors import ConfigError
+    from srcrn.outputs import output_folder
+
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    (truth / "ISIC_0000000_segmentation.png").write_bytes(b"ground truth")
+    out = tmp_path / "out"
+    with output_folder(out, "predict", writes=("masks", "predictions.csv")):
+        pass
+    (out / "masks").symlink_to(truth, target_is_directory=True)
+    with pytest.raises(ConfigError, match=r"masks: is a symbolic link; srcrn never writes through one"):
+        with output_folder(out, "predict", writes=("masks", "predictions.csv")):
+            pass
+    assert (truth / "ISIC_0000000_segmentation.png").read_bytes() == b"ground truth"
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(ConfigError, match="a symbolic link to nothing"):
+        with output_folder(loop, "predict"):
+            pass
+
+
+def test_a_symlink_loop_as_input_or_output_is_one_line(tmp_path, sample, capsys):
+    """Issue 32: symlink loops as --out, as an input, as compare's image: one line, no traceback."""
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    image = str(sorted((sample / "images").glob("*.jpg"))[0])
+    assert "loop: cannot be resolved (--out): a symbolic-link loop?" in cli_error(
+        capsys, "predict", image, "--out", str(loop)
+    )
+    assert "loop: cannot be resolved (input" in cli_error(capsys, "predict", str(loop), "--out", str(tmp_path / "p"))
+    assert "loop: cannot be resolved (BEFORE)" in cli_error(
+        capsys, "compare", str(loop), image, "--out", str(tmp_path / "c")
+    )

@@ -41,6 +41,14 @@ STAGING_PREFIX = ".staging-"
 log = logging.getLogger(__name__)
 
 
+def _resolved(path: str | Path, role: str) -> Path:
+    """``path`` resolved, or one line naming it where it is a symbolic-link loop."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as error:  # Python 3.11 raises RuntimeError for a loop
+        raise ConfigError(f"{path}: cannot be resolved ({role}): a symbolic-link loop? ({error})") from None
+
+
 def refuse_overlap(out: str | Path, inputs: Mapping[str, str | Path | None], *, contains: bool = True) -> None:
     """Refuse an ``out`` that is an input, lies inside an input folder or (with ``contains``)
     holds an input. ``inputs`` maps a flag or role (e.g. ``--data``) to its path; None entries
@@ -49,11 +57,11 @@ def refuse_overlap(out: str | Path, inputs: Mapping[str, str | Path | None], *, 
     Raises:
         ConfigError: naming ``--out`` and the input it collides with.
     """
-    target = Path(out).resolve()
+    target = _resolved(out, "--out")
     for role, given in inputs.items():
         if given is None:
             continue
-        source = Path(given).resolve()
+        source = _resolved(given, role)
         if target == source:
             raise ConfigError(f"--out {out}: is the {role} {given}; write to another folder")
         if source.is_dir() and source in target.parents:
@@ -396,6 +404,8 @@ def output_folder(
         ConfigError: the rule refuses ``out``.
     """
     out = Path(out)
+    if out.is_symlink() and not out.exists():
+        raise ConfigError(f"{out}: a symbolic link to nothing (broken, or a loop); choose another --out")
     refuse_overlap(out, inputs or {}, contains=contains)
     writes = None if writes is None else tuple(writes)
     if out.exists() and not out.is_dir():
@@ -417,6 +427,13 @@ def output_folder(
             shutil.rmtree(out, ignore_errors=True)
         raise
     how = "created" if created and how == "owned" else how
+    linked = [name for name in writes or () if (out / name).is_symlink()]
+    if linked:  # writes never follow a link out of --out (e.g. masks/ pointing at ground truth)
+        (out / LOCK).unlink(missing_ok=True)
+        lock.close()
+        raise ConfigError(
+            f"{out / linked[0]}: is a symbolic link; srcrn never writes through one: remove it or choose another --out"
+        )
     remove_stale_staging(out)
     staging = staging_folder(out) if stage else None
     try:
