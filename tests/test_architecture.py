@@ -48,16 +48,22 @@ def test_import_contracts_hold():
     assert "4 kept, 0 broken" in finished.stdout
 
 
-def test_an_import_circle_inside_a_package_is_caught(tmp_path):
-    """The no-circles contract is not vacuous: two answers modules importing each other break it."""
+def lint_with(tmp_path: Path, module: str, line: str) -> subprocess.CompletedProcess:
+    """import-linter over a copy of the package whose ``module`` (a path below srcrn/) gained ``line``."""
     copy = tmp_path / "src"
     shutil.copytree(
         PACKAGE, copy / "srcrn", ignore=shutil.ignore_patterns("images", "masks", "default_model", "__pycache__")
     )
-    bad = copy / "srcrn" / "answers" / "readings.py"
-    bad.write_text(bad.read_text() + "\nfrom srcrn.answers import results  # noqa\n")
+    bad = copy / "srcrn" / module
+    bad.write_text(bad.read_text() + f"\n{line}  # noqa\n")
     finished = lint(copy)
     assert finished.returncode == 1, finished.stdout[-2000:]
+    return finished
+
+
+def test_an_import_circle_inside_a_package_is_caught(tmp_path):
+    """The no-circles contract is not vacuous: two answers modules importing each other break it."""
+    finished = lint_with(tmp_path, "answers/readings.py", "from srcrn.answers import results")
     assert "No cycles are allowed in srcrn.answers" in finished.stdout
 
 
@@ -82,14 +88,7 @@ def test_no_kind_switch_outside_the_registry():
 
 def test_a_layer_violation_is_caught(tmp_path):
     """The contract is not vacuous: a model importing from training breaks it."""
-    copy = tmp_path / "src"
-    shutil.copytree(
-        PACKAGE, copy / "srcrn", ignore=shutil.ignore_patterns("images", "masks", "default_model", "__pycache__")
-    )
-    bad = copy / "srcrn" / "models" / "classifier.py"
-    bad.write_text(bad.read_text() + "\nfrom srcrn.training import runner  # noqa\n")
-    finished = lint(copy)
-    assert finished.returncode == 1, finished.stdout[-2000:]
+    finished = lint_with(tmp_path, "models/classifier.py", "from srcrn.training import runner")
     assert "srcrn.models.classifier -> srcrn.training.runner" in finished.stdout
 
 
