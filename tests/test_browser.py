@@ -120,7 +120,7 @@ def test_upload_shows_probability_decision_and_overlay(server, browser, bundle, 
     rows = page.eval_on_selector_all("#measurements tr", "rows => rows.map(r => r.cells[0].textContent + '=' + "
                                      "r.cells[1].textContent)")  # fmt: skip
     m = expected.measurements
-    assert f"Diameter (D)={m.longest_diameter_mm:.1f} mm" in rows[0]  # the scale went with the upload
+    assert f"Longest diameter={m.longest_diameter_mm:.1f} mm" in rows[0]  # the scale went with the upload
     assert f"Area={m.area_mm2:.1f} mm²" in rows and f"Asymmetry (A)={m.abcd_asymmetry} of 2 axes" in rows
     assert f"Pieces in the mask={m.fragments}" in rows and len(rows) == 9
     page.check("#show-mask")

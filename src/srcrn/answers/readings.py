@@ -45,15 +45,16 @@ def readings(m: LesionMeasurements) -> list[Reading]:
         diameter = f"{m.longest_diameter_mm:.1f} mm{flag}"
     else:
         diameter = f"{m.longest_diameter_pixels:.0f} px (no scale)"
-    area = f"{m.area_mm2:.1f} mm²" if m.area_mm2 is not None else f"{m.area_pixels:.0f} px (no scale)"
+    area = f"{m.area_mm2:.1f} mm²" if m.area_mm2 is not None else f"{m.area_pixels:.0f} px² (no scale)"
     colours = ", ".join(c.replace("_", " ") for c in m.colours.split())
     border = "n/a" if m.abcd_border is None else f"{m.abcd_border} of 8 segments"
     partial = "n/a" if m.abcd_partial_score is None else f"{m.abcd_partial_score:.2f} + 0.5 × D"
     return [
         Reading(
-            "Diameter (D)",
+            "Longest diameter",
             diameter,
-            f"Longest distance across the lesion; the ABCD rule flags more than {DIAMETER_FLAG_MM:g} mm.",
+            f"Longest distance across the lesion; the clinical ABCDE rule flags more than {DIAMETER_FLAG_MM:g} mm. "
+            "Not the dermoscopic ABCD rule's D (differential structures), which the clinician judges.",
         ),
         Reading("Area", area, "The lesion's surface in the image."),
         Reading(
