@@ -1,0 +1,71 @@
+"""Issue 33, item 3: does the answer depend on how the photo was taken? For N dev images, the
+shipped model's probability and lesion area on upscaled copies (longer side 1,024 and 4,000 px),
+a copy turned by 15 degrees (same canvas, corners filled by reflection) and a mirrored copy,
+against the original; areas brought back to the original's scale (the turned copy's canvas is
+the original's). Prints the median and 90th percentile of |dP| and of the relative area change.
+
+    python experiments/invariance.py DEV/images [N]
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+import srcrn
+
+
+def jpeg(array: np.ndarray) -> bytes:
+    """JPEG bytes (quality 95) of an RGB array, as a camera or a viewer would save a copy."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def variants(image: np.ndarray) -> dict[str, tuple[bytes, float]]:
+    """Each copy's bytes and the factor that brings its areas back to the original's pixels."""
+    height, width = image.shape[:2]
+    built: dict[str, tuple[bytes, float]] = {}
+    for side in (1024, 4000):
+        scale = side / max(height, width)
+        size = (round(width * scale), round(height * scale))
+        built[f"upscaled to {side} px"] = (jpeg(cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)), 1 / scale**2)
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), 15, 1.0)
+    turned = cv2.warpAffine(image, turn, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    built["turned 15 degrees"] = (jpeg(turned), 1.0)
+    built["mirrored"] = (jpeg(np.ascontiguousarray(image[:, ::-1])), 1.0)
+    return built
+
+
+def main() -> None:
+    """Predict every original and copy, print the table."""
+    folder, count = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 100
+    paths = sorted(p for p in folder.glob("ISIC_*.jpg"))[:count]
+    pipeline = srcrn.Pipeline.default()
+    changes: dict[str, list[tuple[float, float]]] = {}
+    for path in paths:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        original = pipeline.predict(jpeg(image), image_id="original")
+        for name, (data, back) in variants(image).items():
+            copy = pipeline.predict(data, image_id="copy")
+            area = copy.measurements.area_pixels * back
+            relative = (
+                abs(area / original.measurements.area_pixels - 1) if original.measurements.area_pixels else np.nan
+            )
+            changes.setdefault(name, []).append((abs(copy.probability - original.probability), relative))
+    print(f"{len(paths)} dev images (the first by id), the shipped model; each copy against the original")
+    print("| copy | median abs dP | 90th pct abs dP | median area change | 90th pct area change |")
+    print("|---|---|---|---|---|")
+    for name, rows in changes.items():
+        dp, da = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+        print(f"| {name} | {np.median(dp):.3f} | {np.percentile(dp, 90):.3f} | {100 * np.nanmedian(da):.1f} % | "
+              f"{100 * np.nanpercentile(da, 90):.1f} % |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
