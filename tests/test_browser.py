@@ -177,6 +177,27 @@ def test_a_white_page_and_a_damaged_jpeg_get_no_verdict_on_the_page(server, brow
     page.close()
 
 
+def test_a_field_changed_after_the_answer_marks_it_stale_and_the_report_is_the_answers(
+    server, browser, sample, tmp_path
+):
+    """Issue 33: one state on the page: editing the age after an answer says the answer is for the
+    earlier values and withholds the PDF; a new upload clears the mark."""
+    photo = sorted((sample / "images").glob("*.jpg"))[0]
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(server)
+    page.fill("#age", "65")
+    page.set_input_files("#file", str(photo))
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert page.is_hidden("#stale") and page.is_enabled("#download-report")
+    page.fill("#age", "25")
+    assert page.is_visible("#stale") and page.is_disabled("#download-report")
+    page.screenshot(path=str(_shots(tmp_path) / "serve-stale.png"), full_page=True)
+    page.set_input_files("#file", str(sorted((sample / "images").glob("*.jpg"))[1]))
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert page.is_hidden("#stale") and page.is_enabled("#download-report")
+    page.close()
+
+
 def test_a_new_upload_clears_the_previous_answer_first(server, browser, sample, tmp_path):
     good = sorted((sample / "images").glob("*.jpg"))[2]
     bad = tmp_path / "bad.jpg"

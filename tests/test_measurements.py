@@ -103,7 +103,7 @@ def test_measured_at_a_working_size_the_millimetres_are_the_originals():
 def test_without_a_scale_the_output_says_so():
     m = measure_lesion(DISC)
     assert m.area_mm2 is None and m.longest_diameter_mm is None
-    assert m.warnings == ["no scale: lengths in pixels only (give pixel_spacing_mm for millimetres)"]
+    assert m.warnings == ["no scale: lengths in pixels only (give the image's mm per pixel for millimetres)"]
 
 
 def test_every_measurement_describes_the_largest_region_with_its_holes_filled():

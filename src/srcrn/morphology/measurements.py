@@ -70,7 +70,7 @@ class LesionMeasurements:
         if self.touches_border:
             notes.append("the lesion touches the image border: its size and shape may be cut off")
         if self.mm_per_pixel is None and not self.empty_mask:
-            notes.append("no scale: lengths in pixels only (give pixel_spacing_mm for millimetres)")
+            notes.append("no scale: lengths in pixels only (give the image's mm per pixel for millimetres)")
         return notes
 
 

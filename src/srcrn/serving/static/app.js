@@ -127,11 +127,19 @@ function authorization() {
 }
 
 let lastFile = null;
+let lastForm = null;  // the exact form of the answer on screen: the report re-sends it, never fields edited since
 
-// The one-page PDF of the image on screen, asked of /api/v1/report with the same upload.
+// A field changed after the answer: the answer on screen is for the earlier values (stale).
+function markStale() {
+  if (!current) return;
+  show($("stale"), true);
+  $("download-report").disabled = true;
+}
+
+// The one-page PDF of the answer on screen: /api/v1/report with the very form that answer came from.
 async function downloadReport() {
-  if (!lastFile || !current) return;
-  const {form, headers} = uploadForm(lastFile);
+  if (!lastForm || !current) return;
+  const form = lastForm, headers = authorization();
   $("status").textContent = "Writing the report...";
   const response = await fetch("/api/v1/report", {method: "POST", body: form, headers}).catch(() => null);
   if (!response || !response.ok) {
@@ -156,6 +164,9 @@ async function upload(file) {
   show($("error"), false);
   $("status").textContent = `Analysing ${file.name}...`;
   const {form, headers} = uploadForm(file);
+  lastForm = null;
+  show($("stale"), false);
+  $("download-report").disabled = false;
   let response;
   try {
     response = await fetch("/api/v1/predict", {method: "POST", body: form, headers});
@@ -177,6 +188,7 @@ async function upload(file) {
   // Kept for this tab once the service accepted it (a string: never the input element itself).
   if (apiKey()) sessionStorage.setItem("srcrn-token", apiKey());
   if (!card) await loadCard();
+  lastForm = form;
   render(body, file);
 }
 
@@ -235,6 +247,10 @@ async function compareVisits() {
 $("compare").addEventListener("click", compareVisits);
 $("file").addEventListener("change", (event) => upload(event.target.files[0]));
 $("download-report").addEventListener("click", downloadReport);
+for (const id of ["age", "sex", "site", "mm_per_pixel"]) {
+  $(id).addEventListener("input", markStale);
+  $(id).addEventListener("change", markStale);
+}
 for (const id of ["show-contour", "show-mask", "show-heat"]) $(id).addEventListener("change", updateLayers);
 $("opacity").addEventListener("input", updateLayers);
 const drop = $("drop");
