@@ -112,7 +112,10 @@ def test_a_different_lesion_is_flagged_and_no_change_is_given():
     assert not comparison.registration.reliable
     assert comparison.area_change_percent is None and comparison.diameter_change_percent is None
     assert comparison.colours_appeared == [] and "too few matching points" in comparison.warnings[0]
-    assert comparison.probability_change == 0.0  # the probabilities are still given, each its own
+    assert comparison.probability_change is None  # each visit's probability is its own answer, not a change
+    assert comparison.to_dict()["measured"] is False and comparison.to_dict()["probability_change"] is None
+    # The two visits side by side, each with its own contour: no warped contour, no change map.
+    assert comparison.picture.shape[0] == image.shape[0] and comparison.picture.shape[1] == 2 * image.shape[1] + 8
 
 
 def test_with_both_scales_the_changes_are_in_millimetres():

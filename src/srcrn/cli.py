@@ -505,7 +505,7 @@ def compare(
     for level, line in comparison_lines(comparison):
         getattr(log, level)("%s", line)
     log.info(
-        "P(melanoma) %.3f -> %.3f; %s and %s",
+        "P(melanoma): earlier %.3f, later %.3f; %s and %s",
         comparison.probability_before,
         comparison.probability_after,
         out / "comparison.json",

@@ -168,6 +168,9 @@ class Comparison:
     picture: np.ndarray = field(repr=False)  # RGB: BEFORE with both contours | change map
 
     card: ModelCard | None = field(default=None, repr=False)  # the model card of the pipeline that answered
+    # False where the registration is unreliable (or a visit has no lesion): no change is given at
+    # all, the probability's included; the picture shows the two visits side by side instead.
+    measured: bool = True
 
     def report_pdf(self) -> bytes:
         """A one-page PDF of this comparison (``inference.report.comparison_pdf``)."""
@@ -176,9 +179,9 @@ class Comparison:
         return comparison_pdf(self, self.card)
 
     @property
-    def probability_change(self) -> float:
-        """P(melanoma) after minus before."""
-        return self.probability_after - self.probability_before
+    def probability_change(self) -> float | None:
+        """P(melanoma) after minus before; None where the visits could not be compared."""
+        return self.probability_after - self.probability_before if self.measured else None
 
     def to_dict(self) -> dict[str, Any]:
         """The comparison's numbers as JSON-ready values (no pictures)."""
@@ -217,7 +220,11 @@ def compare(before: PipelineResult, after: PipelineResult) -> Comparison:
         changed = _colour_changed(before.working_image, warped_image, both)
         speck = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (COLOUR_SPECK, COLOUR_SPECK))
         recoloured = cv2.morphologyEx(changed.astype(np.uint8), cv2.MORPH_OPEN, speck) > 0
-    picture = _picture(before.working_image, region_before, region_after, grown, shrunk, recoloured, measured)
+    picture = (
+        _picture(before.working_image, region_before, region_after, grown, shrunk, recoloured, measured)
+        if measured
+        else _side_by_side(before.working_image, before.working_mask, after.working_image, after.working_mask)
+    )
     both_scaled = mb.area_mm2 is not None and ma.area_mm2 is not None
     return Comparison(
         before_id=before.image_id,
@@ -248,7 +255,25 @@ def compare(before: PipelineResult, after: PipelineResult) -> Comparison:
         warnings=warnings,
         picture=picture,
         card=before.card,
+        measured=measured,
     )
+
+
+def _side_by_side(before: np.ndarray, before_mask: np.ndarray, after: np.ndarray, after_mask: np.ndarray) -> np.ndarray:
+    """The two visits as they are, each with its own contour (no warped contour, no change map):
+    what an unreliable registration leaves to the clinician's eye."""
+    height = before.shape[0]
+    panels = []
+    for image, mask in ((before, before_mask), (after, after_mask)):
+        scale = height / image.shape[0]
+        size = (max(1, round(image.shape[1] * scale)), height)
+        image = np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+        mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(image, contours, -1, (0, 255, 255), max(1, round(image.shape[1] / 320)))
+        panels.append(image)
+    gap = np.full((height, 8, 3), 255, np.uint8)
+    return np.concatenate([panels[0], gap, panels[1]], axis=1)
 
 
 def _picture(

@@ -180,8 +180,9 @@ def comparison_pdf(comparison: Comparison, card: ModelCard | None, *, created: d
         text("Registration unreliable: no change is measured.", 10, "B", 5)
         for problem in r.problems:
             text(f"- {problem}")
-    text(f"P(melanoma): earlier {comparison.probability_before:.3f}, later {comparison.probability_after:.3f} "
-         f"({_signed(comparison.probability_change, '', 3)}).")  # fmt: skip
+    change = comparison.probability_change
+    said = f"({_signed(change, '', 3)})" if change is not None else "(each visit's own answer; not compared)"
+    text(f"P(melanoma): earlier {comparison.probability_before:.3f}, later {comparison.probability_after:.3f} {said}.")
     for warning in comparison.warnings:
         text(f"Note: {warning}", 8, "I")
     return page.footer(NOTICE)

@@ -233,7 +233,10 @@ async function compareVisits() {
     if (body.colours_appeared.length) lines.push(`New colours: ${body.colours_appeared.join(", ").replaceAll("_", " ")}.`);
     if (body.colours_vanished.length) lines.push(`Colours gone: ${body.colours_vanished.join(", ").replaceAll("_", " ")}.`);
   }
-  lines.push(`P(melanoma) ${body.probability_before.toFixed(3)} → ${body.probability_after.toFixed(3)}.`);
+  lines.push(r.reliable
+    ? `P(melanoma) ${body.probability_before.toFixed(3)} → ${body.probability_after.toFixed(3)}.`
+    : `P(melanoma): earlier ${body.probability_before.toFixed(3)}, later ${body.probability_after.toFixed(3)}, ` +
+      "each visit's own answer, not a change.");
   $("changes").replaceChildren(...lines.map((text) => {
     const item = document.createElement("li");
     item.textContent = text;
