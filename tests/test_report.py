@@ -67,6 +67,7 @@ def test_predict_writes_a_report_per_image(tiny_bundle, sample, tmp_path):
         assert Path(report) == out / "reports" / f"{image.stem}_report.pdf"
         text, _ = _text_and_render(Path(report).read_bytes(), tmp_path)
         assert f"{diameter:.1f} mm" in text and image.stem in text
+        assert "Scale: 0.02 mm per pixel (given)" in text and "(UTC" in text  # the scale used, local time + offset
 
 
 def test_the_service_answers_a_report_as_a_pdf(pipeline, sample, tmp_path):

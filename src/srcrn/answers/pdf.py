@@ -70,20 +70,27 @@ class _Page:
         return bytes(self.pdf.output())
 
 
+def _when(moment: dt.datetime) -> str:
+    """Local date and time with the UTC offset (a report is read where it was written, and later)."""
+    return moment.strftime("%Y-%m-%d %H:%M (UTC%z)")
+
+
 def report_pdf(result: PipelineResult, card: ModelCard | None, *, created: dt.datetime | None = None) -> bytes:
     """The PDF bytes of ``result``'s one-page report; ``card`` is its pipeline's model card."""
-    created = created or dt.datetime.now(dt.UTC)
+    created = (created or dt.datetime.now(dt.UTC)).astimezone()  # the reader's local time, offset shown
     page = _Page(f"srcrn report: {result.image_id}")
     pdf, width, text = page.pdf, page.width, page.text
 
     text("srcrn lesion report", 16, "B", 8)
     text(
         f"Image {result.image_id} ({result.width} x {result.height} px); "
-        f"{created.strftime('%Y-%m-%d %H:%M UTC')}; srcrn {card.srcrn_version if card else ''} "
+        f"{_when(created)}; srcrn {card.srcrn_version if card else ''} "
         f"({card.engine if card else ''})",
         8,
     )
     text(f"Image file SHA-256: {result.image_sha256 or 'n/a (pixels given in memory)'}", 8)
+    scale = result.measurements.mm_per_pixel
+    text(f"Scale: {f'{scale:g} mm per pixel (given)' if scale else 'none given: lengths in pixels, areas in px²'}", 8)
     pdf.ln(1)
     page.notice()
     pdf.set_fill_color(238, 240, 246)  # the table's heading row
@@ -142,12 +149,12 @@ def _signed(value: float | None, unit: str, digits: int = 1) -> str:
 def comparison_pdf(comparison: Comparison, card: ModelCard | None, *, created: dt.datetime | None = None) -> bytes:
     """The one-page follow-up record of two visits: both contours and the change map, the
     registration and whether it can be trusted, the changes, both probabilities, the notice."""
-    created = created or dt.datetime.now(dt.UTC)
+    created = (created or dt.datetime.now(dt.UTC)).astimezone()
     page = _Page(f"srcrn follow-up: {comparison.before_id} -> {comparison.after_id}")
     pdf, width, text = page.pdf, page.width, page.text
 
     text("srcrn follow-up report", 16, "B", 8)
-    text(f"Earlier {comparison.before_id}, later {comparison.after_id}; {created.strftime('%Y-%m-%d %H:%M UTC')}; "
+    text(f"Earlier {comparison.before_id}, later {comparison.after_id}; {_when(created)}; "
          f"srcrn {card.srcrn_version if card else ''}", 8)  # fmt: skip
     page.notice()
     pdf.ln(2)
