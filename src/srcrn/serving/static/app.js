@@ -37,6 +37,12 @@ function render(result, file) {
   $("bar").style.width = (100 * probability).toFixed(1) + "%";
   $("threshold-mark").style.left = (100 * result.threshold).toFixed(1) + "%";
   $("bar").parentElement.hidden = !assessed;  // not assessable: no number to read, not even as a bar
+  document.querySelector(".axis").hidden = !assessed;
+  const limits = card && card.bands;  // the verdict bands' boundaries on the bar, where the model has them
+  for (const [id, value] of [["band-low-mark", limits && limits.low_below], ["band-high-mark", limits && limits.high_above]]) {
+    $(id).hidden = value === null || value === undefined;
+    if (!$(id).hidden) $(id).style.left = (100 * value).toFixed(1) + "%";
+  }
   const body = $("measurements").tBodies[0];
   body.replaceChildren(...(result.readings || []).map((reading) => {
     const row = body.insertRow();  // text only (textContent): nothing from a response becomes markup
@@ -250,10 +256,8 @@ async function compareVisits() {
 $("compare").addEventListener("click", compareVisits);
 $("file").addEventListener("change", (event) => upload(event.target.files[0]));
 $("download-report").addEventListener("click", downloadReport);
-for (const id of ["age", "sex", "site", "mm_per_pixel"]) {
-  $(id).addEventListener("input", markStale);
-  $(id).addEventListener("change", markStale);
-}
+// "input" only: a text field's "change" fires on blur, after an answer to the very value typed.
+for (const id of ["age", "sex", "site", "mm_per_pixel"]) $(id).addEventListener("input", markStale);
 for (const id of ["show-contour", "show-mask", "show-heat"]) $(id).addEventListener("change", updateLayers);
 $("opacity").addEventListener("input", updateLayers);
 const drop = $("drop");
