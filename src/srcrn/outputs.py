@@ -304,13 +304,17 @@ def _alive(pid: int) -> bool:
 LOCK = ".srcrn-lock"  # hidden: never an output, never swept
 
 
-def _lock(out: Path, command: str) -> Any:
+def _lock(out: Path, command: str) -> Any | None:
     """An exclusive lock on ``out`` for this process (``fcntl.flock``, released when the returned
     file is closed or the process dies), holding the holder's pid; a second srcrn writing into the
     same folder is refused in one line instead of both succeeding with tables that do not match
     their masks."""
     import fcntl
 
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        # A DDP worker Lightning launched runs the same command into the same folder: the
+        # process that launched it (rank 0) holds the folder's lock for the whole run.
+        return None
     handle = open(out / LOCK, "a+", encoding="utf-8")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -329,6 +333,16 @@ def _lock(out: Path, command: str) -> Any:
 
 
 STAGING_MARK = ".srcrn-staging"  # in each staging folder: the process and host that made it
+
+
+def _unlock(out: Path, lock: Any | None) -> None:
+    """Release the folder's lock. The lock file goes with the run (outputs hold only what the
+    command writes); it is unlinked before it is released, so a later writer makes a new one.
+    A DDP worker holds no lock and removes none."""
+    if lock is None:
+        return
+    (out / LOCK).unlink(missing_ok=True)
+    lock.close()
 
 
 def staging_folder(out: Path, prefix: str = STAGING_PREFIX) -> Path:
@@ -421,16 +435,14 @@ def output_folder(
     try:
         how = claim(out, command, writes=writes, adopt=adopt, resume=resume)
     except BaseException:
-        (out / LOCK).unlink(missing_ok=True)  # a folder srcrn does not own keeps nothing of ours
-        lock.close()
+        _unlock(out, lock)  # a folder srcrn does not own keeps nothing of ours
         if created and not _visible(out):  # refused: no folder left to block the retry
             shutil.rmtree(out, ignore_errors=True)
         raise
     how = "created" if created and how == "owned" else how
     linked = [name for name in writes or () if (out / name).is_symlink()]
     if linked:  # writes never follow a link out of --out (e.g. masks/ pointing at ground truth)
-        (out / LOCK).unlink(missing_ok=True)
-        lock.close()
+        _unlock(out, lock)
         raise ConfigError(
             f"{out / linked[0]}: is a symbolic link; srcrn never writes through one: remove it or choose another --out"
         )
@@ -454,7 +466,4 @@ def output_folder(
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-        # The lock file goes with the run (outputs hold only what the command writes); unlinked
-        # before it is released, so a writer that comes later makes and locks a new one.
-        (out / LOCK).unlink(missing_ok=True)
-        lock.close()
+        _unlock(out, lock)
