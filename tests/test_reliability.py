@@ -674,3 +674,28 @@ def test_a_dds_file_named_jpg_fails_alone_in_a_folder(tmp_path, tiny_bundle, sam
     assert "an unsupported variant of its format" in json.dumps(written["errors"])
     run_cli("predict", str(folder), "--model", str(tiny_bundle), "--out", str(out), "--resume", "--no-progress")
     assert len(json.loads((out / "predictions.json").read_text())["predictions"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("part", "field", "value", "said"),
+    [
+        ("segmenter", "image_size", 17, "segmenter.image_size: Input should be greater than or equal to 32"),
+        ("segmenter", "image_size", 4096, "segmenter.image_size: Input should be less than or equal to 1024"),
+        ("segmenter", "image_size", 100, "multiple of 32"),
+        ("classifier", "calibration", {"method": "platt", "scale": "high", "bias": 0}, "classifier.calibration.scale"),
+        ("classifier", "calibration", {"method": "platt", "scale": "NaN", "bias": 0}, "classifier.calibration.scale"),
+    ],
+)
+def test_bundle_fields_out_of_range_are_one_line(part, field, value, said, tiny_bundle, sample, tmp_path, capsys):
+    """Issue 32: bundles with image_size 17 or 4096, or a calibration given as a string, were tracebacks."""
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    manifest[part][field] = value
+    (bundle / "bundle.json").write_text(json.dumps(manifest))
+    image = str(sorted((sample / "images").glob("*.jpg"))[0])
+    message = cli_error(capsys, "predict", image, "--model", str(bundle), "--out", str(tmp_path / "p"))
+    assert said in message and message.count("\n") == 0

@@ -28,7 +28,7 @@ def load_bundle(bundle: str | Path) -> tuple[Segmenter, MelanomaModel, BundleMan
         threshold=cls.threshold,
         target_sensitivity=cls.target_sensitivity,
         tta=cls.tta,
-        calibration=Calibration.from_dict(cls.calibration),
+        calibration=Calibration.from_dict(cls.calibration.model_dump() if cls.calibration else None),
     )
     return segmenter, read_from_bundle(bundle, cls, spec), manifest
 

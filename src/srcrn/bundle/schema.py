@@ -28,7 +28,7 @@ class _Part(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     file: str
-    image_size: int = Field(ge=16, le=4096)
+    image_size: int = Field(ge=32, le=1024)  # what srcrn trains (128 by default); beyond: not a srcrn model
     source: str = ""
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")  # v3: checked on every load
     # What the model's training run recorded (data counts, validation scores), for model cards.
@@ -41,6 +41,23 @@ class SegmenterPart(_Part):
     output: Literal["logits"] = "logits"
     tta: bool = False
     keep_largest: bool = False
+
+    @field_validator("image_size")
+    @classmethod
+    def _fits_the_strides(cls, side: int) -> int:
+        if side % 32:
+            raise ValueError("the segmenter's input side must be a multiple of 32 (SRCRN's coarsest stride)")
+        return side
+
+
+class CalibrationPart(BaseModel):
+    """A calibration as bundle.json holds it: P = sigmoid(scale * logit + bias)."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    method: str
+    scale: float = 1.0
+    bias: float = 0.0
 
 
 class MemberPart(BaseModel):
@@ -66,7 +83,7 @@ class ClassifierPart(_Part):
     threshold: float = Field(ge=0, le=1)
     target_sensitivity: float | None = None
     tta: bool = False
-    calibration: dict[str, float | str] | None = None  # method, scale, bias: P = sigmoid(scale * logit + bias)
+    calibration: CalibrationPart | None = None  # method, scale, bias: P = sigmoid(scale * logit + bias)
     clinical: list[ClinicalField] = Field(default_factory=list)  # fields the model takes
     members: list[MemberPart] = Field(default_factory=list)  # stack: logit = intercept + weights . members'
     weights: list[float] = Field(default_factory=list)
