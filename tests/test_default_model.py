@@ -358,3 +358,27 @@ def test_the_evaluations_take_the_shipped_bundle_and_score_what_predict_gives(tm
     refused = cli_error(capsys, "classify", "eval", "--model", "default", "--data", str(SAMPLE), "--out",
                         str(tmp_path / "c2"), "--target-sensitivity", "0.9")  # fmt: skip
     assert "a bundle is evaluated as it is" in refused
+
+
+@pytest.mark.skipif(
+    not (default.default_bundle_dir() / "bundle.json").is_file(), reason="no model shipped in this checkout"
+)
+def test_the_lesion_features_of_a_batch_are_computed_once(monkeypatch):
+    """The shipped stack's feature model and the input gate's typicality read the same feature
+    table: it is computed once per batch (a quarter of a prediction's time), and the answers are
+    those of computing it twice."""
+    from srcrn.morphology import features
+
+    images = sorted((SAMPLE / "images").glob("*.jpg"))[:6]
+    pipeline = srcrn.Pipeline.default()
+    calls = []
+    original = features.lesion_features
+    monkeypatch.setattr(features, "lesion_features", lambda *a: calls.append(1) or original(*a))
+    once = pipeline.predict_many(images, batch_size=6)
+    assert len(calls) == len(images)
+    monkeypatch.setattr(features, "_LAST", None)
+    monkeypatch.setattr(features, "_digest", lambda *a: object())  # every call a miss: computed twice
+    twice = pipeline.predict_many(images, batch_size=6)
+    assert len(calls) == 3 * len(images)
+    assert [r.probability for r in once] == [r.probability for r in twice]
+    assert [r.assessment.figures["typicality"] for r in once] == [r.assessment.figures["typicality"] for r in twice]

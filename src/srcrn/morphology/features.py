@@ -11,6 +11,9 @@ and finite (NaN only where a quantity does not exist, which gradient boosting ha
 
 from __future__ import annotations
 
+import hashlib
+import threading
+
 import numpy as np
 from scipy import ndimage
 from skimage.color import rgb2hsv, rgb2lab
@@ -171,8 +174,32 @@ def lesion_features(image: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     )
 
 
+# The last table computed, by the digest of its inputs: in one prediction batch the feature
+# model and the input gate's typicality both need the table of the same crops and masks, and
+# it is a quarter of a prediction's time (26 ms an image of 88, measured on the sample).
+_LAST: tuple[bytes, np.ndarray, list[str]] | None = None
+_LAST_LOCK = threading.Lock()
+
+
+def _digest(images: np.ndarray, masks: np.ndarray) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (images, masks):
+        part = np.ascontiguousarray(part)
+        digest.update(f"{part.shape}{part.dtype}".encode())
+        digest.update(part.data)
+    return digest.digest()
+
+
 def feature_table(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """float [N, F] features of N lesions, and the F names (always the same order)."""
+    global _LAST
+    key = _digest(np.asarray(images), np.asarray(masks))
+    with _LAST_LOCK:
+        if _LAST is not None and _LAST[0] == key:
+            return _LAST[1].copy(), list(_LAST[2])
     rows = [lesion_features(np.asarray(image), np.asarray(mask)) for image, mask in zip(images, masks)]
     names = list(rows[0]) if rows else list(lesion_features(np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), bool)))
-    return np.array([[row[n] for n in names] for row in rows], dtype=np.float64).reshape(len(rows), len(names)), names
+    table = np.array([[row[n] for n in names] for row in rows], dtype=np.float64).reshape(len(rows), len(names))
+    with _LAST_LOCK:
+        _LAST = (key, table.copy(), list(names))
+    return table, names
