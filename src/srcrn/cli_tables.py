@@ -31,8 +31,8 @@ def prediction_table(results: list[Any], errors: list[tuple[str, str]]) -> Table
         flags = " ".join(f for f, on in marks if on)
         mm = m.get("longest_diameter_mm")
         diameter = f"{mm:.1f} mm" if mm is not None else f"{m['longest_diameter_pixels']:.0f} px"
-        assessed = getattr(r, "status", "assessed") == "assessed"
-        answer = (getattr(r, "band", "") or r.decision) if assessed else r.decision
+        assessed = r.status == "assessed"
+        answer = (r.band or r.decision) if assessed else r.decision
         table.add_row(r.image_id, f"{r.probability:.3f}" if assessed else "-", answer, diameter, flags)
     if len(results) > SHOWN_ROWS:
         table.caption = f"first {SHOWN_ROWS} of {len(results)}: all are in predictions.csv"
