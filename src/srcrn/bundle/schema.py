@@ -221,15 +221,11 @@ def attach_card(bundle: str | Path, card: dict[str, Any]) -> dict[str, Any]:
     """Store ``card`` in ``bundle``'s manifest, with the size and SHA-256 of every file the
     bundle holds (``card["files"]``): what the README lists and a user can check a download by.
     Returns the card as stored."""
-    from srcrn.atomic import write_json
-
     bundle = Path(bundle)
     read_manifest(bundle)  # a valid bundle, its files as written
-    manifest = read_json(bundle / BUNDLE_FILE)
     files = sorted(p for p in bundle.iterdir() if p.is_file() and p.name != BUNDLE_FILE)
     card = dict(card) | {"files": {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files}}
-    manifest["card"] = card
-    write_json(bundle / BUNDLE_FILE, manifest)
+    _attach(bundle, "card", card)
     return card
 
 
