@@ -28,14 +28,18 @@ lint: venv
 
 # The browser test drives Debian's Chromium (Playwright downloads no browser here), the report
 # test reads PDFs with poppler (pdftoppm, pdftotext), and the portability test runs the shipped
-# model on an emulated CPU without VNNI (qemu-user): installed when missing and we are root;
-# otherwise those tests skip and say why.
-SYSTEM_PACKAGES := chromium poppler-utils qemu-user
+# model on an emulated CPU without VNNI (qemu-user), the DICOM tests validate what srcrn writes
+# with dicom3tools' dciodvfy and store it into a throw-away Orthanc (dcmtk's storescu sends to
+# it): installed when missing and we are root; otherwise those tests skip and say why. Orthanc's
+# package starts a system service: stopped, the tests start their own on free loopback ports.
+SYSTEM_PACKAGES := chromium poppler-utils qemu-user dicom3tools dcmtk orthanc
 browser:
-	@{ command -v chromium && command -v pdftoppm && command -v qemu-x86_64; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	@{ command -v chromium && command -v pdftoppm && command -v qemu-x86_64 && command -v dciodvfy && \
+	  command -v storescu && command -v Orthanc; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
 	  command -v apt-get >/dev/null 2>&1 && { apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
 	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null 2>&1; }; }; } || \
-	  echo "chromium, poppler-utils or qemu-user not installed: tests/test_browser.py, test_report.py or the portability test will skip"
+	  echo "chromium, poppler-utils, qemu-user, dicom3tools, dcmtk or orthanc not installed: some tests will skip"
+	@{ command -v service && service orthanc stop; } >/dev/null 2>&1 || true
 
 test: lint browser
 	$(BIN)/python -m pytest -q

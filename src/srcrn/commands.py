@@ -183,6 +183,11 @@ class PredictSettings(ModelSettings):
     batch_size: int = Field(8, ge=1, description="images per batch")
     overlays: bool = Field(True, description="write overlays/<id>_overlay.png (--no-overlays: faster)")
     report: bool = Field(False, description="also write reports/<id>_report.pdf: a one-page record of each image")
+    dicom: bool = Field(
+        False,
+        description="also write dicom/<id>_seg.dcm (the mask, DICOM SEG) and <id>_sr.dcm (the findings, SR TID 1500); "
+        "for a JPEG/PNG input, <id>_image.dcm, the Secondary Capture they refer to (needs srcrn[dicom])",
+    )
     workers: int | None = Field(
         None, ge=0, description="threads decoding and writing beside the networks (0: none; default 1)"
     )

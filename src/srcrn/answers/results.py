@@ -16,6 +16,7 @@ from srcrn.answers.rendering import encode_png, render_overlay, write_mask, writ
 from srcrn.atomic import atomic_path, clean_json
 from srcrn.bundle.card import ModelCard
 from srcrn.bundle.schema import file_sha256
+from srcrn.data.dicom import HeaderFacts
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext
 from srcrn.morphology.measurements import LesionMeasurements
 
@@ -45,6 +46,7 @@ class Prediction:
     reasons: str = ""  # why not assessable, "; "-separated
     warnings: str = ""  # every warning of the image (gate, measurements), "; "-separated
     band: str = ""  # low | intermediate | high (verdict bands), "" without bands or when not assessable
+    from_header: str = ""  # the context fields taken from the image's DICOM header, e.g. "age sex pixel_spacing_mm"
 
     def to_record(self) -> dict[str, Any]:
         """The row of predictions.csv/.json (JSON-ready; the probability named ``melanoma``)."""
@@ -88,6 +90,8 @@ class PipelineResult:
     # The image and mask at the working size (longer side WORKING_SIDE at most), for overlays.
     working_image: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3), np.uint8), repr=False)
     working_mask: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool), repr=False)
+    header: HeaderFacts | None = field(default=None, repr=False)  # a DICOM input's header facts
+    from_header: tuple[str, ...] = ()  # the context fields taken from that header (none given for them)
 
     @property
     def caption(self) -> str:
@@ -142,7 +146,8 @@ class PipelineResult:
     def warnings(self) -> list[str]:
         """Every warning of this answer: the input gate's (a colour space converted) and the
         measurements' (fragments, a mask at the edge)."""
-        return [*self.assessment.warnings, *self.measurements.warnings]
+        header = list(self.header.notes) if self.header is not None else []
+        return [*self.assessment.warnings, *header, *self.measurements.warnings]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready numbers (no arrays; NaN as None)."""
@@ -164,7 +169,11 @@ class PipelineResult:
                 "warnings": self.warnings,
                 "meaning": self.meaning,
                 "image_sha256": self.image_sha256,
-                "clinical": {"given": self.context.to_dict(), "used": list(self.clinical_used)},
+                "clinical": {
+                    "given": self.context.to_dict(),
+                    "used": list(self.clinical_used),
+                    "from_dicom_header": list(self.from_header),
+                },
             }
         )
 
@@ -207,4 +216,5 @@ class PipelineResult:
             "; ".join(self.assessment.reasons),
             "; ".join(self.warnings),
             self.band or "",
+            " ".join(self.from_header),
         )

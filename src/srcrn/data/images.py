@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from srcrn.data.dicom import HeaderFacts, is_dicom, read_dicom
 from srcrn.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -64,6 +65,20 @@ def _from_array(array: np.ndarray, path: Path) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array))
 
 
+# Where a DICOM image's header facts (``data.dicom.HeaderFacts``) travel with its pixels.
+DICOM_INFO = "srcrn_dicom"
+
+
+def _dicom_image(source: str | Path | bytes, path: Path) -> Image.Image:
+    """A DICOM photograph decoded (pydicom reads the whole file in any case), its header's facts
+    in ``info[DICOM_INFO]``."""
+    pixels, facts = read_dicom(source, path, MAX_PIXELS)
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    image.info[DICOM_INFO] = facts
+    image.format = "DICOM"  # not a JPEG: no DCT drafts, no libjpeg damage check
+    return image
+
+
 def open_image(source: ImageSource, *, photo: bool = True, name: str | None = None) -> Image.Image:
     """Open lazily (header only) and refuse unreadable files and absurd sizes; a ``photo`` (not
     a mask, which is checked against its image instead) must also have a dermoscopic shape.
@@ -78,6 +93,8 @@ def open_image(source: ImageSource, *, photo: bool = True, name: str | None = No
                 image = source.copy()
             elif isinstance(source, np.ndarray):
                 image = _from_array(source, path)
+            elif isinstance(source, (bytes, str, Path)) and is_dicom(source):
+                image = _dicom_image(source, path)
             elif isinstance(source, bytes):
                 if not source:
                     raise DataError(path, "empty file (0 bytes)")
@@ -264,6 +281,7 @@ class ImageFile:
         self.original = _oriented_size(header)
         self.is_jpeg = header.format == "JPEG"
         self.mode = header.mode  # the file's colour mode (the input gate refuses greyscale, says what it converted)
+        self.dicom: HeaderFacts | None = header.info.get(DICOM_INFO)  # a DICOM image's header facts
         self._unused: Image.Image | None = header  # the first use decodes it: one open for one use
         self._decoded: dict[tuple, Image.Image] = {}
 
@@ -283,6 +301,8 @@ class ImageFile:
     def pixels(self, draft: tuple[int, int] | None = None) -> Image.Image:
         """The oriented image (RGB or L) decoded at the smallest DCT scale whose sides are at
         least ``draft`` (full scale without one, or for other formats)."""
+        if self.dicom is not None and self._decoded:  # decoded whole on opening: never twice
+            return next(iter(self._decoded.values()))
         image, self._unused = self._unused or open_image(self.source, name=self.name), None
         if draft is not None and self.is_jpeg:
             image.draft("RGB", draft)

@@ -18,24 +18,25 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 
-from srcrn.answers.results import TABLE_NAMES, Prediction
+from srcrn.answers.results import TABLE_NAMES, PipelineResult, Prediction
 from srcrn.atomic import atomic_path, json_text, parse_json, read_json, remove_leftovers
 from srcrn.console import progress
 from srcrn.data.images import IMAGE_SUFFIXES
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext, check_scale, read_metadata
 from srcrn.errors import ConfigError, DataError, SrcrnError
-from srcrn.inference.jobs import find_images, in_shard, job_identity
+from srcrn.inference.jobs import find_images, image_id, in_shard, job_identity
 from srcrn.inference.pipeline import Pipeline
 
 JOURNAL = "predictions.partial.jsonl"
 TABLES = ("predictions.csv", "predictions.json")
 # What predict writes into its --out (a folder of the user's may hold other things beside them).
-OUTPUT_NAMES = (*TABLES, "masks", "overlays", "explanations", "reports", JOURNAL)
+OUTPUT_NAMES = (*TABLES, "masks", "overlays", "explanations", "reports", "dicom", JOURNAL)
 log = logging.getLogger(__name__)
 
 
@@ -109,8 +110,8 @@ def _matched_contexts(
               for key, c in contexts.items()}  # fmt: skip
     matched = {i: by_key[i.lower()] for i in ids if i.lower() in by_key}
     missing = [i for i in ids if i not in matched]
-    for image_id in missing[:_SHOWN_UNMATCHED]:
-        log.warning("%s: no row for image %s: it is predicted without clinical context", metadata, image_id)
+    for unmatched in missing[:_SHOWN_UNMATCHED]:
+        log.warning("%s: no row for image %s: it is predicted without clinical context", metadata, unmatched)
     if missing:
         more = f" ({len(missing) - _SHOWN_UNMATCHED} more not listed)" if len(missing) > _SHOWN_UNMATCHED else ""
         log.warning(
@@ -133,12 +134,14 @@ def predict_images(
     metadata: Path | None = None,
     mm_per_pixel: float | None = None,
     report: bool = False,
+    dicom: bool = False,
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Every image of ``inputs`` (of ``shard``, if given) in batches; a bad file is reported
     and skipped, the rest go on. With ``resume``, images a killed run finished are kept.
     ``metadata`` (a CSV) gives images their clinical context and scale by id; read before
     anything runs. ``mm_per_pixel`` is the scale of every image without one of its own; with
-    ``report``, each image also gets its one-page PDF report."""
+    ``report``, each image also gets its one-page PDF report; with ``dicom``, its SEG and SR
+    (and, for a non-DICOM image, the Secondary Capture they refer to) in ``dicom/``."""
     contexts = read_metadata(metadata) if metadata is not None else {}
     if mm_per_pixel is not None:
         check_scale(mm_per_pixel, "--mm-per-pixel")
@@ -146,23 +149,30 @@ def predict_images(
     if clinical and not pipeline.classifier.clinical_fields:
         log.warning("%s: this model takes no clinical context; its age, sex and site are not used", metadata)
     out.mkdir(parents=True, exist_ok=True)
-    for folder in (out, out / "masks", out / "overlays", out / "explanations", out / "reports"):  # a killed run's
+    for folder in (
+        out,
+        out / "masks",
+        out / "overlays",
+        out / "explanations",
+        out / "reports",
+        out / "dicom",
+    ):  # a killed run's
         remove_leftovers(folder)
     paths, errors = find_images(inputs)
     seen: dict[str, Path] = {}
     readable = []
     for path in paths:
-        if shard is not None and not in_shard(path.stem, shard):
+        if shard is not None and not in_shard(image_id(path), shard):
             continue
-        if path.stem in seen and seen[path.stem].resolve() == path.resolve():
+        if image_id(path) in seen and seen[image_id(path)].resolve() == path.resolve():
             continue  # the same file named twice (e.g. alone and through its folder)
-        if path.stem in seen:
-            errors.append((str(path), f"same image id as {seen[path.stem]}: its outputs would be overwritten"))
+        if image_id(path) in seen:
+            errors.append((str(path), f"same image id as {seen[image_id(path)]}: its outputs would be overwritten"))
             continue
-        seen[path.stem] = path
+        seen[image_id(path)] = path
         readable.append(path)
     if metadata is not None:
-        contexts = _matched_contexts(contexts, [p.stem for p in readable], metadata)
+        contexts = _matched_contexts(contexts, [image_id(p) for p in readable], metadata)
     identity = job_identity(pipeline)
     if shard is not None:  # another shard's folder is another job's (merge compares the rest)
         identity["shard"] = f"{shard[0]}/{shard[1]}"
@@ -172,11 +182,13 @@ def predict_images(
         identity["mm_per_pixel"] = mm_per_pixel
     if report:  # a run with reports is not completed by one without
         identity["report"] = True
+    if dicom:
+        identity["dicom"] = True
     done = _read_finished(out, identity) if resume else {}
     if done:
         log.info("%s: resuming: %d of %d images were predicted before", out, len(done), len(readable))
-    results: list[Prediction] = [done[p.stem] for p in readable if p.stem in done]
-    todo = [p for p in readable if p.stem not in done]
+    results: list[Prediction] = [done[image_id(p)] for p in readable if image_id(p) in done]
+    todo = [p for p in readable if image_id(p) not in done]
     starts = range(0, len(todo), batch_size)
     # Kept records first (a rewrite of the journal, so that a torn line or a record of an image
     # no longer asked for does not survive), then one append per finished batch.
@@ -188,9 +200,10 @@ def predict_images(
         # written while the networks run on batch k; a batch is journaled once its files exist.
         stream = pipeline.predict_stream(
             todo,
+            image_ids=[image_id(p) for p in todo],
             batch_size=batch_size,
-            then=lambda r: r.save(out, overlay=overlays, report=report),
-            contexts=[contexts.get(p.stem, NO_CONTEXT).with_scale(mm_per_pixel) for p in todo],
+            then=_saver(pipeline, out, overlays=overlays, report=report, dicom=dicom),
+            contexts=[contexts.get(image_id(p), NO_CONTEXT).with_scale(mm_per_pixel) for p in todo],
         )
         for start, outcomes in zip(progress(starts, len(starts), "predict", show_progress), stream):
             finished: list[Prediction] = []
@@ -200,7 +213,7 @@ def predict_images(
                 elif isinstance(outcome, SrcrnError):
                     errors.append((str(path), str(outcome)))
                 else:
-                    if metadata is not None and path.stem not in contexts:  # the warning travels with the row
+                    if metadata is not None and image_id(path) not in contexts:  # the warning travels with the row
                         unmatched = f"no row in {Path(metadata).name}: predicted without clinical context"
                         outcome.warnings = "; ".join(w for w in (outcome.warnings, unmatched) if w)
                     finished.append(outcome)
@@ -208,11 +221,28 @@ def predict_images(
             results += finished
     for source, problem in errors:
         log.warning("skipped %s: %s", source, problem)
-    order = {p.stem: i for i, p in enumerate(readable)}
+    order = {image_id(p): i for i, p in enumerate(readable)}
     results.sort(key=lambda r: order[r.image_id])
     write_predictions(results, errors, out, identity)
     (out / JOURNAL).unlink(missing_ok=True)
     return results, errors
+
+
+def _saver(
+    pipeline: Pipeline, out: Path, *, overlays: bool, report: bool, dicom: bool
+) -> Callable[[PipelineResult], Prediction]:
+    """What is written of each answer: its files, and with ``dicom`` its DICOM objects."""
+    if not dicom:
+        return lambda r: r.save(out, overlay=overlays, report=report)
+    from srcrn.dicom.objects import model_sha256, study_objects
+
+    model = model_sha256(pipeline.segmenter.source, [pipeline.classifier.source])
+
+    def save(result: PipelineResult) -> Prediction:
+        study_objects(result, result.source, model).write(out / "dicom", result.image_id)
+        return result.save(out, overlay=overlays, report=report)
+
+    return save
 
 
 def write_predictions(

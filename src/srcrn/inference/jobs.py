@@ -9,22 +9,47 @@ from pathlib import Path
 
 from srcrn.atomic import clean_json
 from srcrn.bundle.schema import file_sha256
+from srcrn.data.dicom import is_dicom
 from srcrn.data.images import IMAGE_SUFFIXES
 from srcrn.data.isic import NON_IMAGE_STEM_SUFFIXES
 from srcrn.errors import ConfigError
 from srcrn.inference.pipeline import Pipeline
 
+DICOM_SUFFIX = ".dcm"
+
+
+def image_id(path: Path) -> str:
+    """An image file's id: its stem for an image or ``.dcm`` file, else its whole name (a DICOM
+    file of a PACS export is often named by its UID, dots and all, without a suffix)."""
+    return path.stem if path.suffix.lower() in (*IMAGE_SUFFIXES, DICOM_SUFFIX) else path.name
+
+
+def _folder_images(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """A folder's image files: by suffix, and DICOM files by their content whatever their name.
+    In a folder that holds DICOM files (a study), every other file is skipped with a warning line."""
+    images, dicom, others = [], [], []
+    for p in sorted(folder.iterdir()):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            if not p.stem.endswith(NON_IMAGE_STEM_SUFFIXES):
+                images.append(p)
+        elif is_dicom(p):
+            dicom.append(p)
+        else:
+            others.append(p)
+    skipped = [(str(p), "neither an image nor a DICOM file: skipped") for p in others] if dicom else []
+    return sorted(images + dicom), skipped
+
 
 def find_images(inputs: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Image files from files and folders (not recursive); unknown paths become errors."""
+    """Image and DICOM files from files and folders (not recursive); unknown paths become errors."""
     found, errors = [], []
     for item in inputs:
         if item.is_dir():
-            found += sorted(
-                p
-                for p in item.iterdir()
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith(NON_IMAGE_STEM_SUFFIXES)
-            )
+            images, skipped = _folder_images(item)
+            found += images
+            errors += skipped
         elif item.is_file():
             found.append(item)
         else:

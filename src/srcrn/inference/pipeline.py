@@ -326,7 +326,10 @@ class Pipeline:
         DCT scale) and its original size."""
         file = ImageFile(image, identity[1])
         at_size = {size: decode_image(file, size)[0] for size in dict.fromkeys((self.segment_size, self.classify_size))}
-        return Loaded(image, identity, file, at_size, context, jpeg_damage(file))
+        taken: tuple[str, ...] = ()
+        if file.dicom is not None:  # the header's scale and context where none was given
+            context, taken = file.dicom.under(context)
+        return Loaded(image, identity, file, at_size, context, jpeg_damage(file), taken)
 
     def _lesion(self, item: Loaded, probability: np.ndarray) -> tuple[np.ndarray, Box | None, np.ndarray | None]:
         return lesion_of(item, self.segmenter.mask(probability, self.classify_size, self.classify_size),

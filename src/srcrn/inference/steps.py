@@ -69,6 +69,7 @@ class Loaded:
     at_size: dict[int, np.ndarray]
     context: ClinicalContext = NO_CONTEXT
     damage: str | None = None  # what the decoder reported of a damaged file (the input gate reads it)
+    from_header: tuple[str, ...] = ()  # the context fields a DICOM header gave (none given explicitly)
 
 
 @dataclass
@@ -163,6 +164,8 @@ def result_of(
         working_mask=work_mask,
         context=item.context,
         clinical_used=used,
+        header=item.file.dicom,
+        from_header=item.from_header,
     )
 
 

@@ -48,6 +48,7 @@ def predict_inputs(inputs: list[Path], given: PredictSettings) -> tuple[list[Any
             metadata=given.metadata,
             mm_per_pixel=given.mm_per_pixel,
             report=given.report,
+            dicom=given.dicom,
         )
     if not results and part is not None and not errors:
         log.warning("%s: shard %s holds none of the images (empty tables written)", out, given.shard)
