@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -227,3 +228,35 @@ def test_predict_dicom_writes_a_seg_and_an_sr_of_its_own_answer(tmp_path):
         pytest.skip("dciodvfy not installed (Debian's dicom3tools): the objects were not validated")
     for path in sorted((out / "dicom").glob("*.dcm")):
         assert _dciodvfy_errors(path) == [], path.name
+
+
+def test_the_service_answers_a_dicom_upload_with_its_seg_and_sr(tmp_path):
+    import io
+    import zipfile
+
+    from fastapi.testclient import TestClient
+
+    from srcrn import Pipeline
+    from srcrn.serving.app import create_app
+    from srcrn.serving.settings import ServeSettings
+
+    pipeline = Pipeline.default()
+    upload = dicom_photo(tmp_path / "photo.dcm", _rgb(_sample()), PatientAge="045Y", PixelSpacing=[0.02, 0.02])
+    with TestClient(create_app(pipeline, ServeSettings()), base_url="http://127.0.0.1") as client:
+        deadline = time.monotonic() + 60
+        while client.get("/api/v1/ready").status_code != 200:  # the warm-up prediction
+            assert time.monotonic() < deadline, "the service never became ready"
+            time.sleep(0.05)
+        form = {"image": ("photo.dcm", upload.read_bytes(), "application/dicom")}
+        answer = client.post("/api/v1/predict", files=form, params={"images": "false"}).json()
+        assert answer["clinical"]["from_dicom_header"] == ["age", "pixel_spacing_mm"], answer
+        zipped = client.post("/api/v1/dicom", files=form)
+        assert zipped.status_code == 200 and zipped.headers["content-type"] == "application/zip"
+        jpeg = client.post("/api/v1/dicom", files={"image": ("lesion.jpg", _sample().read_bytes(), "image/jpeg")})
+    parts = zipfile.ZipFile(io.BytesIO(zipped.content))
+    assert sorted(parts.namelist()) == ["seg.dcm", "sr.dcm"]  # a DICOM upload is its own source
+    sr = pydicom.dcmread(io.BytesIO(parts.read("sr.dcm")))
+    assert sr.StudyInstanceUID == pydicom.dcmread(upload).StudyInstanceUID
+    (probability,) = _named(sr, "P-MEL")
+    assert float(probability.MeasuredValueSequence[0].NumericValue) == pytest.approx(answer["probability"], abs=1e-6)
+    assert sorted(zipfile.ZipFile(io.BytesIO(jpeg.content)).namelist()) == ["image.dcm", "seg.dcm", "sr.dcm"]

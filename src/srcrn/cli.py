@@ -23,6 +23,7 @@ from srcrn.commands import (
     CompareSettings,
     CrossValidationSettings,
     DemoSettings,
+    DicomServeSettings,
     ExportSettings,
     MergeSettings,
     ModelCardSettings,
@@ -461,6 +462,28 @@ def serve(choice: Optional[dict] = None, flags: Optional[dict] = None) -> None:
         log.warning("listening on %s without --api-key: anyone who reaches this address can use the service", host)
     log.info("serving on http://%s:%d (page /, API docs /docs)", host, port)
     uvicorn.run(create_app(pipeline, settings), host=host, port=port, log_level="warning", access_log=False)
+
+
+dicom_app = typer.Typer(help="DICOM: a node that answers a PACS with SEG and SR objects.", no_args_is_help=True)
+app.add_typer(dicom_app, name="dicom")
+
+
+@dicom_app.command("serve")
+@with_schema_options(DicomServeSettings)
+def dicom_serve(flags: Optional[dict] = None) -> None:
+    """A DICOM node: C-ECHO, and C-STORE of dermoscopic photographs (Dermoscopic Photography, VL
+    Photographic, Secondary Capture), each predicted and answered with its SEG and SR (TID 1500),
+    sent to --forward; what cannot be sent yet waits in --spool and is retried, never lost."""
+    from srcrn.serving.dicom_node import Destination, DicomNode
+    from srcrn.workflows.model_choice import load_pipeline
+
+    given = command_settings(DicomServeSettings, flags or {})
+    forward = Destination.parse(given.forward) if given.forward else None
+    node = DicomNode(load_pipeline(given, "auto"), given.spool, ae_title=given.ae_title, forward=forward,
+                     retry_seconds=given.retry_seconds, max_pending=given.max_pending)  # fmt: skip
+    log.info("DICOM node %s on %s:%d%s", given.ae_title, given.host, given.port,
+             f", answers to {given.forward}" if forward else ", answers kept in the spool")  # fmt: skip
+    node.serve_forever(given.host, given.port)
 
 
 export_app = typer.Typer(help="Export trained models for deployment.", no_args_is_help=True)

@@ -198,6 +198,25 @@ class PredictSettings(ModelSettings):
     progress: bool = Field(True, description="show progress bars")
 
 
+class DicomServeSettings(ModelSettings):
+    """``srcrn dicom serve``: a DICOM node that predicts what it receives and forwards SEG + SR."""
+
+    ae_title: str = Field("SRCRN", min_length=1, max_length=16, description="this node's AE title")
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface)")
+    port: int = Field(11112, ge=1, le=65535, description="port to listen on (11112: DICOM's registered port)")
+    forward: str | None = Field(
+        None, description="HOST:PORT:AET that receives each answer's SEG and SR (a PACS); none: kept in the spool"
+    )
+    spool: Path = Field(
+        Path("srcrn-dicom-spool"),
+        description="folder of received images and unsent answers (kept across restarts, retried)",
+    )
+    retry_seconds: float = Field(
+        30.0, gt=0, le=86400, description="seconds between tries of a destination that is down"
+    )
+    max_pending: int = Field(64, ge=1, description="received images waiting at most; more are refused (0xA700)")
+
+
 class MergeSettings(Settings):
     """``srcrn merge-predictions SHARDS``: one table from sharded predict runs."""
 

@@ -46,9 +46,16 @@ EXTRA_OF_MODULE = {
     **dict.fromkeys(TRAIN_MODULES, "train"),
     **dict.fromkeys(("fastapi", "uvicorn", "multipart", "python_multipart", "starlette"), "serve"),
     "segmentation_models_pytorch": "baselines",
+    **dict.fromkeys(("highdicom", "pynetdicom"), "dicom"),
 }
 # Requirements of the base install (the shipped model's stage 2): missing only from a broken install.
-BASE_MODULES = {"sklearn": "scikit-learn", "skimage": "scikit-image", "scipy": "scipy", "skops": "skops"}
+BASE_MODULES = {
+    "sklearn": "scikit-learn",
+    "skimage": "scikit-image",
+    "scipy": "scipy",
+    "skops": "skops",
+    "pydicom": "pydicom",
+}
 
 
 def missing_extra(error: ModuleNotFoundError, command: str) -> str | None:

@@ -62,13 +62,28 @@ class StudyObjects:
     seg: Dataset
     sr: Dataset
 
+    def datasets(self) -> dict[str, Dataset]:
+        """The objects by role (image, seg, sr), the image only where one was made."""
+        found = {"image": self.image, "seg": self.seg, "sr": self.sr}
+        return {role: dataset for role, dataset in found.items() if dataset is not None}
+
+    def zip_bytes(self) -> bytes:
+        """A ZIP of ``<role>.dcm`` for each object (the service's answer)."""
+        import io
+        import zipfile
+
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+            for role, dataset in self.datasets().items():
+                part = io.BytesIO()
+                dataset.save_as(part, enforce_file_format=True)
+                out.writestr(f"{role}.dcm", part.getvalue())
+        return archive.getvalue()
+
     def write(self, folder: str | Path, image_id: str) -> dict[str, str]:
         """Each object as ``<folder>/<image_id>_<image|seg|sr>.dcm``, atomically; their paths."""
         written = {}
-        for role in ("image", "seg", "sr"):
-            dataset = getattr(self, role)
-            if dataset is None:
-                continue
+        for role, dataset in self.datasets().items():
             path = Path(folder) / f"{image_id}_{role}.dcm"
             with atomic_path(path) as temporary:
                 dataset.save_as(temporary, enforce_file_format=True)
@@ -326,3 +341,8 @@ def study_objects(
         image = original = source_image(pixels, patient, result)
     seg = segmentation(original, result, model)
     return StudyObjects(image, seg, report(original, seg, result, model))
+
+
+def study_zip(result: PipelineResult, source: ImageSource, model: str) -> bytes:
+    """``study_objects`` as the ZIP the service answers with."""
+    return study_objects(result, source, model).zip_bytes()

@@ -219,10 +219,10 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
     )
 
     async def answer(
-        request: Request, encode: Callable[[list[Any]], Any], images: tuple[str, ...] = (IMAGE_FIELD,)
+        request: Request, encode: Callable[..., Any], images: tuple[str, ...] = (IMAGE_FIELD,)
     ) -> Response | tuple[list[Any], list[str], Any, list[float]]:
-        """An upload's images through the pipeline, then ``encode`` of their answers; a refusal
-        comes back as the Response."""
+        """An upload's images through the pipeline, then ``encode`` of their answers (and of the
+        uploaded files' bytes); a refusal comes back as the Response."""
         arrived = time.perf_counter()
         if not authorised(request):
             return _error(401, "missing or wrong bearer token", unauthorised)
@@ -253,7 +253,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
             # Queued together, a comparison's two images are predicted in one batch.
             results = list(await asyncio.gather(*(one(*part) for part in parts)))
             predicted = time.perf_counter()
-            encoded = await run_in_threadpool(encode, results)
+            encoded = await run_in_threadpool(encode, results, [content for content, _, _ in parts])
         except Refused as refused:
             return _error(refused.status, refused.message, refused.headers)
         finally:
@@ -272,7 +272,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         openapi_extra=upload_body,
     )
     async def predict(request: Request, images: bool = True) -> Response:
-        answered = await answer(request, lambda results: _encode(results[0], images))
+        answered = await answer(request, lambda results, _: _encode(results[0], images))
         if isinstance(answered, Response):
             return answered
         (result,), (name,), encoded, (arrived, started, predicted, finished) = answered
@@ -299,7 +299,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         responses={200: {"content": {"application/pdf": {}}, "description": "the report"}},
     )
     async def report(request: Request) -> Response:
-        answered = await answer(request, lambda results: results[0].report_pdf())
+        answered = await answer(request, lambda results, _: results[0].report_pdf())
         if isinstance(answered, Response):
             return answered
         (result,), _, pdf, _ = answered
@@ -308,6 +308,34 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
             pdf,
             media_type="application/pdf",
             headers={"Content-Disposition": f'attachment; filename="{safe}_report.pdf"'},
+        )
+
+    @app.post(
+        f"{API}/dicom",
+        summary="The answer as DICOM: the mask as a SEG and the findings as an SR (TID 1500)",
+        description="The same upload as /predict (a DICOM photograph, or a JPEG/PNG); the answer is a ZIP "
+        "(application/zip) of seg.dcm and sr.dcm in the image's study and, for a JPEG/PNG, image.dcm: the "
+        "Secondary Capture they refer to. A DICOM header's scale, age, sex and site are used where the form "
+        "gives none. Errors as /predict; 501 without srcrn[dicom].",
+        openapi_extra=upload_body,
+        response_class=Response,
+        responses={200: {"content": {"application/zip": {}}, "description": "seg.dcm, sr.dcm (and image.dcm)"}},
+    )
+    async def dicom(request: Request) -> Response:
+        try:
+            from srcrn.dicom.objects import model_sha256, study_zip
+        except ModuleNotFoundError:
+            return _error(501, "DICOM output needs srcrn[dicom] (highdicom) on the server")
+        identity = model_sha256(pipeline.segmenter.source, [pipeline.classifier.source])
+        answered = await answer(request, lambda results, contents: study_zip(results[0], contents[0], identity))
+        if isinstance(answered, Response):
+            return answered
+        (result,), _, archive, _ = answered
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", result.image_id)[:100]
+        return Response(
+            archive,
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{safe}_dicom.zip"'},
         )
 
     @app.post(
@@ -331,7 +359,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         ),
     )  # fmt: skip
     async def compare(request: Request) -> Response:
-        def compared(results: list[Any]) -> dict[str, Any]:
+        def compared(results: list[Any], _: list[bytes]) -> dict[str, Any]:
             comparison = compare_results(*results)
             return comparison.to_dict() | {"picture_png": _b64(encode_png(comparison.picture))}
 

@@ -1,0 +1,230 @@
+"""The DICOM node (``srcrn dicom serve``, issue 34): C-ECHO, C-STORE of a dermoscopic photograph
+answered with its SEG and SR at the destination; an unsupported SOP class refused at
+association; a malformed association survived; a destination that is down leaves the answer
+in the spool until it is back. Last, the real thing: a throw-away Orthanc (Debian's package)
+receives the image with dcmtk's storescu and srcrn's SEG and SR from the node, found through
+its REST API."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_dicom import _named, _rgb, _sample, dicom_photo
+
+pynetdicom = pytest.importorskip("pynetdicom", reason="srcrn[dicom] not installed")
+pydicom = pytest.importorskip("pydicom")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Receiver:
+    """A storage SCP standing for a PACS: keeps what it is sent."""
+
+    def __init__(self, port: int):
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+        self.port, self.received = port, []
+        ae = AE(ae_title="PACS")
+        ae.supported_contexts = AllStoragePresentationContexts
+
+        def store(event):
+            dataset = event.dataset
+            dataset.file_meta = event.file_meta
+            self.received.append(dataset)
+            return 0x0000
+
+        self.server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, store)])
+
+    def stop(self):
+        self.server.shutdown()
+
+
+def _wait(condition, seconds=60.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _store(port: int, path: Path, ae_title: str = "SRCRN"):
+    """C-STORE ``path`` to the node; (status or None, association established)."""
+    from pynetdicom import AE
+
+    dataset = pydicom.dcmread(path)
+    client = AE(ae_title="MODALITY")
+    client.add_requested_context(dataset.SOPClassUID)
+    assoc = client.associate("127.0.0.1", port, ae_title=ae_title)
+    if not assoc.is_established:
+        return None, False
+    try:
+        status = assoc.send_c_store(dataset)
+        return status, True
+    finally:
+        assoc.release()
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    from srcrn import Pipeline
+
+    return Pipeline.default()
+
+
+def _node(pipeline, spool, forward_port, retry=0.5):
+    from srcrn.serving.dicom_node import Destination, DicomNode
+
+    node = DicomNode(pipeline, spool, forward=Destination("127.0.0.1", forward_port, "PACS"), retry_seconds=retry)
+    port = _free_port()
+    node.start("127.0.0.1", port)
+    return node, port
+
+
+def test_the_node_answers_echo_and_a_stored_photograph_with_its_seg_and_sr(tmp_path, pipeline):
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage, Verification
+
+    receiver = Receiver(_free_port())
+    node, port = _node(pipeline, tmp_path / "spool", receiver.port)
+    try:
+        client = AE(ae_title="MODALITY")
+        client.add_requested_context(Verification)
+        assoc = client.associate("127.0.0.1", port, ae_title="SRCRN")
+        assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+        # A malformed association (bytes that are no A-ASSOCIATE-RQ) does not stop the node.
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(b"\x01\x00garbage" * 20)
+        image = dicom_photo(tmp_path / "photo.dcm", _rgb(_sample()), PixelSpacing=[0.02, 0.02])
+        status, _ = _store(port, image)
+        assert status.Status == 0x0000
+        assert _wait(lambda: len(receiver.received) == 2), receiver.received
+        source = pydicom.dcmread(image)
+        kinds = {d.Modality: d for d in receiver.received}
+        assert set(kinds) == {"SEG", "SR"}
+        assert all(d.StudyInstanceUID == source.StudyInstanceUID for d in receiver.received)
+        seg_ref = kinds["SEG"].ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
+        assert seg_ref == source.SOPInstanceUID
+        (probability,) = _named(kinds["SR"], "P-MEL")
+        expected = pipeline.predict(image).probability
+        assert float(probability.MeasuredValueSequence[0].NumericValue) == pytest.approx(expected, abs=1e-6)
+        assert not any((tmp_path / "spool" / "outgoing").iterdir())  # sent: nothing left
+        # A CT is not a photograph: no presentation context for it, the association refused.
+        client = AE(ae_title="MODALITY")
+        client.add_requested_context(CTImageStorage)
+        assert not client.associate("127.0.0.1", port, ae_title="SRCRN").is_established
+        client.add_requested_context(Verification)  # the node still answers
+        assoc = client.associate("127.0.0.1", port, ae_title="SRCRN")
+        assert assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+    finally:
+        node.stop()
+        receiver.stop()
+
+
+def test_answers_wait_in_the_spool_while_the_destination_is_down(tmp_path, pipeline):
+    destination = _free_port()  # nobody listens there yet
+    node, port = _node(pipeline, tmp_path / "spool", destination, retry=0.5)
+    try:
+        status, _ = _store(port, dicom_photo(tmp_path / "photo.dcm", _rgb(_sample())))
+        assert status.Status == 0x0000
+        outgoing = tmp_path / "spool" / "outgoing"
+        assert _wait(lambda: len(list(outgoing.glob("*/*.dcm"))) == 2)
+        time.sleep(1.5)  # retries meanwhile fail: the answer stays
+        assert len(list(outgoing.glob("*/*.dcm"))) == 2
+        receiver = Receiver(destination)
+        try:
+            assert _wait(lambda: len(receiver.received) == 2)
+            assert _wait(lambda: not list(outgoing.glob("*/*.dcm")))
+        finally:
+            receiver.stop()
+    finally:
+        node.stop()
+
+
+def test_an_unreadable_image_goes_to_failed_with_the_reason(tmp_path, pipeline):
+    from srcrn.serving.dicom_node import DicomNode
+
+    node = DicomNode(pipeline, tmp_path / "spool")
+    bad = dicom_photo(tmp_path / "spool" / "incoming" / "1.2.3.dcm", _rgb(_sample()))
+    dataset = pydicom.dcmread(bad)
+    dataset.NumberOfFrames = 2
+    dataset.save_as(bad)
+    node.process(bad)
+    assert not bad.exists()
+    reason = (tmp_path / "spool" / "failed" / "1.2.3.dcm.txt").read_text()
+    assert "multi-frame DICOM object (2 frames)" in reason
+
+
+def _orthanc(tmp_path: Path, dicom_port: int, http_port: int, node_port: int):
+    config = {
+        "Name": "srcrn-test", "StorageDirectory": str(tmp_path / "db"), "IndexDirectory": str(tmp_path / "db"),
+        "DicomAet": "ORTHANC", "DicomPort": dicom_port, "HttpPort": http_port, "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False, "DicomModalities": {"srcrn": ["SRCRN", "127.0.0.1", node_port]},
+        "DicomCheckCalledAet": False, "Plugins": [], "UnknownSopClassAccepted": True,
+    }  # fmt: skip
+    (tmp_path / "orthanc.json").write_text(json.dumps(config))
+    log = open(tmp_path / "orthanc.log", "w")
+    return subprocess.Popen(["Orthanc", str(tmp_path / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+
+
+def _rest(http_port: int, path: str):
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+@pytest.mark.skipif(
+    shutil.which("Orthanc") is None or shutil.which("storescu") is None,
+    reason="Orthanc or dcmtk's storescu not installed (Debian's orthanc, dcmtk): no PACS to test against",
+)
+def test_a_real_orthanc_receives_the_image_and_srcrns_seg_and_sr(tmp_path, pipeline):
+    dicom_port, http_port = _free_port(), _free_port()
+    node, node_port = _node(pipeline, tmp_path / "spool", dicom_port)
+    node.forward = type(node.forward)("127.0.0.1", dicom_port, "ORTHANC")
+    orthanc = _orthanc(tmp_path, dicom_port, http_port, node_port)
+    try:
+        assert _wait(lambda: _answers(http_port), 30), (tmp_path / "orthanc.log").read_text()[-2000:]
+        image = dicom_photo(tmp_path / "photo.dcm", _rgb(_sample()))
+        for port, aet in ((dicom_port, "ORTHANC"), (node_port, "SRCRN")):  # the PACS's copy, then srcrn's
+            done = subprocess.run(["storescu", "-R", "-aec", aet, "127.0.0.1", str(port), str(image)], capture_output=True,
+                                  text=True, timeout=60)  # fmt: skip
+            assert done.returncode == 0, done.stderr
+        assert _wait(lambda: len(_rest(http_port, "/instances")) == 3, 60), (tmp_path / "orthanc.log").read_text()[
+            -2000:
+        ]
+        (study,) = _rest(http_port, "/studies")
+        tags = [_rest(http_port, f"/instances/{i}/simplified-tags") for i in _rest(http_port, "/instances")]
+        by_modality = {t["Modality"]: t for t in tags}
+        assert set(by_modality) == {"DMS", "SEG", "SR"}
+        source_uid = pydicom.dcmread(image).SOPInstanceUID
+        assert all(t["StudyInstanceUID"] == pydicom.dcmread(image).StudyInstanceUID for t in tags), study
+        seg = by_modality["SEG"]["ReferencedSeriesSequence"][0]["ReferencedInstanceSequence"][0]
+        assert seg["ReferencedSOPInstanceUID"] == source_uid
+        evidence = by_modality["SR"]["CurrentRequestedProcedureEvidenceSequence"][0]["ReferencedSeriesSequence"]
+        referenced = {i["ReferencedSOPInstanceUID"] for s in evidence for i in s["ReferencedSOPSequence"]}
+        assert referenced == {source_uid, by_modality["SEG"]["SOPInstanceUID"]}
+    finally:
+        node.stop()
+        orthanc.terminate()
+        orthanc.wait(timeout=30)
+
+
+def _answers(http_port: int) -> bool:
+    try:
+        _rest(http_port, "/system")
+        return True
+    except OSError:
+        return False
