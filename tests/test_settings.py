@@ -53,6 +53,7 @@ SCHEMAS = {
     ("predict",): [commands.PredictSettings],
     ("merge-predictions",): [commands.MergeSettings],
     ("serve",): [ServeSettings, commands.ModelSettings],
+    ("dicom", "serve"): [commands.DicomServeSettings],
     ("export", "onnx"): [commands.ExportSettings],
     ("compare",): [commands.CompareSettings],
     ("model-card",): [commands.ModelCardSettings],
