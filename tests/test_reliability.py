@@ -234,6 +234,8 @@ def _corpus_case(name, tmp, models):
         manifest["classifier"]["threshold"] = 7
         (copy / "bundle.json").write_text(json.dumps(manifest))
         return onnx, copy / "bundle.json", "classifier.threshold"
+    if name.startswith("predict: DICOM"):
+        return _dicom_case(name, tmp, first, torch_predict, out)
     if name == "predict: --out is a file":
         (tmp / "taken").write_text("")
         taken = [str(tmp / "taken") if a == out else a for a in torch_predict]
@@ -393,6 +395,32 @@ def _skops_without_names(tmp):
     return path
 
 
+def _dicom_case(name, tmp, first, torch_predict, out):
+    """A DICOM photograph of ``first``, spoilt as ``name`` says; (argv, path, text)."""
+    import numpy as np
+    import pydicom
+    from PIL import Image
+    from test_dicom import dicom_photo
+
+    path = dicom_photo(tmp / "photo.dcm", np.asarray(Image.open(first).convert("RGB")))
+    dataset = pydicom.dcmread(path)
+    argv = [str(path) if a == str(first) else a for a in torch_predict]
+    if name == "predict: DICOM of a CT":
+        dataset.SOPClassUID = dataset.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        dataset.Modality = "CT"
+        expected = "not a photograph"
+    elif name == "predict: DICOM without pixel data":
+        del dataset.PixelData
+        expected = "no pixel data"
+    elif name == "predict: DICOM of two frames":
+        dataset.NumberOfFrames = 2
+        expected = "multi-frame"
+    else:  # truncated
+        return argv, _truncate(path, 3000), "cannot"
+    dataset.save_as(path)
+    return argv, path, expected
+
+
 CORPUS = [
     "prepare: truncated image",
     "prepare: not an image",
@@ -410,6 +438,10 @@ CORPUS = [
     "predict onnx: a model path outside the bundle",
     "predict onnx: wrong bundle field",
     "predict: --out is a file",
+    "predict: DICOM of a CT",
+    "predict: DICOM without pixel data",
+    "predict: DICOM of two frames",
+    "predict: DICOM truncated",
     "predict: the only image is truncated",
     "predict: segmenter checkpoint missing",
     "predict: a PNG whose header claims 30000x30000 pixels",
