@@ -400,6 +400,7 @@ def _dicom_case(name, tmp, first, torch_predict, out):
     import numpy as np
     import pydicom
     from PIL import Image
+
     from test_dicom import dicom_photo
 
     path = dicom_photo(tmp / "photo.dcm", np.asarray(Image.open(first).convert("RGB")))
