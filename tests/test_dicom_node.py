@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from test_dicom import _named, _rgb, _sample, dicom_photo
+from test_dicom import _dciodvfy_errors, _named, _rgb, _sample, dicom_photo
 
 pynetdicom = pytest.importorskip("pynetdicom", reason="srcrn[dicom] not installed")
 pydicom = pytest.importorskip("pydicom")
@@ -122,6 +122,10 @@ def test_the_node_answers_echo_and_a_stored_photograph_with_its_seg_and_sr(tmp_p
         expected = pipeline.predict(image).probability
         assert float(probability.MeasuredValueSequence[0].NumericValue) == pytest.approx(expected, abs=1e-6)
         assert not any((tmp_path / "spool" / "outgoing").iterdir())  # sent: nothing left
+        if shutil.which("dciodvfy"):  # what the PACS received passes the IOD checker
+            for modality, dataset in kinds.items():
+                dataset.save_as(tmp_path / f"received-{modality}.dcm", enforce_file_format=True)
+                assert _dciodvfy_errors(tmp_path / f"received-{modality}.dcm") == [], modality
         # A CT is not a photograph: no presentation context for it, the association refused.
         client = AE(ae_title="MODALITY")
         client.add_requested_context(CTImageStorage)
@@ -228,3 +232,27 @@ def _answers(http_port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_the_spool_is_the_nodes_output_folder(tmp_path, capsys):
+    from helpers import cli_error, run_cli
+    from srcrn.serving import dicom_node
+
+    out = tmp_path / "predicted"
+    run_cli("predict", str(_sample()), "--out", str(out), "--no-overlays", "--no-progress")
+    line = cli_error(capsys, "dicom", "serve", "--spool", str(out), "--port", str(_free_port()))
+    assert str(out) in line and "predict" in line, line
+    assert cli_error(capsys, "dicom", "serve", "--forward", "pacs:104") == (
+        "error: --forward 'pacs:104': expected HOST:PORT:AET, e.g. pacs.local:104:ORTHANC"
+    )
+    # A free spool is claimed, and the node then listens (stopped here at once).
+    started = []
+    original = dicom_node.DicomNode.serve_forever
+    dicom_node.DicomNode.serve_forever = lambda self, host, port: started.append((host, port))
+    try:
+        port = _free_port()
+        run_cli("dicom", "serve", "--spool", str(tmp_path / "spool"), "--port", str(port))
+    finally:
+        dicom_node.DicomNode.serve_forever = original
+    assert started == [("127.0.0.1", port)]
+    assert json.loads((tmp_path / "spool" / "srcrn-output.json").read_text())["command"] == "dicom serve"

@@ -477,13 +477,19 @@ def dicom_serve(flags: Optional[dict] = None) -> None:
     from srcrn.serving.dicom_node import Destination, DicomNode
     from srcrn.workflows.model_choice import load_pipeline
 
+    from srcrn.outputs import output_folder
+
     given = command_settings(DicomServeSettings, flags or {})
     forward = Destination.parse(given.forward) if given.forward else None
-    node = DicomNode(load_pipeline(given, "auto"), given.spool, ae_title=given.ae_title, forward=forward,
-                     retry_seconds=given.retry_seconds, max_pending=given.max_pending)  # fmt: skip
-    log.info("DICOM node %s on %s:%d%s", given.ae_title, given.host, given.port,
-             f", answers to {given.forward}" if forward else ", answers kept in the spool")  # fmt: skip
-    node.serve_forever(given.host, given.port)
+    # The spool is this node's output folder: claimed (another command's folder refused, one
+    # node per spool), and what an earlier run left there is taken up again.
+    with output_folder(given.spool, "dicom serve", {"--model": given.model}, resume=True,
+                       writes=("incoming", "outgoing", "failed")):  # fmt: skip
+        node = DicomNode(load_pipeline(given, "auto"), given.spool, ae_title=given.ae_title, forward=forward,
+                         retry_seconds=given.retry_seconds, max_pending=given.max_pending)  # fmt: skip
+        log.info("DICOM node %s on %s:%d%s", given.ae_title, given.host, given.port,
+                 f", answers to {given.forward}" if forward else ", answers kept in the spool")  # fmt: skip
+        node.serve_forever(given.host, given.port)
 
 
 export_app = typer.Typer(help="Export trained models for deployment.", no_args_is_help=True)
