@@ -474,10 +474,9 @@ def dicom_serve(flags: Optional[dict] = None) -> None:
     """A DICOM node: C-ECHO, and C-STORE of dermoscopic photographs (Dermoscopic Photography, VL
     Photographic, Secondary Capture), each predicted and answered with its SEG and SR (TID 1500),
     sent to --forward; what cannot be sent yet waits in --spool and is retried, never lost."""
+    from srcrn.outputs import output_folder
     from srcrn.serving.dicom_node import Destination, DicomNode
     from srcrn.workflows.model_choice import load_pipeline
-
-    from srcrn.outputs import output_folder
 
     given = command_settings(DicomServeSettings, flags or {})
     forward = Destination.parse(given.forward) if given.forward else None
