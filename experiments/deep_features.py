@@ -54,10 +54,9 @@ def crop(image: np.ndarray, mask: np.ndarray, margin: float, size: int) -> np.nd
 
 
 @torch.inference_mode()
-def features(ids: list[str], images: Path, masks: Path, encoder: str, margin: float) -> np.ndarray:
-    """Flip-averaged pooled ImageNet features [len(ids), 1280] of the lesion crops."""
+def features(ids: list[str], images: Path, masks: Path, encoder: str, margin: float, size: int) -> np.ndarray:
+    """Flip-averaged pooled ImageNet features [len(ids), 1280] of the lesion crops (size x size)."""
     network = LitePooled(encoder, "imagenet").eval()
-    size = NATIVE[encoder]
     mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
     out = []
     for start in range(0, len(ids), 16):
@@ -118,6 +117,7 @@ def main() -> None:
     parser.add_argument("masks", type=Path)
     parser.add_argument("--encoder", default="efficientnet-lite0", choices=sorted(NATIVE))
     parser.add_argument("--margin", type=float, default=0.2)
+    parser.add_argument("--size", type=int, default=None, help="crop side (default: the encoder's ImageNet size)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", FutureWarning)  # scikit-learn 1.8's notices of LogisticRegressionCV's next API
@@ -129,12 +129,17 @@ def main() -> None:
     for name in members:
         oof = oof.merge(members[name][["image_id", "logit"]].rename(columns={"logit": name}), on="image_id")
         val = val.merge(vals[name][["image_id", "logit"]].rename(columns={"logit": name}), on="image_id")
-    cache = run / f"deep-{args.encoder}-m{args.margin}.npz"
+    size = args.size or NATIVE[args.encoder]
+    cache = run / (
+        f"deep-{args.encoder}-m{args.margin}.npz"
+        if size == NATIVE[args.encoder]
+        else f"deep-{args.encoder}-m{args.margin}-{size}px.npz"
+    )
     ids = list(oof["image_id"]) + list(val["image_id"])
     if cache.is_file() and list(np.load(cache)["ids"]) == ids:
         table = np.load(cache)["features"]
     else:
-        table = features(ids, run / "data" / "images", args.masks, args.encoder, args.margin)
+        table = features(ids, run / "data" / "images", args.masks, args.encoder, args.margin, size)
         np.savez(cache, ids=np.array(ids), features=table)
     x_oof, x_val = table[: len(oof)], table[len(oof) :]
     truth = oof["truth"].to_numpy()
@@ -148,7 +153,7 @@ def main() -> None:
     oof["deep"] = deep
     final = deep_model().fit(x_oof, truth)
     val["deep"] = final.decision_function(x_val)
-    print(f"encoder {args.encoder}, margin {args.margin}, {len(oof)} out-of-fold images, {len(val)} validation images;"
+    print(f"encoder {args.encoder}, {size} px crops, margin {args.margin}, {len(oof)} out-of-fold images, {len(val)} validation images;"
           f" C per fold {', '.join(f'{c:.3g}' for c in chosen)}, final {float(final[-1].C_[0]):.3g}")  # fmt: skip
     print()
     print("| model | context | out-of-fold AUC (95 % CI) | nested-stack OOF AUC | validation AUC |")
@@ -167,6 +172,7 @@ def main() -> None:
         (["cv-features", "deep"], "none"),
         (["cv-cnn", "cv-features-clinical"], "age, sex, site"),
         (["cv-cnn", "cv-features-clinical", "deep"], "age, sex, site"),
+        (["cv-features-clinical", "deep"], "age, sex, site"),
     ):
         whole, nested, on_val = stacks(oof, val, combo)
         print(f"| stack of {' + '.join(combo)} | {context} | {whole} | {nested} | {on_val} |")
