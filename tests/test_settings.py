@@ -221,3 +221,26 @@ def test_serve_settings_come_from_defaults_the_environment_and_flags():
         serve_settings({}, {"SRCRN_PORT": "70000"})
     with pytest.raises(ConfigError, match=r"^--max-batch: Input should be greater than or equal to 1"):
         serve_settings({"max_batch": 0}, {})
+
+
+def test_every_command_that_writes_declares_its_output_rule_and_the_names_agree_with_the_writers():
+    from srcrn.bundle.schema import BUNDLE_FILE
+    from srcrn.data.cache import MANIFEST
+    from srcrn.inference.batch import JOURNAL, OUTPUT_NAMES, TABLES
+    from srcrn.training.runner import RUN_FILE
+    from srcrn.workflows.cross_validation import DATA_FILE
+
+    # The schema that declares each command's rule: the command's own, or for cv and sweep theirs
+    # (ClassifyTrainSettings, their first schema, is classify train's); serve and model-card write nothing.
+    owner = {("classify", "cv"): commands.CrossValidationSettings, ("classify", "sweep"): commands.SweepSettings}
+    writing = {path: owner.get(path, schemas[0]) for path, schemas in SCHEMAS.items()}
+    del writing[("serve",)], writing[("model-card",)]
+    assert {path: schema.output_rule.command for path, schema in writing.items()} == {p: " ".join(p) for p in writing}
+    assert commands.PredictSettings.output_rule.writes == OUTPUT_NAMES
+    assert JOURNAL in commands.PredictSettings.output_rule.adopt
+    assert commands.MergeSettings.output_rule.writes == TABLES
+    assert SegmentTrainSettings.output_rule.adopt == ClassifyTrainSettings.output_rule.adopt == (RUN_FILE,)
+    assert DATA_FILE in commands.CrossValidationSettings.output_rule.adopt
+    assert commands.ExportSettings.output_rule.adopt == (BUNDLE_FILE,)
+    assert commands.PrepareSettings.output_rule.adopt == (MANIFEST,)
+    assert ServeSettings.output_rule is None and commands.ModelCardSettings.output_rule is None

@@ -39,6 +39,7 @@ from srcrn.commands import (
 )
 from srcrn.console import configure_logging, console
 from srcrn.errors import SrcrnError, missing_extra
+from srcrn.outputs import claim_output
 from srcrn.serving.settings import ServeSettings
 from srcrn.settings import ClassifyTrainSettings, SegmentTrainSettings
 
@@ -148,10 +149,8 @@ def prepare(
     flags: Optional[dict] = None,
 ) -> None:
     """Decode every image once at reduced scale into a memory-mapped cache for training."""
-    from srcrn.data.cache import MANIFEST as CACHE_MANIFEST
     from srcrn.data.cache import prepare as prepare_cache
     from srcrn.data.isic import IsicDataset
-    from srcrn.outputs import output_folder
 
     given = command_settings(PrepareSettings, flags or {})
     dataset = IsicDataset.from_dir(data, require_masks=given.require_masks, require_labels=given.require_labels)
@@ -159,7 +158,7 @@ def prepare(
         with_masks = sum(s.mask_path is not None for s in dataset)
         log.info("note: %d of %d images have masks; masks are not cached", with_masks, len(dataset))
     # The cache stages itself and is reused when its fingerprint matches (a rerun continues it).
-    with output_folder(given.out, "prepare", {"data folder": data}, adopt=(CACHE_MANIFEST,), resume=True):
+    with claim_output(given.out, PrepareSettings.output_rule, {"data folder": data}):
         prepared = prepare_cache(dataset, given.image_size, given.out, workers=given.workers)
     log.info(
         "prepared %d images at %dx%d in %s", len(prepared.ids), given.image_size, given.image_size, prepared.folder
@@ -175,14 +174,12 @@ def split(
     """Write the train/validation split that training would use."""
     from srcrn.data.isic import IsicDataset
     from srcrn.data.splits import make_split
-    from srcrn.outputs import output_folder
 
     given = command_settings(SplitSettings, flags or {})
     chosen = make_split(IsicDataset.from_dir(data), given.split, seed=given.seed, val_fraction=given.val_fraction)
     for note in chosen.notes:
         log.info("note: %s", note)
-    names = ("split.csv", "split.json")
-    with output_folder(given.out, "split", {"data folder": data}, writes=names, stage=True) as staging:
+    with claim_output(given.out, SplitSettings.output_rule, {"data folder": data}) as staging:
         path = chosen.save(staging)
     shown = given.out / path.name
     log.info("%s split: %d train, %d val -> %s", chosen.method, len(chosen.train), len(chosen.val), shown)
@@ -215,14 +212,12 @@ def _run_inputs(data: Path, settings: Any) -> dict[str, str | Path | None]:
 def segment_train(run: Optional[dict] = None, flags: Optional[dict] = None) -> None:
     """Train SRCRN (or a baseline) with a named recipe: the paper's by default, or 'strong';
     every part of a recipe can be overridden by --config or a flag."""
-    from srcrn.outputs import output_folder
-    from srcrn.training.runner import RUN_FILE
     from srcrn.workflows.segment import train_segmenter
 
     command = command_settings(TrainCommandSettings, run or {})
     settings = _settings(SegmentTrainSettings, command, flags or {})
     inputs = _run_inputs(command.data, settings)
-    with output_folder(command.out, "segment train", inputs, adopt=(RUN_FILE,), resume=command.resume):
+    with claim_output(command.out, SegmentTrainSettings.output_rule, inputs, resume=command.resume):
         summary = train_segmenter(settings, command.data, command.out, resume=command.resume, progress=command.progress)
     if summary:
         best = summary["best_val_jaccard"]
@@ -253,13 +248,11 @@ def _shown(metrics: dict) -> dict:
 @with_schema_options(SegmentEvalSettings)
 def segment_eval(flags: Optional[dict] = None) -> None:
     """Predict masks at the original size and score them as the ISIC challenge does."""
-    from srcrn.outputs import output_folder
-    from srcrn.workflows.segment import EVAL_FILES, evaluate_segmenter
+    from srcrn.workflows.segment import evaluate_segmenter
 
     given = command_settings(SegmentEvalSettings, flags or {})
     inputs = {"--data": given.data, "--model": given.model}
-    claimed = output_folder(given.out, "segment eval", inputs, writes=EVAL_FILES, stage=True, replace=True)
-    with claimed as staging:
+    with claim_output(given.out, SegmentEvalSettings.output_rule, inputs) as staging:
         result = evaluate_segmenter(
             given.model,
             given.data,
@@ -290,15 +283,13 @@ app.add_typer(classify_app, name="classify")
 @with_schema_options(TrainCommandSettings, into="run")
 def classify_train(run: Optional[dict] = None, flags: Optional[dict] = None) -> None:
     """Train the melanoma classifier with the paper's recipe (every part overridable)."""
-    from srcrn.outputs import output_folder
-    from srcrn.training.runner import RUN_FILE
     from srcrn.training.summary import kept_model
     from srcrn.workflows.classify import train_classifier
 
     command = command_settings(TrainCommandSettings, run or {})
     settings = _settings(ClassifyTrainSettings, command, flags or {})
     inputs = _run_inputs(command.data, settings)
-    with output_folder(command.out, "classify train", inputs, adopt=(RUN_FILE,), resume=command.resume):
+    with claim_output(command.out, ClassifyTrainSettings.output_rule, inputs, resume=command.resume):
         summary = train_classifier(
             settings, command.data, command.out, resume=command.resume, progress=command.progress
         )
@@ -337,13 +328,11 @@ def classify_eval(flags: Optional[dict] = None) -> None:
     Brier score and expected calibration error, ROC and reliability diagram. --model is a
     CNN checkpoint, a feature model or a stack folder. With --target-sensitivity, also pick the
     operating threshold (on calibrated probabilities) and store it in the model."""
-    from srcrn.outputs import output_folder
-    from srcrn.workflows.classify import EVAL_FILES, evaluate_classifier_checkpoint
+    from srcrn.workflows.classify import evaluate_classifier_checkpoint
 
     given = command_settings(ClassifyEvalSettings, flags or {})
     inputs = {"--data": given.data, "--model": given.model, "--metadata": given.metadata}
-    claimed = output_folder(given.out, "classify eval", inputs, writes=EVAL_FILES, stage=True, replace=True)
-    with claimed as staging:
+    with claim_output(given.out, ClassifyEvalSettings.output_rule, inputs) as staging:
         result = evaluate_classifier_checkpoint(
             given.model,
             given.data,
@@ -366,7 +355,6 @@ def classify_eval(flags: Optional[dict] = None) -> None:
 def classify_sweep(sweep: Optional[dict] = None, flags: Optional[dict] = None) -> None:
     """The batch-size study (paper Table 3): one run per batch size, a table and a figure.
     Every other setting comes from --config and the flags (the classify train schema)."""
-    from srcrn.outputs import output_folder
     from srcrn.reporting.tables import markdown_table
     from srcrn.settings import load_settings
     from srcrn.workflows.classify import batch_size_sweep
@@ -374,7 +362,7 @@ def classify_sweep(sweep: Optional[dict] = None, flags: Optional[dict] = None) -
     command = command_settings(SweepSettings, sweep or {})
     settings = load_settings(ClassifyTrainSettings, command.config, flags=flags or {})
     out = command.out
-    with output_folder(out, "classify sweep", _run_inputs(command.data, settings)):
+    with claim_output(out, SweepSettings.output_rule, _run_inputs(command.data, settings)):
         table = batch_size_sweep(settings, command.data, out, command.batch_sizes, progress=command.progress)
     console.print(markdown_table(table), soft_wrap=True, markup=False)
     log.info("table: %s, %s; figure: %s", out / "sweep.csv", out / "sweep.md", out / "sweep.png")
@@ -414,12 +402,11 @@ def merge_predictions_command(
     flags: Optional[dict] = None,
 ) -> None:
     """Join the tables of sharded predict runs (masks and overlays stay in the shards' folders)."""
-    from srcrn.inference.batch import TABLES, merge_predictions
-    from srcrn.outputs import output_folder
+    from srcrn.inference.batch import merge_predictions
 
     given = command_settings(MergeSettings, flags or {})
     shards = {f"shard {f}": f for f in folders}  # a shard's own table is never replaced
-    with output_folder(given.out, "merge-predictions", shards, contains=False, writes=TABLES, stage=True) as staging:
+    with claim_output(given.out, MergeSettings.output_rule, shards) as staging:
         predictions, errors = merge_predictions(folders, staging, partial=given.partial)
     log.info(
         "%s: %d predictions, %d skipped inputs, from %d folders",
@@ -474,7 +461,6 @@ def dicom_serve(flags: Optional[dict] = None) -> None:
     """A DICOM node: C-ECHO, and C-STORE of dermoscopic photographs (Dermoscopic Photography, VL
     Photographic, Secondary Capture), each predicted and answered with its SEG and SR (TID 1500),
     sent to --forward; what cannot be sent yet waits in --spool and is retried, never lost."""
-    from srcrn.outputs import output_folder
     from srcrn.serving.dicom_node import Destination, DicomNode
     from srcrn.workflows.model_choice import load_pipeline
 
@@ -482,8 +468,7 @@ def dicom_serve(flags: Optional[dict] = None) -> None:
     forward = Destination.parse(given.forward) if given.forward else None
     # The spool is this node's output folder: claimed (another command's folder refused, one
     # node per spool), and what an earlier run left there is taken up again.
-    with output_folder(given.spool, "dicom serve", {"--model": given.model}, resume=True,
-                       writes=("incoming", "outgoing", "failed")):  # fmt: skip
+    with claim_output(given.spool, DicomServeSettings.output_rule, {"--model": given.model}):
         node = DicomNode(load_pipeline(given, "auto"), given.spool, ae_title=given.ae_title, forward=forward,
                          retry_seconds=given.retry_seconds, max_pending=given.max_pending)  # fmt: skip
         log.info("DICOM node %s on %s:%d%s", given.ae_title, given.host, given.port,
@@ -562,7 +547,6 @@ def model_card_command(flags: Optional[dict] = None) -> None:
 @with_schema_options(ReproduceCommandSettings)
 def reproduce(flags: Optional[dict] = None) -> None:
     """The paper's experiments (Tables 1-3, figures) as one resumable command, with a report."""
-    from srcrn.outputs import output_folder
     from srcrn.sample import sample_dir
     from srcrn.workflows.reproduce import load_reproduce_config
     from srcrn.workflows.reproduce import reproduce as run_reproduction
@@ -571,7 +555,7 @@ def reproduce(flags: Optional[dict] = None) -> None:
     settings = load_reproduce_config(given.config)
     inputs = {"--data": given.data, "--extra": given.extra, "--config": given.config}
     # Resumable by nature: a rerun into its own folder skips the finished runs.
-    with output_folder(given.out, "reproduce", inputs):
+    with claim_output(given.out, ReproduceCommandSettings.output_rule, inputs):
         report = run_reproduction(
             settings,
             given.data or sample_dir(),
@@ -591,7 +575,6 @@ def demo(flags: Optional[dict] = None) -> None:
     from srcrn.bundle.default import default_bundle_dir
     from srcrn.bundle.schema import BUNDLE_FILE
     from srcrn.cli_tables import demo_tables
-    from srcrn.outputs import output_folder
     from srcrn.workflows.demo import run_demo, run_shipped_demo
 
     given = command_settings(DemoSettings, flags or {})
@@ -600,7 +583,7 @@ def demo(flags: Optional[dict] = None) -> None:
         log.info("this srcrn ships no default model: training a toy pair of models instead (srcrn demo --train)")
     # A rerun replaces the demo's own earlier output. A folder without the demo's manifest is
     # not taken over by the name of a file in it: the toy demo deletes its subfolders first.
-    with output_folder(given.out, "demo"):
+    with claim_output(given.out, DemoSettings.output_rule):
         run = run_shipped_demo if shipped else run_demo
         result = run(given.out, progress=given.progress)
     for table in demo_tables(result, shipped):

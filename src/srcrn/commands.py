@@ -22,6 +22,7 @@ from srcrn.settings import (
     CalibrationMethod,
     ImageSide,
     Int8Ranges,
+    OutputRule,
     Settings,
     SplitMethod,
     flag_name,
@@ -46,6 +47,10 @@ DEPRECATED_FLAGS: dict[str, dict[str, str]] = {
 class PrepareSettings(Settings):
     """``srcrn prepare DATA``: decode every image once into a memory-mapped cache."""
 
+    output_rule = OutputRule(
+        command="prepare", adopt=("manifest.json",), resume=True
+    )  # reused when its fingerprint matches
+
     out: Path = Field(description="cache folder to write (reused when inputs are unchanged)")
     image_size: ImageSide = Field(128, description="side of the square images in the cache")
     workers: int | None = Field(None, ge=1, description="decoding processes (default: all cores)")
@@ -55,6 +60,8 @@ class PrepareSettings(Settings):
 
 class SplitSettings(Settings):
     """``srcrn split DATA``: the train/validation split training would use."""
+
+    output_rule = OutputRule(command="split", writes=("split.csv", "split.json"), stage=True)
 
     out: Path = Field(description="folder to write split.csv and split.json into")
     split: SplitMethod = Field("paper", description="how to split")
@@ -75,6 +82,13 @@ class EvalSettings(Settings):
 class SegmentEvalSettings(EvalSettings):
     """``srcrn segment eval``: masks at the original size, scored as the ISIC challenge does."""
 
+    output_rule = OutputRule(
+        command="segment eval",
+        writes=("masks", "per_image.csv", "metrics.json", "overlays.png"),
+        stage=True,
+        replace=True,
+    )
+
     model: Path = Field(description="checkpoint (.ckpt) of segment train")
     out: Path = Field(description="folder for masks/, per_image.csv, metrics.json")
     batch_size: int = Field(32, ge=1, description="inference batch size")
@@ -86,6 +100,13 @@ class SegmentEvalSettings(EvalSettings):
 
 class ClassifyEvalSettings(EvalSettings):
     """``srcrn classify eval``: probabilities, discrimination and calibration figures."""
+
+    output_rule = OutputRule(
+        command="classify eval",
+        writes=("predictions.csv", "metrics.json", "per_image.csv", "roc.png", "reliability.png"),
+        stage=True,
+        replace=True,
+    )
 
     model: Path = Field(description="stage-2 model of classify train: CNN checkpoint, feature model or stack folder")
     out: Path = Field(description="folder for predictions.csv, metrics.json, roc.png")
@@ -123,6 +144,10 @@ class TrainCommandSettings(RunCommandSettings):
 class CrossValidationSettings(RunCommandSettings):
     """``srcrn classify cv``'s own settings (the recipe's are ``ClassifyTrainSettings``)."""
 
+    output_rule = OutputRule(  # a rerun continues the folds (their identity is checked by content)
+        command="classify cv", adopt=("data.json", "cv.json", "config.yaml"), resume=True
+    )
+
     out: Path = Field(description="folder of the folds, oof.csv, val.csv, cv.json")
     folds: int = Field(5, ge=2, description="folds (stratified, near-duplicates kept together)")
     final: bool = Field(True, description="also train on the whole training split, calibrate, score validation")
@@ -138,6 +163,8 @@ class CrossValidationSettings(RunCommandSettings):
 
 class SweepSettings(RunCommandSettings):
     """``srcrn classify sweep``'s own settings (each run's are ``ClassifyTrainSettings``)."""
+
+    output_rule = OutputRule(command="classify sweep")
 
     out: Path = Field(description="folder of the runs, sweep.csv/.md/.png")
     batch_sizes: list[int] = Field([4, 8, 16, 32, 64], min_length=1, description="batch sizes, e.g. 4,8,16,32,64")
@@ -172,6 +199,21 @@ class ModelSettings(Settings):
 class PredictSettings(ModelSettings):
     """``srcrn predict IMAGES``: both stages for each image."""
 
+    output_rule = OutputRule(  # not staged: the journal and atomic files are its staging, a killed run resumes
+        command="predict",
+        writes=(
+            "predictions.csv",
+            "predictions.json",
+            "masks",
+            "overlays",
+            "explanations",
+            "reports",
+            "dicom",
+            "predictions.partial.jsonl",
+        ),
+        adopt=("predictions.partial.jsonl", "predictions.json"),
+    )
+
     out: Path = Field(description="folder for masks/, overlays/, predictions.csv/.json")
     engine: Engine = Field("torch", description="torch (checkpoints) | onnx (a bundle of srcrn export onnx)")
     metadata: Path | None = Field(
@@ -201,6 +243,8 @@ class PredictSettings(ModelSettings):
 class DicomServeSettings(ModelSettings):
     """``srcrn dicom serve``: a DICOM node that predicts what it receives and forwards SEG + SR."""
 
+    output_rule = OutputRule(command="dicom serve", writes=("incoming", "outgoing", "failed"), resume=True)  # the spool
+
     ae_title: str = Field("SRCRN", min_length=1, max_length=16, description="this node's AE title")
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface)")
     port: int = Field(11112, ge=1, le=65535, description="port to listen on (11112: DICOM's registered port)")
@@ -220,12 +264,20 @@ class DicomServeSettings(ModelSettings):
 class MergeSettings(Settings):
     """``srcrn merge-predictions SHARDS``: one table from sharded predict runs."""
 
+    output_rule = OutputRule(
+        command="merge-predictions", writes=("predictions.csv", "predictions.json"), stage=True, contains=False
+    )
+
     out: Path = Field(description="folder for the joined predictions.csv/.json")
     partial: bool = Field(False, description="join shards that do not cover the whole job")
 
 
 class ExportSettings(Settings):
     """``srcrn export onnx``: both stages as a torch-free bundle."""
+
+    output_rule = OutputRule(  # a bundle folder is wholly the export's: a new export replaces an earlier one
+        command="export onnx", adopt=("bundle.json",), resume=True, stage=True, replace=True
+    )
 
     segmenter: Path = Field(description="SRCRN checkpoint (segment train)")
     classifier: Path = Field(description="stage-2 model of classify train: CNN, feature model or stack folder")
@@ -252,6 +304,14 @@ class ExportSettings(Settings):
 class CompareSettings(Settings):
     """``srcrn compare BEFORE AFTER``: two visits of one lesion."""
 
+    output_rule = OutputRule(
+        command="compare",
+        writes=("comparison.json", "comparison.png", "comparison.pdf"),
+        stage=True,
+        replace=True,
+        contains=False,
+    )
+
     out: Path = Field(description="folder for comparison.json and comparison.png")
     model: Path | None = Field(None, description="bundle folder (default: the model shipped with srcrn)")
     before_mm_per_pixel: float | None = Field(None, description="BEFORE's scale (mm per pixel)")
@@ -268,6 +328,8 @@ class ModelCardSettings(Settings):
 class ReproduceCommandSettings(Settings):
     """``srcrn reproduce``: the paper's experiments (their settings: ``ReproduceSettings``)."""
 
+    output_rule = OutputRule(command="reproduce")  # resumable by nature: a rerun skips the finished runs
+
     config: Path = Field(description="YAML: configs/paper.yaml, dev.yaml or demo.yaml")
     out: Path = Field(description="folder for the runs and report.md / report.html")
     data: Path | None = Field(None, description="ISIC-layout folder (default: the embedded sample)")
@@ -277,6 +339,8 @@ class ReproduceCommandSettings(Settings):
 
 class DemoSettings(Settings):
     """``srcrn demo``: the pipeline on the embedded sample, offline."""
+
+    output_rule = OutputRule(command="demo")  # a rerun replaces the demo's own earlier output
 
     out: Path = Field(Path("demo-out"), description="folder for the demo's outputs")
     train: bool = Field(

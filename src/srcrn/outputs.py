@@ -27,10 +27,10 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from srcrn.atomic import read_json
 from srcrn.errors import ConfigError
@@ -467,3 +467,25 @@ def output_folder(
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         _unlock(out, lock)
+
+
+class Rule(Protocol):
+    """A command's output-folder rule (``settings.OutputRule``, declared with its schema)."""
+
+    def options(self, *, resume: bool | None = None) -> dict[str, Any]:
+        """``output_folder``'s keyword arguments."""
+        ...
+
+
+def claim_output(
+    out: str | Path,
+    rule: Rule | None,
+    inputs: Mapping[str, str | Path | None] | None = None,
+    *,
+    resume: bool | None = None,
+) -> AbstractContextManager[Path]:
+    """``output_folder`` for ``out`` under the rule a command's schema declares (``resume``: the
+    command's --resume, where it has one)."""
+    if rule is None:
+        raise TypeError("this command's schema declares no output rule")
+    return output_folder(out, inputs=inputs, **rule.options(resume=resume))

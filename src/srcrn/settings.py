@@ -71,8 +71,33 @@ def parse_time_budget(budget: str | None) -> dict[str, int] | str | None:
     return {"seconds": int(float(match.group(1)) * _UNITS[match.group(2)])}
 
 
+class OutputRule(BaseModel):
+    """How a command treats its output folder, declared once with its schema (``output_rule``)
+    and applied by ``outputs.output_folder(out, inputs, **rule.options())``: what it writes
+    there, the files of an older srcrn it takes over, whether a rerun continues, whether it is
+    built in a staging folder and replaces its earlier output, whether it may hold an input."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command: str
+    writes: tuple[str, ...] | None = None  # None: any entry (a run folder, a report)
+    adopt: tuple[str, ...] = ()
+    resume: bool = False  # True: always resumable; a command with --resume gives its own
+    stage: bool = False
+    replace: bool = False
+    contains: bool = True
+
+    def options(self, *, resume: bool | None = None) -> dict[str, Any]:
+        """The keyword arguments of ``outputs.output_folder`` (``resume`` given: the flag's)."""
+        values = self.model_dump()
+        values["resume"] = self.resume if resume is None else resume
+        return values
+
+
 class Settings(BaseModel):
     """Base of every schema: unknown keys are refused, values are checked on assignment too."""
+
+    output_rule: ClassVar[OutputRule | None] = None  # a command's output folder (see OutputRule)
 
     # allow_inf_nan=False: a float flag or setting of nan or inf is refused in one line (issue 32).
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
@@ -135,6 +160,8 @@ class SegmentTrainSettings(RunSettings):
     """``srcrn segment train``. Defaults: the paper, section 2.3.2 (Adam 1e-3, binary cross-
     entropy, batch 8, 128x128, steps of 300 iterations); the paper states no epoch count."""
 
+    output_rule = OutputRule(command="segment train", adopt=("config.yaml",))  # a run folder; --resume continues it
+
     recipe: Literal["paper", "strong"] = Field("paper", description="named defaults (see docs)")
     arch: Architecture = Field("srcrn", description="srcrn, or an smp baseline")
     encoder: Encoder = Field("resnet50", description="encoder of srcrn or the baseline (paper: resnet50)")
@@ -181,6 +208,8 @@ class ClassifyTrainSettings(RunSettings):
     """``srcrn classify train``. Defaults: the paper, section 2.4 (ImageNet ResNet-50, frozen, new
     head; SGD 0.01, Nesterov momentum 0.9, Keras-style inverse-time decay 5e-4 per update;
     100 epochs; batch 32, the best of 4..64)."""
+
+    output_rule = OutputRule(command="classify train", adopt=("config.yaml",))
 
     recipe: Literal["paper", "strong"] = Field("paper", description="named defaults (see docs)")
     model: ClassifierModel = Field("cnn", description="cnn, lesion features + gradient boosting, or their stack")

@@ -13,6 +13,7 @@ from torchmetrics.functional.classification import binary_roc
 
 from srcrn.atomic import atomic_path, read_json
 from srcrn.bundle.reading import bundle_models, names_a_bundle
+from srcrn.commands import ClassifyEvalSettings
 from srcrn.data.splits import Split
 from srcrn.errors import ConfigError
 from srcrn.evaluation.calibration import reliability_curve
@@ -65,7 +66,7 @@ def train_classifier(
 
 
 # What classify eval writes into its --out.
-EVAL_FILES = ("predictions.csv", "metrics.json", "per_image.csv", "roc.png", "reliability.png")
+EVAL_FILES = ClassifyEvalSettings.output_rule.writes
 
 
 def evaluate_classifier_checkpoint(

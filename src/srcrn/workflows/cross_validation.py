@@ -315,10 +315,10 @@ def cross_validate_command(
 ) -> dict[str, Any]:
     """``srcrn classify cv`` end to end: the output folder claimed (a rerun continues the folds,
     whose identity is checked by content: always "resumed"), then ``cross_validate``."""
-    from srcrn.outputs import output_folder
+    from srcrn.outputs import claim_output
 
-    adopt = (DATA_FILE, "cv.json", "config.yaml")  # an older srcrn's folder; its content is checked next
-    with output_folder(command.out, "classify cv", inputs, adopt=adopt, resume=True):
+    # An older srcrn's folder is adopted (data.json, cv.json, config.yaml); its content is checked next.
+    with claim_output(command.out, CrossValidationSettings.output_rule, inputs):
         return cross_validate(
             settings,
             command.data,

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from srcrn.bundle.export import export_onnx
-from srcrn.bundle.schema import BUNDLE_FILE, attach_card, read_card
+from srcrn.bundle.schema import attach_card, read_card
 from srcrn.commands import ExportSettings
 from srcrn.errors import SrcrnError
-from srcrn.outputs import output_folder
+from srcrn.outputs import claim_output
 
 
 def export_bundle(given: ExportSettings) -> dict[str, Any] | None:
@@ -36,10 +36,7 @@ def export_bundle(given: ExportSettings) -> dict[str, Any] | None:
     parity = None
     # A bundle folder is wholly the export's: a new export replaces an earlier one (even one of
     # an older srcrn, known by its bundle.json), never a folder of other files.
-    claimed = output_folder(
-        given.out, "export onnx", inputs, adopt=(BUNDLE_FILE,), resume=True, stage=True, replace=True
-    )
-    with claimed as staging:
+    with claim_output(given.out, ExportSettings.output_rule, inputs) as staging:
         if given.quantize is None:
             export_onnx(given.segmenter, given.classifier, staging)
         else:

@@ -11,19 +11,16 @@ from srcrn.answers.rendering import write_png
 from srcrn.atomic import clean_json, write_json
 from srcrn.commands import CompareSettings, ModelSettings
 from srcrn.data.metadata import ClinicalContext
-from srcrn.outputs import output_folder
+from srcrn.outputs import claim_output
 from srcrn.workflows.model_choice import load_pipeline
 
-COMPARE_FILES = ("comparison.json", "comparison.png", "comparison.pdf")
+COMPARE_FILES = CompareSettings.output_rule.writes
 
 
 def compare_visits(before: Path, after: Path, given: CompareSettings) -> Comparison:
     """The comparison of two visits of one lesion, its files written into ``given.out``."""
     inputs = {"BEFORE": before, "AFTER": after}
-    claimed = output_folder(
-        given.out, "compare", inputs, contains=False, writes=COMPARE_FILES, stage=True, replace=True
-    )
-    with claimed as staging:
+    with claim_output(given.out, CompareSettings.output_rule, inputs) as staging:
         pipeline = load_pipeline(ModelSettings(model=given.model), "onnx")
         comparison = pipeline.compare(
             before,

@@ -11,9 +11,9 @@ from typing import Any
 
 from srcrn.commands import PredictSettings
 from srcrn.errors import SrcrnError
-from srcrn.inference.batch import JOURNAL, OUTPUT_NAMES, predict_images
+from srcrn.inference.batch import predict_images
 from srcrn.inference.jobs import parse_shard
-from srcrn.outputs import output_folder, refuse_overlap
+from srcrn.outputs import claim_output, refuse_overlap
 from srcrn.workflows.model_choice import load_pipeline
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,9 @@ def predict_inputs(inputs: list[Path], given: PredictSettings) -> tuple[list[Any
     # An input folder's own masks/ or overlays/ must never be written over (files: only themselves).
     folders: dict[str, Path | None] = {f"input {p}": p for p in inputs if p.is_dir()}
     refuse_overlap(out, {f"input {p}": p for p in inputs if not p.is_dir()}, contains=False)
-    claimed = output_folder(
-        out, "predict", folders | {"--metadata": given.metadata}, writes=OUTPUT_NAMES, adopt=(JOURNAL, "predictions.json"),
-        resume=given.resume,
-    )  # fmt: skip
+    claimed = claim_output(
+        out, PredictSettings.output_rule, folders | {"--metadata": given.metadata}, resume=given.resume
+    )
     with claimed:
         pipeline = load_pipeline(given, given.engine, workers=given.workers)
         results, errors = predict_images(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from srcrn.bundle.reading import bundle_models, names_a_bundle
+from srcrn.commands import SegmentEvalSettings
 from srcrn.data.cache import default_cache_dir
 from srcrn.data.isic import IsicDataset
 from srcrn.evaluation.segmentation import SegmentationEvaluation, evaluate_segmentation
@@ -32,7 +33,7 @@ def train_segmenter(
     return summary
 
 
-EVAL_FILES = ("masks", "per_image.csv", "metrics.json", "overlays.png")  # what segment eval writes
+EVAL_FILES = SegmentEvalSettings.output_rule.writes  # what segment eval writes
 
 
 def evaluate_segmenter(
