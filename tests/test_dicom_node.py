@@ -23,10 +23,21 @@ pynetdicom = pytest.importorskip("pynetdicom", reason="srcrn[dicom] not installe
 pydicom = pytest.importorskip("pydicom")
 
 
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (held open together while chosen: a port closed
+    and asked for again may come back the same)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _free_ports(1)[0]
 
 
 class Receiver:
@@ -84,11 +95,11 @@ def pipeline():
     return Pipeline.default()
 
 
-def _node(pipeline, spool, forward_port, retry=0.5):
+def _node(pipeline, spool, forward_port, retry=0.5, port=None):
     from srcrn.serving.dicom_node import Destination, DicomNode
 
     node = DicomNode(pipeline, spool, forward=Destination("127.0.0.1", forward_port, "PACS"), retry_seconds=retry)
-    port = _free_port()
+    port = port or next(p for p in _free_ports(2) if p != forward_port)
     node.start("127.0.0.1", port)
     return node, port
 
@@ -97,8 +108,9 @@ def test_the_node_answers_echo_and_a_stored_photograph_with_its_seg_and_sr(tmp_p
     from pynetdicom import AE
     from pynetdicom.sop_class import CTImageStorage, Verification
 
-    receiver = Receiver(_free_port())
-    node, port = _node(pipeline, tmp_path / "spool", receiver.port)
+    receive, port = _free_ports(2)
+    receiver = Receiver(receive)
+    node, port = _node(pipeline, tmp_path / "spool", receiver.port, port=port)
     try:
         client = AE(ae_title="MODALITY")
         client.add_requested_context(Verification)
@@ -140,8 +152,8 @@ def test_the_node_answers_echo_and_a_stored_photograph_with_its_seg_and_sr(tmp_p
 
 
 def test_answers_wait_in_the_spool_while_the_destination_is_down(tmp_path, pipeline):
-    destination = _free_port()  # nobody listens there yet
-    node, port = _node(pipeline, tmp_path / "spool", destination, retry=0.5)
+    destination, port = _free_ports(2)  # nobody listens at the destination yet
+    node, port = _node(pipeline, tmp_path / "spool", destination, retry=0.5, port=port)
     try:
         status, _ = _store(port, dicom_photo(tmp_path / "photo.dcm", _rgb(_sample())))
         assert status.Status == 0x0000
@@ -195,8 +207,8 @@ def _rest(http_port: int, path: str):
     reason="Orthanc or dcmtk's storescu not installed (Debian's orthanc, dcmtk): no PACS to test against",
 )
 def test_a_real_orthanc_receives_the_image_and_srcrns_seg_and_sr(tmp_path, pipeline):
-    dicom_port, http_port = _free_port(), _free_port()
-    node, node_port = _node(pipeline, tmp_path / "spool", dicom_port)
+    dicom_port, http_port, node_port = _free_ports(3)
+    node, node_port = _node(pipeline, tmp_path / "spool", dicom_port, port=node_port)
     node.forward = type(node.forward)("127.0.0.1", dicom_port, "ORTHANC")
     orthanc = _orthanc(tmp_path, dicom_port, http_port, node_port)
     try:

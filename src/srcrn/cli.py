@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.text import Text
@@ -39,7 +39,6 @@ from srcrn.commands import (
 )
 from srcrn.console import configure_logging, console
 from srcrn.errors import SrcrnError, missing_extra
-from srcrn.outputs import claim_output
 from srcrn.serving.settings import ServeSettings
 from srcrn.settings import ClassifyTrainSettings, SegmentTrainSettings
 
@@ -149,20 +148,12 @@ def prepare(
     flags: Optional[dict] = None,
 ) -> None:
     """Decode every image once at reduced scale into a memory-mapped cache for training."""
-    from srcrn.data.cache import prepare as prepare_cache
-    from srcrn.data.isic import IsicDataset
+    from srcrn.workflows.runs import prepare_command
 
     given = command_settings(PrepareSettings, flags or {})
-    dataset = IsicDataset.from_dir(data, require_masks=given.require_masks, require_labels=given.require_labels)
-    if not dataset.has_masks:
-        with_masks = sum(s.mask_path is not None for s in dataset)
-        log.info("note: %d of %d images have masks; masks are not cached", with_masks, len(dataset))
-    # The cache stages itself and is reused when its fingerprint matches (a rerun continues it).
-    with claim_output(given.out, PrepareSettings.output_rule, {"data folder": data}):
-        prepared = prepare_cache(dataset, given.image_size, given.out, workers=given.workers)
-    log.info(
-        "prepared %d images at %dx%d in %s", len(prepared.ids), given.image_size, given.image_size, prepared.folder
-    )
+    prepared = prepare_command(data, given)
+    size = given.image_size
+    log.info("prepared %d images at %dx%d in %s", len(prepared.ids), size, size, prepared.folder)
 
 
 @app.command()
@@ -172,38 +163,14 @@ def split(
     flags: Optional[dict] = None,
 ) -> None:
     """Write the train/validation split that training would use."""
-    from srcrn.data.isic import IsicDataset
-    from srcrn.data.splits import make_split
+    from srcrn.workflows.runs import split_command
 
-    given = command_settings(SplitSettings, flags or {})
-    chosen = make_split(IsicDataset.from_dir(data), given.split, seed=given.seed, val_fraction=given.val_fraction)
-    for note in chosen.notes:
-        log.info("note: %s", note)
-    with claim_output(given.out, SplitSettings.output_rule, {"data folder": data}) as staging:
-        path = chosen.save(staging)
-    shown = given.out / path.name
-    log.info("%s split: %d train, %d val -> %s", chosen.method, len(chosen.train), len(chosen.val), shown)
+    chosen, path = split_command(data, command_settings(SplitSettings, flags or {}))
+    log.info("%s split: %d train, %d val -> %s", chosen.method, len(chosen.train), len(chosen.val), path)
 
 
 segment_app = typer.Typer(help="Stage 1: SRCRN lesion segmentation.", no_args_is_help=True)
 app.add_typer(segment_app, name="segment")
-
-
-def _settings(schema: Any, command: TrainCommandSettings, flags: dict[str, Any]) -> Any:
-    from srcrn.settings import load_settings
-
-    config = command.config
-    if command.resume and config is None and (command.out / "config.yaml").is_file():
-        config = command.out / "config.yaml"  # resume with the settings the run started with
-    return load_settings(schema, config, flags=flags)
-
-
-def _run_inputs(data: Path, settings: Any) -> dict[str, str | Path | None]:
-    """A run's inputs, which its folder may never be, hold or lie in: the data folder, extra
-    images, metadata, stack members."""
-    inputs: dict[str, str | Path | None] = {"--data": data}
-    inputs |= {f"--{key}": getattr(settings, key, None) for key in ("extra", "metadata")}
-    return inputs | {f"member {m}": m for m in getattr(settings, "members", [])}
 
 
 @segment_app.command("train")
@@ -212,66 +179,28 @@ def _run_inputs(data: Path, settings: Any) -> dict[str, str | Path | None]:
 def segment_train(run: Optional[dict] = None, flags: Optional[dict] = None) -> None:
     """Train SRCRN (or a baseline) with a named recipe: the paper's by default, or 'strong';
     every part of a recipe can be overridden by --config or a flag."""
-    from srcrn.workflows.segment import train_segmenter
+    from srcrn.workflows.runs import segment_train_command
 
-    command = command_settings(TrainCommandSettings, run or {})
-    settings = _settings(SegmentTrainSettings, command, flags or {})
-    inputs = _run_inputs(command.data, settings)
-    with claim_output(command.out, SegmentTrainSettings.output_rule, inputs, resume=command.resume):
-        summary = train_segmenter(settings, command.data, command.out, resume=command.resume, progress=command.progress)
+    summary = segment_train_command(command_settings(TrainCommandSettings, run or {}), flags or {})
     if summary:
         best = summary["best_val_jaccard"]
-        log.info(
-            "trained %s epochs in %.0fs; best val Jaccard %s; checkpoint %s",
-            summary["epochs"],
-            summary["wall_seconds"],
-            "n/a" if best is None else best,
-            summary["best_checkpoint"],
-        )
-
-
-def _split_ids(split_file: Path | None, subset: str, data: Path) -> list[str] | None:
-    """Ids of ``subset`` in a run's split.csv (or None: every image), each one in ``data``."""
-    if split_file is None:
-        return None
-    from srcrn.data.isic import IsicDataset
-    from srcrn.data.splits import split_ids
-
-    return split_ids(split_file, subset, known=IsicDataset.from_dir(data).ids)
-
-
-def _shown(metrics: dict) -> dict:
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+        log.info("trained %s epochs in %.0fs; best val Jaccard %s; checkpoint %s", summary["epochs"],
+                 summary["wall_seconds"], "n/a" if best is None else best, summary["best_checkpoint"])  # fmt: skip
 
 
 @segment_app.command("eval")
 @with_schema_options(SegmentEvalSettings)
 def segment_eval(flags: Optional[dict] = None) -> None:
     """Predict masks at the original size and score them as the ISIC challenge does."""
-    from srcrn.workflows.segment import evaluate_segmenter
+    from srcrn.workflows.runs import rounded, segment_eval_command
 
     given = command_settings(SegmentEvalSettings, flags or {})
-    inputs = {"--data": given.data, "--model": given.model}
-    with claim_output(given.out, SegmentEvalSettings.output_rule, inputs) as staging:
-        result = evaluate_segmenter(
-            given.model,
-            given.data,
-            staging,
-            ids=_split_ids(given.split_file, given.subset, given.data),
-            tta=given.tta,
-            keep_largest=given.keep_largest,
-            batch_size=given.batch_size,
-            cache=given.cache,
-            progress=given.progress,
-        )
+    result = segment_eval_command(given)
     if result.scored:
-        log.info("%s: %s", given.out / "metrics.json", _shown(result.metrics))
+        log.info("%s: %s", given.out / "metrics.json", rounded(result.metrics))
     else:
-        log.info(
-            "%s: %d masks written; no image had a mask, so nothing was scored",
-            given.out / "masks",
-            len(result.per_image),
-        )
+        log.info("%s: %d masks written; no image had a mask, so nothing was scored", given.out / "masks",
+                 len(result.per_image))  # fmt: skip
 
 
 classify_app = typer.Typer(help="Stage 2: melanoma classification of SRCRN-segmented lesions.", no_args_is_help=True)
@@ -284,23 +213,12 @@ app.add_typer(classify_app, name="classify")
 def classify_train(run: Optional[dict] = None, flags: Optional[dict] = None) -> None:
     """Train the melanoma classifier with the paper's recipe (every part overridable)."""
     from srcrn.training.summary import kept_model
-    from srcrn.workflows.classify import train_classifier
+    from srcrn.workflows.runs import classify_train_command
 
-    command = command_settings(TrainCommandSettings, run or {})
-    settings = _settings(ClassifyTrainSettings, command, flags or {})
-    inputs = _run_inputs(command.data, settings)
-    with claim_output(command.out, ClassifyTrainSettings.output_rule, inputs, resume=command.resume):
-        summary = train_classifier(
-            settings, command.data, command.out, resume=command.resume, progress=command.progress
-        )
+    summary, settings = classify_train_command(command_settings(TrainCommandSettings, run or {}), flags or {})
     if summary and settings.model == "cnn":
-        log.info(
-            "trained %s epochs in %.0fs; best val AUC %s; checkpoint %s",
-            summary["epochs"],
-            summary["wall_seconds"],
-            summary["best_val_auc"],
-            kept_model(summary),
-        )
+        log.info("trained %s epochs in %.0fs; best val AUC %s; checkpoint %s", summary["epochs"],
+                 summary["wall_seconds"], summary["best_val_auc"], kept_model(summary))  # fmt: skip
 
 
 @classify_app.command("cv")
@@ -313,10 +231,11 @@ def classify_cv(cv: Optional[dict] = None, flags: Optional[dict] = None) -> None
     from srcrn.cli_tables import cv_lines
     from srcrn.settings import load_settings
     from srcrn.workflows.cross_validation import cross_validate_command
+    from srcrn.workflows.runs import run_inputs
 
     command = command_settings(CrossValidationSettings, cv or {})
     settings = load_settings(ClassifyTrainSettings, command.config, flags=flags or {})
-    result = cross_validate_command(command, settings, _run_inputs(command.data, settings))
+    result = cross_validate_command(command, settings, run_inputs(command.data, settings))
     for line in cv_lines(result, command.folds, command.out):
         log.info("%s", line)
 
@@ -328,24 +247,11 @@ def classify_eval(flags: Optional[dict] = None) -> None:
     Brier score and expected calibration error, ROC and reliability diagram. --model is a
     CNN checkpoint, a feature model or a stack folder. With --target-sensitivity, also pick the
     operating threshold (on calibrated probabilities) and store it in the model."""
-    from srcrn.workflows.classify import evaluate_classifier_checkpoint
+    from srcrn.workflows.runs import classify_eval_command, rounded
 
     given = command_settings(ClassifyEvalSettings, flags or {})
-    inputs = {"--data": given.data, "--model": given.model, "--metadata": given.metadata}
-    with claim_output(given.out, ClassifyEvalSettings.output_rule, inputs) as staging:
-        result = evaluate_classifier_checkpoint(
-            given.model,
-            given.data,
-            staging,
-            ids=_split_ids(given.split_file, given.subset, given.data),
-            segmenter=str(given.segmenter) if given.segmenter else None,
-            cache=given.cache,
-            target_sensitivity=given.target_sensitivity,
-            calibrate=given.calibrate,
-            progress=given.progress,
-            metadata=given.metadata,
-        )
-    scores = f"; {given.out / 'metrics.json'}: {_shown(result.metrics)}" if result.metrics else ""
+    result = classify_eval_command(given)
+    scores = f"; {given.out / 'metrics.json'}: {rounded(result.metrics)}" if result.metrics else ""
     log.info("%s%s", given.out / "predictions.csv", scores)
 
 
@@ -356,15 +262,12 @@ def classify_sweep(sweep: Optional[dict] = None, flags: Optional[dict] = None) -
     """The batch-size study (paper Table 3): one run per batch size, a table and a figure.
     Every other setting comes from --config and the flags (the classify train schema)."""
     from srcrn.reporting.tables import markdown_table
-    from srcrn.settings import load_settings
-    from srcrn.workflows.classify import batch_size_sweep
+    from srcrn.workflows.runs import classify_sweep_command
 
     command = command_settings(SweepSettings, sweep or {})
-    settings = load_settings(ClassifyTrainSettings, command.config, flags=flags or {})
-    out = command.out
-    with claim_output(out, SweepSettings.output_rule, _run_inputs(command.data, settings)):
-        table = batch_size_sweep(settings, command.data, out, command.batch_sizes, progress=command.progress)
+    table = classify_sweep_command(command, flags or {})
     console.print(markdown_table(table), soft_wrap=True, markup=False)
+    out = command.out
     log.info("table: %s, %s; figure: %s", out / "sweep.csv", out / "sweep.md", out / "sweep.png")
 
 
@@ -402,53 +305,30 @@ def merge_predictions_command(
     flags: Optional[dict] = None,
 ) -> None:
     """Join the tables of sharded predict runs (masks and overlays stay in the shards' folders)."""
-    from srcrn.inference.batch import merge_predictions
+    from srcrn.workflows.predict import merge_command
 
     given = command_settings(MergeSettings, flags or {})
-    shards = {f"shard {f}": f for f in folders}  # a shard's own table is never replaced
-    with claim_output(given.out, MergeSettings.output_rule, shards) as staging:
-        predictions, errors = merge_predictions(folders, staging, partial=given.partial)
-    log.info(
-        "%s: %d predictions, %d skipped inputs, from %d folders",
-        given.out / "predictions.csv",
-        predictions,
-        errors,
-        len(folders),
-    )
+    predictions, errors = merge_command(folders, given)
+    log.info("%s: %d predictions, %d skipped inputs, from %d folders", given.out / "predictions.csv", predictions,
+             errors, len(folders))  # fmt: skip
 
 
 @app.command()
 @with_schema_options(ServeSettings)
 @with_schema_options(ModelSettings, into="choice")
 def serve(choice: Optional[dict] = None, flags: Optional[dict] = None) -> None:
-    """The pipeline as a REST service (/api/v1/predict, /report, /compare, /health, /ready,
-    /model; OpenAPI at /docs) and a web page at /. Uploads stay in memory and are never stored
-    or logged. Every setting below may also come from the environment as SRCRN_<NAME>
+    """The pipeline as a REST service (/api/v1/predict, /report, /compare, /dicom, /health,
+    /ready, /model; OpenAPI at /docs) and a web page at /. Uploads stay in memory and are never
+    stored or logged. Every setting below may also come from the environment as SRCRN_<NAME>
     (e.g. SRCRN_PORT, SRCRN_API_KEY); a flag wins."""
+    from srcrn.serving.run import run_service
     from srcrn.serving.settings import serve_settings
+    from srcrn.workflows.model_choice import chosen_engine, load_pipeline
 
     model = command_settings(ModelSettings, choice or {})
     settings = serve_settings(flags)  # a bad flag or variable is refused before anything loads
-    import uvicorn
-
-    from srcrn.serving.app import create_app, limit_malloc_arenas
-    from srcrn.workflows.model_choice import chosen_engine, load_pipeline
-
     chosen_engine(model, "auto")  # flags naming no model are refused before the port is taken
-    limit_malloc_arenas()
-    import socket
-
-    host, port = settings.host, settings.port
-    try:  # uvicorn would abort on a taken port after loading the models; say so first, in one line
-        with socket.create_server((host, port)):
-            pass
-    except OSError as error:
-        raise SrcrnError(f"--port {port}: {host}:{port} is in use or cannot be bound ({error.strerror})") from None
-    pipeline = load_pipeline(model, "auto")
-    if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
-        log.warning("listening on %s without --api-key: anyone who reaches this address can use the service", host)
-    log.info("serving on http://%s:%d (page /, API docs /docs)", host, port)
-    uvicorn.run(create_app(pipeline, settings), host=host, port=port, log_level="warning", access_log=False)
+    run_service(lambda: load_pipeline(model, "auto"), settings)
 
 
 dicom_app = typer.Typer(help="DICOM: a node that answers a PACS with SEG and SR objects.", no_args_is_help=True)
@@ -461,19 +341,11 @@ def dicom_serve(flags: Optional[dict] = None) -> None:
     """A DICOM node: C-ECHO, and C-STORE of dermoscopic photographs (Dermoscopic Photography, VL
     Photographic, Secondary Capture), each predicted and answered with its SEG and SR (TID 1500),
     sent to --forward; what cannot be sent yet waits in --spool and is retried, never lost."""
-    from srcrn.serving.dicom_node import Destination, DicomNode
+    from srcrn.serving.dicom_node import run_node
     from srcrn.workflows.model_choice import load_pipeline
 
     given = command_settings(DicomServeSettings, flags or {})
-    forward = Destination.parse(given.forward) if given.forward else None
-    # The spool is this node's output folder: claimed (another command's folder refused, one
-    # node per spool), and what an earlier run left there is taken up again.
-    with claim_output(given.spool, DicomServeSettings.output_rule, {"--model": given.model}):
-        node = DicomNode(load_pipeline(given, "auto"), given.spool, ae_title=given.ae_title, forward=forward,
-                         retry_seconds=given.retry_seconds, max_pending=given.max_pending)  # fmt: skip
-        log.info("DICOM node %s on %s:%d%s", given.ae_title, given.host, given.port,
-                 f", answers to {given.forward}" if forward else ", answers kept in the spool")  # fmt: skip
-        node.serve_forever(given.host, given.port)
+    run_node(given, lambda: load_pipeline(given, "auto"))
 
 
 export_app = typer.Typer(help="Export trained models for deployment.", no_args_is_help=True)
@@ -547,23 +419,9 @@ def model_card_command(flags: Optional[dict] = None) -> None:
 @with_schema_options(ReproduceCommandSettings)
 def reproduce(flags: Optional[dict] = None) -> None:
     """The paper's experiments (Tables 1-3, figures) as one resumable command, with a report."""
-    from srcrn.sample import sample_dir
-    from srcrn.workflows.reproduce import load_reproduce_config
-    from srcrn.workflows.reproduce import reproduce as run_reproduction
+    from srcrn.workflows.runs import reproduce_command
 
-    given = command_settings(ReproduceCommandSettings, flags or {})
-    settings = load_reproduce_config(given.config)
-    inputs = {"--data": given.data, "--extra": given.extra, "--config": given.config}
-    # Resumable by nature: a rerun into its own folder skips the finished runs.
-    with claim_output(given.out, ReproduceCommandSettings.output_rule, inputs):
-        report = run_reproduction(
-            settings,
-            given.data or sample_dir(),
-            given.out,
-            extra=given.extra,
-            config_path=given.config,
-            progress=given.progress,
-        )
+    report = reproduce_command(command_settings(ReproduceCommandSettings, flags or {}))
     log.info("report: %s and %s", report, report.with_suffix(".html"))
 
 
@@ -572,36 +430,15 @@ def reproduce(flags: Optional[dict] = None) -> None:
 def demo(flags: Optional[dict] = None) -> None:
     """Run the pipeline offline on the embedded real sample (40 ISIC 2017 images): the model
     shipped with srcrn, which never saw them; --train trains a toy pair of models first."""
-    from srcrn.bundle.default import default_bundle_dir
-    from srcrn.bundle.schema import BUNDLE_FILE
-    from srcrn.cli_tables import demo_tables
-    from srcrn.workflows.demo import run_demo, run_shipped_demo
+    from srcrn.cli_tables import demo_notice, demo_tables
+    from srcrn.workflows.demo import demo_command
 
-    given = command_settings(DemoSettings, flags or {})
-    shipped = not given.train and (default_bundle_dir() / BUNDLE_FILE).is_file()
-    if not given.train and not shipped:
-        log.info("this srcrn ships no default model: training a toy pair of models instead (srcrn demo --train)")
-    # A rerun replaces the demo's own earlier output. A folder without the demo's manifest is
-    # not taken over by the name of a file in it: the toy demo deletes its subfolders first.
-    with claim_output(given.out, DemoSettings.output_rule):
-        run = run_shipped_demo if shipped else run_demo
-        result = run(given.out, progress=given.progress)
+    result, shipped = demo_command(command_settings(DemoSettings, flags or {}))
     for table in demo_tables(result, shipped):
         console.print(table)
     for what, paths in result.files.items():
         console.print(f"{what + ':':17s}{', '.join(str(p) for p in paths)}", soft_wrap=True, markup=False)
-    if shipped:
-        console.print(
-            "[bold yellow]Research software, not a diagnosis.[/] 40 images give wide intervals; the model's "
-            "validation figures and limits: srcrn model-card.",
-            soft_wrap=True,
-        )
-    else:
-        console.print(
-            "[bold yellow]This is a smoke run:[/] a few minutes of CPU training on a 40-image sample, "
-            "not a clinical model. Train on full ISIC data for real use.",
-            soft_wrap=True,
-        )
+    console.print(demo_notice(shipped), soft_wrap=True)
 
 
 if __name__ == "__main__":

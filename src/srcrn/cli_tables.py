@@ -133,3 +133,12 @@ def cv_lines(result: dict[str, Any], folds: int, out: Path) -> list[str]:
             f"validation split: sensitivity {chosen['val']['sensitivity']:.3f}, specificity {chosen['val']['specificity']:.3f}"
         )
     return lines
+
+
+def demo_notice(shipped: bool) -> str:
+    """What ``srcrn demo`` says last of what it ran (rich markup)."""
+    if shipped:
+        return ("[bold yellow]Research software, not a diagnosis.[/] 40 images give wide intervals; the model's "
+                "validation figures and limits: srcrn model-card.")  # fmt: skip
+    return ("[bold yellow]This is a smoke run:[/] a few minutes of CPU training on a 40-image sample, "
+            "not a clinical model. Train on full ISIC data for real use.")  # fmt: skip

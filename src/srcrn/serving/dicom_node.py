@@ -23,11 +23,13 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from srcrn.atomic import atomic_path
+from srcrn.commands import DicomServeSettings
 from srcrn.data.dicom import PHOTOGRAPHS
 from srcrn.dicom.objects import model_sha256, study_objects
 from srcrn.errors import ConfigError, SrcrnError
@@ -221,3 +223,20 @@ class DicomNode:
 def _safe(uid: str) -> str:
     """A UID as a file name (a UID holds digits and dots only; anything else is dropped)."""
     return "".join(c for c in uid if c.isdigit() or c == ".")[:64] or "unnamed"
+
+
+def run_node(given: DicomServeSettings, load: Callable[[], Any]) -> None:
+    """``srcrn dicom serve``: the spool claimed as the node's output folder (another command's
+    folder refused; what an earlier run left there taken up again), the pipeline that ``load``
+    gives, the node serving until interrupted."""
+    from srcrn.outputs import claim_output
+    from srcrn.serving.run import check_port
+
+    forward = Destination.parse(given.forward) if given.forward else None
+    check_port(given.host, given.port)
+    with claim_output(given.spool, DicomServeSettings.output_rule, {"--model": given.model}):
+        node = DicomNode(load(), given.spool, ae_title=given.ae_title, forward=forward,
+                         retry_seconds=given.retry_seconds, max_pending=given.max_pending)  # fmt: skip
+        log.info("DICOM node %s on %s:%d%s", given.ae_title, given.host, given.port,
+                 f", answers to {given.forward}" if forward else ", answers kept in the spool")  # fmt: skip
+        node.serve_forever(given.host, given.port)

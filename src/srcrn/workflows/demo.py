@@ -23,6 +23,7 @@ import pandas as pd
 
 from srcrn.answers.results import Prediction
 from srcrn.atomic import write_json
+from srcrn.commands import DemoSettings
 from srcrn.data.images import read_mask
 from srcrn.data.isic import IsicDataset
 from srcrn.inference.batch import predict_images
@@ -151,3 +152,20 @@ def run_demo(out: Path, progress: bool = True) -> DemoResult:
         "metrics": [evaluation / "metrics.json"],
     }
     return DemoResult(metrics, results, truth, dict(zip(per_image["image_id"], per_image["jaccard"])), files)
+
+
+def demo_command(given: DemoSettings) -> tuple[DemoResult, bool]:
+    """``srcrn demo``: the shipped model on the sample (or, with --train or without a shipped
+    model, a toy pair trained first); the result and whether the shipped model answered."""
+    from srcrn.bundle.default import default_bundle_dir
+    from srcrn.bundle.schema import BUNDLE_FILE
+    from srcrn.outputs import claim_output
+
+    shipped = not given.train and (default_bundle_dir() / BUNDLE_FILE).is_file()
+    if not given.train and not shipped:
+        log.info("this srcrn ships no default model: training a toy pair of models instead (srcrn demo --train)")
+    # A rerun replaces the demo's own earlier output. A folder without the demo's manifest is
+    # not taken over by the name of a file in it: the toy demo deletes its subfolders first.
+    with claim_output(given.out, DemoSettings.output_rule):
+        run = run_shipped_demo if shipped else run_demo
+        return run(given.out, progress=given.progress), shipped

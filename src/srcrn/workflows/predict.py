@@ -9,9 +9,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from srcrn.commands import PredictSettings
+from srcrn.commands import MergeSettings, PredictSettings
 from srcrn.errors import SrcrnError
-from srcrn.inference.batch import predict_images
+from srcrn.inference.batch import merge_predictions, predict_images
 from srcrn.inference.jobs import parse_shard
 from srcrn.outputs import claim_output, refuse_overlap
 from srcrn.workflows.model_choice import load_pipeline
@@ -59,3 +59,11 @@ def predict_inputs(inputs: list[Path], given: PredictSettings) -> tuple[list[Any
             else f"{', '.join(map(str, inputs))}: nothing predicted: no image files found"
         )
     return results, errors
+
+
+def merge_command(folders: list[Path], given: MergeSettings) -> tuple[int, int]:
+    """``srcrn merge-predictions``: the shards' tables joined (staged) into --out, which may hold
+    no shard's own table; (predictions, skipped inputs)."""
+    shards = {f"shard {f}": f for f in folders}
+    with claim_output(given.out, MergeSettings.output_rule, shards) as staging:
+        return merge_predictions(folders, staging, partial=given.partial)
