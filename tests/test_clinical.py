@@ -370,7 +370,7 @@ def test_the_service_takes_clinical_fields_and_refuses_bad_ones(stage2_models, s
         body = answer.json()
         assert body["probability"] == pytest.approx(expected.probability, abs=1e-9)
         assert body["clinical"] == {"given": {"age": 75.0, "sex": "male", "site": "head/neck"},
-                                    "used": ["age", "sex", "site"]}  # fmt: skip
+                                    "used": ["age", "sex", "site"], "from_dicom_header": []}  # fmt: skip
         bare = client.post("/api/v1/predict", files=files).json()
         assert bare["clinical"]["used"] == [] and bare["probability"] == pytest.approx(
             pipeline.predict(photo).probability, abs=1e-9

@@ -389,13 +389,13 @@ def compare(
     comparison = compare_visits(before, after, given)
     for level, line in comparison_lines(comparison):
         getattr(log, level)("%s", line)
-    log.info(
-        "P(melanoma): earlier %.3f, later %.3f; %s and %s",
-        comparison.probability_before,
-        comparison.probability_after,
-        out / "comparison.json",
-        out / "comparison.png",
+    within = (
+        " (no measurable change: within the answers' spread)"
+        if comparison.probability_change_measurable is False
+        else ""
     )
+    log.info("P(melanoma): earlier %.3f, later %.3f%s; %s and %s", comparison.probability_before,
+             comparison.probability_after, within, out / "comparison.json", out / "comparison.png")  # fmt: skip
 
 
 @app.command("model-card")

@@ -225,6 +225,11 @@ class PredictSettings(ModelSettings):
     batch_size: int = Field(8, ge=1, description="images per batch")
     overlays: bool = Field(True, description="write overlays/<id>_overlay.png (--no-overlays: faster)")
     report: bool = Field(False, description="also write reports/<id>_report.pdf: a one-page record of each image")
+    spread: bool = Field(
+        True,
+        description="also answer with each lesion turned by -15 and +15 degrees: the answer's spread (spread_low, "
+        "spread_high); --no-spread: about a third faster",
+    )
     dicom: bool = Field(
         False,
         description="also write dicom/<id>_seg.dcm (the mask, DICOM SEG) and <id>_sr.dcm (the findings, SR TID 1500); "

@@ -161,6 +161,8 @@ class Comparison:
     colours_vanished: list[str]
     probability_before: float
     probability_after: float
+    spread_before: tuple[float, float] | None  # each visit's P(melanoma) spread under rotation
+    spread_after: tuple[float, float] | None
     grown_share: float | None  # of BEFORE's lesion area: new lesion pixels, in the registered frame
     shrunk_share: float | None
     recoloured_share: float | None  # of BEFORE's lesion area: another ABCD colour in the same place
@@ -183,10 +185,24 @@ class Comparison:
         """P(melanoma) after minus before; None where the visits could not be compared."""
         return self.probability_after - self.probability_before if self.measured else None
 
+    @property
+    def probability_change_measurable(self) -> bool | None:
+        """Whether the change of P(melanoma) is more than the answers' own uncertainty: the two
+        visits' spreads under rotation do not overlap. None where the visits were not compared
+        (or a spread is unknown)."""
+        if not self.measured or self.spread_before is None or self.spread_after is None:
+            return None
+        (low_b, high_b), (low_a, high_a) = self.spread_before, self.spread_after
+        return low_a > high_b or high_a < low_b
+
     def to_dict(self) -> dict[str, Any]:
         """The comparison's numbers as JSON-ready values (no pictures)."""
         values = {k: v for k, v in asdict(self).items() if k not in ("picture", "registration", "card")}
-        return values | {"registration": self.registration.to_dict(), "probability_change": self.probability_change}
+        return values | {
+            "registration": self.registration.to_dict(),
+            "probability_change": self.probability_change,
+            "probability_change_measurable": self.probability_change_measurable,
+        }
 
 
 def compare(before: PipelineResult, after: PipelineResult) -> Comparison:
@@ -249,6 +265,8 @@ def compare(before: PipelineResult, after: PipelineResult) -> Comparison:
         colours_vanished=sorted(colours_before - colours_after) if measured else [],
         probability_before=before.probability,
         probability_after=after.probability,
+        spread_before=before.spread,
+        spread_after=after.spread,
         grown_share=float(grown.sum() / max(1, region_before.sum())) if measured else None,
         shrunk_share=float(shrunk.sum() / max(1, region_before.sum())) if measured else None,
         recoloured_share=float(recoloured.sum() / max(1, region_before.sum())) if measured else None,

@@ -111,6 +111,10 @@ def report_pdf(result: PipelineResult, card: ModelCard | None, *, created: dt.da
         verdict = "Melanoma suspected" if result.decision == "melanoma" else "Below the referral threshold"
         verdict = f"{result.band.capitalize()} band" if result.band else verdict
         text(f"{verdict}: P(melanoma) {result.probability:.3f} (threshold {result.threshold:.3f})", 12, "B", 6)
+        if result.spread is not None:
+            low, high = result.spread
+            text(f"Spread: P(melanoma) {low:.3f} to {high:.3f} with the lesion turned by up to 15 degrees "
+                 "(the photo's orientation is arbitrary; a difference within it is not a change).", 8)  # fmt: skip
     else:  # the input gate refused it: no verdict and no number to read
         text("Not assessable: no verdict", 12, "B", 6)
     text(result.meaning)
@@ -189,6 +193,8 @@ def comparison_pdf(comparison: Comparison, card: ModelCard | None, *, created: d
             text(f"- {problem}")
     change = comparison.probability_change
     said = f"({_signed(change, '', 3)})" if change is not None else "(each visit's own answer; not compared)"
+    if comparison.probability_change_measurable is False:
+        said = f"({_signed(change, '', 3)}: no measurable change, within the answers' spread under rotation)"
     text(f"P(melanoma): earlier {comparison.probability_before:.3f}, later {comparison.probability_after:.3f} {said}.")
     for warning in comparison.warnings:
         text(f"Note: {warning}", 8, "I")

@@ -47,6 +47,8 @@ class Prediction:
     warnings: str = ""  # every warning of the image (gate, measurements), "; "-separated
     band: str = ""  # low | intermediate | high (verdict bands), "" without bands or when not assessable
     from_header: str = ""  # the context fields taken from the image's DICOM header, e.g. "age sex pixel_spacing_mm"
+    spread_low: float | None = None  # the lowest and highest P(melanoma) with the lesion turned (spread_angles)
+    spread_high: float | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The row of predictions.csv/.json (JSON-ready; the probability named ``melanoma``)."""
@@ -90,6 +92,9 @@ class PipelineResult:
     # The image and mask at the working size (longer side WORKING_SIDE at most), for overlays.
     working_image: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3), np.uint8), repr=False)
     working_mask: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool), repr=False)
+    # The lowest and highest P(melanoma) with the lesion turned by the pipeline's spread angles (and
+    # as given): how much the answer depends on the photo's orientation. None: not measured, or not assessable.
+    spread: tuple[float, float] | None = None
     header: HeaderFacts | None = field(default=None, repr=False)  # a DICOM input's header facts
     from_header: tuple[str, ...] = ()  # the context fields taken from that header (none given for them)
 
@@ -165,6 +170,7 @@ class PipelineResult:
                 "reasons": self.assessment.reasons,
                 "probability_readable": self.assessment.assessed,
                 "band": self.band,  # False: no verdict, the number not to be read
+                "probability_spread": list(self.spread) if self.spread is not None else None,
                 "gate": self.assessment.figures,
                 "warnings": self.warnings,
                 "meaning": self.meaning,
@@ -217,4 +223,5 @@ class PipelineResult:
             "; ".join(self.warnings),
             self.band or "",
             " ".join(self.from_header),
+            *(self.spread if self.spread is not None else (None, None)),
         )

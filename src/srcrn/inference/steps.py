@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from srcrn.answers.bands import Bands
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 # back to original pixels): precise enough for a lesion, cheap even for 6700x4500 originals.
 WORKING_SIDE = 1024
 # The steps whose seconds a pipeline adds up (``Pipeline.seconds``).
-STEPS = ("decode", "segment", "classify", "explain", "measure", "outputs")
+STEPS = ("decode", "segment", "classify", "spread", "explain", "measure", "outputs")
 
 
 def identity(image: ImageSource, image_id: str | None, position: int) -> tuple[str, str | None]:
@@ -82,6 +83,7 @@ class Modelled:
     heatmap: np.ndarray | None
     box: Box | None
     typicality: float | None = None  # distance from the training images' lesion features (the gate)
+    spread: tuple[float, float] | None = None  # lowest and highest P(melanoma) under rotation
 
 
 def submit(pool: ThreadPoolExecutor | None, function: Callable, *args: Any) -> Future:
@@ -164,6 +166,7 @@ def result_of(
         working_mask=work_mask,
         context=item.context,
         clinical_used=used,
+        spread=modelled.spread if assessment.assessed else None,
         header=item.file.dicom,
         from_header=item.from_header,
     )
@@ -204,6 +207,7 @@ def run_networks(pipeline: Pipeline, loaded: list[Loaded | SrcrnError]) -> list[
     masks = np.stack([lesions[i][2] for i in keys]) if pipeline.needs_masks else None
     contexts = [good[i].context for i in keys]
     scores = pipeline._timed("classify", melanoma_probabilities, pipeline.classifier, inputs, masks, contexts)
+    spreads = pipeline._timed("spread", spread_under_rotation, pipeline, inputs, masks, contexts, scores)
     distances = typicality_of(pipeline.gate, inputs, masks) or [None] * len(keys)
     heatmaps: list[np.ndarray | None] = [None] * len(keys)
     if pipeline.explain:
@@ -211,9 +215,37 @@ def run_networks(pipeline: Pipeline, loaded: list[Loaded | SrcrnError]) -> list[
 
         heatmaps = list(pipeline._timed("explain", grad_cam, pipeline.classifier, inputs))
     by_position = dict(zip(good, probabilities))
-    for i, score, heatmap, distance in zip(keys, scores, heatmaps, distances):
-        outcomes[i] = Modelled(good[i], by_position[i], float(score), heatmap, lesions[i][1], distance)
+    for i, score, heatmap, distance, spread in zip(keys, scores, heatmaps, distances, spreads):
+        outcomes[i] = Modelled(good[i], by_position[i], float(score), heatmap, lesions[i][1], distance, spread)
     return outcomes
+
+
+def rotated(batch: np.ndarray, angle: float, *, mask: bool = False) -> np.ndarray:
+    """Each image (or mask) of ``batch`` turned by ``angle`` degrees about its centre: images with
+    their borders mirrored in (no black corners for the model to read), masks with nothing added."""
+    size = batch.shape[1]
+    matrix = cv2.getRotationMatrix2D(((size - 1) / 2, (size - 1) / 2), angle, 1.0)
+    flags = cv2.INTER_NEAREST if mask else cv2.INTER_LINEAR
+    border = cv2.BORDER_CONSTANT if mask else cv2.BORDER_REFLECT_101
+    turned = [cv2.warpAffine(np.ascontiguousarray(item), matrix, (size, size), flags=flags, borderMode=border)
+              for item in batch.astype(np.uint8) if True]  # fmt: skip
+    return np.stack(turned).astype(batch.dtype)
+
+
+def spread_under_rotation(
+    pipeline: Pipeline, inputs: np.ndarray, masks: np.ndarray | None, contexts: list, scores: np.ndarray
+) -> list[tuple[float, float] | None]:
+    """Each answer's spread: the lowest and highest P(melanoma) over its classifier input as given
+    and turned by each of ``pipeline.spread_angles`` (a photo's orientation on the skin is
+    arbitrary, so an answer that moves with it is that uncertain). None without angles."""
+    angles = pipeline.spread_angles
+    if not angles:
+        return [None] * len(scores)
+    views = np.concatenate([rotated(inputs, a) for a in angles])
+    view_masks = np.concatenate([rotated(masks, a, mask=True) for a in angles]) if masks is not None else None
+    turned = np.asarray(melanoma_probabilities(pipeline.classifier, views, view_masks, list(contexts) * len(angles)))
+    every = np.vstack([np.asarray(scores, dtype=float), turned.reshape(len(angles), len(scores))])
+    return [(float(low), float(high)) for low, high in zip(every.min(axis=0), every.max(axis=0))]
 
 
 def typicality_of(gate: Gate, inputs: np.ndarray, masks: np.ndarray | None) -> list[float | None] | None:

@@ -35,6 +35,8 @@ def predict_inputs(inputs: list[Path], given: PredictSettings) -> tuple[list[Any
     )
     with claimed:
         pipeline = load_pipeline(given, given.engine, workers=given.workers)
+        if not given.spread:
+            pipeline.spread_angles = ()
         results, errors = predict_images(
             pipeline,
             inputs,

@@ -25,9 +25,16 @@ function render(result, file) {
     : result.band ? bands[result.band]
     : result.decision === "melanoma" ? "Melanoma suspected" : "Benign";
   $("decision").className = "decision " + (!assessed ? "not-assessable" : result.band ? "band-" + result.band : result.decision);
+  const spread = result.probability_spread;  // the answer with the lesion turned by up to 15 degrees
   $("probability").textContent = assessed
-    ? `P(melanoma) ${probability.toFixed(3)} (threshold ${result.threshold.toFixed(3)})`
+    ? `P(melanoma) ${probability.toFixed(3)} (threshold ${result.threshold.toFixed(3)})` +
+      (spread ? `; spread ${spread[0].toFixed(3)}-${spread[1].toFixed(3)} with the lesion turned` : "")
     : (result.reasons || []).join("; ");
+  $("spread").hidden = !(assessed && spread);  // the spread as a band on the bar
+  if (assessed && spread) {
+    $("spread").style.left = (100 * spread[0]).toFixed(1) + "%";
+    $("spread").style.width = Math.max(0.5, 100 * (spread[1] - spread[0])).toFixed(1) + "%";
+  }
   $("meaning").textContent = result.meaning;  // in words, from the model card (srcrn.inference.readings)
   $("model-quality").textContent = (card && card.quality) || "";
   const used = (result.clinical && result.clinical.used) || [];
@@ -240,7 +247,8 @@ async function compareVisits() {
     if (body.colours_vanished.length) lines.push(`Colours gone: ${body.colours_vanished.join(", ").replaceAll("_", " ")}.`);
   }
   lines.push(r.reliable
-    ? `P(melanoma) ${body.probability_before.toFixed(3)} → ${body.probability_after.toFixed(3)}.`
+    ? `P(melanoma) ${body.probability_before.toFixed(3)} → ${body.probability_after.toFixed(3)}` +
+      (body.probability_change_measurable === false ? ": no measurable change (within the answers' spread)." : ".")
     : `P(melanoma): earlier ${body.probability_before.toFixed(3)}, later ${body.probability_after.toFixed(3)}, ` +
       "each visit's own answer, not a change.");
   $("changes").replaceChildren(...lines.map((text) => {
