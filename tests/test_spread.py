@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from helpers import run_cli
 
 SAMPLE = Path(__file__).parents[1] / "src" / "srcrn" / "sample" / "images"
