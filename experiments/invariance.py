@@ -2,7 +2,9 @@
 shipped model's probability and lesion area on upscaled copies (longer side 1,024 and 4,000 px),
 a copy turned by 15 degrees (same canvas, corners filled by reflection) and a mirrored copy,
 against the original; areas brought back to the original's scale (the turned copy's canvas is
-the original's). Prints the median and 90th percentile of |dP| and of the relative area change.
+the original's). Prints the median and 90th percentile of |dP| and of the relative area change,
+and how often each copy's probability lies within the original's spread (its answer with the
+lesion turned by -15 and +15 degrees, ``PipelineResult.spread``), with the spreads' widths.
 
     python experiments/invariance.py DEV/images [N]
 """
@@ -47,24 +49,32 @@ def main() -> None:
     folder, count = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 100
     paths = sorted(p for p in folder.glob("ISIC_*.jpg"))[:count]
     pipeline = srcrn.Pipeline.default()
-    changes: dict[str, list[tuple[float, float]]] = {}
+    changes: dict[str, list[tuple[float, float, bool]]] = {}
+    widths: list[float] = []
     for path in paths:
         image = np.asarray(Image.open(path).convert("RGB"))
         original = pipeline.predict(jpeg(image), image_id="original")
+        low, high = original.spread or (original.probability, original.probability)
+        widths.append(high - low)
         for name, (data, back) in variants(image).items():
             copy = pipeline.predict(data, image_id="copy")
             area = copy.measurements.area_pixels * back
             relative = (
                 abs(area / original.measurements.area_pixels - 1) if original.measurements.area_pixels else np.nan
             )
-            changes.setdefault(name, []).append((abs(copy.probability - original.probability), relative))
+            within = low - 1e-9 <= copy.probability <= high + 1e-9
+            changes.setdefault(name, []).append((abs(copy.probability - original.probability), relative, within))
     print(f"{len(paths)} dev images (the first by id), the shipped model; each copy against the original")
-    print("| copy | median abs dP | 90th pct abs dP | median area change | 90th pct area change |")
-    print("|---|---|---|---|---|")
+    print(
+        f"the original's spread: median width {np.median(widths):.3f}, 90th percentile {np.percentile(widths, 90):.3f}"
+    )
+    print("| copy | median abs dP | 90th pct abs dP | median area change | 90th pct area change | within the spread |")
+    print("|---|---|---|---|---|---|")
     for name, rows in changes.items():
         dp, da = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+        inside = sum(r[2] for r in rows)
         print(f"| {name} | {np.median(dp):.3f} | {np.percentile(dp, 90):.3f} | {100 * np.nanmedian(da):.1f} % | "
-              f"{100 * np.nanpercentile(da, 90):.1f} % |")  # fmt: skip
+              f"{100 * np.nanpercentile(da, 90):.1f} % | {inside} of {len(rows)} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -371,6 +371,7 @@ def test_the_lesion_features_of_a_batch_are_computed_once(monkeypatch):
 
     images = sorted((SAMPLE / "images").glob("*.jpg"))[:6]
     pipeline = srcrn.Pipeline.default()
+    pipeline.spread_angles = ()  # the turned views have tables of their own (one per view: below)
     calls = []
     original = features.lesion_features
     monkeypatch.setattr(features, "lesion_features", lambda *a: calls.append(1) or original(*a))
@@ -382,3 +383,10 @@ def test_the_lesion_features_of_a_batch_are_computed_once(monkeypatch):
     assert len(calls) == 3 * len(images)
     assert [r.probability for r in once] == [r.probability for r in twice]
     assert [r.assessment.figures["typicality"] for r in once] == [r.assessment.figures["typicality"] for r in twice]
+    pipeline.spread_angles = (-15.0, 15.0)
+    calls.clear()
+    monkeypatch.undo()
+    monkeypatch.setattr(features, "lesion_features", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(features, "_LAST", None)  # nothing remembered from the runs above
+    pipeline.predict_many(images, batch_size=6)
+    assert len(calls) == 3 * len(images)  # the images as given, then turned both ways: once each

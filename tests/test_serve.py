@@ -189,6 +189,36 @@ def test_too_large_not_multipart_and_tokens(pipeline, photo):
         client.__exit__(None, None, None)
 
 
+def _declaring(width: int, height: int) -> bytes:
+    """A small PNG whose header declares width x height (its data is a 1x1 image's: never decoded)."""
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
+    png = bytearray(buffer.getvalue())
+    header = b"IHDR" + struct.pack(">II", width, height) + bytes(png[24:29])  # depth, colour, methods kept
+    png[12:29] = header
+    png[29:33] = struct.pack(">I", zlib.crc32(header))
+    return bytes(png)
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_before_it_is_decoded(pipeline, photo):
+    client = _client(pipeline, max_pixels=2_000_000)
+    try:
+        bombs = [_upload(client, _declaring(12_000, 12_000), name=f"bomb{i}.png") for i in range(4)]
+        for answer in bombs:  # 144 megapixels each: 432 MB apiece, had they been decoded
+            assert answer.status_code == 413, answer.text
+            assert (
+                "declares 12000x12000 = 144,000,000 pixels, over this service's limit of 2,000,000"
+                in answer.json()["detail"]
+            )
+        # Decoded, they would have failed later (422: the data holds one pixel), not been refused up front.
+        assert _upload(client, photo.read_bytes()).status_code == 200  # a real photograph still passes
+    finally:
+        client.__exit__(None, None, None)
+
+
 class _Held:
     """A pipeline whose predictions wait until released: the service's queue fills up."""
 

@@ -63,7 +63,7 @@ def test_a_change_within_the_spreads_is_no_measurable_change(pipeline):
     assert comparison.probability_change == pytest.approx(0.0, abs=1e-9)
     assert comparison.probability_change_measurable is False
     assert comparison.to_dict()["probability_change_measurable"] is False
-    low, high = comparison.spread_before
+    _, high = comparison.spread_before
     apart = dataclasses.replace(comparison, probability_after=high + 0.2, spread_after=(high + 0.1, high + 0.3))
     assert apart.probability_change_measurable is True
     unmeasured = dataclasses.replace(comparison, measured=False)

@@ -79,6 +79,23 @@ def _dicom_image(source: str | Path | bytes, path: Path) -> Image.Image:
     return image
 
 
+def declared_pixels(content: bytes) -> tuple[int, int] | None:
+    """(width, height) an image file's header declares, read without decoding its pixels (for a
+    DICOM file, Columns and Rows); None when the header cannot be read (decoding will say why)."""
+    try:
+        if is_dicom(content):
+            import pydicom
+
+            header = pydicom.dcmread(io.BytesIO(content), stop_before_pixels=True)
+            return int(header.get("Columns", 0) or 0), int(header.get("Rows", 0) or 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(content)) as image:
+                return image.size
+    except Exception:  # any unreadable header: the decoder gives the one-line reason later
+        return None
+
+
 def open_image(source: ImageSource, *, photo: bool = True, name: str | None = None) -> Image.Image:
     """Open lazily (header only) and refuse unreadable files and absurd sizes; a ``photo`` (not
     a mask, which is checked against its image instead) must also have a dermoscopic shape.

@@ -207,8 +207,9 @@ def run_networks(pipeline: Pipeline, loaded: list[Loaded | SrcrnError]) -> list[
     masks = np.stack([lesions[i][2] for i in keys]) if pipeline.needs_masks else None
     contexts = [good[i].context for i in keys]
     scores = pipeline._timed("classify", melanoma_probabilities, pipeline.classifier, inputs, masks, contexts)
-    spreads = pipeline._timed("spread", spread_under_rotation, pipeline, inputs, masks, contexts, scores)
+    # Before the spread: the gate reads the feature table the model just computed (morphology's memo).
     distances = typicality_of(pipeline.gate, inputs, masks) or [None] * len(keys)
+    spreads = pipeline._timed("spread", spread_under_rotation, pipeline, inputs, masks, contexts, scores)
     heatmaps: list[np.ndarray | None] = [None] * len(keys)
     if pipeline.explain:
         from srcrn.answers.explain import grad_cam

@@ -238,7 +238,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         if not admission.enter():
             return _error(503, "busy: try again shortly", {"Retry-After": str(settings.retry_after_seconds)})
         try:
-            parts = await image_parts(request, body, images)
+            parts = await image_parts(request, body, images, settings.max_pixels)
             del body
             started = time.perf_counter()
 

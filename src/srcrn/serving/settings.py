@@ -28,6 +28,12 @@ class ServeSettings(Settings):
         "'*' for any); others get 400, which stops DNS rebinding",
     )
     max_upload_mb: float = Field(30.0, gt=0, description="largest upload accepted (413 beyond)")
+    max_pixels: int = Field(
+        40_000_000,
+        ge=1_000_000,
+        description="pixels an image may declare (a dermoscope's largest is ~30 MP); read from its header before "
+        "anything is decoded, 413 beyond: a small file declaring a huge image costs no memory",
+    )
     concurrency: int = Field(1, ge=1, description="batches predicted at once (one batch already uses every core)")
     max_batch: int = Field(8, ge=1, description="waiting requests predicted together, at most")
     queue: int = Field(8, ge=0, description="requests that may wait; beyond them 503 + Retry-After")

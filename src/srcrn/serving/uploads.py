@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import Request
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from srcrn.data.images import declared_pixels
 from srcrn.data.metadata import CLINICAL_FIELDS, ClinicalContext
 from srcrn.errors import DataError
 from srcrn.serving.settings import ServeSettings
@@ -78,11 +79,12 @@ async def read_body(request: Request, settings: ServeSettings) -> bytes:
 
 
 async def image_parts(
-    request: Request, body: bytes, images: tuple[str, ...] = (IMAGE_FIELD,)
+    request: Request, body: bytes, images: tuple[str, ...] = (IMAGE_FIELD,), max_pixels: int | None = None
 ) -> list[tuple[bytes, str, ClinicalContext]]:
     """The upload's image files (one per field of ``images``), each with its context: the
     clinical fields, shared, and the scale (``mm_per_pixel``, or ``<field>_mm_per_pixel`` for
-    two images)."""
+    two images). An image whose header declares more than ``max_pixels`` is refused (413)
+    before anything decodes it."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise Refused(415, f"send the image as multipart/form-data in the field '{images[0]}'")
 
@@ -109,7 +111,15 @@ async def image_parts(
                 context = ClinicalContext.of(**clinical, pixel_spacing_mm=given[scales[field]])  # type: ignore[arg-type]
             except DataError as error:
                 raise Refused(422, str(error)) from None
-            parts.append((await part.read(), upload_name(part.filename), context))
+            content, name = await part.read(), upload_name(part.filename)
+            size = declared_pixels(content) if max_pixels is not None else None
+            if size is not None and max_pixels is not None and size[0] * size[1] > max_pixels:
+                raise Refused(
+                    413,
+                    f"{name}: declares {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, over this service's "
+                    f"limit of {max_pixels:,} (--max-pixels)",
+                )
+            parts.append((content, name, context))
         return parts
     finally:
         await form.close()
