@@ -6,7 +6,9 @@ the original's). Prints the median and 90th percentile of |dP| and of the relati
 and how often each copy's probability lies within the original's spread (its answer with the
 lesion turned by -15 and +15 degrees, ``PipelineResult.spread``), with the spreads' widths.
 
-    python experiments/invariance.py DEV/images [N]
+    python experiments/invariance.py DEV/images [N] [ANGLES]
+
+ANGLES (e.g. -30,-15,15,30) replaces the pipeline's spread angles (default -15,15).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def main() -> None:
     folder, count = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 100
     paths = sorted(p for p in folder.glob("ISIC_*.jpg"))[:count]
     pipeline = srcrn.Pipeline.default()
+    if len(sys.argv) > 3:
+        pipeline.spread_angles = tuple(float(a) for a in sys.argv[3].split(","))
     changes: dict[str, list[tuple[float, float, bool]]] = {}
     widths: list[float] = []
     for path in paths:
@@ -65,6 +69,7 @@ def main() -> None:
             within = low - 1e-9 <= copy.probability <= high + 1e-9
             changes.setdefault(name, []).append((abs(copy.probability - original.probability), relative, within))
     print(f"{len(paths)} dev images (the first by id), the shipped model; each copy against the original")
+    print(f"spread angles: {', '.join(f'{a:g}' for a in pipeline.spread_angles)} degrees")
     print(
         f"the original's spread: median width {np.median(widths):.3f}, 90th percentile {np.percentile(widths, 90):.3f}"
     )
