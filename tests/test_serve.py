@@ -126,6 +126,34 @@ def test_health_ready_model_card_and_docs(client, tiny_bundle):
     assert page.status_code == 200 and "/static/app.js" in page.text and "http" not in page.text.split("<body>")[1]
 
 
+def test_the_openapi_document_types_every_answer_and_real_answers_match_it(client, photo):
+    """Every endpoint's answer and refusals are typed in /openapi.json, and what the service
+    really sends validates against those models with no field undocumented."""
+    from srcrn.serving.schemas import CompareAnswer, ErrorAnswer, HealthAnswer, PredictAnswer, ReadyAnswer
+
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, method, model in [("predict", "post", "PredictAnswer"), ("compare", "post", "CompareAnswer"),
+                                ("ready", "get", "ReadyAnswer"), ("health", "get", "HealthAnswer")]:  # fmt: skip
+        responses = paths[f"/api/v1/{path}"][method]["responses"]
+        assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith(model), path
+    for path, kind in [("report", "application/pdf"), ("dicom", "application/zip")]:
+        assert kind in paths[f"/api/v1/{path}"]["post"]["responses"]["200"]["content"]
+    assert paths["/api/v1/predict"]["post"]["responses"]["422"]["content"]["application/json"]["schema"][
+        "$ref"
+    ].endswith("ErrorAnswer")
+    compare_form = paths["/api/v1/compare"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert {"before", "after", "before_mm_per_pixel", "after_mm_per_pixel", "age", "sex", "site"} <= set(
+        compare_form["properties"]
+    )
+    HealthAnswer.model_validate(client.get("/api/v1/health").json())
+    ReadyAnswer.model_validate(client.get("/api/v1/ready").json())
+    PredictAnswer.model_validate(_upload(client, photo.read_bytes(), name=photo.name).json())
+    content = photo.read_bytes()
+    compared = client.post("/api/v1/compare", files={"before": ("a.jpg", content), "after": ("b.jpg", content)})
+    CompareAnswer.model_validate(compared.json())
+    ErrorAnswer.model_validate(_upload(client, b"not an image").json())
+
+
 def test_the_answer_equals_the_api_on_the_same_bytes(client, pipeline, photo):
     response = _upload(client, photo.read_bytes(), name=photo.name)
     assert response.status_code == 200, response.text

@@ -61,6 +61,7 @@ from srcrn.data.metadata import (
 from srcrn.errors import DataError, SrcrnError
 from srcrn.inference.pipeline import Pipeline
 from srcrn.serving.admission import Admission, Batcher
+from srcrn.serving.schemas import CompareAnswer, HealthAnswer, PredictAnswer, ReadyAnswer, documented
 from srcrn.serving.settings import ServeSettings
 from srcrn.serving.uploads import (
     IMAGE_FIELD,
@@ -175,11 +176,15 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         log.error("internal error: %s", type(error).__name__)  # no request content in the log
         return _error(500, "internal error; the request was not stored")
 
-    @app.get(f"{API}/health", summary="Liveness: the process answers")
+    @app.get(f"{API}/health", summary="Liveness: the process answers", responses=documented(HealthAnswer))
     async def health() -> dict[str, Any]:
         return {"status": "ok", "auth": "bearer" if settings.api_key else "none"}
 
-    @app.get(f"{API}/ready", summary="Readiness: models loaded and warmed up")
+    @app.get(
+        f"{API}/ready",
+        summary="Readiness: models loaded and warmed up",
+        responses=documented(ReadyAnswer, 503),
+    )
     async def is_ready() -> Response:
         if not ready.is_set():
             return _error(503, "models are warming up", {"Retry-After": str(settings.retry_after_seconds)})
@@ -193,22 +198,25 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         return JSONResponse(clean_json(card | card_summary(pipeline.card)))
 
     # The multipart body of /predict and /report: the image and the optional context fields.
+    clinical_fields = {  # the form's clinical fields, shared by /predict, /report, /dicom and /compare
+        "age": {
+            "type": "number",
+            "minimum": AGE_RANGE[0],
+            "maximum": AGE_RANGE[1],
+            "description": "patient's approximate age in years (optional)",
+        },
+        "sex": {"type": "string", "enum": list(SEXES), "description": "optional"},
+        "site": {
+            "type": "string",
+            "enum": [*SITES, TORSO_UNSPECIFIED],
+            "description": "the lesion's body site, ISIC's anatomic sites (optional)",
+        },
+    }
     upload_body = multipart_schema(
         [IMAGE_FIELD],
         {
             IMAGE_FIELD: {"type": "string", "format": "binary"},
-            "age": {
-                "type": "number",
-                "minimum": AGE_RANGE[0],
-                "maximum": AGE_RANGE[1],
-                "description": "patient's approximate age in years (optional)",
-            },
-            "sex": {"type": "string", "enum": list(SEXES), "description": "optional"},
-            "site": {
-                "type": "string",
-                "enum": [*SITES, TORSO_UNSPECIFIED],
-                "description": "the lesion's body site, ISIC's anatomic sites (optional)",
-            },
+            **clinical_fields,
             SCALE_FIELD: {
                 "type": "number",
                 "minimum": SCALE_RANGE[0],
@@ -270,6 +278,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         "image field, 401 token, 413 too large, 415 not multipart, 422 not a usable image or clinical value, 503 busy "
         "(Retry-After).",
         openapi_extra=upload_body,
+        responses=documented(PredictAnswer, 400, 401, 408, 413, 415, 422, 503),
     )
     async def predict(request: Request, images: bool = True) -> Response:
         answered = await answer(request, lambda results, _: _encode(results[0], images))
@@ -296,7 +305,9 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         "the image's SHA-256 and the research-software notice. Errors as /predict.",
         openapi_extra=upload_body,
         response_class=Response,
-        responses={200: {"content": {"application/pdf": {}}, "description": "the report"}},
+        responses=documented(
+            {"content": {"application/pdf": {}}, "description": "the report"}, 400, 401, 408, 413, 415, 422, 503
+        ),
     )
     async def report(request: Request) -> Response:
         answered = await answer(request, lambda results, _: results[0].report_pdf())
@@ -319,7 +330,17 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         "gives none. Errors as /predict; 501 without srcrn[dicom].",
         openapi_extra=upload_body,
         response_class=Response,
-        responses={200: {"content": {"application/zip": {}}, "description": "seg.dcm, sr.dcm (and image.dcm)"}},
+        responses=documented(
+            {"content": {"application/zip": {}}, "description": "seg.dcm, sr.dcm (and image.dcm)"},
+            400,
+            401,
+            408,
+            413,
+            415,
+            422,
+            501,
+            503,
+        ),
     )
     async def dicom(request: Request) -> Response:
         try:
@@ -355,8 +376,10 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
                                                            "maximum": SCALE_RANGE[1]}
                                     for f in COMPARE_FIELDS
                                 },
+                                **clinical_fields,
                             },
         ),
+        responses=documented(CompareAnswer, 400, 401, 408, 413, 415, 422, 503),
     )  # fmt: skip
     async def compare(request: Request) -> Response:
         def compared(results: list[Any], _: list[bytes]) -> dict[str, Any]:
