@@ -278,3 +278,26 @@ def test_compare_takes_two_dicom_visits_and_their_headers_scale(tmp_path):
     bare = [dicom_photo(tmp_path / f"{name}-bare.dcm", pixels) for name in ("before", "after")]
     run_cli("compare", *map(str, bare), "--out", str(tmp_path / "bare"))
     assert json.loads((tmp_path / "bare" / "comparison.json").read_text())["diameter_change_mm"] is None
+
+
+def test_a_jpegs_study_carries_the_patient_given_and_nothing_invented(tmp_path, capsys):
+    jpeg = _sample(3)
+    out = tmp_path / "out"
+    run_cli("predict", str(jpeg), "--out", str(out), "--dicom", "--no-overlays", "--patient-id", "P-0042",
+            "--patient-name", "Doe^Jane", "--patient-birth-date", "19700131")  # fmt: skip
+    for role in ("image", "seg", "sr"):
+        dataset = pydicom.dcmread(out / "dicom" / f"{jpeg.stem}_{role}.dcm")
+        assert (dataset.PatientID, str(dataset.PatientName), dataset.PatientBirthDate) == (
+            "P-0042",
+            "Doe^Jane",
+            "19700131",
+        )
+    anonymous = tmp_path / "anonymous"
+    run_cli("predict", str(jpeg), "--out", str(anonymous), "--dicom", "--no-overlays")
+    image = pydicom.dcmread(anonymous / "dicom" / f"{jpeg.stem}_image.dcm")
+    assert (image.PatientID, str(image.PatientName), image.PatientBirthDate, image.PatientSex) == ("", "", "", "")
+    assert "PatientAge" not in image  # no age was given
+    line = cli_error(
+        capsys, "predict", str(jpeg), "--out", str(tmp_path / "x"), "--dicom", "--patient-birth-date", "31.01.1970"
+    )
+    assert "--patient-birth-date" in line, line

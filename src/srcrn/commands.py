@@ -235,6 +235,15 @@ class PredictSettings(ModelSettings):
         description="also write dicom/<id>_seg.dcm (the mask, DICOM SEG) and <id>_sr.dcm (the findings, SR TID 1500); "
         "for a JPEG/PNG input, <id>_image.dcm, the Secondary Capture they refer to (needs srcrn[dicom])",
     )
+    patient_id: str | None = Field(
+        None, max_length=64, description="--dicom, JPEG/PNG inputs: the Patient ID of their study (else anonymous)"
+    )
+    patient_name: str | None = Field(
+        None, max_length=64, description="--dicom, JPEG/PNG inputs: the Patient's Name, DICOM style (Family^Given)"
+    )
+    patient_birth_date: str | None = Field(
+        None, pattern=r"^\d{8}$", description="--dicom, JPEG/PNG inputs: the Patient's Birth Date (YYYYMMDD)"
+    )
     workers: int | None = Field(
         None, ge=0, description="threads decoding and writing beside the networks (0: none; default 1)"
     )

@@ -135,13 +135,15 @@ def predict_images(
     mm_per_pixel: float | None = None,
     report: bool = False,
     dicom: bool = False,
+    patient: dict[str, str] | None = None,
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Every image of ``inputs`` (of ``shard``, if given) in batches; a bad file is reported
     and skipped, the rest go on. With ``resume``, images a killed run finished are kept.
     ``metadata`` (a CSV) gives images their clinical context and scale by id; read before
     anything runs. ``mm_per_pixel`` is the scale of every image without one of its own; with
     ``report``, each image also gets its one-page PDF report; with ``dicom``, its SEG and SR
-    (and, for a non-DICOM image, the Secondary Capture they refer to) in ``dicom/``."""
+    (and, for a non-DICOM image, the Secondary Capture they refer to, in a study of ``patient``:
+    ``dicom.objects.Patient``'s fields, else anonymous) in ``dicom/``."""
     contexts = read_metadata(metadata) if metadata is not None else {}
     if mm_per_pixel is not None:
         check_scale(mm_per_pixel, "--mm-per-pixel")
@@ -184,6 +186,8 @@ def predict_images(
         identity["report"] = True
     if dicom:
         identity["dicom"] = True
+        if patient and any(patient.values()):  # other patient fields: another job's objects
+            identity["patient"] = patient
     done = _read_finished(out, identity) if resume else {}
     if done:
         log.info("%s: resuming: %d of %d images were predicted before", out, len(done), len(readable))
@@ -202,7 +206,7 @@ def predict_images(
             todo,
             image_ids=[image_id(p) for p in todo],
             batch_size=batch_size,
-            then=_saver(pipeline, out, overlays=overlays, report=report, dicom=dicom),
+            then=_saver(pipeline, out, overlays=overlays, report=report, dicom=dicom, patient=patient),
             contexts=[contexts.get(image_id(p), NO_CONTEXT).with_scale(mm_per_pixel) for p in todo],
         )
         for start, outcomes in zip(progress(starts, len(starts), "predict", show_progress), stream):
@@ -229,17 +233,18 @@ def predict_images(
 
 
 def _saver(
-    pipeline: Pipeline, out: Path, *, overlays: bool, report: bool, dicom: bool
+    pipeline: Pipeline, out: Path, *, overlays: bool, report: bool, dicom: bool, patient: dict[str, str] | None = None
 ) -> Callable[[PipelineResult], Prediction]:
     """What is written of each answer: its files, and with ``dicom`` its DICOM objects."""
     if not dicom:
         return lambda r: r.save(out, overlay=overlays, report=report)
-    from srcrn.dicom.objects import model_sha256, study_objects
+    from srcrn.dicom.objects import Patient, model_sha256, study_objects
 
     model = model_sha256(pipeline.segmenter.source, [pipeline.classifier.source])
+    person = Patient(**(patient or {}))  # a bad birth date is refused before any image
 
     def save(result: PipelineResult) -> Prediction:
-        study_objects(result, result.source, model).write(out / "dicom", result.image_id)
+        study_objects(result, result.source, model, person).write(out / "dicom", result.image_id)
         return result.save(out, overlay=overlays, report=report)
 
     return save

@@ -50,6 +50,11 @@ def predict_inputs(inputs: list[Path], given: PredictSettings) -> tuple[list[Any
             mm_per_pixel=given.mm_per_pixel,
             report=given.report,
             dicom=given.dicom,
+            patient={
+                "patient_id": given.patient_id or "",
+                "name": given.patient_name or "",
+                "birth_date": given.patient_birth_date or "",
+            },
         )
     if not results and part is not None and not errors:
         log.warning("%s: shard %s holds none of the images (empty tables written)", out, given.shard)
