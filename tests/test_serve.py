@@ -365,8 +365,11 @@ def _serving(pipeline, **settings):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(pipeline, ServeSettings(**settings)), host="127.0.0.1", port=port,
-                            log_level="warning")  # fmt: skip
+    from srcrn.serving.protocol import guarded_protocol
+
+    given = ServeSettings(**settings)
+    config = uvicorn.Config(create_app(pipeline, given), host="127.0.0.1", port=port, log_level="warning",
+                            http=guarded_protocol(given))  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -382,6 +385,35 @@ def _serving(pipeline, **settings):
         assert time.monotonic() < deadline, "the service never became ready"
         time.sleep(0.1)
     return server, thread, port
+
+
+def test_slow_headers_are_cut_off_and_connections_past_the_cap_are_refused_with_retry_after(pipeline):
+    import socket
+
+    import httpx
+
+    server, thread, port = _serving(pipeline, header_timeout_seconds=1.0, max_connections=4, retry_after_seconds=3)
+    try:
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # the headers never end
+        slow.settimeout(5)
+        started = time.monotonic()
+        answer = slow.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 4, answer
+        assert slow.recv(4096) == b""  # and closed
+        slow.close()
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]  # the cap, held open
+        extra = socket.create_connection(("127.0.0.1", port))
+        extra.settimeout(5)
+        refused = extra.recv(4096)
+        assert refused.startswith(b"HTTP/1.1 503") and b"Retry-After: 3" in refused, refused
+        for connection in [*idle, extra]:
+            connection.close()
+        time.sleep(0.3)
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=5).status_code == 200  # served again
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def test_slow_uploads_hold_no_slot_and_are_dropped_with_408(pipeline, photo, caplog):

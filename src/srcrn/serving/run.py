@@ -29,6 +29,7 @@ def run_service(load: Callable[[], Pipeline], settings: ServeSettings) -> None:
     import uvicorn
 
     from srcrn.serving.app import create_app, limit_malloc_arenas
+    from srcrn.serving.protocol import guarded_protocol
 
     limit_malloc_arenas()
     host, port = settings.host, settings.port
@@ -37,4 +38,6 @@ def run_service(load: Callable[[], Pipeline], settings: ServeSettings) -> None:
     if host not in LOOPBACK and not settings.api_key:
         log.warning("listening on %s without --api-key: anyone who reaches this address can use the service", host)
     log.info("serving on http://%s:%d (page /, API docs /docs)", host, port)
-    uvicorn.run(create_app(pipeline, settings), host=host, port=port, log_level="warning", access_log=False)
+    app = create_app(pipeline, settings)
+    http = guarded_protocol(settings)  # header deadline and connection cap (uvicorn has neither)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, http=http)

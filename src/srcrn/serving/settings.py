@@ -42,6 +42,12 @@ class ServeSettings(Settings):
     # than min_upload_rate bytes/s: a client that sends a byte now and then is answered 408 and
     # holds nothing (admission counts a request only once its body is in).
     read_timeout_seconds: float = Field(60.0, gt=0, description="an upload must be complete within it (408)")
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="a new connection's request headers must be complete within it (408, closed)"
+    )
+    max_connections: int = Field(
+        100, ge=1, description="open connections at most; beyond them 503 + Retry-After (idle ones count)"
+    )
     min_upload_rate: float = Field(10_000.0, ge=0, description="bytes/s an upload must keep after 5 s (408)")
     warm_up: bool = Field(True, description="one prediction before /ready says ready")
 
