@@ -15,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from test_dicom import _dciodvfy_errors, _named, _rgb, _sample, dicom_photo
@@ -138,6 +139,12 @@ def test_the_node_answers_echo_and_a_stored_photograph_with_its_seg_and_sr(tmp_p
             for modality, dataset in kinds.items():
                 dataset.save_as(tmp_path / f"received-{modality}.dcm", enforce_file_format=True)
                 assert _dciodvfy_errors(tmp_path / f"received-{modality}.dcm") == [], modality
+        # An image over the node's pixel limit is refused (out of resources), never stored.
+        node.max_pixels = 1_000_000
+        big = dicom_photo(tmp_path / "big.dcm", np.zeros((1200, 1000, 3), np.uint8))
+        status, _ = _store(port, big)
+        assert status.Status == 0xA700 and not list((tmp_path / "spool" / "incoming").iterdir())
+        node.max_pixels = 40_000_000
         # A CT is not a photograph: no presentation context for it, the association refused.
         client = AE(ae_title="MODALITY")
         client.add_requested_context(CTImageStorage)

@@ -273,6 +273,11 @@ class DicomServeSettings(ModelSettings):
         30.0, gt=0, le=86400, description="seconds between tries of a destination that is down"
     )
     max_pending: int = Field(64, ge=1, description="received images waiting at most; more are refused (0xA700)")
+    max_pixels: int = Field(
+        40_000_000,
+        ge=1_000_000,
+        description="pixels a received image may have (as serve's --max-pixels); more: refused",
+    )
 
 
 class MergeSettings(Settings):

@@ -70,10 +70,11 @@ class DicomNode:
         forward: Destination | None = None,
         retry_seconds: float = 30.0,
         max_pending: int = 64,
+        max_pixels: int = 40_000_000,
     ):
         """A node over ``pipeline`` with its spool folder (created; what an earlier run left is resumed)."""
         self.pipeline, self.spool, self.ae_title, self.forward = pipeline, Path(spool), ae_title, forward
-        self.retry_seconds = retry_seconds
+        self.retry_seconds, self.max_pixels = retry_seconds, max_pixels
         self.model = model_sha256(pipeline.segmenter.source, [pipeline.classifier.source])
         for part in ("incoming", "outgoing", "failed"):
             (self.spool / part).mkdir(parents=True, exist_ok=True)
@@ -97,6 +98,10 @@ class DicomNode:
         except Exception as error:  # a malformed dataset: refused, the association goes on
             log.warning("C-STORE from %s: cannot read the dataset (%s)", event.assoc.requestor.ae_title, error)
             return CANNOT_UNDERSTAND
+        pixels = int(dataset.get("Rows", 0) or 0) * int(dataset.get("Columns", 0) or 0)
+        if pixels > self.max_pixels:  # refused before it is stored or decoded (as serve's --max-pixels)
+            log.warning("C-STORE of %s refused: %d pixels, over the limit of %d", uid, pixels, self.max_pixels)
+            return OUT_OF_RESOURCES
         if self.pending.full():
             log.warning("C-STORE of %s refused: %d images waiting", uid, self.pending.qsize())
             return OUT_OF_RESOURCES
@@ -236,7 +241,8 @@ def run_node(given: DicomServeSettings, load: Callable[[], Any]) -> None:
     check_port(given.host, given.port)
     with claim_output(given.spool, DicomServeSettings.output_rule, {"--model": given.model}):
         node = DicomNode(load(), given.spool, ae_title=given.ae_title, forward=forward,
-                         retry_seconds=given.retry_seconds, max_pending=given.max_pending)  # fmt: skip
+                         retry_seconds=given.retry_seconds, max_pending=given.max_pending,
+                         max_pixels=given.max_pixels)  # fmt: skip
         log.info("DICOM node %s on %s:%d%s", given.ae_title, given.host, given.port,
                  f", answers to {given.forward}" if forward else ", answers kept in the spool")  # fmt: skip
         node.serve_forever(given.host, given.port)
