@@ -382,3 +382,21 @@ def test_a_symlink_loop_as_input_or_output_is_one_line(tmp_path, sample, capsys)
     assert "loop: cannot be resolved (BEFORE)" in cli_error(
         capsys, "compare", str(loop), image, "--out", str(tmp_path / "c")
     )
+
+
+def test_a_data_folder_is_never_an_output_folder_whatever_its_manifest_says(tmp_path, capsys, sample):
+    import json
+    import shutil
+
+    from helpers import cli_error
+
+    data = tmp_path / "data"
+    shutil.copytree(sample, data, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    masks = sorted(p.read_bytes() for p in (data / "masks").iterdir())
+    # A forged manifest claiming the masks as segment eval's output must not unlock them.
+    (data / "srcrn-output.json").write_text(json.dumps({"command": "segment eval", "entries": ["masks"]}))
+    line = cli_error(capsys, "predict", str(sorted((data / "images").iterdir())[0]), "--out", str(data))
+    assert (
+        line == f"error: {data}: is a data folder (images with masks or labels), never an output; choose another --out"
+    )
+    assert sorted(p.read_bytes() for p in (data / "masks").iterdir()) == masks

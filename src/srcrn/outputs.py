@@ -193,6 +193,18 @@ def _recorded_entries(folder: Path) -> set[str]:
     return {name for name in recorded if isinstance(name, str)} if isinstance(recorded, list) else set()
 
 
+# What makes a folder a data folder (data.isic's layouts, official ISIC names included): an image
+# folder beside masks or labels. Named here, below the data layer, by their glob patterns.
+_IMAGE_FOLDERS = ("images", "ISIC-2017_*_Data", "ISIC2018_Task*_Input")
+_TRUTH = ("masks", "labels.csv", "ISIC-2017_*_GroundTruth*", "ISIC2018_Task*_GroundTruth*")
+
+
+def is_data_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a dataset: an image folder and masks or labels beside it."""
+    has = lambda patterns: any(any(folder.glob(p)) for p in patterns)  # noqa: E731
+    return has(_IMAGE_FOLDERS) and has(_TRUTH)
+
+
 def claim(
     out: str | Path,
     command: str,
@@ -224,6 +236,10 @@ def claim(
         out.mkdir(parents=True)
         _write_manifest(out, command)
         return "created"
+    if is_data_folder(out):  # whatever a manifest in it says: a forged one must not unlock ground truth
+        raise ConfigError(
+            f"{out}: is a data folder (images with masks or labels), never an output; choose another --out"
+        )
     manifest = read_manifest(out)
     if manifest is not None:
         if manifest["command"] != command:
