@@ -77,6 +77,16 @@ COMPARE_FIELDS = ("before", "after")  # /compare: two visits of one lesion
 log = logging.getLogger(__name__)
 
 
+# What an upload may be answered instead of its answer (see the endpoints' descriptions).
+UPLOAD_REFUSALS = (400, 401, 408, 413, 415, 422, 503)
+
+
+def _attachment(content: bytes, media_type: str, filename: str) -> Response:
+    """A file answer, its name made safe for the Content-Disposition header."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", filename)[:120]
+    return Response(content, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{safe}"'})
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
@@ -278,7 +288,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         "image field, 401 token, 413 too large, 415 not multipart, 422 not a usable image or clinical value, 503 busy "
         "(Retry-After).",
         openapi_extra=upload_body,
-        responses=documented(PredictAnswer, 400, 401, 408, 413, 415, 422, 503),
+        responses=documented(PredictAnswer, *UPLOAD_REFUSALS),
     )
     async def predict(request: Request, images: bool = True) -> Response:
         answered = await answer(request, lambda results, _: _encode(results[0], images))
@@ -305,21 +315,14 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         "the image's SHA-256 and the research-software notice. Errors as /predict.",
         openapi_extra=upload_body,
         response_class=Response,
-        responses=documented(
-            {"content": {"application/pdf": {}}, "description": "the report"}, 400, 401, 408, 413, 415, 422, 503
-        ),
+        responses=documented({"content": {"application/pdf": {}}, "description": "the report"}, *UPLOAD_REFUSALS),
     )
     async def report(request: Request) -> Response:
         answered = await answer(request, lambda results, _: results[0].report_pdf())
         if isinstance(answered, Response):
             return answered
         (result,), _, pdf, _ = answered
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", result.image_id)[:100]
-        return Response(
-            pdf,
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="{safe}_report.pdf"'},
-        )
+        return _attachment(pdf, "application/pdf", f"{result.image_id}_report.pdf")
 
     @app.post(
         f"{API}/dicom",
@@ -332,14 +335,8 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         response_class=Response,
         responses=documented(
             {"content": {"application/zip": {}}, "description": "seg.dcm, sr.dcm (and image.dcm)"},
-            400,
-            401,
-            408,
-            413,
-            415,
-            422,
+            *UPLOAD_REFUSALS,
             501,
-            503,
         ),
     )
     async def dicom(request: Request) -> Response:
@@ -352,12 +349,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         if isinstance(answered, Response):
             return answered
         (result,), _, archive, _ = answered
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", result.image_id)[:100]
-        return Response(
-            archive,
-            media_type="application/zip",
-            headers={"Content-Disposition": f'attachment; filename="{safe}_dicom.zip"'},
-        )
+        return _attachment(archive, "application/zip", f"{result.image_id}_dicom.zip")
 
     @app.post(
         f"{API}/compare",
@@ -379,7 +371,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
                                 **clinical_fields,
                             },
         ),
-        responses=documented(CompareAnswer, 400, 401, 408, 413, 415, 422, 503),
+        responses=documented(CompareAnswer, *UPLOAD_REFUSALS),
     )  # fmt: skip
     async def compare(request: Request) -> Response:
         def compared(results: list[Any], _: list[bytes]) -> dict[str, Any]:
