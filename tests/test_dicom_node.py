@@ -178,6 +178,28 @@ def test_answers_wait_in_the_spool_while_the_destination_is_down(tmp_path, pipel
         node.stop()
 
 
+def test_the_sender_takes_only_whole_answers(tmp_path, pipeline):
+    """An answer being written (atomic writes' hidden temporaries, a folder still being filled)
+    is neither sent nor a reason for the sender to stop."""
+    from srcrn.serving.dicom_node import Destination, DicomNode
+
+    receive = _free_port()
+    receiver = Receiver(receive)
+    try:
+        node = DicomNode(pipeline, tmp_path / "spool", forward=Destination("127.0.0.1", receive, "PACS"))
+        outgoing = tmp_path / "spool" / "outgoing"
+        whole = outgoing / "1.2.3"
+        for path in (whole / "srcrn_image.dcm", whole / ".srcrn_seg.dcm.tmp1.dcm",  # a write in progress
+                     outgoing / ".partial-1.2.4" / "srcrn_seg.dcm"):  # an answer in progress  # fmt: skip
+            dataset = pydicom.dcmread(dicom_photo(path, _rgb(_sample())))
+            dataset.SOPClassUID = dataset.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # SC
+            dataset.save_as(path)
+        assert node.send_spooled() == 1
+        assert len(receiver.received) == 1 and (outgoing / ".partial-1.2.4" / "srcrn_seg.dcm").exists()
+    finally:
+        receiver.stop()
+
+
 def test_an_unreadable_image_goes_to_failed_with_the_reason(tmp_path, pipeline):
     from srcrn.serving.dicom_node import DicomNode
 
@@ -225,9 +247,10 @@ def test_a_real_orthanc_receives_the_image_and_srcrns_seg_and_sr(tmp_path, pipel
             done = subprocess.run(["storescu", "-R", "-aec", aet, "127.0.0.1", str(port), str(image)], capture_output=True,
                                   text=True, timeout=60)  # fmt: skip
             assert done.returncode == 0, done.stderr
-        assert _wait(lambda: len(_rest(http_port, "/instances")) == 3, 60), (tmp_path / "orthanc.log").read_text()[
-            -2000:
-        ]
+        assert _wait(lambda: len(_rest(http_port, "/instances")) == 3, 90), (
+            sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "spool").rglob("*")),
+            (tmp_path / "orthanc.log").read_text()[-2000:],
+        )
         (study,) = _rest(http_port, "/studies")
         tags = [_rest(http_port, f"/instances/{i}/simplified-tags") for i in _rest(http_port, "/instances")]
         by_modality = {t["Modality"]: t for t in tags}

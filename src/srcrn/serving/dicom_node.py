@@ -19,6 +19,7 @@ object is refused at association ("no presentation context"); a C-STORE beyond t
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import shutil
 import threading
@@ -80,7 +81,8 @@ class DicomNode:
             (self.spool / part).mkdir(parents=True, exist_ok=True)
         self.pending: queue.Queue[Path] = queue.Queue(maxsize=max_pending)
         for left in sorted((self.spool / "incoming").glob("*.dcm")):  # received before a restart
-            self.pending.put_nowait(left)
+            if not left.name.startswith("."):  # not a write cut short (atomic writes' temporaries)
+                self.pending.put_nowait(left)
         self._stop = threading.Event()
         self._send_now = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -121,16 +123,21 @@ class DicomNode:
             self.process(path)
 
     def process(self, path: Path) -> None:
-        """Predict one received image, spool its SEG and SR, remove it (or move it to failed/)."""
+        """Predict one received image, spool its SEG and SR, remove it (or move it to failed/).
+        The answer's folder appears in outgoing/ whole (written aside, then renamed): the sender
+        never sees half of it."""
         try:
             result = self.pipeline.predict(path)
             objects = study_objects(result, path, self.model)
-            folder = self.spool / "outgoing" / path.stem
-            objects.write(folder, "srcrn")
-        except SrcrnError as error:
-            log.warning("%s: not predicted: %s", path.name, error)
+            partial = self.spool / "outgoing" / f".partial-{path.stem}"
+            shutil.rmtree(partial, ignore_errors=True)
+            objects.write(partial, "srcrn")
+            os.replace(partial, self.spool / "outgoing" / path.stem)
+        except Exception as error:
+            problem = str(error) if isinstance(error, SrcrnError) else f"{type(error).__name__}: {error}"
+            log.warning("%s: not predicted: %s", path.name, problem)
             shutil.move(path, self.spool / "failed" / path.name)
-            (self.spool / "failed" / f"{path.name}.txt").write_text(f"{error}\n", encoding="utf-8")
+            (self.spool / "failed" / f"{path.name}.txt").write_text(f"{problem}\n", encoding="utf-8")
             return
         path.unlink(missing_ok=True)
         log.info("%s: P(melanoma) %.3f (%s); SEG and SR spooled", path.stem, result.probability, result.decision)
@@ -139,7 +146,10 @@ class DicomNode:
     # -- forwarding -------------------------------------------------------------------------
     def _send_loop(self) -> None:
         while not self._stop.is_set():
-            self.send_spooled()
+            try:
+                self.send_spooled()
+            except Exception as error:
+                log.warning("sending the spooled answers failed (%s: %s): retried", type(error).__name__, error)
             self._send_now.wait(self.retry_seconds)
             self._send_now.clear()
 
@@ -148,8 +158,8 @@ class DicomNode:
         objects were sent (0 when there is no destination or it is down: they stay for a retry)."""
         if self.forward is None:
             return 0
-        folders = sorted(p for p in (self.spool / "outgoing").iterdir() if p.is_dir())
-        files = [f for folder in folders for f in sorted(folder.glob("*.dcm"))]
+        folders = sorted(p for p in (self.spool / "outgoing").iterdir() if p.is_dir() and not p.name.startswith("."))
+        files = [f for folder in folders for f in sorted(folder.glob("*.dcm")) if not f.name.startswith(".")]
         if not files:
             return 0
         import pydicom
