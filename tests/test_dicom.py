@@ -194,6 +194,10 @@ def test_predict_dicom_writes_a_seg_and_an_sr_of_its_own_answer(tmp_path):
     jpeg = shutil.copy(_sample(2), tmp_path / "in")
     out = tmp_path / "out"
     run_cli("predict", str(dicom_input), str(jpeg), "--out", str(out), "--dicom", "--no-overlays")
+    from srcrn import Pipeline
+    from srcrn.inference.jobs import model_identity
+
+    model = model_identity(Pipeline.default())
     predictions = {p["image_id"]: p for p in json.loads((out / "predictions.json").read_text())["predictions"]}
     source_of = {"from-pacs": pydicom.dcmread(dicom_input)}
     source_of[Path(jpeg).stem] = pydicom.dcmread(out / "dicom" / f"{Path(jpeg).stem}_image.dcm")
@@ -214,6 +218,8 @@ def test_predict_dicom_writes_a_seg_and_an_sr_of_its_own_answer(tmp_path):
         png = np.asarray(Image.open(predictions[image_id]["mask"])) > 0
         assert np.array_equal(seg.pixel_array.astype(bool).reshape(png.shape), png)
         assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == "95324001"  # skin lesion
+        algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+        assert algorithm.AlgorithmParameters == f"model_sha256={model}"  # the models by content
         # The SR's probability and verdict are predict's.
         (probability,) = _named(sr, "P-MEL")
         assert float(probability.MeasuredValueSequence[0].NumericValue) == pytest.approx(
@@ -230,7 +236,7 @@ def test_predict_dicom_writes_a_seg_and_an_sr_of_its_own_answer(tmp_path):
         assert _dciodvfy_errors(path) == [], path.name
 
 
-def test_the_service_answers_a_dicom_upload_with_its_seg_and_sr(tmp_path):
+def test_the_service_answers_a_dicom_upload_with_its_seg_and_sr(tmp_path, monkeypatch):
     import io
     import zipfile
 
@@ -253,6 +259,11 @@ def test_the_service_answers_a_dicom_upload_with_its_seg_and_sr(tmp_path):
         zipped = client.post("/api/v1/dicom", files=form)
         assert zipped.status_code == 200 and zipped.headers["content-type"] == "application/zip"
         jpeg = client.post("/api/v1/dicom", files={"image": ("lesion.jpg", _sample().read_bytes(), "image/jpeg")})
+        import sys
+
+        monkeypatch.setitem(sys.modules, "highdicom", None)  # a server without srcrn[dicom]
+        missing = client.post("/api/v1/dicom", files=form)
+        assert missing.status_code == 501 and "srcrn[dicom]" in missing.json()["detail"]
     parts = zipfile.ZipFile(io.BytesIO(zipped.content))
     assert sorted(parts.namelist()) == ["seg.dcm", "sr.dcm"]  # a DICOM upload is its own source
     sr = pydicom.dcmread(io.BytesIO(parts.read("sr.dcm")))

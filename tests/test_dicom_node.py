@@ -276,7 +276,7 @@ def _answers(http_port: int) -> bool:
         return False
 
 
-def test_the_spool_is_the_nodes_output_folder(tmp_path, capsys):
+def test_the_spool_is_the_nodes_output_folder(tmp_path, capsys, monkeypatch):
     from helpers import cli_error, run_cli
     from srcrn.serving import dicom_node
 
@@ -289,12 +289,8 @@ def test_the_spool_is_the_nodes_output_folder(tmp_path, capsys):
     )
     # A free spool is claimed, and the node then listens (stopped here at once).
     started = []
-    original = dicom_node.DicomNode.serve_forever
-    dicom_node.DicomNode.serve_forever = lambda self, host, port: started.append((host, port))
-    try:
-        port = _free_port()
-        run_cli("dicom", "serve", "--spool", str(tmp_path / "spool"), "--port", str(port))
-    finally:
-        dicom_node.DicomNode.serve_forever = original
+    monkeypatch.setattr(dicom_node.DicomNode, "serve_forever", lambda self, host, port: started.append((host, port)))
+    port = _free_port()
+    run_cli("dicom", "serve", "--spool", str(tmp_path / "spool"), "--port", str(port))
     assert started == [("127.0.0.1", port)]
     assert json.loads((tmp_path / "spool" / "srcrn-output.json").read_text())["command"] == "dicom serve"

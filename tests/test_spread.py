@@ -43,11 +43,13 @@ def test_every_answer_has_its_spread_around_it_in_every_output(tmp_path, pipelin
         assert low <= result.probability <= high and high - low < 0.5
         assert result.to_dict()["probability_spread"] == [low, high]
     # The spread is the answers of the turned lesions: without angles there is none.
+    from srcrn.inference.pipeline import SPREAD_ANGLES
+
     pipeline.spread_angles = ()
     try:
         assert pipeline.predict(images[0]).spread is None
     finally:
-        pipeline.spread_angles = (-15.0, 15.0)
+        pipeline.spread_angles = SPREAD_ANGLES
     run_cli("predict", *map(str, images), "--out", str(tmp_path / "out"), "--no-overlays", "--no-progress")
     table = pd.read_csv(tmp_path / "out" / "predictions.csv")
     assert (table["spread_low"] <= table["melanoma"]).all() and (table["melanoma"] <= table["spread_high"]).all()

@@ -201,7 +201,10 @@ _TRUTH = ("masks", "labels.csv", "ISIC-2017_*_GroundTruth*", "ISIC2018_Task*_Gro
 
 def is_data_folder(folder: Path) -> bool:
     """Whether ``folder`` holds a dataset: an image folder and masks or labels beside it."""
-    has = lambda patterns: any(any(folder.glob(p)) for p in patterns)  # noqa: E731
+
+    def has(patterns: tuple[str, ...]) -> bool:
+        return any(any(folder.glob(pattern)) for pattern in patterns)
+
     return has(_IMAGE_FOLDERS) and has(_TRUTH)
 
 

@@ -203,7 +203,10 @@ def _age(value: str, notes: list[str]) -> float | None:
         notes.append(f"Patient's Age {value!r} is not DICOM's nnnD/W/M/Y: age not taken from the header")
         return None
     years = int(match.group(1)) * _DAYS_PER_UNIT[match.group(2)]
-    return years if years <= 120 else None
+    if years > 120:
+        notes.append(f"Patient's Age {value!r} is over 120 years: age not taken from the header")
+        return None
+    return years
 
 
 def site_codes() -> dict[tuple[str, str], str]:

@@ -13,7 +13,6 @@ gives, or empty (anonymous).
 from __future__ import annotations
 
 import datetime
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,6 @@ import numpy as np
 
 from srcrn import __version__
 from srcrn.atomic import atomic_path
-from srcrn.bundle.schema import BUNDLE_FILE, file_sha256
 from srcrn.data.dicom import is_dicom, site_codes, site_meaning
 from srcrn.data.images import ImageSource, decode_image
 from srcrn.errors import ConfigError
@@ -89,16 +87,6 @@ class StudyObjects:
                 dataset.save_as(temporary, enforce_file_format=True)
             written[role] = str(path)
         return written
-
-
-def model_sha256(segmenter_source: str | Path, classifier_sources: list[str | Path]) -> str:
-    """The answering model's identity: for a bundle, the SHA-256 of its ``bundle.json`` (which
-    holds each model file's SHA-256, checked on load); for checkpoints, of their SHA-256s."""
-    manifest = Path(segmenter_source).parent / BUNDLE_FILE
-    if manifest.is_file():
-        return file_sha256(manifest)
-    digests = [file_sha256(Path(p)) for p in [segmenter_source, *classifier_sources] if Path(p).is_file()]
-    return hashlib.sha256(" ".join(digests).encode()).hexdigest()
 
 
 def _code(value: str, meaning: str) -> Any:

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pandas as pd
@@ -29,8 +29,9 @@ from srcrn.atomic import atomic_path, json_text, parse_json, read_json, remove_l
 from srcrn.console import progress
 from srcrn.data.images import IMAGE_SUFFIXES
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext, check_scale, read_metadata
+from srcrn.dicom.objects import Patient
 from srcrn.errors import ConfigError, DataError, SrcrnError
-from srcrn.inference.jobs import find_images, image_id, in_shard, job_identity
+from srcrn.inference.jobs import find_images, image_id, in_shard, job_identity, model_identity
 from srcrn.inference.pipeline import Pipeline
 
 JOURNAL = "predictions.partial.jsonl"
@@ -135,15 +136,15 @@ def predict_images(
     mm_per_pixel: float | None = None,
     report: bool = False,
     dicom: bool = False,
-    patient: dict[str, str] | None = None,
+    patient: Patient | None = None,
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Every image of ``inputs`` (of ``shard``, if given) in batches; a bad file is reported
     and skipped, the rest go on. With ``resume``, images a killed run finished are kept.
     ``metadata`` (a CSV) gives images their clinical context and scale by id; read before
     anything runs. ``mm_per_pixel`` is the scale of every image without one of its own; with
     ``report``, each image also gets its one-page PDF report; with ``dicom``, its SEG and SR
-    (and, for a non-DICOM image, the Secondary Capture they refer to, in a study of ``patient``:
-    ``dicom.objects.Patient``'s fields, else anonymous) in ``dicom/``."""
+    (and, for a non-DICOM image, the Secondary Capture they refer to, in a study of ``patient``,
+    else anonymous) in ``dicom/``."""
     contexts = read_metadata(metadata) if metadata is not None else {}
     if mm_per_pixel is not None:
         check_scale(mm_per_pixel, "--mm-per-pixel")
@@ -186,8 +187,8 @@ def predict_images(
         identity["report"] = True
     if dicom:
         identity["dicom"] = True
-        if patient and any(patient.values()):  # other patient fields: another job's objects
-            identity["patient"] = patient
+        if patient is not None and patient != Patient():  # other patient fields: another job's objects
+            identity["patient"] = asdict(patient)
     done = _read_finished(out, identity) if resume else {}
     if done:
         log.info("%s: resuming: %d of %d images were predicted before", out, len(done), len(readable))
@@ -233,18 +234,17 @@ def predict_images(
 
 
 def _saver(
-    pipeline: Pipeline, out: Path, *, overlays: bool, report: bool, dicom: bool, patient: dict[str, str] | None = None
+    pipeline: Pipeline, out: Path, *, overlays: bool, report: bool, dicom: bool, patient: Patient | None = None
 ) -> Callable[[PipelineResult], Prediction]:
     """What is written of each answer: its files, and with ``dicom`` its DICOM objects."""
     if not dicom:
         return lambda r: r.save(out, overlay=overlays, report=report)
-    from srcrn.dicom.objects import Patient, model_sha256, study_objects
+    from srcrn.dicom.objects import study_objects
 
-    model = model_sha256(pipeline.segmenter.source, [pipeline.classifier.source])
-    person = Patient(**(patient or {}))  # a bad birth date is refused before any image
+    model = model_identity(pipeline)  # the files' digests, already read for the job's identity
 
     def save(result: PipelineResult) -> Prediction:
-        study_objects(result, result.source, model, person).write(out / "dicom", result.image_id)
+        study_objects(result, result.source, model, patient or Patient()).write(out / "dicom", result.image_id)
         return result.save(out, overlay=overlays, report=report)
 
     return save

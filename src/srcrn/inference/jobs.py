@@ -89,6 +89,14 @@ def model_digest(path: str | Path) -> str | None:
     return None
 
 
+def model_identity(pipeline: Pipeline) -> str:
+    """One SHA-256 for the answering models, by content: over the digests of the segmenter's and
+    the classifier's files (``model_digest``; a bundle's classifier is its whole folder). What the
+    DICOM objects name as the model that made them."""
+    digests = [model_digest(pipeline.segmenter.source), model_digest(pipeline.classifier.source)]
+    return hashlib.sha256(" ".join(d or "none" for d in digests).encode()).hexdigest()
+
+
 def job_identity(pipeline: Pipeline) -> dict:
     """What makes two runs' predictions the same: the models (by content: the SHA-256 of their
     files) and their prediction settings. A resumed job must match the one it continues, and

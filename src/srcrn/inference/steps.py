@@ -228,9 +228,10 @@ def rotated(batch: np.ndarray, angle: float, *, mask: bool = False) -> np.ndarra
     matrix = cv2.getRotationMatrix2D(((size - 1) / 2, (size - 1) / 2), angle, 1.0)
     flags = cv2.INTER_NEAREST if mask else cv2.INTER_LINEAR
     border = cv2.BORDER_CONSTANT if mask else cv2.BORDER_REFLECT_101
+    pixels = batch.view(np.uint8) if batch.dtype == bool else batch  # OpenCV has no boolean images
     turned = [cv2.warpAffine(np.ascontiguousarray(item), matrix, (size, size), flags=flags, borderMode=border)
-              for item in batch.astype(np.uint8) if True]  # fmt: skip
-    return np.stack(turned).astype(batch.dtype)
+              for item in pixels]  # fmt: skip
+    return np.stack(turned).view(bool) if batch.dtype == bool else np.stack(turned)
 
 
 def spread_under_rotation(

@@ -59,6 +59,7 @@ from srcrn.data.metadata import (
     ClinicalContext,
 )
 from srcrn.errors import DataError, SrcrnError
+from srcrn.inference.jobs import model_identity
 from srcrn.inference.pipeline import Pipeline
 from srcrn.serving.admission import Admission, Batcher
 from srcrn.serving.schemas import CompareAnswer, HealthAnswer, PredictAnswer, ReadyAnswer, documented
@@ -324,6 +325,8 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
         (result,), _, pdf, _ = answered
         return _attachment(pdf, "application/pdf", f"{result.image_id}_report.pdf")
 
+    dicom_model: list[str] = []  # the models' identity in the DICOM objects, computed on first use
+
     @app.post(
         f"{API}/dicom",
         summary="The answer as DICOM: the mask as a SEG and the findings as an SR (TID 1500)",
@@ -341,11 +344,14 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None) -> Fas
     )
     async def dicom(request: Request) -> Response:
         try:
-            from srcrn.dicom.objects import model_sha256, study_zip
+            import highdicom  # noqa: F401  (srcrn.dicom.objects needs it only when building)
+
+            from srcrn.dicom.objects import study_zip
         except ModuleNotFoundError:
             return _error(501, "DICOM output needs srcrn[dicom] (highdicom) on the server")
-        identity = model_sha256(pipeline.segmenter.source, [pipeline.classifier.source])
-        answered = await answer(request, lambda results, contents: study_zip(results[0], contents[0], identity))
+        if not dicom_model:  # the models' digests, read once per process
+            dicom_model.append(await run_in_threadpool(model_identity, pipeline))
+        answered = await answer(request, lambda results, contents: study_zip(results[0], contents[0], dicom_model[0]))
         if isinstance(answered, Response):
             return answered
         (result,), _, archive, _ = answered

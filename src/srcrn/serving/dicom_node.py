@@ -32,8 +32,9 @@ from typing import Any
 from srcrn.atomic import atomic_path
 from srcrn.commands import DicomServeSettings
 from srcrn.data.dicom import PHOTOGRAPHS
-from srcrn.dicom.objects import model_sha256, study_objects
+from srcrn.dicom.objects import study_objects
 from srcrn.errors import ConfigError, SrcrnError
+from srcrn.inference.jobs import model_identity
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class DicomNode:
         """A node over ``pipeline`` with its spool folder (created; what an earlier run left is resumed)."""
         self.pipeline, self.spool, self.ae_title, self.forward = pipeline, Path(spool), ae_title, forward
         self.retry_seconds, self.max_pixels = retry_seconds, max_pixels
-        self.model = model_sha256(pipeline.segmenter.source, [pipeline.classifier.source])
+        self.model = model_identity(pipeline)
         for part in ("incoming", "outgoing", "failed"):
             (self.spool / part).mkdir(parents=True, exist_ok=True)
         self.pending: queue.Queue[Path] = queue.Queue(maxsize=max_pending)
@@ -132,7 +133,9 @@ class DicomNode:
             partial = self.spool / "outgoing" / f".partial-{path.stem}"
             shutil.rmtree(partial, ignore_errors=True)
             objects.write(partial, "srcrn")
-            os.replace(partial, self.spool / "outgoing" / path.stem)
+            answer = self.spool / "outgoing" / path.stem
+            shutil.rmtree(answer, ignore_errors=True)  # the same image sent again: its newer answer replaces ours
+            os.replace(partial, answer)
         except Exception as error:
             problem = str(error) if isinstance(error, SrcrnError) else f"{type(error).__name__}: {error}"
             log.warning("%s: not predicted: %s", path.name, problem)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from srcrn.commands import MergeSettings, PredictSettings
+from srcrn.dicom.objects import Patient
 from srcrn.errors import SrcrnError
 from srcrn.inference.batch import merge_predictions, predict_images
 from srcrn.inference.jobs import parse_shard
@@ -50,11 +51,7 @@ def predict_inputs(inputs: list[Path], given: PredictSettings) -> tuple[list[Any
             mm_per_pixel=given.mm_per_pixel,
             report=given.report,
             dicom=given.dicom,
-            patient={
-                "patient_id": given.patient_id or "",
-                "name": given.patient_name or "",
-                "birth_date": given.patient_birth_date or "",
-            },
+            patient=Patient(given.patient_id or "", given.patient_name or "", given.patient_birth_date or ""),
         )
     if not results and part is not None and not errors:
         log.warning("%s: shard %s holds none of the images (empty tables written)", out, given.shard)
