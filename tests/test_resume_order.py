@@ -86,3 +86,56 @@ class _no_unreliable_warning:
         messages = [str(w.message) for w in self._caught]
         assert not [m for m in messages if "unreliable" in m], messages
         return False
+
+
+class Scored(Recorder):
+    """The recorder, with the score a run's best checkpoint is chosen by."""
+
+    def training_step(self, batch, index):
+        loss = super().training_step(batch, index)
+        self.log("score", -loss.detach())
+        return loss
+
+
+@pytest.mark.parametrize(
+    ("name", "before_step"),
+    [("SIGTERM", 0), ("SIGTERM", 6), ("SIGINT", 0), ("SIGINT", 2)],  # an epoch's first step, or mid-epoch
+)
+def test_a_stop_signal_at_any_step_resumes_without_skipping_any(sample, tmp_path, name, before_step):
+    """A SIGTERM or Ctrl+C saves a checkpoint from which the resumed run does every remaining
+    step of the same epochs, in the same order, whenever the signal comes (the CI once sent it
+    as the first epoch started, and the resume skipped that whole epoch)."""
+    import os
+    import signal
+
+    from srcrn.errors import Interrupted
+    from srcrn.settings import RunSettings
+    from srcrn.training.runner import fit
+
+    dataset = IsicDataset.from_dir(sample)
+    prepared = prepare(dataset, 32, tmp_path / "cache", workers=1, show_progress=False)
+    split = Split("test", dataset.ids[:24], dataset.ids[24:], 0)
+    settings = RunSettings(epochs=2, accelerator="cpu", devices="1")
+
+    def run(task, out, resume, callbacks=()):
+        data = IsicDataModule(prepared, split, batch_size=4, seed=3)
+        return fit(task, data, settings, out, monitor="score", resume=resume, progress=False, callbacks=[*callbacks])
+
+    whole = Scored()
+    assert run(whole, tmp_path / "whole", False)["global_step"] == 12
+
+    class Signal(L.Callback):  # at the epoch's start, before its loop asks for a batch; or before a step
+        def on_train_epoch_start(self, trainer, *_):
+            if trainer.global_step == before_step and before_step % 6 == 0:
+                os.kill(os.getpid(), getattr(signal, name))
+
+        def on_train_batch_start(self, trainer, *_):
+            if trainer.global_step == before_step and before_step % 6:
+                os.kill(os.getpid(), getattr(signal, name))
+
+    first, second = Scored(), Scored()
+    with pytest.raises(Interrupted, match=rf"stopped by {name} after step {before_step + 1}; continue with"):
+        run(first, tmp_path / "cut", False, [Signal()])
+    summary = run(second, tmp_path / "cut", True)
+    assert summary["global_step"] == 12 and summary["epochs"] == 2
+    assert first.seen + second.seen == whole.seen

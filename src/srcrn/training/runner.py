@@ -188,12 +188,21 @@ def merge_logs(folder: Path, target: Path) -> bool:
     return True
 
 
-class _GracefulStop:
-    """SIGTERM (a scheduler, ``docker stop``) and SIGINT (Ctrl+C) during training: finish the
-    current step, save a resumable checkpoint, then stop. A second signal stops at once."""
+class _StopRequested(Exception):
+    """Raised after the step during which a stop signal came (see ``_GracefulStop``)."""
 
-    def __init__(self, trainer: L.Trainer):
-        self.trainer, self.signal = trainer, 0
+
+class _GracefulStop(L.Callback):
+    """SIGTERM (a scheduler, ``docker stop``) and SIGINT (Ctrl+C) during training: finish the
+    current step, save a resumable checkpoint, then stop. A second signal stops at once.
+
+    It stops by raising after the step, where Lightning's own SIGTERM stop raises, not by
+    ``trainer.should_stop``: that ends the epoch loop and marks the epoch completed, so a resume
+    went on with the next epoch and skipped the rest of this one (all of it when the signal came
+    before the epoch's first step)."""
+
+    def __init__(self) -> None:
+        self.signal = 0
         self.previous: dict[int, Any] = {}
 
     def _handle(self, number: int, frame: Any) -> None:
@@ -201,7 +210,11 @@ class _GracefulStop:
             signal.signal(number, signal.SIG_DFL)
             raise KeyboardInterrupt
         self.signal = number
-        self.trainer.should_stop = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        """Stop once the step in progress when the signal came is done."""
+        if self.signal:
+            raise _StopRequested
 
     def __enter__(self) -> _GracefulStop:
         if threading.current_thread() is threading.main_thread():  # handlers only install there
@@ -292,7 +305,7 @@ def fit(
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
-    attempt = _AttemptStart()
+    attempt, stop = _AttemptStart(), _GracefulStop()
     trainer = L.Trainer(
         default_root_dir=out,
         max_epochs=settings.epochs,
@@ -303,7 +316,7 @@ def fit(
         strategy=settings.strategy,
         precision=settings.precision,
         logger=CSVLogger(out, name="logs", version=""),
-        callbacks=[checkpoints, latest, attempt, *(callbacks or [])]
+        callbacks=[checkpoints, latest, attempt, stop, *(callbacks or [])]
         + ([RichProgressBar(console_kwargs={"stderr": True})] if progress else []),
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress,
@@ -313,11 +326,11 @@ def fit(
     )
     _keep_earlier_logs(out / "logs")
     started = time.perf_counter()
-    with _GracefulStop(trainer) as stop:
+    with stop:
         try:
             trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume else None)
-        except SIGTERMException:
-            pass  # Lightning's own answer to SIGTERM (stop after the current step): saved below
+        except (SIGTERMException, _StopRequested):
+            pass  # stopped after the current step (Lightning's own SIGTERM stop, or ours): saved below
     wall = time.perf_counter() - started
     steps = trainer.global_step - attempt.step  # this attempt's own
     attempts = _record_attempt(out, wall, steps) if trainer.is_global_zero else []
