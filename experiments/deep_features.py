@@ -11,7 +11,7 @@ split for the validation split. Stacks (a logistic regression over the members' 
 scored out of fold *twice*: fitted on all out-of-fold logits (as ``classify stack`` does), and
 nested (fitted on four folds' logits, applied to the fifth), the honest figure.
 
-    python experiments/deep_features.py RUN MASKS [--encoder efficientnet-lite0] [--margin 0.2]
+    python experiments/deep_features.py RUN MASKS [--encoder efficientnet-lite0] [--margin 0.2] [--size 128 [--upsample]]
 
 RUN is the default-model run folder (``data/``, ``cv-cnn``, ``cv-features``, ``cv-features-clinical``);
 MASKS holds ``<id>_segmentation.png`` of every image (``srcrn predict`` over the data's images).
@@ -54,8 +54,11 @@ def crop(image: np.ndarray, mask: np.ndarray, margin: float, size: int) -> np.nd
 
 
 @torch.inference_mode()
-def features(ids: list[str], images: Path, masks: Path, encoder: str, margin: float, size: int) -> np.ndarray:
-    """Flip-averaged pooled ImageNet features [len(ids), 1280] of the lesion crops (size x size)."""
+def features(
+    ids: list[str], images: Path, masks: Path, encoder: str, margin: float, size: int, upsample: int | None = None
+) -> np.ndarray:
+    """Flip-averaged pooled ImageNet features [len(ids), 1280] of the lesion crops (size x size,
+    then bilinearly resized to ``upsample`` x ``upsample`` when given)."""
     network = LitePooled(encoder, "imagenet").eval()
     mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
     out = []
@@ -64,7 +67,10 @@ def features(ids: list[str], images: Path, masks: Path, encoder: str, margin: fl
         for image_id in ids[start : start + 16]:
             image = np.asarray(Image.open(images / f"{image_id}.jpg").convert("RGB"))
             mask = np.asarray(Image.open(masks / f"{image_id}_segmentation.png"))
-            batch.append((crop(image, mask, margin, size).astype(np.float32) / 255 - mean) / std)
+            lesion = crop(image, mask, margin, size)
+            if upsample:
+                lesion = cv2.resize(lesion, (upsample, upsample), interpolation=cv2.INTER_LINEAR)
+            batch.append((lesion.astype(np.float32) / 255 - mean) / std)
         x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).contiguous()
         views = [x, x.flip(3), x.flip(2), x.flip(2, 3)]
         out.append(torch.stack([network(v) for v in views]).mean(0).numpy())
@@ -118,6 +124,9 @@ def main() -> None:
     parser.add_argument("--encoder", default="efficientnet-lite0", choices=sorted(NATIVE))
     parser.add_argument("--margin", type=float, default=0.2)
     parser.add_argument("--size", type=int, default=None, help="crop side (default: the encoder's ImageNet size)")
+    parser.add_argument(
+        "--upsample", action="store_true", help="resize the --size crops to the encoder's ImageNet size before it"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", FutureWarning)  # scikit-learn 1.8's notices of LogisticRegressionCV's next API
@@ -130,16 +139,17 @@ def main() -> None:
         oof = oof.merge(members[name][["image_id", "logit"]].rename(columns={"logit": name}), on="image_id")
         val = val.merge(vals[name][["image_id", "logit"]].rename(columns={"logit": name}), on="image_id")
     size = args.size or NATIVE[args.encoder]
+    upsample = NATIVE[args.encoder] if args.upsample and size != NATIVE[args.encoder] else None
     cache = run / (
         f"deep-{args.encoder}-m{args.margin}.npz"
         if size == NATIVE[args.encoder]
-        else f"deep-{args.encoder}-m{args.margin}-{size}px.npz"
+        else f"deep-{args.encoder}-m{args.margin}-{size}px{f'-to{upsample}' if upsample else ''}.npz"
     )
     ids = list(oof["image_id"]) + list(val["image_id"])
     if cache.is_file() and list(np.load(cache)["ids"]) == ids:
         table = np.load(cache)["features"]
     else:
-        table = features(ids, run / "data" / "images", args.masks, args.encoder, args.margin, size)
+        table = features(ids, run / "data" / "images", args.masks, args.encoder, args.margin, size, upsample)
         np.savez(cache, ids=np.array(ids), features=table)
     x_oof, x_val = table[: len(oof)], table[len(oof) :]
     truth = oof["truth"].to_numpy()
@@ -153,7 +163,7 @@ def main() -> None:
     oof["deep"] = deep
     final = deep_model().fit(x_oof, truth)
     val["deep"] = final.decision_function(x_val)
-    print(f"encoder {args.encoder}, {size} px crops, margin {args.margin}, {len(oof)} out-of-fold images, {len(val)} validation images;"
+    print(f"encoder {args.encoder}, {size} px crops{f' resized to {upsample}' if upsample else ''}, margin {args.margin}, {len(oof)} out-of-fold images, {len(val)} validation images;"
           f" C per fold {', '.join(f'{c:.3g}' for c in chosen)}, final {float(final[-1].C_[0]):.3g}")  # fmt: skip
     print()
     print("| model | context | out-of-fold AUC (95 % CI) | nested-stack OOF AUC | validation AUC |")

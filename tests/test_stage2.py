@@ -454,3 +454,19 @@ def test_predict_explain_writes_one_heatmap_per_image_at_its_size(tiny_segmenter
         with Image.open(path) as original, Image.open(explanation) as heat:
             scale = min(1.0, 1024 / max(original.size))  # the working size of measurements and overlays
             assert heat.size == (round(original.size[0] * scale), round(original.size[1] * scale))
+
+
+@pytest.mark.parametrize("backbone_size", [None, 96])
+def test_grad_cam_looks_at_a_lite_encoders_last_feature_map(backbone_size):
+    """A Lite classifier has no ResNet ``layer4``: Grad-CAM takes each backbone's last spatial layer."""
+    from srcrn.answers.explain import grad_cam
+    from srcrn.models import MelanomaClassifier
+    from srcrn.runtime.engines import TorchRuntime
+    from srcrn.stage2.spec import ClassifierSpec
+
+    torch.manual_seed(0)
+    model = MelanomaClassifier(weights=None, encoder="efficientnet-lite0", backbone_size=backbone_size).eval()
+    assert model.last_feature_map is model.backbone.body.bn2
+    images, _, _ = _squares(2, 64, np.random.default_rng(0))
+    maps = grad_cam(CnnModel(TorchRuntime(model), ClassifierSpec(64)), images)
+    assert maps.shape == (2, 64, 64) and maps.min() >= 0 and maps.max() <= 1

@@ -25,13 +25,13 @@ def grad_cam(classifier: CnnModel, inputs: np.ndarray) -> np.ndarray:
     from captum.attr import LayerAttribution, LayerGradCam
 
     model = getattr(classifier.runtime, "model", None)
-    if model is None or not hasattr(model, "backbone"):
+    if model is None or not hasattr(model, "last_feature_map"):
         raise ConfigError("--explain needs the torch engine: an ONNX model carries no gradients (use --engine torch)")
     inputs = np.asarray(inputs, dtype=np.uint8)
     device = next(model.parameters()).device
     batch = torch.from_numpy(normalize_numpy(inputs)).to(device)
     with torch.enable_grad():
-        attribution = LayerGradCam(model, model.backbone.layer4).attribute(batch, relu_attributions=True)
+        attribution = LayerGradCam(model, model.last_feature_map).attribute(batch, relu_attributions=True)
         maps = LayerAttribution.interpolate(attribution, tuple(inputs.shape[1:3]), "bilinear")[:, 0]
     maps = maps.detach().clamp_min(0).cpu().numpy().astype(np.float32)
     peaks = maps.reshape(len(maps), -1).max(axis=1)

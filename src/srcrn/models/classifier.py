@@ -3,14 +3,18 @@ melanoma head (batch normalisation of the pooled features, dropout, linear).
 
 The backbone is frozen by default (the paper's transfer learning): its weights get no
 gradient and its BatchNorm layers stay in eval mode, so their running statistics do not
-drift either. ``finetune=True`` trains everything.
+drift either. ``finetune=True`` trains everything. ``backbone_size`` resizes the input before
+the backbone: a frozen ImageNet encoder describes a 128-px lesion crop far better at the scale
+it was trained at (224 px for Lite0) than at 128 px (docs/results/encoders.md).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from srcrn.errors import ConfigError
@@ -29,15 +33,22 @@ class MelanomaClassifier(nn.Module):
         finetune: train the backbone too (the paper freezes it).
         dropout: the head's dropout.
         encoder: resnet50 (the paper's) or efficientnet-lite0/1/2.
+        backbone_size: resize the input to this square side (bilinear) before the backbone; None: as given.
     """
 
     def __init__(
-        self, weights: str | Path | None = None, finetune: bool = False, dropout: float = 0.0, encoder: str = "resnet50"
+        self,
+        weights: str | Path | None = None,
+        finetune: bool = False,
+        dropout: float = 0.0,
+        encoder: str = "resnet50",
+        backbone_size: int | None = None,
     ):
         """Build the backbone and head (see the class)."""
         super().__init__()
         check_encoder(encoder)
         self.encoder_name = encoder
+        self.backbone_size = backbone_size
         if encoder == "resnet50":
             backbone = resnet50_backbone(weights)
             backbone.fc = nn.Identity()  # conv1 .. layer4 + global average pooling -> 2048 features
@@ -60,6 +71,13 @@ class MelanomaClassifier(nn.Module):
         # encoder's are far from ImageNet's), and SGD at lr 0.01 on raw ones diverges.
         return nn.Sequential(nn.BatchNorm1d(self.features), nn.Dropout(self.dropout), nn.Linear(self.features, 1))
 
+    @property
+    def last_feature_map(self) -> nn.Module:
+        """The backbone's last spatial layer, before pooling (where Grad-CAM looks)."""
+        backbone: Any = self.backbone
+        layer: nn.Module = backbone.layer4 if self.encoder_name == "resnet50" else backbone.body.bn2
+        return layer  # timm's EfficientNet: conv_head, then bn2 (BatchNorm + ReLU6)
+
     def reset_classifier(self) -> None:
         """A new, untrained head (the backbone kept)."""
         self.head = self._new_head()
@@ -73,6 +91,8 @@ class MelanomaClassifier(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled backbone features (without gradients when frozen and training)."""
+        if self.backbone_size is not None:  # always (a same-size bilinear resize is the identity): one graph to export
+            x = F.interpolate(x, size=(self.backbone_size, self.backbone_size), mode="bilinear", align_corners=False)
         if self.finetune or not self.training:
             return self.backbone(x)  # in eval mode the caller decides (Grad-CAM needs gradients)
         with torch.no_grad():  # frozen training: no activations kept for a backward pass

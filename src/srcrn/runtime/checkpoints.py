@@ -107,7 +107,13 @@ def build_model(stored: StoredModel):
             encoder=s["encoder"],
         )
     else:
-        model = MelanomaClassifier(weights=None, finetune=s["finetune"], dropout=s["dropout"], encoder=s["encoder"])
+        model = MelanomaClassifier(
+            weights=None,
+            finetune=s["finetune"],
+            dropout=s["dropout"],
+            encoder=s["encoder"],
+            backbone_size=s.get("backbone_size"),
+        )
     try:
         model.load_state_dict(stored.weights)
     except RuntimeError as error:

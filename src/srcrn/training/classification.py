@@ -63,6 +63,7 @@ class ClassificationTask(SrcrnTask):
             finetune=config.finetune,
             dropout=config.dropout,
             encoder=config.encoder,
+            backbone_size=config.backbone_size,
         )
         for stage in STAGES:
             self.meters[f"{stage}_loss"] = MeanMetric()
@@ -209,20 +210,25 @@ def train_classification(
 
     split.save(out)
     config.save(out / "config.yaml")
-    task = ClassificationTask(config)
-    summary = fit(
-        task,
-        module,
-        config,
-        out,
-        monitor=MONITOR,
-        resume=resume,
-        progress=progress,
-        callbacks=classification_callbacks(config),
-    )
-    if not summary:
-        return summary
-    summary["model_checkpoint"] = summary["best_checkpoint" if config.select == "best" else "last_checkpoint"]
+    if config.probe:  # the head fitted once, to convergence: no epochs (training.probe)
+        from srcrn.training.probe import train_probe
+
+        summary = train_probe(config, (train_set.images, train_set.labels), (val_set.images, val_set.labels), out)
+    else:
+        task = ClassificationTask(config)
+        summary = fit(
+            task,
+            module,
+            config,
+            out,
+            monitor=MONITOR,
+            resume=resume,
+            progress=progress,
+            callbacks=classification_callbacks(config),
+        )
+        if not summary:
+            return summary
+        summary["model_checkpoint"] = summary["best_checkpoint" if config.select == "best" else "last_checkpoint"]
     n_melanoma = int(train_set.labels.sum())
     summary.update(
         n_train=len(train_set),
