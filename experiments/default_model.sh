@@ -40,18 +40,27 @@ for clinical in none all; do
         --segmenter "$SEG" --input crop --margin 0.2 --image-size 128 --model features "${extra[@]}" --folds 5 \
         --target-sensitivity 0.9 --no-progress
 done
-# Stage 2 with ImageNet (issue 30): the same encoder family fine-tuned on the lesion crops (strong
-# recipe, CNN_EPOCHS per fold, the same folds), stacked with the feature model with and without
-# the context. STACK=0 skips it. The card ships whichever has the higher out-of-fold AUC with the
-# context (experiments/default_model_card.py): never chosen on the validation split.
+# Stage 2 with ImageNet (issue 30): an image member on the same folds, stacked with the feature
+# model with and without the context. MEMBER=probe (the default): the frozen ImageNet encoder with
+# its head fitted as a logistic regression on the flip-averaged pooled features of the 128-px crops
+# seen at 224 px (classify cv --recipe probe; out-of-fold AUC 0.795 alone, docs/results/encoders.md);
+# MEMBER=cnn: the encoder fine-tuned on the crops (strong recipe, CNN_EPOCHS per fold; 0.780).
+# STACK=0 skips it. The card ships whichever has the higher out-of-fold AUC with the context
+# (experiments/default_model_card.py): never chosen on the validation split.
+MEMBER=${MEMBER:-probe}
 CNN_EPOCHS=${CNN_EPOCHS:-8}
 if [ "${STACK:-1}" = 1 ]; then
-  [ -f "$R/cv-cnn/cv.json" ] || timed cv-cnn srcrn classify cv --out "$R/cv-cnn" --data "$DATA" --split official \
-        --segmenter "$SEG" --input crop --margin 0.2 --image-size 128 --model cnn --recipe strong --encoder "$ENCODER" \
-        --weights imagenet --epochs "$CNN_EPOCHS" --folds 5 --target-sensitivity 0.9 --no-progress
+  case "$MEMBER" in
+    probe) recipe=(--recipe probe) ;;
+    cnn) recipe=(--recipe strong --epochs "$CNN_EPOCHS") ;;
+    *) echo "MEMBER: probe or cnn" >&2; exit 2 ;;
+  esac
+  [ -f "$R/cv-$MEMBER/cv.json" ] || timed "cv-$MEMBER" srcrn classify cv --out "$R/cv-$MEMBER" --data "$DATA" \
+        --split official --segmenter "$SEG" --input crop --margin 0.2 --image-size 128 --model cnn "${recipe[@]}" \
+        --encoder "$ENCODER" --weights imagenet --folds 5 --target-sensitivity 0.9 --no-progress
   for clinical in none all; do
     name=stack; member=cv-features; [ "$clinical" = all ] && { name=stack-clinical; member=cv-features-clinical; }
-    [ -f "$R/$name/cv.json" ] || timed "$name" srcrn classify train --model ensemble --members "$R/cv-cnn" \
+    [ -f "$R/$name/cv.json" ] || timed "$name" srcrn classify train --model ensemble --members "$R/cv-$MEMBER" \
           --members "$R/$member" --data "$DATA" --out "$R/$name" --stack-sensitivity 0.9 --no-progress
   done
 fi

@@ -151,7 +151,8 @@ def _threshold(threshold: dict) -> dict:
 
 # The stage-2 candidates of the shipped model, with and without the clinical context: the
 # lesion-feature model alone, and (when experiments/default_model.sh trained it) its stack with
-# the ImageNet CNN. The one with the higher out-of-fold AUC with context is shipped.
+# the ImageNet image member (MEMBER: the linear probe or the fine-tuned CNN). The one with the
+# higher out-of-fold AUC with context is shipped.
 CANDIDATES = {"features": ("cv-features-clinical", "cv-features"), "stack": ("stack-clinical", "stack")}
 
 
@@ -200,19 +201,30 @@ def classifier_section(runs: Path) -> dict:
                 "val_ece_uncalibrated": cv["val"]["ece_raw"],
             },
         }
-    cnn = yaml.safe_load((runs / "cv-cnn" / "config.yaml").read_text())
-    cnn_cv = read(runs / "cv-cnn" / "cv.json")
+    # The stack's image member: its cv folder is the first of the stack's members.
+    member = Path(yaml.safe_load((runs / with_context / "config.yaml").read_text())["members"][0])
+    member = runs / member.name  # the run folder may have moved since
+    cnn = yaml.safe_load((member / "config.yaml").read_text())
+    cnn_cv = read(member / "cv.json")
     from srcrn.models.encoders import WEIGHTS_SOURCE
 
+    if cnn.get("probe"):
+        how = (
+            f"{cnn['encoder']} frozen (ImageNet), its head a logistic regression on the pooled features of the "
+            f"lesion crops seen at {cnn['backbone_size']} px (classify cv --recipe probe)"
+        )
+    else:
+        how = f"{cnn['encoder']} fine-tuned on the lesion crops (classify cv --model cnn --recipe strong)"
     return section | {
-        "kind": f"stack: {cnn['encoder']} fine-tuned on the lesion crops (classify cv --model cnn --recipe strong) + "
-        "lesion features and clinical context (gradient boosting); a logistic regression on their out-of-fold logits",
+        "kind": f"stack: {how} + lesion features and clinical context (gradient boosting); a logistic regression "
+        "on their out-of-fold logits",
         "cnn": {
             "encoder": cnn["encoder"],
             "weights": WEIGHTS_SOURCE.get(cnn["encoder"], cnn["weights"])
             if cnn["weights"] == "imagenet"
             else cnn["weights"],
-            "epochs": cnn["epochs"],
+            "trained": "frozen; head fitted as a linear probe" if cnn.get("probe") else "fine-tuned",
+            "epochs": 0 if cnn.get("probe") else cnn["epochs"],
             "oof_auc": _auc(cnn_cv["oof"]),
             "val_auc": _auc(cnn_cv["val"]),
         },

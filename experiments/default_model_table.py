@@ -54,12 +54,9 @@ def main() -> None:
     )
     if "cnn" in cls:
         cnn = cls["cnn"]
-        print(
-            f"| 2: the stack's CNN alone ({cnn['encoder']}, image only) | validation AUC | {figure(cnn['val_auc'])} |"
-        )
-        print(
-            f"| 2: the stack's CNN alone ({cnn['encoder']}, image only) | out-of-fold AUC | {figure(cnn['oof_auc'])} |"
-        )
+        member = f"the stack's image member alone ({cnn['encoder']}, {cnn.get('trained', 'fine-tuned')}, image only)"
+        print(f"| 2: {member} | validation AUC | {figure(cnn['val_auc'])} |")
+        print(f"| 2: {member} | out-of-fold AUC | {figure(cnn['oof_auc'])} |")
     print()
     print(f"threshold chosen on: {threshold['chosen_on']}; out-of-fold sensitivity "
           f"{threshold['oof_sensitivity']:.4f}, specificity {threshold['oof_specificity']:.4f}; "

@@ -151,6 +151,31 @@ def test_a_run_killed_before_its_first_checkpoint_is_refused_or_started_over(sam
     assert "already holds a run" in cli_error(capsys, *again)
 
 
+@pytest.mark.parametrize("command", ["segment", "classify"])
+def test_resume_into_a_users_project_deletes_nothing_of_theirs(sample, tmp_path, capsys, command):
+    """A folder with a config.yaml that srcrn can read (a user's own project) is adopted as an
+    older srcrn's run on --resume; with no checkpoint to continue, the start-over removed all of
+    checkpoints/ and logs/, the user's files with them (issue 32). Now: refused, nothing touched."""
+    import hashlib
+
+    project = tmp_path / "project"
+    for name, content in {"config.yaml": "epochs: 3\n", "checkpoints/model.pt": "weights", "logs/notes.txt": "mine",
+                          "checkpoints/.last.ckpt.x1.ckpt": "cut short"}.items():  # fmt: skip
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(content)
+
+    def files():
+        return {str(p.relative_to(project)): hashlib.sha256(p.read_bytes()).hexdigest() for p in project.rglob("*") if p.is_file()}  # fmt: skip
+
+    before = files()
+    message = cli_error(
+        capsys, command, "train", "--data", str(sample), "--out", str(project), "--resume", "--no-progress"
+    )
+    assert f"{project}: no complete checkpoint to resume from, and it holds files a srcrn run does not write" in message
+    assert "checkpoints/model.pt" in message and "logs/notes.txt" in message and "nothing was deleted" in message
+    assert files() == before
+
+
 # --- the bad-input corpus: every command that reads user files, generated here ---------------
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import signal
 import threading
 import time
@@ -107,6 +106,18 @@ def _secondary_process() -> bool:
     return any(int(os.environ.get(name, "0") or 0) > 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "GLOBAL_RANK"))
 
 
+# What a run writes under these folders (with atomic_path's hidden temporaries beside each):
+# checkpoints, and Lightning's CSV logs (``_keep_earlier_logs`` keeps earlier parts).
+_RUN_FILES = {"checkpoints": ("*.ckpt", ".*.ckpt"), "logs": ("metrics.csv", "metrics.part*.csv", "hparams.yaml")}
+
+
+def _run_files(out: Path) -> set[Path]:
+    """The files a run wrote under ``out``'s checkpoints/ and logs/."""
+    return {
+        path for folder, patterns in _RUN_FILES.items() for pattern in patterns for path in (out / folder).glob(pattern)
+    }
+
+
 def check_run_folder(out: Path, resume: bool) -> bool:
     """A run folder is resumable or refused, never trained into afresh by accident. Returns
     whether training continues from ``last.ckpt``.
@@ -132,9 +143,23 @@ def check_run_folder(out: Path, resume: bool) -> bool:
         )
     if resume and started:
         # Killed before its first checkpoint, or while writing it: nothing complete to go on from.
+        # What a run writes there is removed; anything else means the folder is not (only) a run.
+        partial = _run_files(out)
+        foreign = sorted(
+            str(path.relative_to(out))
+            for folder in _RUN_FILES
+            if (out / folder).is_dir()
+            for path in (out / folder).rglob("*")
+            if path not in partial and not path.is_dir()
+        )
+        if foreign:
+            raise ConfigError(
+                f"{out}: no complete checkpoint to resume from, and it holds files a srcrn run does not write "
+                f"({', '.join(foreign[:3])}): nothing was deleted; choose another --out"
+            )
         logging.getLogger(__name__).info("%s: no complete checkpoint to resume from: starting the run over", out)
-        for stale in ("checkpoints", "logs"):
-            shutil.rmtree(out / stale, ignore_errors=True)
+        for path in partial:
+            path.unlink(missing_ok=True)
         (out / "metrics.csv").unlink(missing_ok=True)
         return False
     if resume:
