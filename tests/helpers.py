@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +126,37 @@ def code_running_skops(path: Path, marker: Path) -> Path:
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("schema.json", json.dumps(schema))
     return path
+
+
+@contextlib.contextmanager
+def serve_process(*options: str) -> Iterator[tuple[str, Any]]:
+    """``srcrn serve OPTIONS`` on a free port as a child process: its URL once it is ready, and the child."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "srcrn", "serve", *options, "--port", str(port)]
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            try:
+                with urllib.request.urlopen(f"{url}/api/v1/ready", timeout=2) as answer:
+                    if json.load(answer)["status"] == "ready":
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "srcrn serve never became ready"
+            time.sleep(0.2)
+        yield url, child
+    finally:
+        child.terminate()
+        child.wait(30)

@@ -8,20 +8,15 @@ else to the test's temporary folder."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 import srcrn
+from helpers import serve_process
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -36,39 +31,9 @@ def bundle(tiny_bundle):
     return Path(os.environ.get("SRCRN_SCREENSHOT_BUNDLE") or tiny_bundle)
 
 
-@contextlib.contextmanager
-def _serving(*options: str):
-    """``srcrn serve OPTIONS`` on a free port as a child process; its URL once it is ready."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    child = subprocess.Popen(
-        [sys.executable, "-m", "srcrn", "serve", *options, "--port", str(port)],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert child.poll() is None, child.stderr.read() if child.stderr else ""
-            try:
-                with urllib.request.urlopen(f"{url}/api/v1/ready", timeout=2) as answer:
-                    if json.load(answer)["status"] == "ready":
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "srcrn serve never became ready"
-            time.sleep(0.2)
-        yield url
-    finally:
-        child.terminate()
-        child.wait(30)
-
-
 @pytest.fixture(scope="module")
 def server(bundle):
-    with _serving("--model", str(bundle)) as url:
+    with serve_process("--model", str(bundle)) as (url, _):
         yield url
 
 
@@ -245,8 +210,8 @@ def test_the_page_fits_a_phone(server, browser, sample, tmp_path):
 
 
 def test_the_heatmap_has_a_legend_and_the_layers_an_opacity(browser, tiny_segmenter, tiny_classifier, sample, tmp_path):
-    explaining = _serving("--segmenter", tiny_segmenter, "--classifier", tiny_classifier, "--explain")
-    with explaining as url:
+    explaining = serve_process("--segmenter", tiny_segmenter, "--classifier", tiny_classifier, "--explain")
+    with explaining as (url, _):
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(url)
         page.set_input_files("#file", str(sorted((sample / "images").glob("*.jpg"))[0]))
@@ -276,7 +241,7 @@ def test_a_model_card_shows_its_short_form_and_the_thresholds_meaning(browser, b
                        "threshold": {"chosen_on": "out-of-fold calibrated probabilities for 90% sensitivity",
                                      "val_sensitivity": figure, "val_specificity": figure}},
     })  # fmt: skip
-    with _serving("--model", str(carded)) as url:
+    with serve_process("--model", str(carded)) as (url, _):
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(url)
         page.wait_for_selector("#about:not([hidden])", timeout=30_000)
@@ -339,7 +304,7 @@ def test_the_follow_up_view_compares_two_visits(server, browser, sample, tmp_pat
 
 def test_the_api_key_is_kept_as_typed_across_a_reload(browser, bundle, sample):
     photo = str(sorted((sample / "images").glob("*.jpg"))[0])
-    with _serving("--model", str(bundle), "--api-key", "s3cret-key") as url:
+    with serve_process("--model", str(bundle), "--api-key", "s3cret-key") as (url, _):
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(url)
         page.wait_for_selector("#token-row:not([hidden])", timeout=30_000)

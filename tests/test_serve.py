@@ -496,3 +496,34 @@ def test_the_hosts_answered_follow_the_address_listened_on():
     assert "localhost" in ServeSettings().hosts() and "attacker.example" not in ServeSettings().hosts()
     assert ServeSettings(host="0.0.0.0").hosts() == ["*"]
     assert ServeSettings(host="0.0.0.0", allowed_hosts=["derm.clinic.example"]).hosts() == ["derm.clinic.example"]
+
+
+@pytest.mark.slow
+def test_four_decompression_bombs_at_once_keep_the_service_under_1_5_gb():
+    """Real bombs (PNGs of 144 megapixels of zeros, 140 KB each: 432 MB apiece decoded), four at
+    once to ``srcrn serve`` with the shipped model and its default pixel limit: each a 413, and the process's peak
+    resident memory (VmHWM) stays under 1.5 GB (issue 32: 5.4 GB before the limit)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    import httpx
+
+    from helpers import serve_process
+
+    buffer = io.BytesIO()
+    Image.new("L", (12_000, 12_000)).save(buffer, format="PNG", compress_level=9)
+    bomb = buffer.getvalue()
+    assert len(bomb) < 500_000
+    with serve_process() as (url, child):
+
+        def send(index: int) -> httpx.Response:
+            files = {"image": (f"bomb{index}.png", bomb, "image/png")}
+            return httpx.post(f"{url}/api/v1/predict", files=files, timeout=120)
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(send, range(4)))
+        status = Path(f"/proc/{child.pid}/status").read_text()
+    assert [a.status_code for a in answers] == [413] * 4, [a.text for a in answers]
+    peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+    print(f"srcrn serve peak RSS with four 144-megapixel bombs: {peak_kb / 1024:.0f} MB")
+    assert peak_kb < 1.5 * 1024 * 1024
