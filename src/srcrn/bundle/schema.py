@@ -222,8 +222,11 @@ def attach_card(bundle: str | Path, card: dict[str, Any]) -> dict[str, Any]:
     bundle holds (``card["files"]``): what the README lists and a user can check a download by.
     Returns the card as stored."""
     bundle = Path(bundle)
-    read_manifest(bundle)  # a valid bundle, its files as written
-    files = sorted(p for p in bundle.iterdir() if p.is_file() and p.name != BUNDLE_FILE)
+    manifest = read_manifest(bundle)  # a valid bundle, its files as written
+    # The model files bundle.json names, nothing else the folder holds (the output manifest, a
+    # staging folder's mark): the card lists what a user checks a download by.
+    names = [manifest.segmenter.file, *(name for name, _ in manifest.classifier.files())]
+    files = sorted(bundle / name for name in dict.fromkeys(names) if name)
     card = dict(card) | {"files": {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files}}
     _attach(bundle, "card", card)
     return card
