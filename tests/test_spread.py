@@ -80,3 +80,24 @@ def _pdf_text(pdf: bytes) -> str:
     if shutil.which("pdftotext") is None:
         pytest.skip("pdftotext not installed (Debian's poppler-utils)")
     return subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+
+
+def test_the_answer_is_the_mean_of_the_lesion_read_as_given_and_turned(pipeline):
+    """Issue 33: averaged over the turns the spread reads anyway, the answer moves less with the
+    photo's orientation. Read with one turn at a time, the three readings give the answer and its spread."""
+    from srcrn.inference.pipeline import SPREAD_ANGLES
+
+    image = sorted(SAMPLE.glob("*.jpg"))[1]
+    answers = {}
+    try:
+        for angles in ((), (-15.0,), (15.0,), (-15.0, 15.0)):
+            pipeline.spread_angles = angles
+            answers[angles] = pipeline.predict(image)
+    finally:
+        pipeline.spread_angles = SPREAD_ANGLES
+    given = answers[()].probability
+    minus, plus = 2 * answers[(-15.0,)].probability - given, 2 * answers[(15.0,)].probability - given
+    both = answers[(-15.0, 15.0)]
+    assert both.probability == pytest.approx((given + minus + plus) / 3, abs=1e-9)
+    assert both.spread == pytest.approx((min(given, minus, plus), max(given, minus, plus)), abs=1e-9)
+    assert abs(minus - given) > 1e-4  # a turn does change the reading: the mean is not the answer as given

@@ -227,8 +227,9 @@ class PredictSettings(ModelSettings):
     report: bool = Field(False, description="also write reports/<id>_report.pdf: a one-page record of each image")
     spread: bool = Field(
         True,
-        description="also answer with each lesion turned by -15 and +15 degrees: the answer's spread (spread_low, "
-        "spread_high); --no-spread: about a third faster",
+        description="also read each lesion turned by -15 and +15 degrees: the answer is the mean of the three "
+        "readings, its spread (spread_low, spread_high) their range; --no-spread: faster, the answer of the "
+        "lesion as given and no spread",
     )
     dicom: bool = Field(
         False,

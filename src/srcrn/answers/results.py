@@ -93,7 +93,8 @@ class PipelineResult:
     working_image: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3), np.uint8), repr=False)
     working_mask: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool), repr=False)
     # The lowest and highest P(melanoma) with the lesion turned by the pipeline's spread angles (and
-    # as given): how much the answer depends on the photo's orientation. None: not measured, or not assessable.
+    # as given; the probability is their mean): how much the answer depends on the photo's
+    # orientation. None: not measured, or not assessable.
     spread: tuple[float, float] | None = None
     header: HeaderFacts | None = field(default=None, repr=False)  # a DICOM input's header facts
     from_header: tuple[str, ...] = ()  # the context fields taken from that header (none given for them)

@@ -9,6 +9,7 @@ interval (``srcrn.stats``, BCa where it applies).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,9 +135,12 @@ def evaluate_classifier(
     show_progress: bool = True,
     target_sensitivity: float | None = None,
     calibrate: str | None = None,
+    turns: Sequence[float] = (),
 ) -> ClassificationEvaluation:
     """Predict every image of ``data`` (or ``ids``), its inputs built exactly as in training
     (input mode, margin, size, segmenter); probabilities go through the model's calibration.
+    With ``turns`` (a bundle's answers, as ``predict`` gives them), each probability is the mean
+    over the input as given and turned by each angle.
     With ``calibrate`` (temperature | platt), a calibration is fitted on these images instead;
     with ``target_sensitivity``, the threshold reaching it on these images' (calibrated)
     probabilities is chosen and used for the metrics (``metrics['threshold']``). Storing
@@ -177,6 +181,11 @@ def evaluate_classifier(
         raise SrcrnError("--target-sensitivity and --calibrate need labelled images")
     calibration = fit_calibration(labels, logits, calibrate) if calibrate else spec.calibration
     probabilities = calibration(logits).astype(np.float64)
+    if turns:
+        from srcrn.inference.steps import turned_readings
+
+        turned = turned_readings(classifier, inputs, masks, contexts, turns)
+        probabilities = np.vstack([probabilities, turned]).mean(axis=0)
     threshold = spec.threshold
     if target_sensitivity is not None:
         threshold = threshold_for_sensitivity(labels, probabilities, target_sensitivity)

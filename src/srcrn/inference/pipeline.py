@@ -52,9 +52,10 @@ from srcrn.stage2.spec import MelanomaModel
 # the GIL, so they overlap. One, by measurement on 2 cores (benchmarks/overlap.py,
 # BENCHMARKS.md): never slower than none, and two oversubscribe the cores the networks use.
 WORKERS = 1
-# The answer's spread (PipelineResult.spread): a photo's orientation on the skin is arbitrary, and
-# turning a dev image by 15 degrees moved its answer by 0.031 in median and 0.103 at the 90th
-# percentile (docs/results/invariance.md), so each answer is also given turned both ways.
+# The answer and its spread (PipelineResult.spread): a photo's orientation on the skin is
+# arbitrary, and turning a dev image by 15 degrees moved its answer by 0.036 in median and 0.105
+# at the 90th percentile (docs/results/invariance.md), so each lesion is also read turned both
+# ways: the answer is the mean of the three readings, the spread their range.
 SPREAD_ANGLES = (-15.0, 15.0)
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ its identity, what the networks made of it, and the result built from that. torc
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,7 +209,7 @@ def run_networks(pipeline: Pipeline, loaded: list[Loaded | SrcrnError]) -> list[
     scores = pipeline._timed("classify", melanoma_probabilities, pipeline.classifier, inputs, masks, contexts)
     # Before the spread: the gate reads the feature table the model just computed (morphology's memo).
     distances = typicality_of(pipeline.gate, inputs, masks) or [None] * len(keys)
-    spreads = pipeline._timed("spread", spread_under_rotation, pipeline, inputs, masks, contexts, scores)
+    scores, spreads = pipeline._timed("spread", spread_under_rotation, pipeline, inputs, masks, contexts, scores)
     heatmaps: list[np.ndarray | None] = [None] * len(keys)
     if pipeline.explain:
         from srcrn.answers.explain import grad_cam
@@ -234,20 +234,32 @@ def rotated(batch: np.ndarray, angle: float, *, mask: bool = False) -> np.ndarra
     return np.stack(turned).view(bool) if batch.dtype == bool else np.stack(turned)
 
 
-def spread_under_rotation(
-    pipeline: Pipeline, inputs: np.ndarray, masks: np.ndarray | None, contexts: list, scores: np.ndarray
-) -> list[tuple[float, float] | None]:
-    """Each answer's spread: the lowest and highest P(melanoma) over its classifier input as given
-    and turned by each of ``pipeline.spread_angles`` (a photo's orientation on the skin is
-    arbitrary, so an answer that moves with it is that uncertain). None without angles."""
-    angles = pipeline.spread_angles
-    if not angles:
-        return [None] * len(scores)
+def turned_readings(
+    classifier: MelanomaModel, inputs: np.ndarray, masks: np.ndarray | None, contexts: Any, angles: Sequence[float]
+) -> np.ndarray:
+    """float [len(angles), N]: P(melanoma) of each classifier input (and its mask) turned by each angle."""
     views = np.concatenate([rotated(inputs, a) for a in angles])
     view_masks = np.concatenate([rotated(masks, a, mask=True) for a in angles]) if masks is not None else None
-    turned = np.asarray(melanoma_probabilities(pipeline.classifier, views, view_masks, list(contexts) * len(angles)))
-    every = np.vstack([np.asarray(scores, dtype=float), turned.reshape(len(angles), len(scores))])
-    return [(float(low), float(high)) for low, high in zip(every.min(axis=0), every.max(axis=0))]
+    views_contexts = list(contexts) * len(angles) if contexts is not None else None
+    turned = np.asarray(melanoma_probabilities(classifier, views, view_masks, views_contexts), dtype=float)
+    return turned.reshape(len(angles), len(inputs))
+
+
+def spread_under_rotation(
+    pipeline: Pipeline, inputs: np.ndarray, masks: np.ndarray | None, contexts: list, scores: np.ndarray
+) -> tuple[np.ndarray, list[tuple[float, float] | None]]:
+    """Each answer over its classifier input as given and turned by each of
+    ``pipeline.spread_angles`` (a photo's orientation on the skin is arbitrary): the mean
+    P(melanoma) of these readings is the answer, their lowest and highest its spread. Averaged,
+    the answer moves less with the photo's orientation (docs/results/invariance.md). Without
+    angles: the answers as given, and no spread."""
+    angles = pipeline.spread_angles
+    if not angles:
+        return np.asarray(scores, dtype=float), [None] * len(scores)
+    every = np.vstack(
+        [np.asarray(scores, dtype=float), turned_readings(pipeline.classifier, inputs, masks, contexts, angles)]
+    )
+    return every.mean(axis=0), [(float(low), float(high)) for low, high in zip(every.min(axis=0), every.max(axis=0))]
 
 
 def typicality_of(gate: Gate, inputs: np.ndarray, masks: np.ndarray | None) -> list[float | None] | None:

@@ -64,8 +64,8 @@ class PredictAnswer(Answer):
     probability_readable: bool
     band: Literal["low", "intermediate", "high"] | None = Field(description="the verdict band (null: none)")
     probability_spread: list[float] | None = Field(
-        description="[lowest, highest] P(melanoma) with the lesion turned by -15 and +15 degrees (not a confidence "
-        "interval); null when not assessable"
+        description="[lowest, highest] P(melanoma) of the lesion as given and turned by -15 and +15 degrees (the "
+        "answer is their mean; not a confidence interval); null when not assessable"
     )
     gate: dict[str, Any] = Field(description="the input gate's figures (sharpness, typicality, ...)")
     warnings: list[str]

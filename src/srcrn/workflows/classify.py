@@ -86,6 +86,7 @@ def evaluate_classifier_checkpoint(
     ``reliability.png``. A calibration fitted here (``calibrate``) and the threshold chosen for
     ``target_sensitivity`` are stored in the model, where ``predict`` and the bundle take them from."""
     stage1: Any = segmenter
+    turns: tuple[float, ...] = ()
     if names_a_bundle(checkpoint):  # a bundle's own segmenter cuts the lesions, as predict does
         if segmenter is not None or target_sensitivity is not None or calibrate:
             raise ConfigError(
@@ -93,6 +94,9 @@ def evaluate_classifier_checkpoint(
                 "calibration); --segmenter, --target-sensitivity and --calibrate are for checkpoints"
             )
         stage1, model, _ = bundle_models(checkpoint)
+        from srcrn.inference.pipeline import SPREAD_ANGLES
+
+        turns = SPREAD_ANGLES  # its answers as predict gives them: the mean over the lesion as given and turned
     else:
         model = load_melanoma_model(checkpoint)
     if segmenter is not None:  # checked even where the model's input mode would not use it
@@ -110,6 +114,7 @@ def evaluate_classifier_checkpoint(
         show_progress=progress,
         target_sensitivity=target_sensitivity,
         calibrate=calibrate,
+        turns=turns,
     )
     metrics = result.metrics
     extras: dict = {}
