@@ -261,15 +261,17 @@ def test_every_kind_scores_alike_in_eval_predict_both_engines_and_the_api(
     evaluated = pd.read_csv(evaluation / "predictions.csv").set_index("image_id")["melanoma"]
     images = sorted((sample / "images").glob("*.jpg"))[:6]
     metadata = str(sample / "metadata.csv")
+    # A checkpoint's eval scores the model on the lesion as given: predict's single reading
+    # (--no-spread; its default answer is the mean over three turns, tests/test_spread.py).
     run_cli("predict", *map(str, images), "--segmenter", tiny_segmenter, "--classifier", model_path,
-            "--metadata", metadata, "--out", str(tmp_path / "torch"), "--no-progress")  # fmt: skip
+            "--metadata", metadata, "--out", str(tmp_path / "torch"), "--no-spread", "--no-progress")  # fmt: skip
     bundle = tmp_path / "bundle"
     run_cli("export", "onnx", "--segmenter", tiny_segmenter, "--classifier", model_path, "--out", str(bundle))
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert manifest["version"] == 4 and manifest["classifier"]["kind"] == kind
     assert manifest["classifier"]["clinical"] == ([] if kind == "cnn" else ["age", "sex", "site"])
     run_cli("predict", *map(str, images), "--engine", "onnx", "--model", str(bundle), "--metadata", metadata,
-            "--out", str(tmp_path / "onnx"), "--no-progress")  # fmt: skip
+            "--out", str(tmp_path / "onnx"), "--no-spread", "--no-progress")  # fmt: skip
     for engine in ("torch", "onnx"):
         predicted = pd.read_csv(tmp_path / engine / "predictions.csv").set_index("image_id")
         assert len(predicted) == len(images)
@@ -281,6 +283,7 @@ def test_every_kind_scores_alike_in_eval_predict_both_engines_and_the_api(
     contexts = read_metadata(metadata)
     first = images[0]
     pipeline = srcrn.Pipeline.from_bundle(bundle)
+    pipeline.spread_angles = ()  # the lesion as given, as the checkpoint's eval scored it
     given = contexts[first.stem]
     with_context = pipeline.predict(first, age=given.age, sex=given.sex, site=given.site)
     assert with_context.probability == pytest.approx(evaluated[first.stem], abs=1e-4)
