@@ -5,7 +5,9 @@ each turned by 15 degrees, both answers: the point one (the input as given) and 
 three. Then the same two answers' AUC on the ISIC 2017 validation images (with their metadata),
 so that a gain in invariance is not bought with discrimination.
 
-    python experiments/rotation_average.py DEV [N]
+    python experiments/rotation_average.py DEV [N] [ANGLES]
+
+ANGLES (e.g. -30,-15,15,30) replaces the pipeline's turns (default -15,15).
 """
 
 from __future__ import annotations
@@ -24,39 +26,37 @@ import srcrn.inference.steps as steps_module
 from srcrn.data.metadata import read_metadata
 from srcrn.stats import auc, auc_interval
 
-seen: list[float] = []  # the mean over the three views of each answer, in the order predicted
+given: list[float] = []  # each answer's reading of the lesion as given, in the order predicted
+averaged: list[float] = []  # and the mean over the turns (the pipeline's answer)
+_spread = steps_module.spread_under_rotation
 
 
 def recording(pipeline, inputs, masks, contexts, scores):
-    """The pipeline's spread, recording each answer's mean over the views on the way."""
-    from srcrn.inference.steps import melanoma_probabilities, rotated
-
-    views = np.concatenate([rotated(inputs, a) for a in pipeline.spread_angles])
-    view_masks = (
-        np.concatenate([rotated(masks, a, mask=True) for a in pipeline.spread_angles]) if masks is not None else None
-    )
-    turned = np.asarray(
-        melanoma_probabilities(pipeline.classifier, views, view_masks, list(contexts) * len(pipeline.spread_angles))
-    )
-    every = np.vstack([np.asarray(scores, dtype=float), turned.reshape(len(pipeline.spread_angles), len(scores))])
-    seen.extend(every.mean(axis=0).tolist())
-    return [(float(lo), float(hi)) for lo, hi in zip(every.min(axis=0), every.max(axis=0))]
+    """The pipeline's own turns, recording each answer's two figures on the way."""
+    answers, spreads = _spread(pipeline, inputs, masks, contexts, scores)
+    given.extend(np.asarray(scores, dtype=float).tolist())
+    averaged.extend(np.asarray(answers, dtype=float).tolist())
+    return answers, spreads
 
 
 def main() -> None:
     data, count = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 100
     steps_module.spread_under_rotation = recording
     pipeline = srcrn.Pipeline.default()
+    if len(sys.argv) > 3:
+        pipeline.spread_angles = tuple(float(a) for a in sys.argv[3].split(","))
+    print(f"turns: {', '.join(f'{a:g}' for a in pipeline.spread_angles)} degrees")
     point, mean = [], []
     for path in sorted((data / "images").glob("ISIC_*.jpg"))[:count]:
         image = np.asarray(Image.open(path).convert("RGB"))
         height, width = image.shape[:2]
         turn = cv2.getRotationMatrix2D((width / 2, height / 2), 15, 1.0)
         copy = cv2.warpAffine(image, turn, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-        answers = [pipeline.predict(jpeg(x), image_id="x") for x in (image, copy)]
-        point.append([a.probability for a in answers])
-        mean.append(seen[-2:])
-    for name, pairs in (("point answer", np.array(point)), ("mean of the three views", np.array(mean))):
+        for x in (image, copy):
+            pipeline.predict(jpeg(x), image_id="x")
+        point.append(given[-2:])
+        mean.append(averaged[-2:])
+    for name, pairs in (("point answer", np.array(point)), ("mean over the turns", np.array(mean))):
         change = np.abs(pairs[:, 1] - pairs[:, 0])
         print(
             f"{name}: turned 15 degrees, |dP| median {np.median(change):.3f}, 90th percentile {np.percentile(change, 90):.3f}"
@@ -64,13 +64,15 @@ def main() -> None:
     sources = pd.read_csv(data / "sources.csv", dtype={"image_id": str})
     labels = pd.read_csv(data / "labels.csv", dtype={"image_id": str}).set_index("image_id")["melanoma"]
     val = sorted(sources.loc[sources["isic2017_split"] == "val", "image_id"])
-    seen.clear()
+    given.clear()
+    averaged.clear()
     context = read_metadata(data / "metadata.csv")
     results = pipeline.predict_many(
         [data / "images" / f"{i}.jpg" for i in val], contexts=[context.get(i) for i in val], batch_size=16
     )
     truth = labels.loc[val].to_numpy().astype(int)
-    for name, scores in (("point answer", [r.probability for r in results]), ("mean of the three views", seen)):
+    assert [r.probability for r in results] == averaged  # the pipeline answers the mean
+    for name, scores in (("point answer", given), ("mean over the turns", averaged)):
         scores = np.asarray(scores, dtype=float)
         interval = auc_interval(truth, scores)
         print(
