@@ -75,6 +75,26 @@ def test_a_probe_checkpoint_predicts_as_an_independently_fitted_regression(tmp_p
     assert summary["probe_c"] == pytest.approx(float(regression[-1].C_[0]))
 
 
+def test_remembered_features_belong_to_the_backbone_that_computed_them():
+    """Cross-validation reuses a frozen backbone's features across folds; two backbones of one
+    name (random initialisations, or files) must never share them: the memo keys on the weights."""
+    import torch
+
+    from srcrn.models import MelanomaClassifier
+    from srcrn.training.probe import pooled_features
+
+    inputs = np.random.default_rng(3).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    torch.manual_seed(0)
+    first = MelanomaClassifier(weights=None, encoder="efficientnet-lite0")
+    torch.manual_seed(1)
+    second = MelanomaClassifier(weights=None, encoder="efficientnet-lite0")
+    remembered = pooled_features(first, inputs, tta=False, remember=True)
+    assert np.array_equal(pooled_features(first, inputs, tta=False, remember=True), remembered)
+    others = pooled_features(second, inputs, tta=False, remember=True)
+    assert np.allclose(others, pooled_features(second, inputs, tta=False), atol=1e-6)
+    assert not np.allclose(others, remembered, atol=1e-3)
+
+
 def test_the_probe_recipe_and_what_it_refuses():
     from srcrn.errors import ConfigError
     from srcrn.settings import ClassifyTrainSettings, load_settings

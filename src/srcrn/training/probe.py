@@ -37,33 +37,45 @@ from srcrn.stats import auc
 
 log = logging.getLogger(__name__)
 C_GRID = np.logspace(-4, 0, 9)  # the inner CV's choices (docs/results/encoders.md: 0.001 chosen on every fold)
-# Pooled features of inputs already seen, by (backbone, image content): the folds of a
-# cross-validation share their images, and the frozen backbone gives each the same features.
-_SEEN: dict[tuple[Any, bytes], np.ndarray] = {}
+# Pooled features of the inputs one backbone has seen, by image content: the folds of a
+# cross-validation share their images, and a frozen backbone gives each the same features. One
+# backbone at a time (``key``: its weights' digest, resize and flips), so memory stays bounded.
+_MEMO: dict[str, Any] = {"key": None, "features": {}}
 
 
-def _backbone_key(config: ClassifyTrainSettings) -> tuple[Any, ...]:
-    return (config.encoder, config.weights, config.backbone_size, config.tta)
+def _backbone_key(model: MelanomaClassifier, tta: bool) -> bytes:
+    """The backbone by content: the digest of its weights, with the input resize and the flips
+    (two random initialisations, or two files under one name, are two backbones)."""
+    digest = hashlib.blake2b(repr((model.encoder_name, model.backbone_size, tta)).encode(), digest_size=16)
+    for name, tensor in model.backbone.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.digest()
 
 
 @torch.inference_mode()
 def pooled_features(
-    model: MelanomaClassifier, inputs: np.ndarray, *, tta: bool, key: tuple[Any, ...] = (), batch_size: int = 32
+    model: MelanomaClassifier, inputs: np.ndarray, *, tta: bool, remember: bool = False, batch_size: int = 32
 ) -> np.ndarray:
     """float64 [N, F] pooled backbone features of uint8 [N, S, S, 3] inputs (flip-averaged with
-    ``tta``); with a ``key`` naming the backbone, features computed before are reused."""
+    ``tta``); with ``remember``, features this backbone computed before are reused."""
     model.eval()
-    seen = _SEEN if key else {}  # without a key, nothing says two models are the same backbone
+    seen: dict[bytes, np.ndarray] = {}
+    if remember:
+        key = _backbone_key(model, tta)
+        if _MEMO["key"] != key:
+            _MEMO.update(key=key, features={})
+        seen = _MEMO["features"]
     digests = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in inputs]
-    missing = [i for i, d in enumerate(digests) if (key, d) not in seen]
+    missing = [i for i, d in enumerate(digests) if d not in seen]
     for start in range(0, len(missing), batch_size):
         rows = missing[start : start + batch_size]
         batch = np.asarray(inputs)[rows]
         views = [batch] + ([np.ascontiguousarray(np.flip(batch, axes)) for axes in TTA_FLIPS] if tta else [])
         features = np.mean([model.forward_features(torch.from_numpy(normalize_numpy(v))).numpy() for v in views], 0)
         for row, vector in zip(rows, features):
-            seen[(key, digests[row])] = vector.astype(np.float64)
-    return np.stack([seen[(key, d)] for d in digests])
+            seen[digests[row]] = vector.astype(np.float64)
+    return np.stack([seen[d] for d in digests])
 
 
 def fit_head(model: MelanomaClassifier, features: np.ndarray, labels: np.ndarray) -> Pipeline:
@@ -106,15 +118,14 @@ def train_probe(
         encoder=config.encoder,
         backbone_size=config.backbone_size,
     )
-    key = _backbone_key(config)
     labels = np.asarray(train[1]).astype(int)
-    regression = fit_head(model, pooled_features(model, train[0], tta=config.tta, key=key), labels)
+    regression = fit_head(model, pooled_features(model, train[0], tta=config.tta, remember=True), labels)
     chosen = float(regression[-1].C_[0])
     val_auc = None
     if len(val[1]) and 0 < val[1].sum() < len(val[1]):
         val_auc = auc(
             np.asarray(val[1]).astype(int),
-            regression.decision_function(pooled_features(model, val[0], tta=config.tta, key=key)),
+            regression.decision_function(pooled_features(model, val[0], tta=config.tta, remember=True)),
         )
     checkpoint = out / "checkpoints" / "last.ckpt"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
