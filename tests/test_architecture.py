@@ -86,6 +86,16 @@ def test_no_kind_switch_outside_the_registry():
     assert KIND_NAME.search('if model.kind == "cnn":')  # the pattern finds what it is for
 
 
+def test_the_inference_wing_stays_in_small_rooms_and_the_cli_thin():
+    """Issue 31's "done when": no module of the rooms that replaced ``inference/`` over 350
+    lines, and ``cli.py`` (parse, call, print) at most 450."""
+    rooms = ("inference", "answers", "bundle", "runtime", "stage2")
+    sizes = {path: len(path.read_text().splitlines()) for room in rooms for path in (PACKAGE / room).glob("*.py")}
+    assert len(sizes) > 20  # the rooms are where this test looks
+    assert not {str(p.relative_to(PACKAGE)): n for p, n in sizes.items() if n > 350}
+    assert len((PACKAGE / "cli.py").read_text().splitlines()) <= 450
+
+
 def test_a_layer_violation_is_caught(tmp_path):
     """The contract is not vacuous: a model importing from training breaks it."""
     finished = lint_with(tmp_path, "models/classifier.py", "from srcrn.training import runner")

@@ -1,6 +1,6 @@
 """Clinical context (age, sex, body site) as a stage-2 input, and the one stage-2 model
 interface: metadata readers, the feature model with clinical columns, the stack as a model,
-the registry's recognition by content, bundle v4 of every kind, and scoring parity between
+the registry's recognition by content, bundle v5 of every kind, and scoring parity between
 classify eval, predict (both engines) and the Python API."""
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def test_a_stack_is_the_combination_of_its_members_and_round_trips(tmp_path, tin
         load_melanoma_model(tmp_path / "bad")
 
 
-# --- bundle v4 of every kind, and scoring parity ----------------------------------------------
+# --- bundle v5 of every kind, and scoring parity ----------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +268,7 @@ def test_every_kind_scores_alike_in_eval_predict_both_engines_and_the_api(
     bundle = tmp_path / "bundle"
     run_cli("export", "onnx", "--segmenter", tiny_segmenter, "--classifier", model_path, "--out", str(bundle))
     manifest = json.loads((bundle / "bundle.json").read_text())
-    assert manifest["version"] == 4 and manifest["classifier"]["kind"] == kind
+    assert manifest["version"] == 5 and manifest["classifier"]["kind"] == kind
     assert manifest["classifier"]["clinical"] == ([] if kind == "cnn" else ["age", "sex", "site"])
     run_cli("predict", *map(str, images), "--engine", "onnx", "--model", str(bundle), "--metadata", metadata,
             "--out", str(tmp_path / "onnx"), "--no-spread", "--no-progress")  # fmt: skip
@@ -324,8 +324,8 @@ def test_a_stack_bundle_predicts_without_torch(stage2_models, sample, tiny_segme
             str(bundle))  # fmt: skip
     images = sorted((sample / "images").glob("*.jpg"))[:3]
     # A fresh interpreter where importing torch fails (a finder refuses it; scipy looks torch up in
-    # sys.modules, so it is not put there as None): the stack's CNN runs in ONNX Runtime,
-    # its feature model in scikit-learn, the lesion features in NumPy/scikit-image.
+    # sys.modules, so it is not put there as None): the stack's CNN and its feature model's trees
+    # run in ONNX Runtime, the lesion features in NumPy/scikit-image.
     script = (
         NO_TORCH + "import srcrn\n"
         f"pipeline = srcrn.Pipeline.from_bundle({str(bundle)!r})\n"
@@ -409,12 +409,12 @@ def test_a_stack_bundle_missing_a_member_is_one_line(stage2_models, tiny_segment
     bundle = tmp_path / "bundle"
     run_cli("export", "onnx", "--segmenter", tiny_segmenter, "--classifier", stage2_models["stack"], "--out",
             str(bundle))  # fmt: skip
-    (bundle / "classifier-member-1.skops").unlink()
+    (bundle / "classifier-member-1.onnx").unlink()
     photo = tmp_path / "x.jpg"
     photo.write_bytes(b"")
     message = cli_error(capsys, "predict", str(photo), "--engine", "onnx", "--model", str(bundle), "--out",
                         str(tmp_path / "out"))  # fmt: skip
-    assert f"{bundle / 'classifier-member-1.skops'}: model file of the bundle is missing" in message
+    assert f"{bundle / 'classifier-member-1.onnx'}: model file of the bundle is missing" in message
 
 
 @pytest.mark.slow

@@ -146,7 +146,7 @@ def test_onnx_engine_equals_eager_and_needs_no_torch(models, sample, tmp_path):
     segmenter, classifier = models
     run("export", "onnx", "--segmenter", segmenter, "--classifier", classifier, "--out", str(tmp_path / "bundle"))
     manifest = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
-    assert manifest["format"] == "srcrn-bundle" and manifest["version"] == 4
+    assert manifest["format"] == "srcrn-bundle" and manifest["version"] == 5
     assert manifest["classifier"]["input"] == "crop" and manifest["segmenter"]["image_size"] == 64
     assert manifest["segmenter"]["tta"] is True and manifest["segmenter"]["keep_largest"] is True
     assert "/" not in manifest["segmenter"]["source"]  # no machine paths in a bundle

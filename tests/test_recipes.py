@@ -76,6 +76,18 @@ def test_each_recipe_builds_and_runs_two_steps(sample, tmp_path, recipe):
     assert stored.settings["recipe"] == recipe and stored.settings["tta"] == (recipe == "strong")
     model = build_model(stored)
     assert model.decoder.score8.out_channels == (64 if recipe == "strong" else 2)
+    # The selected weights come without what only a resume reads (the optimizer's moments, the
+    # schedule, the averaging's raw weights): the weights themselves are last.ckpt's (one epoch).
+    best = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert "optimizer_states" in checkpoint and not {"optimizer_states", "lr_schedulers", "current_model_state"} & set(
+        best
+    )
+    assert best["state_dict"].keys() == checkpoint["state_dict"].keys()
+    assert all(torch.equal(best["state_dict"][k], v) for k, v in checkpoint["state_dict"].items())
+    assert (out / "checkpoints" / "best.ckpt").stat().st_size < 0.6 * (out / "checkpoints" / "last.ckpt").stat().st_size
+    assert (
+        build_model(read_checkpoint(out / "checkpoints" / "best.ckpt")).state_dict().keys() == model.state_dict().keys()
+    )
     if recipe == "strong":
         # EMA: the checkpoint's weights (what eval and predict load) are the average; the raw
         # weights are kept beside them for resuming, and differ after two steps.

@@ -377,7 +377,7 @@ def test_calibration_travels_from_checkpoint_to_bundle_and_predict(tiny_segmente
     bundle = tmp_path / "bundle"
     run_cli("export", "onnx", "--segmenter", tiny_segmenter, "--classifier", checkpoint, "--out", str(bundle))
     manifest = json.loads((bundle / "bundle.json").read_text())
-    assert manifest["classifier"]["calibration"]["scale"] == 0.5 and manifest["version"] == 4
+    assert manifest["classifier"]["calibration"]["scale"] == 0.5 and manifest["version"] == 5
     assert manifest["classifier"]["kind"] == "cnn"
     onnx = Pipeline.from_bundle(bundle).predict_many(images)
     for c, o in zip(calibrated, onnx):

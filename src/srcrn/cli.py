@@ -355,7 +355,7 @@ app.add_typer(export_app, name="export")
 @export_app.command("onnx")
 @with_schema_options(ExportSettings)
 def export_onnx_command(flags: Optional[dict] = None) -> None:
-    """Both stages for the torch-free engine (networks as ONNX, a feature model as skops, a stack
+    """Both stages for the torch-free engine (networks and a feature model's trees as ONNX, a stack
     with its weights) with their preprocessing and prediction settings, threshold and version:
     run them with `srcrn predict --engine onnx --model DIR` (no torch needed)."""
     from srcrn.workflows.export import export_bundle

@@ -1,7 +1,7 @@
 """``srcrn export onnx``: both stages for the torch-free engine, plus ``bundle.json``
 (preprocessing, prediction settings, threshold, versions). The segmenter and every CNN become
-ONNX models; a lesion-feature model is kept as its skops file (scikit-learn runs it: the
-booster's trees are cheap beside the networks, and skops keeps it exact); a stack is its
+ONNX models; a lesion-feature model's boosted trees become an ONNX ``TreeEnsemble`` (exact to
+rounding, and a prediction then needs no scikit-learn: ``stage2.booster``); a stack is its
 members' files plus its weights in ``bundle.json``."""
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from srcrn.stage2.spec import Calibration, ClassifierSpec, MelanomaModel
 
 def load_bundle(bundle: str | Path) -> tuple[Segmenter, MelanomaModel, BundleManifest]:
     """The segmenter, the stage-2 model and the manifest of an ``srcrn export onnx`` bundle:
-    networks run with ONNX Runtime, feature models with scikit-learn (``srcrn[features]``)."""
+    networks and feature models' trees run with ONNX Runtime (a v4 feature model with scikit-learn)."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     seg, cls = manifest.segmenter, manifest.classifier

@@ -1,5 +1,5 @@
 """The deployment bundle of ``srcrn export onnx``: the segmenter (ONNX), the stage-2 model of
-any kind (a CNN as ONNX, a lesion-feature model as skops, a stack of them with its stacker) and
+any kind (a CNN as ONNX, a lesion-feature model as ONNX trees, a stack of them with its stacker) and
 ``bundle.json``, whose schema is declared here (pydantic) and checked whenever a bundle is
 read. torch-free."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -19,9 +19,9 @@ from srcrn.stage2.registry import DEFAULT_KIND, KINDS
 
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = "srcrn-bundle"
-BUNDLE_VERSION = 4  # 2: segmenter tta/keep_largest, classifier target_sensitivity; 3: classifier tta,
+BUNDLE_VERSION = 5  # 2: segmenter tta/keep_largest, classifier target_sensitivity; 3: classifier tta,
 # calibration, sha256 of each model file; 4: classifier kind (cnn | features | stack), clinical
-# fields, stack members and stacker
+# fields, stack members and stacker; 5: a feature model as ONNX trees (v4: its skops file, still read)
 
 
 class _Part(BaseModel):
@@ -61,7 +61,7 @@ class CalibrationPart(BaseModel):
 
 
 class MemberPart(BaseModel):
-    """One member of a stack: its file (ONNX for a CNN, skops for a feature model)."""
+    """One member of a stack: its file (ONNX: a CNN's network or a feature model's trees; skops in v4)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -251,3 +251,19 @@ def attach_gate(bundle: str | Path, gate: dict[str, Any]) -> None:
 def attach_bands(bundle: str | Path, bands: dict[str, Any]) -> None:
     """Store the verdict bands (``answers.bands.Bands`` as data) in ``bundle``'s manifest."""
     _attach(bundle, "bands", bands)
+
+
+Section = TypeVar("Section", bound=BaseModel)
+
+
+def validated_section(schema: type[Section], values: dict[str, Any] | None, bundle: Path, name: str) -> Section | None:
+    """A section of bundle.json (the gate, the bands) validated by its schema, None where the
+    bundle has none, or one error line naming the bundle and the field."""
+    if not values:
+        return None
+    try:
+        return schema.model_validate(values)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        place = ".".join(str(p) for p in problem["loc"])
+        raise ConfigError(f"{bundle}: bundle.json's {name} is not valid ({place}: {problem['msg']})") from None

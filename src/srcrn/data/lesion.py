@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 import cv2
 import numpy as np
 
 from srcrn.console import progress
-from srcrn.data.cache import PreparedData
 from srcrn.data.images import Box, box_pixels, decode_crop
-from srcrn.data.isic import IsicDataset
 from srcrn.errors import ConfigError
 from srcrn.settings import InputMode
+
+if TYPE_CHECKING:  # types only: a prediction imports this module and must not pay pandas's import
+    from srcrn.data.cache import PreparedData
+    from srcrn.data.isic import IsicDataset
 
 INPUT_MODES = get_args(InputMode)
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
-import pandas as pd
 
 from srcrn.errors import DataError
 from srcrn.settings import ClinicalField
@@ -185,6 +184,8 @@ def _column(columns: Sequence[str], candidates: tuple[str, ...]) -> str | None:
 def read_metadata(path: str | Path, ids: Iterable[str] | None = None) -> dict[str, ClinicalContext]:
     """Each image's clinical context from a metadata CSV; with ``ids``, an id the data lacks
     is refused (a metadata file of another folder?). Images without a row have none."""
+    import pandas as pd  # here: a prediction without metadata does not pay pandas's import
+
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "metadata file not found")

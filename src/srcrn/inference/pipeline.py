@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
 
 from srcrn.answers.bands import Bands
 from srcrn.answers.compare import Comparison, compare
@@ -26,6 +25,7 @@ from srcrn.answers.gate import Gate
 from srcrn.answers.results import PipelineResult
 from srcrn.bundle.card import ModelCard, model_card, training_records
 from srcrn.bundle.reading import load_bundle
+from srcrn.bundle.schema import validated_section
 from srcrn.data.images import Box, ImageFile, ImageSource, as_source, decode_image, jpeg_damage
 from srcrn.data.metadata import NO_CONTEXT, ClinicalContext
 from srcrn.errors import ConfigError, SrcrnError
@@ -170,8 +170,8 @@ class Pipeline:
                 "(pass --segmenter and --classifier checkpoints instead of --model)"
             )
         segmenter, classifier, manifest = load_bundle(bundle)
-        gate = _section(Gate, manifest.gate, bundle, "gate")
-        bands = _section(Bands, manifest.bands, bundle, "bands")
+        gate = validated_section(Gate, manifest.gate, bundle, "gate")
+        bands = validated_section(Bands, manifest.bands, bundle, "bands")
         pipeline = cls(segmenter, classifier, threshold, workers=workers, gate=gate, bands=bands)
         records = {"segmenter": manifest.segmenter.training, "classifier": manifest.classifier.training}
         # With a shipped model's own description (training data, licences, figures) as ``about``.
@@ -251,13 +251,8 @@ class Pipeline:
     ) -> list[PipelineResult | SrcrnError]:
         """``images`` as one batch; a bad image fails alone: its entry is the error (``srcrn
         predict`` and ``srcrn serve`` report it and go on)."""
-        return [
-            o
-            for batch in self.predict_stream(
-                images, batch_size=max(1, len(images)), image_ids=image_ids, contexts=contexts
-            )
-            for o in batch
-        ]
+        batches = self.predict_stream(images, batch_size=max(1, len(images)), image_ids=image_ids, contexts=contexts)
+        return [outcome for batch in batches for outcome in batch]
 
     def predict_stream(
         self,
@@ -300,7 +295,7 @@ class Pipeline:
         for k in range(len(spans)):
             loaded = [outcome_of(future) for future in loading]
             loading = load(spans[k + 1]) if k + 1 < len(spans) else []  # decoded while the networks run
-            finishing = finish(self._run_networks(loaded))
+            finishing = finish(run_networks(self, loaded))
             if pending is not None:
                 yield [future.result() for future in pending]
             pending = finishing
@@ -342,9 +337,6 @@ class Pipeline:
         return lesion_of(item, self.segmenter.mask(probability, self.classify_size, self.classify_size),
                          self.classify_size, self.input_mode, self.margin, needs_mask=self.needs_masks)  # fmt: skip
 
-    def _run_networks(self, loaded: list[Loaded | SrcrnError]) -> list[Modelled | SrcrnError]:
-        return run_networks(self, loaded)
-
     def _finish_then(self, modelled: Modelled, then: Callable[[PipelineResult], Any] | None) -> Any:
         try:
             result = self._timed("measure", self._finish, modelled)
@@ -356,18 +348,3 @@ class Pipeline:
 
     def _finish(self, modelled: Modelled) -> PipelineResult:
         return result_of(modelled, self.segmenter, self.classifier, self.threshold, self.card, self.gate, self.bands)
-
-
-Section = TypeVar("Section", bound=BaseModel)
-
-
-def _section(schema: type[Section], values: dict[str, Any] | None, bundle: Path, name: str) -> Section | None:
-    """A section of bundle.json validated by its schema, or one error line naming it."""
-    if not values:
-        return None
-    try:
-        return schema.model_validate(values)
-    except ValidationError as error:
-        problem = error.errors()[0]
-        place = ".".join(str(p) for p in problem["loc"])
-        raise ConfigError(f"{bundle}: bundle.json's {name} is not valid ({place}: {problem['msg']})") from None

@@ -134,7 +134,13 @@ class FeatureModel:
         return self.logits_of_table(*self.columns(inputs, masks, contexts))
 
     def save(self, path: str | Path) -> None:
-        """The model as a skops file at ``path`` (no pickle), written atomically."""
+        """The model as a skops file at ``path`` (no pickle), written atomically.
+
+        Raises:
+            ConfigError: the model was read from a bundle's ONNX trees (they hold no estimator).
+        """
+        if not hasattr(self.estimator, "fit"):
+            raise ConfigError(f"{self.source}: a bundle's feature model cannot be saved as skops (train one instead)")
         skops_io = _skops_io()
         payload = {
             "format": FORMAT,
@@ -187,6 +193,34 @@ class FeatureModel:
             )
         except (KeyError, TypeError, ValueError):
             raise ConfigError(f"{path}: a damaged feature model (its names, settings or extras are missing)") from None
+
+    def write_onnx(self, path: Path) -> None:
+        """The model's trees as ONNX at ``path`` (a bundle's file), its names and settings inside."""
+        from srcrn.stage2.booster import booster_to_onnx
+
+        written = booster_to_onnx(self.estimator, {"format": FORMAT, "names": self.names, "settings": self.settings})
+        with atomic_path(path) as temporary:
+            temporary.write_bytes(written)
+
+    @classmethod
+    def from_onnx(cls, path: Path) -> FeatureModel:
+        """The feature model of a bundle's ONNX trees (``write_onnx``), run by ONNX Runtime.
+
+        Raises:
+            ConfigError: the file is missing, not loadable, or not a srcrn feature model.
+        """
+        from srcrn.stage2.booster import OnnxBooster
+
+        if not path.is_file():
+            raise ConfigError(f"{path}: model file not found")
+        booster = OnnxBooster(path)
+        stored = booster.metadata
+        try:
+            if stored["format"] != FORMAT or len(stored["names"]) != booster.n_features:
+                raise ValueError
+            return cls(booster, [str(n) for n in stored["names"]], dict(stored["settings"]), {}, str(path))
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"{path}: not the ONNX trees of a srcrn feature model") from None
 
     def store_extras(self, **extras: Any) -> None:
         """Record a threshold or calibration in the model file (rewritten atomically)."""

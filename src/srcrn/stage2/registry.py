@@ -110,17 +110,18 @@ def _load_features(path: Path, precision: str, device: str) -> MelanomaModel:
 
 
 def _write_features(model: MelanomaModel, out: Path, stem: str) -> dict[str, Any]:
-    # The skops file as it is: scikit-learn runs it (the booster's trees are cheap beside the
-    # networks, and the file keeps it exact); bundle.json carries its threshold and calibration.
-    name = f"{stem}.skops"
-    with atomic_path(out / name) as temporary:
-        shutil.copyfile(model.source, temporary)
+    # The booster's trees as ONNX (stage2.booster): exact, and run without scikit-learn;
+    # bundle.json carries the threshold and calibration.
+    name = f"{stem}.onnx"
+    _feature_model_class(out).write_onnx(model, out / name)
     return {"file": name}
 
 
 def _read_features(folder: Path, entry: Any, spec: ClassifierSpec) -> MelanomaModel:
     path = folder / entry.file
-    model = _feature_model_class(path).load(path)
+    feature_model = _feature_model_class(path)
+    # A v4 bundle holds the skops file itself (scikit-learn runs it).
+    model = feature_model.load(path) if path.suffix == ".skops" else feature_model.from_onnx(path)
     model.extras = {"threshold": spec.threshold, "target_sensitivity": spec.target_sensitivity,
                     "calibration": spec.calibration.to_dict()}  # fmt: skip
     result: MelanomaModel = model
