@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 pytest.importorskip("onnx", reason="writing ONNX trees needs srcrn[train]")
-from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
+from sklearn.ensemble import HistGradientBoostingClassifier
 
-from srcrn.errors import ConfigError  # noqa: E402
-from srcrn.stage2.booster import OnnxBooster, booster_to_onnx  # noqa: E402
+from srcrn.errors import ConfigError
+from srcrn.stage2.booster import OnnxBooster, booster_to_onnx
 
 
 def _data(rows: int = 300, columns: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -64,8 +64,8 @@ def booster_to_onnx(estimator: Any, metadata: dict[str, Any]) -> bytes:
             leaf_values.append(float(nodes["value"][0]))
             continue
         # Number the tree's splits and leaves in ONNX's two index spaces.
-        split_index = {}
-        leaf_index = {}
+        split_index: dict[int, int] = {}
+        leaf_index: dict[int, int] = {}
         for i in range(len(nodes)):
             if nodes["is_leaf"][i]:
                 leaf_index[i] = len(leaf_values) + len(leaf_index)
