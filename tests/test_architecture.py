@@ -69,7 +69,7 @@ def test_an_import_circle_inside_a_package_is_caught(tmp_path):
 
 # The inference wing: where a kind of stage-2 model must never be named (the registry names them).
 WING = ("inference", "answers", "bundle", "runtime", "serving", "evaluation", "workflows/quantize.py",
-        "workflows/ensemble.py", "workflows/model_choice.py")  # fmt: skip
+        "workflows/stacking.py", "workflows/model_choice.py")  # fmt: skip
 KIND_NAME = re.compile(r"""(==|!=|\bin\b|Literal\[)[^\n#]*["'](cnn|features|stack)["']""")
 
 

@@ -91,7 +91,7 @@ def test_a_stack_refuses_its_member_as_out_and_unreadable_member_tables(tmp_path
     message = cli_error(capsys, *stack, "--out", str(tmp_path / "b" / "stack"))
     assert "lies inside the member" in message
     before = (a / "oof.csv").read_bytes()
-    from srcrn.workflows.ensemble import stack_members
+    from srcrn.workflows.stacking import stack_members
 
     with pytest.raises(ConfigError, match=r"b/oof\.csv: lacks the column\(s\) logit"):
         stack_members([a, b], tmp_path / "out")

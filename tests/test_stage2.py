@@ -24,7 +24,7 @@ from srcrn.stage2.spec import Calibration
 from srcrn.stage2.spec import probabilities as melanoma_probabilities
 from srcrn.stats import auc
 from srcrn.workflows.cross_validation import fold_splits
-from srcrn.workflows.ensemble import stack_members
+from srcrn.workflows.stacking import stack_members
 
 # --- calibration ------------------------------------------------------------------------
 

@@ -38,6 +38,8 @@ SegmentationAugment = Literal["none", "flip", "strong"]
 InputMode = Literal["full", "masked", "crop"]
 Balance = Literal["none", "augment", "extra"]
 AugmentFamily = Literal["geometry", "colour", "axis", "mix"]
+# "ensemble" is the command line's word for a stack (DESIGN.md fixes the flag's values); srcrn
+# calls the concept a stack everywhere else (stage2.stack, workflows.stacking, bundle.json's kind).
 ClassifierModel = Literal["cnn", "features", "ensemble"]
 # The clinical context a stage-2 model may take (srcrn.data.metadata reads it).
 ClinicalField = Literal["age", "sex", "site"]
@@ -214,13 +216,14 @@ class ClassifyTrainSettings(RunSettings):
     recipe: Literal["paper", "strong", "probe"] = Field("paper", description="named defaults (see docs)")
     model: ClassifierModel = Field("cnn", description="cnn, lesion features + gradient boosting, or their stack")
     members: list[str] = Field(
-        default_factory=list, description="ensemble: 'classify cv' folders whose out-of-fold scores are stacked"
+        default_factory=list,
+        description="a stack (--model ensemble): 'classify cv' folders whose out-of-fold scores are stacked",
     )
     stack_sensitivity: float | None = Field(
         None,
         gt=0,
         le=1,
-        description="ensemble: the threshold reaching this sensitivity on the stack's out-of-fold scores, stored in it",
+        description="a stack (--model ensemble): the threshold reaching this sensitivity on the stack's out-of-fold scores, stored in it",
     )
     epochs: int = Field(100, ge=1, description="epochs (paper: 100)")
     weights: Weights = Field("imagenet", description="imagenet | none | PATH | srcrn:CKPT")

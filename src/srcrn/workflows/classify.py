@@ -51,9 +51,9 @@ def train_classifier(
 
         return train_feature_model(settings, data, out, resume=resume, progress=progress)
     if settings.model == "ensemble":
-        from srcrn.workflows.ensemble import train_ensemble
+        from srcrn.workflows.stacking import train_stack
 
-        return train_ensemble(settings, out, data)
+        return train_stack(settings, out, data)
     summary = train_classification(settings, data, out, resume=resume, progress=progress)
     if summary and (out / "metrics.csv").is_file():
         training_curves(

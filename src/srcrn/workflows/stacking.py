@@ -149,7 +149,7 @@ def _check_members_data(folders: list[Path], data: Path | None) -> None:
             raise ConfigError(f"{recorded}: the member was cross-validated on other data than --data {data}")
 
 
-def train_ensemble(settings: ClassifyTrainSettings, out: str | Path, data: str | Path | None = None) -> dict[str, Any]:
+def train_stack(settings: ClassifyTrainSettings, out: str | Path, data: str | Path | None = None) -> dict[str, Any]:
     """Fit the stacker and write ``out/model``: one self-contained stack (its members' final
     models copied in beside ``stack.json``) that eval, predict, serve and export take like any
     other stage-2 model."""
