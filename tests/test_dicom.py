@@ -72,6 +72,22 @@ def test_a_dicom_photograph_reads_as_its_pixels_with_the_headers_scale_and_conte
     assert "has no ISIC site" in ImageFile(eye).dicom.notes[0]
 
 
+def test_the_dermoscopes_field_of_view_gives_the_scale_where_no_pixel_spacing_does(tmp_path):
+    from srcrn.data.images import ImageFile
+
+    pixels = _rgb(_sample())
+    rows, columns = pixels.shape[:2]
+    field = dicom_photo(tmp_path / "field.dcm", pixels, FieldOfViewDimensions=[rows // 10, columns // 10])
+    assert ImageFile(field).dicom.pixel_spacing_mm == pytest.approx((rows // 10) / rows)
+    round_field = dicom_photo(tmp_path / "round.dcm", pixels, FieldOfViewDimensions=25)  # a 25 mm contact plate
+    assert ImageFile(round_field).dicom.pixel_spacing_mm == pytest.approx(25 / min(rows, columns))
+    both = dicom_photo(tmp_path / "both.dcm", pixels, PixelSpacing=[0.02, 0.02], FieldOfViewDimensions=25)
+    assert ImageFile(both).dicom.pixel_spacing_mm == 0.02  # the measured spacing wins over the nominal field
+    skewed = dicom_photo(tmp_path / "skewed.dcm", pixels, FieldOfViewDimensions=[rows // 10, columns // 5])
+    facts = ImageFile(skewed).dicom
+    assert facts.pixel_spacing_mm is None and "is not square: no scale from the header" in facts.notes[0]
+
+
 def test_the_headers_facts_flow_into_the_answer_and_a_given_value_wins(tmp_path):
     from srcrn import Pipeline
 

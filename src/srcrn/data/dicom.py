@@ -8,7 +8,7 @@ Secondary Capture images. Anything else (a CT slice, a multi-frame object, a fil
 pixel data) is refused in one line naming the file.
 
 The header's facts are the image's, given by the device or the PACS: Pixel Spacing (or Imager
-Pixel Spacing) for millimetres, Patient's Age (``045Y``), Patient's Sex, and the Anatomic Region
+Pixel Spacing, or else the dermoscope's nominal Field of View Dimension(s)) for millimetres, Patient's Age (``045Y``), Patient's Sex, and the Anatomic Region
 Sequence's code mapped onto the ISIC sites. An explicit flag or metadata row overrides each one.
 """
 
@@ -187,7 +187,40 @@ def _spacing(dataset: Any, notes: list[str]) -> float | None:
             notes.append(f"{keyword} {row:g} mm per pixel is implausible for a dermoscope: no scale from the header")
             return None
         return row
-    return None
+    return _field_of_view(dataset, notes)
+
+
+def _field_of_view(dataset: Any, notes: list[str]) -> float | None:
+    """Millimetres per pixel from Field of View Dimension(s) (0018,1149, mm): a dermoscope's
+    nominal field (e.g. a 25 mm contact plate) over the image's pixels. Two values are the field's
+    rows and columns; one is a round field's diameter, which spans the image's shorter side."""
+    value = dataset.get("FieldOfViewDimensions")
+    if value is None or value == "":
+        return None
+    values = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    try:
+        sizes = [float(v) for v in values]
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+    except (TypeError, ValueError, AttributeError):
+        notes.append(f"FieldOfViewDimensions {value!r} is not numbers: no scale from the header")
+        return None
+    if len(sizes) == 2 and all(s > 0 for s in sizes):
+        row, column = sizes[0] / rows, sizes[1] / columns
+    elif len(sizes) == 1 and sizes[0] > 0:
+        row = column = sizes[0] / min(rows, columns)
+    else:
+        notes.append(f"FieldOfViewDimensions {value!r} is not one or two sizes in mm: no scale from the header")
+        return None
+    if abs(row - column) > 0.02 * max(row, column):
+        notes.append(f"FieldOfViewDimensions {sizes[0]:g}x{sizes[1]:g} mm over {rows}x{columns} pixels "
+                     "is not square: no scale from the header")  # fmt: skip
+        return None
+    if not SCALE_RANGE[0] <= row <= SCALE_RANGE[1]:
+        notes.append(
+            f"FieldOfViewDimensions gives {row:g} mm per pixel, implausible for a dermoscope: no scale from the header"
+        )
+        return None
+    return row
 
 
 _AGE = re.compile(r"^(\d{3})([DWMY])$")
