@@ -6,15 +6,17 @@ the original's). Prints the median and 90th percentile of |dP| and of the relati
 and how often each copy's probability lies within the original's spread (its answer with the
 lesion turned by -15 and +15 degrees, ``PipelineResult.spread``), with the spreads' widths.
 
-    python experiments/invariance.py DEV/images [N] [ANGLES]
+    python experiments/invariance.py DEV/images [N] [ANGLES] [--sides 1024,4000] [--turns 15]
 
-ANGLES (e.g. -30,-15,15,30) replaces the pipeline's spread angles (default -15,15).
+ANGLES (e.g. -30,-15,15,30) replaces the pipeline's spread angles (default -15,15). ``--sides``
+are the copies' longer sides in px (256 is a downscale of every dev image), ``--turns`` the
+angles of the turned copies; ``--flips`` adds the upside-down copy beside the mirrored one.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
-import sys
 from pathlib import Path
 
 import cv2
@@ -31,28 +33,44 @@ def jpeg(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def variants(image: np.ndarray) -> dict[str, tuple[bytes, float]]:
+def variants(
+    image: np.ndarray, sides: tuple[int, ...] = (1024, 4000), turns: tuple[float, ...] = (15,), flips: bool = False
+) -> dict[str, tuple[bytes, float]]:
     """Each copy's bytes and the factor that brings its areas back to the original's pixels."""
     height, width = image.shape[:2]
     built: dict[str, tuple[bytes, float]] = {}
-    for side in (1024, 4000):
+    for side in sides:
         scale = side / max(height, width)
         size = (round(width * scale), round(height * scale))
-        built[f"upscaled to {side} px"] = (jpeg(cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)), 1 / scale**2)
-    turn = cv2.getRotationMatrix2D((width / 2, height / 2), 15, 1.0)
-    turned = cv2.warpAffine(image, turn, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    built["turned 15 degrees"] = (jpeg(turned), 1.0)
+        shrink = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+        name = f"{'upscaled' if scale >= 1 else 'downscaled'} to {side} px"
+        built[name] = (jpeg(cv2.resize(image, size, interpolation=shrink)), 1 / scale**2)
+    for angle in turns:
+        turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+        turned = cv2.warpAffine(image, turn, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        built[f"turned {angle:g} degrees"] = (jpeg(turned), 1.0)
     built["mirrored"] = (jpeg(np.ascontiguousarray(image[:, ::-1])), 1.0)
+    if flips:
+        built["upside down"] = (jpeg(np.ascontiguousarray(image[::-1])), 1.0)
     return built
 
 
 def main() -> None:
     """Predict every original and copy, print the table."""
-    folder, count = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 100
-    paths = sorted(p for p in folder.glob("ISIC_*.jpg"))[:count]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("count", type=int, nargs="?", default=100)
+    parser.add_argument("angles", nargs="?", default=None, help="the spread's angles, e.g. -15,15")
+    parser.add_argument("--sides", default="1024,4000")
+    parser.add_argument("--turns", default="15")
+    parser.add_argument("--flips", action="store_true")
+    arguments = parser.parse_args()
+    sides = tuple(int(v) for v in arguments.sides.split(","))
+    turns = tuple(float(v) for v in arguments.turns.split(","))
+    paths = sorted(p for p in arguments.folder.glob("ISIC_*.jpg"))[: arguments.count]
     pipeline = srcrn.Pipeline.default()
-    if len(sys.argv) > 3:
-        pipeline.spread_angles = tuple(float(a) for a in sys.argv[3].split(","))
+    if arguments.angles:
+        pipeline.spread_angles = tuple(float(a) for a in arguments.angles.split(","))
     changes: dict[str, list[tuple[float, float, bool]]] = {}
     widths: list[float] = []
     for path in paths:
@@ -60,7 +78,7 @@ def main() -> None:
         original = pipeline.predict(jpeg(image), image_id="original")
         low, high = original.spread or (original.probability, original.probability)
         widths.append(high - low)
-        for name, (data, back) in variants(image).items():
+        for name, (data, back) in variants(image, sides, turns, arguments.flips).items():
             copy = pipeline.predict(data, image_id="copy")
             area = copy.measurements.area_pixels * back
             relative = (

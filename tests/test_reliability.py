@@ -160,7 +160,7 @@ def test_resume_into_a_users_project_deletes_nothing_of_theirs(sample, tmp_path,
 
     project = tmp_path / "project"
     for name, content in {"config.yaml": "epochs: 3\n", "checkpoints/model.pt": "weights", "logs/notes.txt": "mine",
-                          "checkpoints/.last.ckpt.x1.ckpt": "cut short"}.items():  # fmt: skip
+                          "checkpoints/.last.ckpt.x1.ckpt": "cut short", "metrics.csv": "model,auc\nmine,0.9\n"}.items():  # fmt: skip
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(content)
 
@@ -174,6 +174,14 @@ def test_resume_into_a_users_project_deletes_nothing_of_theirs(sample, tmp_path,
     assert f"{project}: no complete checkpoint to resume from, and it holds files a srcrn run does not write" in message
     assert "checkpoints/model.pt" in message and "logs/notes.txt" in message and "nothing was deleted" in message
     assert files() == before
+    # Their metrics.csv alone (no epoch and step columns: not a run's merged log) is theirs too.
+    for name in ("checkpoints/model.pt", "logs/notes.txt"):
+        (project / name).unlink()
+    before = files()
+    message = cli_error(
+        capsys, command, "train", "--data", str(sample), "--out", str(project), "--resume", "--no-progress"
+    )
+    assert "holds files a srcrn run does not write (metrics.csv)" in message and files() == before
 
 
 # --- the bad-input corpus: every command that reads user files, generated here ---------------

@@ -118,6 +118,17 @@ def _run_files(out: Path) -> set[Path]:
     }
 
 
+def _merged_log(path: Path) -> bool:
+    """Whether ``path`` is a run's merged ``metrics.csv`` (``merge_logs``: Lightning's rows, which
+    always carry ``epoch`` and ``step``), not a user's file of that name."""
+    try:
+        with path.open(encoding="utf-8") as file:
+            header = file.readline().strip().split(",")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return {"epoch", "step"} <= set(header)
+
+
 def check_run_folder(out: Path, resume: bool) -> bool:
     """A run folder is resumable or refused, never trained into afresh by accident. Returns
     whether training continues from ``last.ckpt``.
@@ -145,13 +156,14 @@ def check_run_folder(out: Path, resume: bool) -> bool:
         # Killed before its first checkpoint, or while writing it: nothing complete to go on from.
         # What a run writes there is removed; anything else means the folder is not (only) a run.
         partial = _run_files(out)
+        merged = out / "metrics.csv"  # the run's merged log, rewritten at its end: a user's is kept
         foreign = sorted(
             str(path.relative_to(out))
             for folder in _RUN_FILES
             if (out / folder).is_dir()
             for path in (out / folder).rglob("*")
             if path not in partial and not path.is_dir()
-        )
+        ) + ([merged.name] if merged.is_file() and not _merged_log(merged) else [])
         if foreign:
             raise ConfigError(
                 f"{out}: no complete checkpoint to resume from, and it holds files a srcrn run does not write "
@@ -160,7 +172,7 @@ def check_run_folder(out: Path, resume: bool) -> bool:
         logging.getLogger(__name__).info("%s: no complete checkpoint to resume from: starting the run over", out)
         for path in partial:
             path.unlink(missing_ok=True)
-        (out / "metrics.csv").unlink(missing_ok=True)
+        merged.unlink(missing_ok=True)
         return False
     if resume:
         raise ConfigError(f"{last}: nothing to resume from")
