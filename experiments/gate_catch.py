@@ -53,18 +53,21 @@ def cases() -> dict[str, bytes]:
 def main() -> None:
     """Predict every case and print the table and the count caught."""
     pipeline = srcrn.Pipeline.from_bundle(sys.argv[1] if len(sys.argv) > 1 else "default")
-    print("| input | gate | reasons | distance |")
-    print("|---|---|---|---|")
+    figures = pipeline.gate.typicality, pipeline.gate.image_typicality
+    print("thresholds: lesion-feature distance "
+          + " ; image-feature residual ".join("n/a" if f is None else f"{f.threshold:.1f}" for f in figures))  # fmt: skip
+    print("| input | gate | reasons | lesion-feature distance | image-feature residual |")
+    print("|---|---|---|---|---|")
     built = cases()
     caught = 0
     for name, given in built.items():
         result = pipeline.predict(given, image_id="case")
         refused = not result.assessment.assessed
         caught += refused
-        distance = result.assessment.figures.get("typicality")
-        shown = "n/a" if distance is None else f"{distance:.1f}"
+        shown = [result.assessment.figures.get(key) for key in ("typicality", "image_typicality")]
+        distances = " | ".join("n/a" if d is None else f"{d:.1f}" for d in shown)
         print(
-            f"| {name} | {'caught' if refused else 'missed'} | {', '.join(result.assessment.codes) or '-'} | {shown} |"
+            f"| {name} | {'caught' if refused else 'missed'} | {', '.join(result.assessment.codes) or '-'} | {distances} |"
         )
     print(f"caught {caught} of {len(built)}")
 

@@ -284,6 +284,10 @@ def test_every_kind_scores_alike_in_eval_predict_both_engines_and_the_api(
     first = images[0]
     pipeline = srcrn.Pipeline.from_bundle(bundle)
     pipeline.spread_angles = ()  # the lesion as given, as the checkpoint's eval scored it
+    # The input gate's ImageNet figure reads a CNN's pooled features (a stack's CNN member's).
+    _, crops = pipeline.model_inputs(images[:2])
+    features = pipeline.classifier.image_features(crops)
+    assert (features is None) == (kind == "features") and (features is None or features.shape[0] == 2)
     given = contexts[first.stem]
     with_context = pipeline.predict(first, age=given.age, sex=given.sex, site=given.site)
     assert with_context.probability == pytest.approx(evaluated[first.stem], abs=1e-4)

@@ -314,8 +314,11 @@ def test_the_model_card_is_typed_and_reads_back_what_it_wrote(capsys, tmp_path):
 )
 def test_the_shipped_gate_passes_the_sample_and_refuses_what_it_cannot_assess():
     """Issue 33: the shipped model's gate (docs/results/input-gate.md) assesses the 40 embedded
-    dermoscopic images and refuses noise, a blank page and a damaged JPEG, with bands on the rest."""
+    dermoscopic images and refuses noise, a blank page, a damaged JPEG, a cat and a cup of coffee
+    (the last two by their crops' ImageNet features alone), with bands on the rest."""
     import io
+
+    from skimage import data
 
     pipeline = srcrn.Pipeline.default()
     results = pipeline.predict_many(sorted((SAMPLE / "images").glob("*.jpg")))
@@ -333,6 +336,10 @@ def test_the_shipped_gate_passes_the_sample_and_refuses_what_it_cannot_assess():
                         (bytes(damaged), "damaged")):  # fmt: skip
         result = pipeline.predict(given)
         assert not result.assessment.assessed and code in result.assessment.codes and result.band is None
+    for picture in (data.chelsea(), data.coffee()):
+        result = pipeline.predict(png(picture))
+        assert result.assessment.codes == ["not dermoscopic"] and "image features'" in result.assessment.reasons[0]
+        assert result.assessment.figures["typicality"] < pipeline.gate.typicality.threshold  # the lesion features pass
 
 
 @pytest.mark.skipif(

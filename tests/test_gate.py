@@ -81,6 +81,39 @@ def test_the_typicality_distance_is_the_mahalanobis_distance():
     assert np.isnan(typicality.distance(probe[:, :4], list("abcd"))).all()  # a column missing: no figure
 
 
+def test_the_residual_is_the_distance_from_the_principal_subspace_and_refuses_alone(sample):
+    """``measure="residual"``: what the components leave unexplained (scikit-learn's PCA
+    reconstruction as the reference); beyond its threshold the gate says not dermoscopic and
+    names the image features, while an older gate's typicality (no measure) stays Mahalanobis."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(300, 2)) @ rng.normal(size=(2, 6)) + rng.normal(scale=0.01, size=(300, 6))
+    center, spread = train.mean(0), train.std(0)
+    pca = PCA(2).fit((train - center) / spread)
+    names = [f"cnn_{i}" for i in range(6)]
+    residual = Typicality(names=names, center=center.tolist(), spread=spread.tolist(),
+                          components=pca.components_.tolist(), scales=np.sqrt(pca.explained_variance_).tolist(),
+                          threshold=1.0, measure="residual")  # fmt: skip
+    probe = rng.normal(size=(5, 6)) * 3
+    standard = (probe - center) / spread
+    rebuilt = pca.inverse_transform(pca.transform(standard)) - pca.mean_  # the standardised training mean is 0
+    assert residual.distance(probe, names) == pytest.approx(np.linalg.norm(standard - rebuilt, axis=1), rel=1e-6)
+    # Six standard deviations along the first axis: far by Mahalanobis, on the subspace by residual.
+    on_plane = (center + spread * 6 * np.sqrt(pca.explained_variance_[0]) * pca.components_[0])[None]
+    assert residual.distance(on_plane, names) == pytest.approx([0.0], abs=1e-9)
+    assert residual.model_copy(update={"measure": "mahalanobis"}).distance(on_plane, names) == pytest.approx([6.0])
+    assert Typicality.model_validate(residual.model_dump(exclude={"measure"})).measure == "mahalanobis"
+    gate = Gate(image_typicality=residual)
+    image = np.asarray(Image.open(sorted((sample / "images").glob("*.jpg"))[0]).convert("RGB"))
+    lesion = np.zeros(image.shape[:2], bool)
+    lesion[60:120, 80:160] = True
+    assert assess(gate, image, lesion, image_typicality=0.5).assessed
+    refused = assess(gate, image, lesion, image_typicality=2.0)
+    assert refused.codes == ["not dermoscopic"] and "image features' distance 2.0 > 1.0" in refused.reasons[0]
+    assert Gate(image_typicality=residual).shown()["not_dermoscopic_image_distance"] == 1.0
+
+
 @pytest.mark.slow
 def test_a_blank_page_and_a_damaged_jpeg_get_no_verdict_anywhere(tiny_bundle, sample, tmp_path, capsys):
     images = sorted((sample / "images").glob("*.jpg"))
@@ -162,3 +195,25 @@ def test_a_bundle_with_bands_answers_in_bands_everywhere(tiny_bundle, sample, tm
     assert row["status"] == NOT_ASSESSABLE and pd.isna(row["band"])
     attach_bands(bundle, {"low_below": 0.5, "high_above": 0.1, "sensitivity": 0.95, "specificity": 0.9})
     assert "bundle.json's bands is not valid" in cli_error(capsys, "model-card", "--model", str(bundle))
+
+
+@pytest.mark.slow
+def test_a_bundles_cnn_says_its_pooled_features_as_the_checkpoint_does(tiny_bundle, tiny_classifier, sample):
+    """The exported CNN's second output (``features``) is the network's pooled backbone features:
+    both engines give the same, for a stack too (its CNN member's); a feature model has none."""
+    from srcrn.stage2.cnn import CnnModel
+    from srcrn.stage2.registry import load_melanoma_model
+
+    pipeline = srcrn.Pipeline.from_bundle(tiny_bundle)
+    _, inputs = pipeline.model_inputs(sorted((sample / "images").glob("*.jpg"))[:3])
+    exported = pipeline.classifier.image_features(inputs)
+    eager = load_melanoma_model(tiny_classifier).image_features(inputs)
+    assert isinstance(pipeline.classifier, CnnModel) and exported.shape == (3, 2048)  # ResNet-50's pooled width
+    assert np.allclose(exported, eager, rtol=1e-3, atol=1e-4)
+    assert np.ptp(exported, axis=0).max() > 0  # three images, three different feature vectors
+    # The logits are the same network's: the head applied to those features.
+    assert np.allclose(
+        pipeline.classifier.logits(inputs, tta=False),
+        load_melanoma_model(tiny_classifier).logits(inputs, tta=False),
+        atol=1e-4,
+    )

@@ -13,7 +13,10 @@ The reasons, each from a measured figure (thresholds in ``Gate``; a bundle store
 - out of focus: the variance of the Laplacian at a fixed working side below the threshold;
 - no lesion found, or the lesion fills the frame (the segmenter's mask);
 - not dermoscopic: the lesion-feature table far from the training images' (a Mahalanobis
-  distance in the whitened principal components of the training features, ``Typicality``).
+  distance in the whitened principal components of the training features, ``Typicality``), or
+  the lesion crop's pooled ImageNet features (the stage-2 CNN's backbone) far from the training
+  crops' (``image_typicality``, the same distance): hand-made colour and shape features of a
+  cat's or a cup's crop can look like a lesion's; what an ImageNet network sees of them does not.
 
 torch-free (numpy, OpenCV).
 """
@@ -21,7 +24,7 @@ torch-free (numpy, OpenCV).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -36,21 +39,24 @@ GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 
 
 class Typicality(BaseModel):
-    """How far an image's lesion features lie from the training images': the Mahalanobis
-    distance in the ``components`` (principal axes of the standardised training features),
-    each divided by its standard deviation ``scales``; above ``threshold`` (a high percentile
-    of the training images' own distances) the image is not dermoscopic, or not like any the
-    model learnt from."""
+    """How far an image's features lie from the training images'. ``mahalanobis``: the
+    Mahalanobis distance in the ``components`` (principal axes of the standardised training
+    features), each divided by its standard deviation ``scales``. ``residual``: the length of
+    what the components leave unexplained (the distance from their subspace): 1,280 ImageNet
+    features of a cat's crop can project inside the lesions' first axes yet lie far off them.
+    Above ``threshold`` (fitted on the training images' own figures) the image is not
+    dermoscopic, or not like any the model learnt from."""
 
     model_config = ConfigDict(extra="forbid")
 
-    names: list[str]  # the feature columns, in ``morphology.features`` order
+    names: list[str]  # the feature columns, in ``morphology.features`` order (or ``image_feature_names``)
     center: list[float]  # the training features' mean
     spread: list[float]  # and standard deviation (standardisation)
     components: list[list[float]]  # principal axes of the standardised features
     scales: list[float]  # the standard deviation along each axis
     threshold: float = Field(gt=0)
     fitted_on: str = ""  # what the figures were fitted on, for the card
+    measure: Literal["mahalanobis", "residual"] = "mahalanobis"
 
     def distance(self, table: np.ndarray, names: list[str]) -> np.ndarray:
         """float [N] distances of a feature table whose columns are ``names``."""
@@ -59,7 +65,10 @@ class Typicality(BaseModel):
         if len(columns) != len(self.names):  # another feature version: no figure rather than a wrong one
             return np.full(len(table), np.nan)
         standard = (np.asarray(table, np.float64)[:, columns] - np.asarray(self.center)) / np.asarray(self.spread)
-        projected = np.nan_to_num(standard) @ np.asarray(self.components).T / np.asarray(self.scales)
+        standard, components = np.nan_to_num(standard), np.asarray(self.components)
+        if self.measure == "residual":
+            return np.linalg.norm(standard - (standard @ components.T) @ components, axis=1)
+        projected = standard @ components.T / np.asarray(self.scales)
         return np.sqrt((projected**2).sum(axis=1))
 
 
@@ -76,16 +85,25 @@ class Gate(BaseModel):
     sharpness: float = Field(3.0, ge=0, description="variance of the Laplacian below which it is out of focus")
     lesion_min_share: float = Field(0.002, ge=0, lt=1, description="mask share below which no lesion is found")
     lesion_max_share: float = Field(0.95, gt=0, le=1, description="mask share above which the lesion fills the frame")
-    typicality: Typicality | None = None
+    typicality: Typicality | None = None  # on the lesion features
+    image_typicality: Typicality | None = None  # on the stage-2 CNN's pooled ImageNet features
 
     def shown(self) -> dict[str, Any]:
-        """The thresholds as the model card shows them (the typicality's threshold and what it was
-        fitted on, not its arrays)."""
-        shown = self.model_dump(exclude={"typicality"})
+        """The thresholds as the model card shows them (the typicalities' thresholds and what they
+        were fitted on, not their arrays)."""
+        shown = self.model_dump(exclude={"typicality", "image_typicality"})
         if self.typicality is not None:
             shown["not_dermoscopic_distance"] = self.typicality.threshold
             shown["fitted_on"] = self.typicality.fitted_on
+        if self.image_typicality is not None:
+            shown["not_dermoscopic_image_distance"] = self.image_typicality.threshold
+            shown["image_fitted_on"] = self.image_typicality.fitted_on
         return shown
+
+
+def image_feature_names(count: int) -> list[str]:
+    """The column names of a CNN's pooled features (``MelanomaModel.image_features``)."""
+    return [f"cnn_{i}" for i in range(count)]
 
 
 @dataclass
@@ -123,6 +141,7 @@ def assess(
     mode: str = "RGB",
     damage: str | None = None,
     typicality: float | None = None,
+    image_typicality: float | None = None,
 ) -> Assessment:
     """The gate's answer for an image (RGB uint8 at the working size) and its lesion mask there.
 
@@ -133,6 +152,7 @@ def assess(
         mode: the file's Pillow mode (greyscale modes are refused, others converted and said so).
         damage: what the decoder reported of a damaged file, or None.
         typicality: the image's distance from the training images (``Typicality``), or None.
+        image_typicality: the same on the CNN's pooled features (``Gate.image_typicality``), or None.
     """
     result = Assessment()
 
@@ -153,7 +173,7 @@ def assess(
     focus = sharpness(image)
     share = float(np.asarray(mask, bool).mean()) if np.asarray(mask).size else 0.0
     result.figures = {"contrast": contrast, "clipped_share": clipped, "sharpness": focus, "lesion_share": share,
-                      "typicality": typicality}  # fmt: skip
+                      "typicality": typicality, "image_typicality": image_typicality}  # fmt: skip
     if contrast < gate.blank_std:
         refuse("blank", f"a blank or uniform image (contrast {contrast:.1f} < {gate.blank_std:g})")
     elif clipped > gate.saturated_share:
@@ -166,12 +186,14 @@ def assess(
         refuse(
             "fills the frame", f"the lesion fills the frame ({100 * share:.0f} % of the image): its border is not seen"
         )
-    threshold = gate.typicality.threshold if gate.typicality else None
-    if typicality is not None and threshold is not None and typicality > threshold:
-        refuse(
-            "not dermoscopic",
-            f"not like the dermoscopic images the model learnt from (distance {typicality:.1f} > {threshold:.1f})",
-        )
+    far = [
+        f"{what} distance {distance:.1f} > {figure.threshold:.1f}"
+        for what, distance, figure in (("lesion features'", typicality, gate.typicality),
+                                       ("image features'", image_typicality, gate.image_typicality))
+        if distance is not None and figure is not None and distance > figure.threshold
+    ]  # fmt: skip
+    if far:
+        refuse("not dermoscopic", f"not like the dermoscopic images the model learnt from ({'; '.join(far)})")
     if result.reasons:
         result.status = NOT_ASSESSABLE
     return result

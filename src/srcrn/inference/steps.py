@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from srcrn.answers.bands import Bands
-from srcrn.answers.gate import NOT_ASSESSABLE, Gate, assess
+from srcrn.answers.gate import NOT_ASSESSABLE, Gate, assess, image_feature_names
 from srcrn.answers.readings import meaning, not_assessable
 from srcrn.answers.results import PipelineResult
 from srcrn.bundle.card import ModelCard
@@ -83,6 +83,7 @@ class Modelled:
     heatmap: np.ndarray | None
     box: Box | None
     typicality: float | None = None  # distance from the training images' lesion features (the gate)
+    image_typicality: float | None = None  # and from their crops' pooled CNN features
     spread: tuple[float, float] | None = None  # lowest and highest P(melanoma) under rotation
 
 
@@ -136,7 +137,8 @@ def result_of(
         placed = place_heatmap(modelled.heatmap, modelled.box, work.shape[1], work.shape[0])
     image = item.image
     used = tuple(f for f in classifier.clinical_fields if getattr(item.context, f) is not None)
-    assessment = assess(gate, work, work_mask, mode=item.file.mode, damage=item.damage, typicality=modelled.typicality)
+    assessment = assess(gate, work, work_mask, mode=item.file.mode, damage=item.damage,
+                        typicality=modelled.typicality, image_typicality=modelled.image_typicality)  # fmt: skip
     missing = tuple(f for f in classifier.clinical_fields if f not in used)
     band = bands.band(modelled.score) if bands is not None and assessment.assessed else None
     if assessment.assessed:
@@ -209,6 +211,7 @@ def run_networks(pipeline: Pipeline, loaded: list[Loaded | SrcrnError]) -> list[
     scores = pipeline._timed("classify", melanoma_probabilities, pipeline.classifier, inputs, masks, contexts)
     # Before the spread: the gate reads the feature table the model just computed (morphology's memo).
     distances = typicality_of(pipeline.gate, inputs, masks) or [None] * len(keys)
+    image_distances = pipeline._timed("classify", image_typicality_of, pipeline.gate, pipeline.classifier, inputs)
     scores, spreads = pipeline._timed("spread", spread_under_rotation, pipeline, inputs, masks, contexts, scores)
     heatmaps: list[np.ndarray | None] = [None] * len(keys)
     if pipeline.explain:
@@ -216,8 +219,11 @@ def run_networks(pipeline: Pipeline, loaded: list[Loaded | SrcrnError]) -> list[
 
         heatmaps = list(pipeline._timed("explain", grad_cam, pipeline.classifier, inputs))
     by_position = dict(zip(good, probabilities))
-    for i, score, heatmap, distance, spread in zip(keys, scores, heatmaps, distances, spreads):
-        outcomes[i] = Modelled(good[i], by_position[i], float(score), heatmap, lesions[i][1], distance, spread)
+    for i, score, heatmap, distance, image_distance, spread in zip(
+        keys, scores, heatmaps, distances, image_distances or [None] * len(keys), spreads
+    ):
+        outcomes[i] = Modelled(good[i], by_position[i], float(score), heatmap, lesions[i][1], distance,
+                               image_distance, spread)  # fmt: skip
     return outcomes
 
 
@@ -260,6 +266,18 @@ def spread_under_rotation(
         [np.asarray(scores, dtype=float), turned_readings(pipeline.classifier, inputs, masks, contexts, angles)]
     )
     return every.mean(axis=0), [(float(low), float(high)) for low, high in zip(every.min(axis=0), every.max(axis=0))]
+
+
+def image_typicality_of(gate: Gate, classifier: MelanomaModel, inputs: np.ndarray) -> list[float | None] | None:
+    """Each input's distance from the training crops' pooled CNN features (``Gate.image_typicality``),
+    where the gate has the figures and the classifier can say its features."""
+    if gate.image_typicality is None:
+        return None
+    features = classifier.image_features(inputs)
+    if features is None:
+        return None
+    distances = gate.image_typicality.distance(features, image_feature_names(features.shape[1]))
+    return [None if np.isnan(d) else float(d) for d in distances]
 
 
 def typicality_of(gate: Gate, inputs: np.ndarray, masks: np.ndarray | None) -> list[float | None] | None:

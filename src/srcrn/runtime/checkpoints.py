@@ -141,25 +141,51 @@ def store_extras(path: str | Path, **extras: Any) -> None:
         torch.save(state, temporary)
 
 
-def export_onnx_file(checkpoint: str | Path, path: Path, size: int, output: str) -> None:
+FEATURES_OUTPUT = "features"  # a classifier's second ONNX output: its pooled backbone features
+
+
+def export_onnx_file(checkpoint: str | Path, path: Path, size: int, output: str, *, features: bool = False) -> None:
     """The network of ``checkpoint`` as an ONNX file at ``path`` (written atomically): input
-    ``image`` [batch, 3, size, size], output ``output``, dynamic batch."""
+    ``image`` [batch, 3, size, size], output ``output``, dynamic batch; with ``features`` (a
+    classifier), also its pooled backbone features as ``features`` [batch, F] (what the input
+    gate measures an image's likeness to the training images on)."""
     import warnings
 
     import torch
 
     stored = read_checkpoint(checkpoint)
+    model = build_model(stored)
+    outputs = [output]
+    if features:
+        model, outputs = with_features(model), [output, FEATURES_OUTPUT]
     with atomic_path(path) as temporary, warnings.catch_warnings():
         # The input-size check in SRCRN.forward_features is Python control flow the tracer
         # cannot record; the exported graph takes any size the check would let through.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         # The TorchScript-based exporter: exact for these plain convolutional graphs.
         torch.onnx.export(
-            build_model(stored),
+            model,
             (torch.zeros(1, 3, size, size),),
             str(temporary),
             input_names=["image"],
-            output_names=[output],
-            dynamic_axes={"image": {0: "batch"}, output: {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={"image": {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
             dynamo=False,
         )
+
+
+def with_features(model: Any) -> Any:
+    """``model`` answering its logits and, beside them, its pooled features (one graph; the
+    class is built here because this module imports torch only when it runs)."""
+    import torch
+
+    class WithFeatures(torch.nn.Module):
+        def __init__(self, inner: Any):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Any) -> tuple[Any, Any]:
+            pooled = self.inner.forward_features(x)
+            return self.inner.forward_head(pooled), pooled
+
+    return WithFeatures(model).eval()

@@ -94,6 +94,16 @@ class TorchRuntime:
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
             return self.model(batch_on_device).float().cpu().numpy()
 
+    def features(self, batch: np.ndarray) -> np.ndarray | None:
+        """The network's pooled features (a stage-2 CNN's ``forward_features``), or None."""
+        import torch
+
+        if not hasattr(self.model, "forward_features") or not hasattr(self.model, "forward_head"):
+            return None  # a segmenter's forward_features are its maps, not pooled features
+        batch_on_device = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.model.forward_features(batch_on_device).float().cpu().numpy()
+
 
 class OnnxRuntime:
     """One ONNX model of a bundle, on the CPU. Session options chosen by measurement
@@ -121,7 +131,14 @@ class OnnxRuntime:
         except Exception as error:  # onnxruntime raises its own untyped errors for damaged files
             raise ConfigError(f"{path}: not a loadable ONNX model ({str(error).splitlines()[0][:160]})") from None
         self.input = self.session.get_inputs()[0].name
+        self.outputs = [output.name for output in self.session.get_outputs()]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """The model's output for a normalised float32 NCHW ``batch``."""
-        return self.session.run(None, {self.input: batch})[0]
+        """The model's (first) output for a normalised float32 NCHW ``batch``."""
+        return self.session.run(self.outputs[:1], {self.input: batch})[0]
+
+    def features(self, batch: np.ndarray) -> np.ndarray | None:
+        """The model's ``features`` output (a stage-2 CNN exported with it), or None."""
+        if "features" not in self.outputs:
+            return None
+        return self.session.run(["features"], {self.input: batch})[0]

@@ -66,6 +66,21 @@ class CnnModel:
 
         return batched(run, inputs, self.batch_size)
 
+    def image_features(self, inputs: np.ndarray) -> np.ndarray | None:
+        """float [N, F] pooled backbone features of uint8 classifier inputs as given (no flips),
+        where the runtime can say them (a bundle exported with them, or a checkpoint); else None."""
+        features = getattr(self.runtime, "features", None)
+        if features is None:
+            return None
+        inputs = np.asarray(inputs, dtype=np.uint8)
+        parts = []
+        for start in range(0, len(inputs), self.batch_size):
+            part = features(normalize_numpy(inputs[start : start + self.batch_size]))
+            if part is None:  # a bundle exported before the features output
+                return None
+            parts.append(np.asarray(part, dtype=np.float64))
+        return np.concatenate(parts) if parts else None
+
     def store_extras(self, **extras: Any) -> None:
         """Record a threshold or calibration in the checkpoint (needs torch; bundles are written whole)."""
         from srcrn.runtime.checkpoints import store_extras
@@ -85,5 +100,5 @@ class CnnModel:
         from srcrn.runtime.checkpoints import export_onnx_file
 
         name = f"{stem}.onnx"
-        export_onnx_file(self.source, out / name, self.image_size, "logit")
+        export_onnx_file(self.source, out / name, self.image_size, "logit", features=True)
         return name

@@ -222,6 +222,10 @@ class FeatureModel:
         except (KeyError, TypeError, ValueError):
             raise ConfigError(f"{path}: not the ONNX trees of a srcrn feature model") from None
 
+    def image_features(self, inputs: np.ndarray) -> None:
+        """None: the lesion features are not a CNN's (``MelanomaModel``)."""
+        return None
+
     def store_extras(self, **extras: Any) -> None:
         """Record a threshold or calibration in the model file (rewritten atomically)."""
         self.extras |= extras

@@ -93,6 +93,11 @@ class MelanomaModel(Protocol):
         """Record ``threshold``, ``target_sensitivity`` or ``calibration`` in the model's file."""
         ...
 
+    def image_features(self, inputs: np.ndarray) -> np.ndarray | None:
+        """float [N, F] the pooled features of a CNN's backbone for the inputs as given (the input
+        gate measures an image's likeness to the training images on them), or None."""
+        ...
+
 
 def probabilities(
     model: MelanomaModel, inputs: np.ndarray, masks: np.ndarray | None = None, contexts: Contexts = None

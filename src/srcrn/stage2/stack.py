@@ -104,6 +104,14 @@ class StackModel:
         """float64 [N] stacked logits (uncalibrated) of the inputs, their masks and contexts."""
         return self.combine(self.member_logits(inputs, masks, contexts))
 
+    def image_features(self, inputs: np.ndarray) -> np.ndarray | None:
+        """The first member's pooled CNN features that it can say (``MelanomaModel``), or None."""
+        for member in self.members:
+            features = member.image_features(inputs)
+            if features is not None:
+                return features
+        return None
+
     def store_extras(self, **extras: Any) -> None:
         """Store ``extras`` (threshold, calibration, ...) in the stack's manifest and apply them."""
         self.extras |= extras
