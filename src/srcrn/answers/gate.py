@@ -193,7 +193,7 @@ def assess(
         if distance is not None and figure is not None and distance > figure.threshold
     ]  # fmt: skip
     if far:
-        refuse("not dermoscopic", f"not like the dermoscopic images the model learnt from ({'; '.join(far)})")
+        refuse("not dermoscopic", f"not like the dermoscopic images the model learnt from ({' and '.join(far)})")
     if result.reasons:
         result.status = NOT_ASSESSABLE
     return result
