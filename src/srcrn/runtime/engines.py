@@ -139,6 +139,8 @@ class OnnxRuntime:
 
     def features(self, batch: np.ndarray) -> np.ndarray | None:
         """The model's ``features`` output (a stage-2 CNN exported with it), or None."""
-        if "features" not in self.outputs:
+        from srcrn.runtime.checkpoints import FEATURES_OUTPUT
+
+        if FEATURES_OUTPUT not in self.outputs:
             return None
-        return self.session.run(["features"], {self.input: batch})[0]
+        return self.session.run([FEATURES_OUTPUT], {self.input: batch})[0]
