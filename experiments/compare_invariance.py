@@ -14,9 +14,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
-from invariance import jpeg
+from invariance import jpeg, turned
 from PIL import Image
 
 import srcrn
@@ -32,10 +31,7 @@ def main() -> None:
     print("|---|---|---|")
     for path in sorted(folder.glob("*.jpg")):
         image = np.asarray(Image.open(path).convert("RGB"))
-        height, width = image.shape[:2]
-        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, zoom)
-        copy = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-        answer = pipeline.compare(jpeg(image), jpeg(copy)).to_dict()
+        answer = pipeline.compare(jpeg(image), jpeg(turned(image, angle, zoom))).to_dict()
         reliable = bool(answer["registration"]["reliable"])
         change = answer["area_change_percent"]
         if reliable and change is not None:

@@ -36,34 +36,46 @@ COMPONENTS = 20
 PERCENTILE = 99.5
 
 
-def fit(table: np.ndarray, names: list[str], subset: np.ndarray, what: str) -> tuple[Typicality, np.ndarray]:
-    """The typicality of ``table``'s rows fitted on its training rows, and every row's distance."""
-    train = table[subset == "train"]
+def axes(table: np.ndarray, names: list[str], rows: np.ndarray, measure: str = "mahalanobis") -> Typicality:
+    """The first COMPONENTS principal axes of ``table``'s standardised ``rows`` (threshold not set)."""
+    train = table[rows]
     center, spread = train.mean(axis=0), train.std(axis=0)
     spread[spread == 0] = 1.0
     pca = PCA(COMPONENTS, random_state=0).fit((train - center) / spread)
-    typicality = Typicality(
-        names=names,
-        center=center.tolist(),
-        spread=spread.tolist(),
-        components=pca.components_.tolist(),
-        scales=np.sqrt(pca.explained_variance_).tolist(),
-        threshold=1.0,
-        fitted_on="",
-    )
-    distances = typicality.distance(table, names)
-    threshold = float(np.percentile(distances[subset == "train"], PERCENTILE))
+    return Typicality(names=names, center=center.tolist(), spread=spread.tolist(),
+                      components=pca.components_.tolist(), scales=np.sqrt(pca.explained_variance_).tolist(),
+                      threshold=1.0, measure=measure)  # fmt: skip
+
+
+def held_out(table: np.ndarray, names: list[str], rows: np.ndarray, measure: str) -> np.ndarray:
+    """Each of ``rows``' distance measured with axes fitted without it (5-fold)."""
+    distances = np.zeros(len(rows))
+    for inside, outside in KFold(5, shuffle=True, random_state=0).split(rows):
+        distances[outside] = axes(table, names, rows[inside], measure).distance(table[rows[outside]], names)
+    return distances
+
+
+def settle(
+    typicality: Typicality, threshold: float, fitted_on: str, table: np.ndarray, subset: np.ndarray, what: str
+) -> tuple[Typicality, np.ndarray]:
+    """``typicality`` with its threshold; prints how many training and validation rows lie beyond."""
+    typicality = typicality.model_copy(update={"threshold": threshold, "fitted_on": fitted_on})
+    distances = typicality.distance(table, typicality.names)
     val = distances[subset == "val"]
-    typicality = typicality.model_copy(
-        update={
-            "threshold": threshold,
-            "fitted_on": f"the {what} of the {int((subset == 'train').sum())} training images of the default model "
-            f"(first {COMPONENTS} principal axes, the {PERCENTILE:g}th percentile of their distances)",
-        }
-    )
     print(f"{what}: threshold {threshold:.2f}; beyond it: train {(distances[subset == 'train'] > threshold).mean():.4f}, "
           f"val {(val > threshold).mean():.4f} ({int((val > threshold).sum())} of {len(val)})")  # fmt: skip
     return typicality, distances
+
+
+def fit(table: np.ndarray, names: list[str], subset: np.ndarray, what: str) -> tuple[Typicality, np.ndarray]:
+    """The Mahalanobis typicality of ``table``'s rows fitted on its training rows (threshold: the
+    PERCENTILE-th percentile of their own distances), and every row's distance."""
+    rows = np.flatnonzero(subset == "train")
+    typicality = axes(table, names, rows)
+    threshold = float(np.percentile(typicality.distance(table[rows], names), PERCENTILE))
+    fitted_on = (f"the {what} of the {len(rows)} training images of the default model "
+                 f"(first {COMPONENTS} principal axes, the {PERCENTILE:g}th percentile of their distances)")  # fmt: skip
+    return settle(typicality, threshold, fitted_on, table, subset, what)
 
 
 def fit_residual(features: np.ndarray, subset: np.ndarray) -> tuple[Typicality, np.ndarray]:
@@ -71,38 +83,15 @@ def fit_residual(features: np.ndarray, subset: np.ndarray) -> tuple[Typicality, 
     features' first COMPONENTS principal axes. Its threshold is the largest residual of a training
     image whose features the axes were not fitted on (5-fold cross-validation on the training
     images): the residual of a new image is an out-of-sample figure, and in-sample residuals are
-    smaller. (The 99.5th percentile of the same held-out residuals was tried: 5 of the 143
-    validation images beyond it, against the gate's 1 % false-alarm limit.)"""
+    smaller. (Other rules were tried: ``experiments/gate_image_measures.py``.)"""
     names = image_feature_names(features.shape[1])
-    train_rows = np.flatnonzero(subset == "train")
-
-    def fitted(rows: np.ndarray) -> Typicality:
-        train = features[rows]
-        center, spread = train.mean(axis=0), train.std(axis=0)
-        spread[spread == 0] = 1.0
-        pca = PCA(COMPONENTS, random_state=0).fit((train - center) / spread)
-        return Typicality(names=names, center=center.tolist(), spread=spread.tolist(),
-                          components=pca.components_.tolist(), scales=np.sqrt(pca.explained_variance_).tolist(),
-                          threshold=1.0, measure="residual")  # fmt: skip
-
-    held_out = np.zeros(len(train_rows))
-    for inside, outside in KFold(5, shuffle=True, random_state=0).split(train_rows):
-        held_out[outside] = fitted(train_rows[inside]).distance(features[train_rows[outside]], names)
-    threshold = float(held_out.max())
-    typicality = fitted(train_rows).model_copy(
-        update={
-            "threshold": threshold,
-            "fitted_on": f"the crops' pooled ImageNet features (the stage-2 CNN's backbone) of the {len(train_rows)} "
-            f"training images of the default model (the distance from their first {COMPONENTS} principal axes; the "
-            "largest of the training images' own, each measured with axes fitted without it, 5-fold)",
-        }
-    )
-    distances = typicality.distance(features, names)
-    val = distances[subset == "val"]
-    print(f"image features (residual): threshold {threshold:.2f}; beyond it: train "
-          f"{(distances[subset == 'train'] > threshold).mean():.4f}, val {(val > threshold).mean():.4f} "
-          f"({int((val > threshold).sum())} of {len(val)})")  # fmt: skip
-    return typicality, distances
+    rows = np.flatnonzero(subset == "train")
+    threshold = float(held_out(features, names, rows, "residual").max())
+    fitted_on = (f"the crops' pooled ImageNet features (the stage-2 CNN's backbone) of the {len(rows)} "
+                 f"training images of the default model (the distance from their first {COMPONENTS} principal axes; "
+                 "the largest of the training images' own, each measured with axes fitted without it, 5-fold)")  # fmt: skip
+    typicality = axes(features, names, rows, "residual")
+    return settle(typicality, threshold, fitted_on, features, subset, "image features (residual)")
 
 
 def main() -> None:

@@ -33,6 +33,14 @@ def jpeg(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def turned(image: np.ndarray, angle: float, zoom: float = 1.0) -> np.ndarray:
+    """The photo turned by ``angle`` degrees (and zoomed) about its centre on the same canvas,
+    corners filled by reflection: the retake every invariance experiment here compares with."""
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, zoom)
+    return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
 def variants(
     image: np.ndarray, sides: tuple[int, ...] = (1024, 4000), turns: tuple[float, ...] = (15,), flips: bool = False
 ) -> dict[str, tuple[bytes, float]]:
@@ -46,9 +54,7 @@ def variants(
         name = f"{'upscaled' if scale >= 1 else 'downscaled'} to {side} px"
         built[name] = (jpeg(cv2.resize(image, size, interpolation=shrink)), 1 / scale**2)
     for angle in turns:
-        turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
-        turned = cv2.warpAffine(image, turn, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-        built[f"turned {angle:g} degrees"] = (jpeg(turned), 1.0)
+        built[f"turned {angle:g} degrees"] = (jpeg(turned(image, angle)), 1.0)
     built["mirrored"] = (jpeg(np.ascontiguousarray(image[:, ::-1])), 1.0)
     if flips:
         built["upside down"] = (jpeg(np.ascontiguousarray(image[::-1])), 1.0)

@@ -14,22 +14,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
-from invariance import jpeg
+from invariance import jpeg, turned
 from PIL import Image
 
 import srcrn
 from srcrn.data.metadata import read_metadata
 from srcrn.stats import auc, auc_interval
-
-
-def turned(image: np.ndarray, angle: float) -> np.ndarray:
-    """The photo turned about its centre on the same canvas, corners filled by reflection."""
-    height, width = image.shape[:2]
-    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
-    return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
 
 def answers(shipped, bare, image: np.ndarray, angles: tuple[float, ...], context=None) -> tuple[float, float]:

@@ -15,10 +15,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
-from invariance import jpeg
+from invariance import jpeg, turned
 from PIL import Image
 
 import srcrn
@@ -49,9 +48,7 @@ def main() -> None:
     point, mean = [], []
     for path in sorted((data / "images").glob("ISIC_*.jpg"))[:count]:
         image = np.asarray(Image.open(path).convert("RGB"))
-        height, width = image.shape[:2]
-        turn = cv2.getRotationMatrix2D((width / 2, height / 2), 15, 1.0)
-        copy = cv2.warpAffine(image, turn, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        copy = turned(image, 15)
         for x in (image, copy):
             pipeline.predict(jpeg(x), image_id="x")
         point.append(given[-2:])

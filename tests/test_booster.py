@@ -3,6 +3,8 @@ function to rounding, NaN and values on a split included; what it refuses; the m
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -96,10 +98,14 @@ def test_a_bundles_feature_model_reads_its_trees_and_cannot_be_saved_as_skops(tm
 
     table, labels = _data()
     estimator = HistGradientBoostingClassifier(max_iter=5).fit(table, labels)
-    model = FeatureModel(estimator, list("abcdef"), {"image_size": 64, "input": "crop", "margin": 0.1})
+    predicting = {"image_size": 64, "input": "crop", "margin": 0.1, "clinical": ["age"]}
+    model = FeatureModel(estimator, list("abcdef"), predicting | {"segmenter": "/home/me/seg.ckpt", "cache": "/tmp/c"})
     model.write_onnx(tmp_path / "member.onnx")
     read = FeatureModel.from_onnx(tmp_path / "member.onnx")
-    assert read.names == model.names and read.settings == model.settings
+    # The settings it predicts with travel; the training's folders and paths do not.
+    assert read.names == model.names and read.settings == predicting
+    assert b"/home/me" not in (tmp_path / "member.onnx").read_bytes()
+    assert read.spec == dataclasses.replace(model.spec, segmenter=None)
     assert np.allclose(read.logits_of_table(table, list("abcdef")), estimator.decision_function(table), atol=1e-12)
     with pytest.raises(ConfigError, match="cannot be saved as skops"):
         read.save(tmp_path / "again.skops")

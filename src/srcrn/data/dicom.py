@@ -8,14 +8,16 @@ Secondary Capture images. Anything else (a CT slice, a multi-frame object, a fil
 pixel data) is refused in one line naming the file.
 
 The header's facts are the image's, given by the device or the PACS: Pixel Spacing (or Imager
-Pixel Spacing, or else the dermoscope's nominal Field of View Dimension(s)) for millimetres, Patient's Age (``045Y``), Patient's Sex, and the Anatomic Region
-Sequence's code mapped onto the ISIC sites. An explicit flag or metadata row overrides each one.
+Pixel Spacing, or else the dermoscope's nominal Field of View Dimension(s)) for millimetres,
+Patient's Age (``045Y``), Patient's Sex, and the Anatomic Region Sequence's code mapped onto the
+ISIC sites. An explicit flag or metadata row overrides each one.
 """
 
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -197,7 +199,7 @@ def _field_of_view(dataset: Any, notes: list[str]) -> float | None:
     value = dataset.get("FieldOfViewDimensions")
     if value is None or value == "":
         return None
-    values = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]  # VM 1 or 2
     try:
         sizes = [float(v) for v in values]
         rows, columns = int(dataset.Rows), int(dataset.Columns)

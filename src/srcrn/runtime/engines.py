@@ -94,12 +94,16 @@ class TorchRuntime:
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
             return self.model(batch_on_device).float().cpu().numpy()
 
-    def features(self, batch: np.ndarray) -> np.ndarray | None:
-        """The network's pooled features (a stage-2 CNN's ``forward_features``), or None."""
+    @property
+    def has_features(self) -> bool:
+        """Whether ``features`` answers: a stage-2 CNN (a segmenter's forward_features are its
+        maps, not pooled features)."""
+        return hasattr(self.model, "forward_features") and hasattr(self.model, "forward_head")
+
+    def features(self, batch: np.ndarray) -> np.ndarray:
+        """The network's pooled features (a stage-2 CNN's ``forward_features``; ``has_features``)."""
         import torch
 
-        if not hasattr(self.model, "forward_features") or not hasattr(self.model, "forward_head"):
-            return None  # a segmenter's forward_features are its maps, not pooled features
         batch_on_device = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
             return self.model.forward_features(batch_on_device).float().cpu().numpy()
@@ -121,6 +125,7 @@ class OnnxRuntime:
         import onnxruntime
 
         from srcrn.errors import ConfigError
+        from srcrn.runtime.checkpoints import FEATURES_OUTPUT
 
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -132,15 +137,13 @@ class OnnxRuntime:
             raise ConfigError(f"{path}: not a loadable ONNX model ({str(error).splitlines()[0][:160]})") from None
         self.input = self.session.get_inputs()[0].name
         self.outputs = [output.name for output in self.session.get_outputs()]
+        # A stage-2 CNN exported with its pooled features as a second output (``features``).
+        self.has_features = FEATURES_OUTPUT in self.outputs
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """The model's (first) output for a normalised float32 NCHW ``batch``."""
         return self.session.run(self.outputs[:1], {self.input: batch})[0]
 
-    def features(self, batch: np.ndarray) -> np.ndarray | None:
-        """The model's ``features`` output (a stage-2 CNN exported with it), or None."""
-        from srcrn.runtime.checkpoints import FEATURES_OUTPUT
-
-        if FEATURES_OUTPUT not in self.outputs:
-            return None
-        return self.session.run([FEATURES_OUTPUT], {self.input: batch})[0]
+    def features(self, batch: np.ndarray) -> np.ndarray:
+        """The model's ``features`` output (``has_features``)."""
+        return self.session.run(self.outputs[1:2], {self.input: batch})[0]

@@ -69,17 +69,14 @@ class CnnModel:
     def image_features(self, inputs: np.ndarray) -> np.ndarray | None:
         """float [N, F] pooled backbone features of uint8 classifier inputs as given (no flips),
         where the runtime can say them (a bundle exported with them, or a checkpoint); else None."""
-        features = getattr(self.runtime, "features", None)
-        if features is None:
+        if not getattr(self.runtime, "has_features", False):  # e.g. a bundle exported before the output
             return None
-        inputs = np.asarray(inputs, dtype=np.uint8)
-        parts = []
-        for start in range(0, len(inputs), self.batch_size):
-            part = features(normalize_numpy(inputs[start : start + self.batch_size]))
-            if part is None:  # a bundle exported before the features output
-                return None
-            parts.append(np.asarray(part, dtype=np.float64))
-        return np.concatenate(parts) if parts else None
+        features = self.runtime.features  # type: ignore[attr-defined]
+        return batched(
+            lambda batch: np.asarray(features(normalize_numpy(batch)), np.float64),
+            np.asarray(inputs, dtype=np.uint8),
+            self.batch_size,
+        )
 
     def store_extras(self, **extras: Any) -> None:
         """Record a threshold or calibration in the checkpoint (needs torch; bundles are written whole)."""

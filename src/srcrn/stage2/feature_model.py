@@ -26,6 +26,9 @@ from srcrn.stage2.spec import Calibration, ClassifierSpec
 Contexts = Sequence[ClinicalContext | None] | None
 
 FORMAT = "srcrn-feature-model"
+# The settings a feature model reads when it predicts (``spec``, ``needs_masks``, ``clinical_fields``):
+# all that its bundle file keeps of its training settings (not their folders and paths).
+PREDICTION_SETTINGS = ("image_size", "input", "margin", "lesion_features", "clinical")
 # What a feature model holds beyond skops's primitive and numpy types
 # (``skops.io.get_untrusted_types`` of a feature model srcrn wrote, skops imported by ``_skops_io``).
 TRUSTED_TYPES = frozenset(
@@ -195,10 +198,12 @@ class FeatureModel:
             raise ConfigError(f"{path}: a damaged feature model (its names, settings or extras are missing)") from None
 
     def write_onnx(self, path: Path) -> None:
-        """The model's trees as ONNX at ``path`` (a bundle's file), its names and settings inside."""
+        """The model's trees as ONNX at ``path`` (a bundle's file), its names and the settings it
+        predicts with inside (``PREDICTION_SETTINGS``: no training folder travels with a bundle)."""
         from srcrn.stage2.booster import booster_to_onnx
 
-        written = booster_to_onnx(self.estimator, {"format": FORMAT, "names": self.names, "settings": self.settings})
+        settings = {key: self.settings[key] for key in PREDICTION_SETTINGS if key in self.settings}
+        written = booster_to_onnx(self.estimator, {"format": FORMAT, "names": self.names, "settings": settings})
         with atomic_path(path) as temporary:
             temporary.write_bytes(written)
 

@@ -120,8 +120,8 @@ def _write_features(model: MelanomaModel, out: Path, stem: str) -> dict[str, Any
 def _read_features(folder: Path, entry: Any, spec: ClassifierSpec) -> MelanomaModel:
     path = folder / entry.file
     feature_model = _feature_model_class(path)
-    # A v4 bundle holds the skops file itself (scikit-learn runs it).
-    model = feature_model.load(path) if path.suffix == ".skops" else feature_model.from_onnx(path)
+    # A v4 bundle holds the skops file itself (scikit-learn runs it), recognised by its content.
+    model = feature_model.load(path) if _is_skops(path) else feature_model.from_onnx(path)
     model.extras = {"threshold": spec.threshold, "target_sensitivity": spec.target_sensitivity,
                     "calibration": spec.calibration.to_dict()}  # fmt: skip
     result: MelanomaModel = model

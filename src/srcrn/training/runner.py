@@ -302,14 +302,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written beside their target and renamed over it. Lightning's own write
     goes through an fsspec transaction whose temporary file lies in the system temp folder:
     where that is another filesystem (a tmpfs /tmp), the final move is a copy that a kill
-    can cut short, leaving a truncated ``last.ckpt``."""
+    can cut short, leaving a truncated ``last.ckpt``. The checkpoints named in ``weights_only``
+    (the run's own selection checkpoint) are written without what only a resume reads: one
+    Trainer has one CheckpointIO, and Lightning's ``save_weights_only`` would also drop the
+    weight averaging's swap of the averaged weights into ``state_dict``."""
+
+    def __init__(self, weights_only: frozenset[str] = frozenset()):
+        """Checkpoint IO; file names in ``weights_only`` lose the ``RESUME_ONLY`` entries."""
+        super().__init__()
+        self.weights_only = weights_only
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         """Write ``checkpoint`` at ``path`` atomically (beside it, then renamed over it); the
         selected weights (``best.ckpt``) without what only a resume reads."""
         if storage_options is not None:
             raise TypeError("storage_options are not supported for local checkpoints")
-        if Path(path).name == f"{SELECTED}.ckpt":
+        if Path(path).name in self.weights_only:
             checkpoint = {key: value for key, value in checkpoint.items() if key not in RESUME_ONLY}
         with atomic_path(path) as temporary:
             torch.save(checkpoint, temporary)
@@ -365,7 +373,7 @@ def fit(
         logger=CSVLogger(out, name="logs", version=""),
         callbacks=[checkpoints, latest, attempt, stop, *(callbacks or [])]
         + ([RichProgressBar(console_kwargs={"stderr": True})] if progress else []),
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(weights_only=frozenset({f"{SELECTED}.ckpt"}))],
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=10,
