@@ -11,7 +11,7 @@ split for the validation split. Stacks (a logistic regression over the members' 
 scored out of fold *twice*: fitted on all out-of-fold logits (as ``classify stack`` does), and
 nested (fitted on four folds' logits, applied to the fifth), the honest figure.
 
-    python experiments/deep_features.py RUN MASKS [--encoder efficientnet-lite0] [--margin 0.2] [--size 128 [--upsample]]
+    python experiments/deep_features.py RUN MASKS [--encoder efficientnet-lite0] [--margin 0.2] [--size 128 [--upsample]] [--levels]
 
 RUN is the default-model run folder (``data/``, ``cv-cnn``, ``cv-features``, ``cv-features-clinical``);
 MASKS holds ``<id>_segmentation.png`` of every image (``srcrn predict`` over the data's images).
@@ -53,13 +53,40 @@ def crop(image: np.ndarray, mask: np.ndarray, margin: float, size: int) -> np.nd
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
+LEVELS = (2, 3, 4, 5, 6)  # the Lite's stages whose maps --levels pools too (strides 8 to 32)
+
+
+def levels_of(network: LitePooled, x: torch.Tensor) -> torch.Tensor:
+    """The pooled head features and, of every stage in LEVELS, its maps' mean and standard
+    deviation over the image (texture statistics of mid-level features, which ImageNet's
+    object-level head summarises away)."""
+    body = network.body
+    x = body.bn1(body.conv_stem(network.to_range(x)))
+    pooled = []
+    for index, block in enumerate(body.blocks):
+        x = block(x)
+        if index in LEVELS:
+            pooled += [x.mean((2, 3)), x.std((2, 3))]
+    head = body.bn2(body.conv_head(x)).mean((2, 3))
+    return torch.cat([head, *pooled], 1)
+
+
 @torch.inference_mode()
 def features(
-    ids: list[str], images: Path, masks: Path, encoder: str, margin: float, size: int, upsample: int | None = None
+    ids: list[str],
+    images: Path,
+    masks: Path,
+    encoder: str,
+    margin: float,
+    size: int,
+    upsample: int | None = None,
+    levels: bool = False,
 ) -> np.ndarray:
     """Flip-averaged pooled ImageNet features [len(ids), 1280] of the lesion crops (size x size,
-    then bilinearly resized to ``upsample`` x ``upsample`` when given)."""
+    then bilinearly resized to ``upsample`` x ``upsample`` when given); with ``levels``, also the
+    mean and deviation of each stage in LEVELS."""
     network = LitePooled(encoder, "imagenet").eval()
+    embed = (lambda v: levels_of(network, v)) if levels else network
     mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
     out = []
     for start in range(0, len(ids), 16):
@@ -73,7 +100,7 @@ def features(
             batch.append((lesion.astype(np.float32) / 255 - mean) / std)
         x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).contiguous()
         views = [x, x.flip(3), x.flip(2), x.flip(2, 3)]
-        out.append(torch.stack([network(v) for v in views]).mean(0).numpy())
+        out.append(torch.stack([embed(v) for v in views]).mean(0).numpy())
         print(f"\r{start + len(batch)}/{len(ids)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return np.concatenate(out)
@@ -127,6 +154,7 @@ def main() -> None:
     parser.add_argument(
         "--upsample", action="store_true", help="resize the --size crops to the encoder's ImageNet size before it"
     )
+    parser.add_argument("--levels", action="store_true", help="also the mid-level stages' pooled means and deviations")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", FutureWarning)  # scikit-learn 1.8's notices of LogisticRegressionCV's next API
@@ -145,47 +173,59 @@ def main() -> None:
         if size == NATIVE[args.encoder]
         else f"deep-{args.encoder}-m{args.margin}-{size}px{f'-to{upsample}' if upsample else ''}.npz"
     )
+    if args.levels:
+        cache = cache.with_name(cache.stem + "-levels.npz")
     ids = list(oof["image_id"]) + list(val["image_id"])
     if cache.is_file() and list(np.load(cache)["ids"]) == ids:
         table = np.load(cache)["features"]
     else:
-        table = features(ids, run / "data" / "images", args.masks, args.encoder, args.margin, size, upsample)
+        table = features(
+            ids, run / "data" / "images", args.masks, args.encoder, args.margin, size, upsample, args.levels
+        )
         np.savez(cache, ids=np.array(ids), features=table)
-    x_oof, x_val = table[: len(oof)], table[len(oof) :]
     truth = oof["truth"].to_numpy()
-    deep = np.zeros(len(oof))
+    columns = {"deep": table}
+    if args.levels:  # the head's 1280 alone, from the same crops: what the levels add
+        columns = {"deep-head": table[:, :1280], "deep": table}
+    for name, x in columns.items():
+        oof[name], val[name], chosen, final_c = member(x[: len(oof)], x[len(oof) :], oof)
+        print(f"{name}: {x.shape[1]} features; C per fold {', '.join(f'{c:.3g}' for c in chosen)}, final {final_c:.3g}")
+    print(f"{'levels ' + str(LEVELS) + ' + ' if args.levels else ''}encoder {args.encoder}, {size} px crops{f' resized to {upsample}' if upsample else ''}, margin {args.margin}, {len(oof)} out-of-fold images, {len(val)} validation images")  # fmt: skip
+    print()
+    print("| model | context | out-of-fold AUC (95 % CI) | nested-stack OOF AUC | validation AUC |")
+    print("|---|---|---|---|---|")
+    labels = {"cv-cnn": "fine-tuned Lite0 CNN", "cv-features": "lesion features", "deep-head": "frozen ImageNet head features + LR",
+              "deep": f"frozen ImageNet {'head + levels' if args.levels else 'features'} + LR"}  # fmt: skip
+    for name in ["cv-cnn", "cv-features", *columns]:
+        print(f"| {labels[name]} | none | {shown(truth, oof[name].to_numpy())} | | {shown(val['truth'].to_numpy(), val[name].to_numpy())} |")  # fmt: skip
+    print(f"| lesion features | age, sex, site | {shown(truth, oof['cv-features-clinical'].to_numpy())} | |"
+          f" {shown(val['truth'].to_numpy(), val['cv-features-clinical'].to_numpy())} |")  # fmt: skip
+    for deep in columns:
+        for combo, context in (
+            (["cv-cnn", "cv-features", deep], "none"),
+            (["cv-features", deep], "none"),
+            (["cv-cnn", "cv-features-clinical", deep], "age, sex, site"),
+            (["cv-features-clinical", deep], "age, sex, site"),
+        ):
+            whole, nested, on_val = stacks(oof, val, combo)
+            print(f"| stack of {' + '.join(combo)} | {context} | {whole} | {nested} | {on_val} |")
+
+
+def member(
+    x_oof: np.ndarray, x_val: np.ndarray, oof: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, list[float], float]:
+    """The deep member's out-of-fold logits (fitted on the other folds), its validation logits
+    (fitted on all training images), the C chosen in each fold and in the final fit."""
+    truth = oof["truth"].to_numpy()
+    logits = np.zeros(len(oof))
     chosen = []
     for fold in sorted(oof["fold"].unique()):
         held = (oof["fold"] == fold).to_numpy()
         model = deep_model().fit(x_oof[~held], truth[~held])
         chosen.append(float(model[-1].C_[0]))
-        deep[held] = model.decision_function(x_oof[held])
-    oof["deep"] = deep
+        logits[held] = model.decision_function(x_oof[held])
     final = deep_model().fit(x_oof, truth)
-    val["deep"] = final.decision_function(x_val)
-    print(f"encoder {args.encoder}, {size} px crops{f' resized to {upsample}' if upsample else ''}, margin {args.margin}, {len(oof)} out-of-fold images, {len(val)} validation images;"
-          f" C per fold {', '.join(f'{c:.3g}' for c in chosen)}, final {float(final[-1].C_[0]):.3g}")  # fmt: skip
-    print()
-    print("| model | context | out-of-fold AUC (95 % CI) | nested-stack OOF AUC | validation AUC |")
-    print("|---|---|---|---|---|")
-    for name, label in (
-        ("cv-cnn", "fine-tuned Lite0 CNN"),
-        ("cv-features", "lesion features"),
-        ("deep", "frozen ImageNet features + LR"),
-    ):
-        print(f"| {label} | none | {shown(truth, oof[name].to_numpy())} | | {shown(val['truth'].to_numpy(), val[name].to_numpy())} |")  # fmt: skip
-    print(f"| lesion features | age, sex, site | {shown(truth, oof['cv-features-clinical'].to_numpy())} | |"
-          f" {shown(val['truth'].to_numpy(), val['cv-features-clinical'].to_numpy())} |")  # fmt: skip
-    for combo, context in (
-        (["cv-cnn", "cv-features"], "none"),
-        (["cv-cnn", "cv-features", "deep"], "none"),
-        (["cv-features", "deep"], "none"),
-        (["cv-cnn", "cv-features-clinical"], "age, sex, site"),
-        (["cv-cnn", "cv-features-clinical", "deep"], "age, sex, site"),
-        (["cv-features-clinical", "deep"], "age, sex, site"),
-    ):
-        whole, nested, on_val = stacks(oof, val, combo)
-        print(f"| stack of {' + '.join(combo)} | {context} | {whole} | {nested} | {on_val} |")
+    return logits, final.decision_function(x_val), chosen, float(final[-1].C_[0])
 
 
 if __name__ == "__main__":

@@ -285,7 +285,7 @@ def _corpus_case(name, tmp, models):
         Image.new("L", (40, 40)).save(mask)
         return seg_train, mask, "differs from its image"
     if name == "segment train: an image size SRCRN cannot take":
-        return [*seg_train, "--image-size", "100"], "--image-size", "multiple of 32"
+        return [*seg_train, "--image-size", "100"], "--image-size", "multiples of 32"
     if name == "segment train: a settings file that is not YAML":
         (tmp / "bad.yaml").write_text("lr: [")
         return [*seg_train, "--config", str(tmp / "bad.yaml")], tmp / "bad.yaml", "not valid YAML"
@@ -746,9 +746,16 @@ def test_a_dds_file_named_jpg_fails_alone_in_a_folder(tmp_path, tiny_bundle, sam
 @pytest.mark.parametrize(
     ("part", "field", "value", "said"),
     [
-        ("segmenter", "image_size", 17, "segmenter.image_size: Input should be greater than or equal to 32"),
-        ("segmenter", "image_size", 4096, "segmenter.image_size: Input should be less than or equal to 1024"),
+        ("segmenter", "image_size", 17, "segmenter.image_size: Value error, the segmenter's input 17: each side must"),
+        (
+            "segmenter",
+            "image_size",
+            4096,
+            "input 4096: each side must be a multiple of 32 (SRCRN's coarsest stride) from 32 to 1024",
+        ),
         ("segmenter", "image_size", 100, "multiple of 32"),
+        ("segmenter", "image_size", [192, 250], "input 192x250: each side must be a multiple of 32"),
+        ("segmenter", "image_size", "wide", "segmenter.image_size: Value error, 'wide' is not a size"),
         ("classifier", "calibration", {"method": "platt", "scale": "high", "bias": 0}, "classifier.calibration.scale"),
         ("classifier", "calibration", {"method": "platt", "scale": "NaN", "bias": 0}, "classifier.calibration.scale"),
     ],

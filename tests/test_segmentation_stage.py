@@ -123,7 +123,7 @@ def test_eval_on_a_runs_validation_split(sample, tmp_path):
 
 def test_cli_refuses_impossible_settings(sample, tmp_path, capsys):
     for args, expected in (
-        (["--image-size", "100"], "multiple of 32"),
+        (["--image-size", "100"], "multiples of 32"),
         (["--resume"], "nothing to resume from"),
         (["--stride", "4"], "--stride: Input should be 8, 16 or 32 (given 4)"),
         (["--loss", "focal"], "--loss: Input should be 'bce' or 'bce+dice' (given 'focal')"),

@@ -150,7 +150,10 @@ def test_yaml_numbers_written_as_text_are_read_as_numbers(tmp_path):
         ),
         ("optimizer: sgd\n", r"c.yaml: optimizer: Input should be 'adam' or 'adamw' \(given 'sgd'\)"),
         ("batch_size: 0\n", r"c.yaml: batch_size: Input should be greater than or equal to 1 \(given 0\)"),
-        ("image_size: 100\n", r"c.yaml: image_size: SRCRN needs a multiple of 32 \(e.g. 128\) \(given 100\)"),
+        (
+            "image_size: 100\n",
+            r"c.yaml: image_size: SRCRN needs sides that are multiples of 32 \(e.g. 128 or 192x256\) \(given 100\)",
+        ),
         ("epoch: 3\n", r"c.yaml: epoch: unknown setting; known: image_size, epochs, "),
         ("- 1\n", r"c.yaml: expected a mapping of settings"),
         ("lr: [\n", r"c.yaml: not valid YAML"),

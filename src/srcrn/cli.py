@@ -41,6 +41,7 @@ from srcrn.console import configure_logging, console
 from srcrn.errors import SrcrnError, missing_extra
 from srcrn.serving.settings import ServeSettings
 from srcrn.settings import ClassifyTrainSettings, SegmentTrainSettings
+from srcrn.shapes import height_width
 
 try:  # typer >= 0.29 carries its own copy of click, whose exceptions these are
     from typer._click import exceptions as click_exceptions
@@ -152,8 +153,8 @@ def prepare(
 
     given = command_settings(PrepareSettings, flags or {})
     prepared = prepare_command(data, given)
-    size = given.image_size
-    log.info("prepared %d images at %dx%d in %s", len(prepared.ids), size, size, prepared.folder)
+    height, width = height_width(given.image_size)
+    log.info("prepared %d images at %dx%d (height x width) in %s", len(prepared.ids), height, width, prepared.folder)
 
 
 @app.command()

@@ -27,7 +27,10 @@ FLAG_NAMES = {"finetune": "--finetune/--frozen"}
 def _base_type(annotation: Any) -> tuple[type, str]:
     """The click-level type of a field, and the text of its choices (if any)."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(kinds) > 1:  # e.g. an image size, 128 or 192x256: text, parsed by the schema
+            return str, ""
+        annotation = kinds[0]
     if typing.get_origin(annotation) is list:  # a repeatable flag; its items' choices checked by the schema
         item_choices = _base_type(typing.get_args(annotation)[0])[1]
         return list[str], item_choices

@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 
 from srcrn.settings import (
     CalibrationMethod,
-    ImageSide,
+    ImageShape,
     Int8Ranges,
     OutputRule,
     Settings,
@@ -52,7 +52,7 @@ class PrepareSettings(Settings):
     )  # reused when its fingerprint matches
 
     out: Path = Field(description="cache folder to write (reused when inputs are unchanged)")
-    image_size: ImageSide = Field(128, description="side of the square images in the cache")
+    image_size: ImageShape = Field(128, description="size of the cached images: a side, or height x width (192x256)")
     workers: int | None = Field(None, ge=1, description="decoding processes (default: all cores)")
     require_masks: bool = Field(False, description="refuse images without a mask")
     require_labels: bool = Field(False, description="refuse images without a label")

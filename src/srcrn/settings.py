@@ -17,10 +17,21 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from srcrn.atomic import atomic_path
 from srcrn.errors import ConfigError
+from srcrn.shapes import ImageSize, as_image_size, height_width, size_text, square_side
 
 SplitMethod = Literal["paper", "official", "random"]
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
@@ -55,7 +66,16 @@ Int8Ranges = Literal["minmax", "percentile", "entropy"]  # how int8 activation r
 # [-1, 1] inside the model). Here, in the torch-free core, so that models and data share one copy.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-ImageSide = Annotated[int, Field(ge=16, le=4096)]  # a square image's side in pixels (cache, networks)
+
+
+def _sides_in_range(size: ImageSize) -> ImageSize:
+    if not all(16 <= side <= 4096 for side in height_width(size)):
+        raise ValueError(f"{size_text(size)}: each side must be 16 to 4096 pixels")
+    return size
+
+
+# A segmenter's input and its cache: a side (128) or height x width (192x256; srcrn.shapes).
+ImageShape = Annotated[ImageSize, BeforeValidator(as_image_size), AfterValidator(_sides_in_range)]
 
 _BUDGET = re.compile(r"^(?:(\d+(?:\.\d+)?)([smh]?)|\d+:\d+:\d+:\d+)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
@@ -132,7 +152,11 @@ class Settings(BaseModel):
 class RunSettings(Settings):
     """What every training run shares: the Lightning Trainer's settings and housekeeping."""
 
-    image_size: ImageSide = Field(128, description="square input side (paper: 128)")
+    # A size: a side, or height x width; a segmenter may take the images' own shape, a stage-2
+    # input is square (ClassifyTrainSettings refuses another shape).
+    image_size: ImageShape = Field(
+        128, description="input size: a side (paper: 128), or height x width for stage 1 (192x256, the images' 3:4)"
+    )
     epochs: int = Field(10, ge=1, description="epochs")
     seed: int = Field(0, description="seed of everything random")
     split: SplitMethod = Field("paper", description="train/validation split")
@@ -200,9 +224,9 @@ class SegmentTrainSettings(RunSettings):
 
     @field_validator("image_size")
     @classmethod
-    def _side_fits_the_strides(cls, value: int) -> int:
-        if value % 32:
-            raise ValueError("SRCRN needs a multiple of 32 (e.g. 128)")
+    def _side_fits_the_strides(cls, value: ImageSize) -> ImageSize:
+        if any(side % 32 for side in height_width(value)):
+            raise ValueError("SRCRN needs sides that are multiples of 32 (e.g. 128 or 192x256)")
         return value
 
 
@@ -212,6 +236,11 @@ class ClassifyTrainSettings(RunSettings):
     100 epochs; batch 32, the best of 4..64)."""
 
     output_rule = OutputRule(command="classify train", adopt=("config.yaml",))
+
+    @field_validator("image_size")
+    @classmethod
+    def _square(cls, value: ImageSize) -> int:
+        return square_side(value)
 
     recipe: Literal["paper", "strong", "probe"] = Field("paper", description="named defaults (see docs)")
     model: ClassifierModel = Field("cnn", description="cnn, lesion features + gradient boosting, or their stack")

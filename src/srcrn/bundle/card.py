@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srcrn.atomic import read_json
 from srcrn.errors import ConfigError
+from srcrn.shapes import ImageSize
 
 
 def training_records(segmenter: str | Path, classifier: str | Path) -> dict[str, dict[str, Any] | None]:
@@ -97,7 +98,7 @@ class SegmenterCard(BaseModel):
     """Stage 1 as the pipeline runs it."""
 
     source: str = ""
-    image_size: int
+    image_size: ImageSize  # a side, or (height, width)
     tta: bool = False
     keep_largest: bool = False
     training: dict[str, Any] | None = None  # what its run's summary.json recorded

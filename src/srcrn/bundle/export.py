@@ -13,6 +13,7 @@ from srcrn.atomic import write_json
 from srcrn.bundle.card import training_record
 from srcrn.bundle.schema import BUNDLE_FILE, BUNDLE_FORMAT, BUNDLE_VERSION, file_sha256
 from srcrn.runtime.checkpoints import export_onnx_file, read_checkpoint
+from srcrn.shapes import as_image_size
 from srcrn.stage2.registry import load_melanoma_model, write_into_bundle
 from srcrn.stage2.spec import MelanomaModel
 
@@ -50,7 +51,8 @@ def export_onnx(segmenter: str | Path, classifier: str | Path, out: str | Path) 
     seg = read_checkpoint(segmenter, expect="segmenter").settings
     model = load_melanoma_model(classifier)
     out.mkdir(parents=True, exist_ok=True)
-    export_onnx_file(segmenter, out / "segmenter.onnx", seg["image_size"], "logits")
+    size = as_image_size(seg["image_size"])  # a side, or [height, width] as the checkpoint's JSON holds it
+    export_onnx_file(segmenter, out / "segmenter.onnx", size, "logits")
     write_json(
         out / BUNDLE_FILE,
         {
@@ -60,7 +62,7 @@ def export_onnx(segmenter: str | Path, classifier: str | Path, out: str | Path) 
             "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": 1 / 255},
             "segmenter": {
                 "file": "segmenter.onnx",
-                "image_size": seg["image_size"],
+                "image_size": size,
                 # What the network is (its input convention is inside it: see srcrn.models.encoders).
                 "arch": seg["arch"],
                 "encoder": seg["encoder"],

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from srcrn.atomic import JsonRefused, read_json
 from srcrn.errors import ConfigError
 from srcrn.settings import ClinicalField
+from srcrn.shapes import ImageSize, as_image_size, height_width, size_text
 from srcrn.stage2.registry import DEFAULT_KIND, KINDS
 
 BUNDLE_FILE = "bundle.json"
@@ -36,18 +37,24 @@ class _Part(BaseModel):
 
 
 class SegmenterPart(_Part):
-    """bundle.json's segmenter: its ONNX file and how it is run (TTA, largest region)."""
+    """bundle.json's segmenter: its ONNX file, its input size (a side, or [height, width]) and
+    how it is run (TTA, largest region)."""
 
+    image_size: ImageSize  # type: ignore[assignment]  # a segmenter may take height x width
     output: Literal["logits"] = "logits"
     tta: bool = False
     keep_largest: bool = False
 
-    @field_validator("image_size")
+    @field_validator("image_size", mode="before")
     @classmethod
-    def _fits_the_strides(cls, side: int) -> int:
-        if side % 32:
-            raise ValueError("the segmenter's input side must be a multiple of 32 (SRCRN's coarsest stride)")
-        return side
+    def _fits_the_strides(cls, value: Any) -> ImageSize:
+        size = as_image_size(value)
+        if not all(32 <= side <= 1024 and side % 32 == 0 for side in height_width(size)):
+            raise ValueError(
+                f"the segmenter's input {size_text(size)}: each side must be a multiple of 32 "
+                "(SRCRN's coarsest stride) from 32 to 1024"
+            )
+        return size
 
 
 class CalibrationPart(BaseModel):

@@ -4,8 +4,8 @@ Layout of a cache folder::
 
     manifest.json   fingerprint of the inputs + settings; written last, so its presence
                     means the arrays beside it are complete
-    images.npy      uint8 [N, S, S, 3]
-    masks.npy       uint8 [N, S, S] (0/1), only when every image has a mask
+    images.npy      uint8 [N, H, W, 3] (H = W = S for a square size S)
+    masks.npy       uint8 [N, H, W] (0/1), only when every image has a mask
     index.csv       image_id, melanoma, seborrheic_keratosis, width, height (original size)
 
 Training reads these arrays through ``np.load(mmap_mode="r")`` and never decodes a JPEG
@@ -35,6 +35,7 @@ from srcrn.data import images as imageio
 from srcrn.data.isic import IsicDataset, IsicSample
 from srcrn.errors import DataError
 from srcrn.outputs import remove_stale_staging, staging_folder
+from srcrn.shapes import ImageSize, as_image_size, height_width, size_text
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class PreparedData:
     """A prepared cache, memory-mapped."""
 
     folder: Path
-    size: int
+    size: ImageSize
     index: pd.DataFrame
     images: np.ndarray
     masks: np.ndarray | None
@@ -66,7 +67,7 @@ class PreparedData:
         manifest = read_json(folder / MANIFEST)
         index = pd.read_csv(folder / "index.csv", dtype={"image_id": str}).set_index("image_id")
         masks = np.load(folder / "masks.npy", mmap_mode="r") if manifest["has_masks"] else None
-        return cls(folder, manifest["size"], index, np.load(folder / "images.npy", mmap_mode="r"), masks)
+        return cls(folder, as_image_size(manifest["size"]), index, np.load(folder / "images.npy", mmap_mode="r"), masks)
 
     @property
     def ids(self) -> list[str]:
@@ -88,14 +89,15 @@ class PreparedData:
         return self.index["melanoma"].to_numpy(dtype=float)
 
 
-def default_cache_dir(data: Path, size: int) -> Path:
-    """Per data folder and size, under $SRCRN_CACHE_DIR (default ~/.cache/srcrn/prepared)."""
+def default_cache_dir(data: Path, size: ImageSize) -> Path:
+    """Per data folder and size (``...-128px``, ``...-192x256px``), under $SRCRN_CACHE_DIR
+    (default ~/.cache/srcrn/prepared)."""
     data = Path(data).resolve()
     root = Path(os.environ.get("SRCRN_CACHE_DIR", Path.home() / ".cache" / "srcrn" / "prepared"))
-    return root / f"{data.name}-{hashlib.sha1(str(data).encode()).hexdigest()[:12]}-{size}px"
+    return root / f"{data.name}-{hashlib.sha1(str(data).encode()).hexdigest()[:12]}-{size_text(size)}px"
 
 
-def fingerprint(dataset: IsicDataset, size: int) -> str:
+def fingerprint(dataset: IsicDataset, size: ImageSize) -> str:
     """Hash of everything the cache depends on; stat-based, so checking it decodes nothing."""
     digest = hashlib.sha256()
     settings = (CACHE_FORMAT, size, imageio.DRAFT_OVERSAMPLE, str(imageio.RESAMPLE))
@@ -111,7 +113,7 @@ def fingerprint(dataset: IsicDataset, size: int) -> str:
     return digest.hexdigest()
 
 
-def _decode_one(job: tuple[int, IsicSample, int, bool]):
+def _decode_one(job: tuple[int, IsicSample, ImageSize, bool]):
     """Worker: one image (and mask) at the cache size, with the original size."""
     position, sample, size, with_mask = job
     image, original = imageio.decode_image(sample.image_path, size)
@@ -128,13 +130,13 @@ STAGING_PREFIX = ".prepare-"
 
 def prepare(
     dataset: IsicDataset,
-    size: int,
+    size: ImageSize,
     out: str | Path,
     *,
     workers: int | None = None,
     show_progress: bool = True,
 ) -> PreparedData:
-    """Prepare (or reuse) the cache of ``dataset`` at ``size`` x ``size`` in ``out``."""
+    """Prepare (or reuse) the cache of ``dataset`` at ``size`` (a side, or height x width) in ``out``."""
     out = Path(out)
     key = fingerprint(dataset, size)
     manifest_path = out / MANIFEST
@@ -142,7 +144,7 @@ def prepare(
         try:
             if read_json(manifest_path).get("fingerprint") == key:
                 if show_progress:
-                    log.info("cache up to date: %s (%d images, %dpx)", out, len(dataset), size)
+                    log.info("cache up to date: %s (%d images, %spx)", out, len(dataset), size_text(size))
                 return PreparedData.load(out)
         except (json.JSONDecodeError, OSError):
             pass  # unreadable manifest: rebuild below
@@ -153,9 +155,10 @@ def prepare(
     staging = staging_folder(out, STAGING_PREFIX)
     try:
         count = len(dataset)
-        images = np.lib.format.open_memmap(staging / "images.npy", "w+", np.uint8, (count, size, size, 3))
+        height, width = height_width(size)
+        images = np.lib.format.open_memmap(staging / "images.npy", "w+", np.uint8, (count, height, width, 3))
         masks = (
-            np.lib.format.open_memmap(staging / "masks.npy", "w+", np.uint8, (count, size, size))
+            np.lib.format.open_memmap(staging / "masks.npy", "w+", np.uint8, (count, height, width))
             if with_masks
             else None
         )
@@ -168,7 +171,9 @@ def prepare(
         else:
             pool, results = None, map(_decode_one, jobs)
         try:
-            for position, image, mask, original in progress(results, count, f"prepare {size}px", show_progress):
+            for position, image, mask, original in progress(
+                results, count, f"prepare {size_text(size)}px", show_progress
+            ):
                 images[position] = image
                 if masks is not None:
                     masks[position] = mask

@@ -23,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from srcrn.data.dicom import HeaderFacts, is_dicom, read_dicom
 from srcrn.errors import DataError
+from srcrn.shapes import ImageSize, width_height
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 # 6700x4500 (the largest ISIC originals) is 30 MP; far above that is a decompression bomb
@@ -169,23 +170,24 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
 
 
 def decode_image(
-    source: ImageSource | ImageFile, size: int | None = None, *, name: str | None = None
+    source: ImageSource | ImageFile, size: ImageSize | None = None, *, name: str | None = None
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode ``source`` to RGB uint8 with EXIF orientation applied, resized to size x size
-    if given; also return the original (width, height) after orientation.
+    """Decode ``source`` to RGB uint8 with EXIF orientation applied, resized to ``size`` (a side,
+    or height x width) if given; also return the original (width, height) after orientation.
 
     With ``size``, JPEGs are decoded at the smallest DCT scale that keeps both sides at
-    least ``DRAFT_OVERSAMPLE * size``.
+    least ``DRAFT_OVERSAMPLE`` times the target's longer side.
     """
     file = ImageFile.of(source, name)
-    request = DRAFT_OVERSAMPLE * size if size is not None else None
+    target = width_height(size) if size is not None else None
+    request = DRAFT_OVERSAMPLE * max(target) if target is not None else None
     image = file.pixels((request, request) if request is not None else None)
-    if size is not None and image.size != (size, size):
-        image = image.resize((size, size), RESAMPLE)
+    if target is not None and image.size != target:
+        image = image.resize(target, RESAMPLE)
     return to_rgb_array(image), file.original
 
 
-def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
+def read_image(path: str | Path, size: ImageSize | None = None) -> np.ndarray:
     """``decode_image`` without the original size."""
     return decode_image(path, size)[0]
 
@@ -199,9 +201,11 @@ def _oriented_size(image: Image.Image) -> tuple[int, int]:
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
-def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None, size: int | None = None) -> np.ndarray:
-    """Decode a lesion mask to a boolean array: at its own size, or nearest-resized to
-    size x size.
+def read_mask(
+    path: str | Path, expected_size: tuple[int, int] | None = None, size: ImageSize | None = None
+) -> np.ndarray:
+    """Decode a lesion mask to a boolean array: at its own size, or nearest-resized to ``size``
+    (a side, or height x width).
 
     Masks must be binary: only {0, 255} (ISIC) or {0, 1}. ``expected_size`` is the image's
     (width, height); a mask of another size is refused.
@@ -222,7 +226,7 @@ def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None, si
         shown = ", ".join(str(v) for v in present[:6]) + (", ..." if len(present) > 6 else "")
         raise DataError(path, f"mask is not binary: {len(present)} distinct values ({shown}); expected 0/255")
     if size is not None:
-        mask = mask.resize((size, size), Image.Resampling.NEAREST)
+        mask = mask.resize(width_height(size), Image.Resampling.NEAREST)
     return np.asarray(mask) > 0
 
 

@@ -24,6 +24,7 @@ from srcrn.data.metadata import NO_CONTEXT, ClinicalContext
 from srcrn.errors import SrcrnError
 from srcrn.morphology.measurements import measure_lesion
 from srcrn.runtime.segmenter import Segmenter
+from srcrn.shapes import ImageSize
 from srcrn.stage2.spec import MelanomaModel
 from srcrn.stage2.spec import probabilities as melanoma_probabilities
 
@@ -67,7 +68,7 @@ class Loaded:
     image: ImageSource
     identity: tuple[str, str | None]
     file: ImageFile
-    at_size: dict[int, np.ndarray]
+    at_size: dict[ImageSize, np.ndarray]  # the image at each network's input size
     context: ClinicalContext = NO_CONTEXT
     damage: str | None = None  # what the decoder reported of a damaged file (the input gate reads it)
     from_header: tuple[str, ...] = ()  # the context fields a DICOM header gave (none given explicitly)

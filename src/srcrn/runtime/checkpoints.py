@@ -16,6 +16,7 @@ from typing import Any, Literal
 from srcrn.atomic import atomic_path
 from srcrn.errors import ConfigError
 from srcrn.settings import ClassifyTrainSettings, SegmentTrainSettings
+from srcrn.shapes import ImageSize, height_width
 
 Kind = Literal["segmenter", "classifier"]
 SCHEMAS: dict[str, type[SegmentTrainSettings] | type[ClassifyTrainSettings]] = {
@@ -144,9 +145,11 @@ def store_extras(path: str | Path, **extras: Any) -> None:
 FEATURES_OUTPUT = "features"  # a classifier's second ONNX output: its pooled backbone features
 
 
-def export_onnx_file(checkpoint: str | Path, path: Path, size: int, output: str, *, features: bool = False) -> None:
+def export_onnx_file(
+    checkpoint: str | Path, path: Path, size: ImageSize, output: str, *, features: bool = False
+) -> None:
     """The network of ``checkpoint`` as an ONNX file at ``path`` (written atomically): input
-    ``image`` [batch, 3, size, size], output ``output``, dynamic batch; with ``features`` (a
+    ``image`` [batch, 3, height, width] of ``size`` (a side, or height x width), output ``output``, dynamic batch; with ``features`` (a
     classifier), also its pooled backbone features as ``features`` [batch, F] (what the input
     gate measures an image's likeness to the training images on)."""
     import warnings
@@ -165,7 +168,7 @@ def export_onnx_file(checkpoint: str | Path, path: Path, size: int, output: str,
         # The TorchScript-based exporter: exact for these plain convolutional graphs.
         torch.onnx.export(
             model,
-            (torch.zeros(1, 3, size, size),),
+            (torch.zeros(1, 3, *height_width(size)),),
             str(temporary),
             input_names=["image"],
             output_names=outputs,

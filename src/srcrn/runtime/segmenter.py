@@ -17,6 +17,7 @@ import numpy as np
 from srcrn.data.normalization import normalize_numpy
 from srcrn.runtime.engines import TTA_FLIPS, Runtime, batched, sigmoid, torch_runtime
 from srcrn.runtime.postprocess import keep_largest_region
+from srcrn.shapes import ImageSize, as_image_size
 
 MASK_THRESHOLD = 0.5
 
@@ -30,9 +31,9 @@ def resize_probability(probability: np.ndarray, width: int, height: int) -> np.n
 
 @dataclass(frozen=True)
 class SegmenterSpec:
-    """How a segmenter is run: its input side, flip TTA, keep-largest."""
+    """How a segmenter is run: its input size (a side, or height x width), flip TTA, keep-largest."""
 
-    image_size: int
+    image_size: ImageSize
     tta: bool = False
     keep_largest: bool = False
 
@@ -45,8 +46,8 @@ class Segmenter:
         self.runtime, self.spec, self.source, self.batch_size = runtime, spec, source, batch_size
 
     @property
-    def image_size(self) -> int:
-        """The side of the square input the segmenter takes."""
+    def image_size(self) -> ImageSize:
+        """The input size the segmenter takes: a side, or (height, width)."""
         return self.spec.image_size
 
     @classmethod
@@ -56,14 +57,14 @@ class Segmenter:
         """The segmenter of a ``segment train`` checkpoint, run by PyTorch on ``device``."""
         runtime, stored = torch_runtime(path, "segmenter", precision, device)
         s = stored.settings
-        spec = SegmenterSpec(s["image_size"], bool(s["tta"]), bool(s["keep_largest"]))
+        spec = SegmenterSpec(as_image_size(s["image_size"]), bool(s["tta"]), bool(s["keep_largest"]))
         return cls(runtime, spec, str(path), batch_size)
 
     def _probabilities(self, images: np.ndarray) -> np.ndarray:
         return sigmoid(self.runtime(normalize_numpy(images))[:, 0])
 
     def probabilities(self, images: np.ndarray, *, tta: bool | None = None) -> np.ndarray:
-        """float32 [N, S, S] lesion probabilities for uint8 [N, S, S, 3] images at the model's size.
+        """float32 [N, H, W] lesion probabilities for uint8 [N, H, W, 3] images at the model's size.
         ``tta`` (default: the model's own setting) averages the four flips."""
         images = np.asarray(images, dtype=np.uint8)
         tta = self.spec.tta if tta is None else tta

@@ -28,6 +28,7 @@ from srcrn.data.splits import Split, make_split
 from srcrn.models import MelanomaClassifier
 from srcrn.runtime.segmenter import load_segmenter
 from srcrn.settings import ClassifyTrainSettings
+from srcrn.shapes import square_side
 from srcrn.training.balance import balance_rows, deduplicate
 from srcrn.training.runner import check_run_folder, fit, training_callbacks
 from srcrn.training.task import STAGES, SrcrnTask
@@ -131,7 +132,7 @@ def train_classification(
     need_masks = config.balance == "augment" and config.augment in ("axis", "mix")
     main = lesion_data(
         data,
-        image_size=config.image_size,
+        image_size=square_side(config.image_size),
         input_mode=config.input,
         margin=config.margin,
         segmenter=load_segmenter(config.segmenter),
@@ -150,7 +151,7 @@ def train_classification(
     if config.balance == "extra" and config.extra:
         extra = lesion_data(
             config.extra,
-            image_size=config.image_size,
+            image_size=square_side(config.image_size),
             input_mode=config.input,
             margin=config.margin,
             segmenter=load_segmenter(config.segmenter),

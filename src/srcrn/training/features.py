@@ -25,6 +25,7 @@ from srcrn.evaluation.classification import write_classification_outputs
 from srcrn.morphology.features import FEATURES_VERSION, feature_table
 from srcrn.runtime.segmenter import load_segmenter
 from srcrn.settings import ClassifyTrainSettings
+from srcrn.shapes import square_side
 from srcrn.stage2.feature_model import FeatureModel
 from srcrn.training.runner import RUN_FILE
 
@@ -117,7 +118,7 @@ def feature_lesions(config: ClassifyTrainSettings, data: str | Path, *, progress
     """The classifier inputs and lesion masks of ``data`` that a feature model is computed on (SRCRN masks predicted once, cached)."""
     return lesion_data(
         data,
-        image_size=config.image_size,
+        image_size=square_side(config.image_size),
         input_mode=config.input,
         margin=config.margin,
         segmenter=load_segmenter(config.segmenter),

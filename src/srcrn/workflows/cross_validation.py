@@ -43,6 +43,7 @@ from srcrn.evaluation.calibration import METHODS, calibration_metrics, fit_calib
 from srcrn.evaluation.classification import classification_metrics, threshold_for_sensitivity
 from srcrn.runtime.segmenter import load_segmenter
 from srcrn.settings import ClassifyTrainSettings
+from srcrn.shapes import square_side
 from srcrn.stage2.feature_model import FeatureModel
 from srcrn.stage2.registry import load_melanoma_model
 from srcrn.stage2.spec import Calibration
@@ -99,7 +100,7 @@ def _train_and_score(
     checkpoint = read_summary(run).model
     cnn_lesions: LesionData = lesion_data(
         data,
-        image_size=settings.image_size,
+        image_size=square_side(settings.image_size),
         input_mode=settings.input,
         margin=settings.margin,
         segmenter=load_segmenter(settings.segmenter if settings.input != "full" else None),
