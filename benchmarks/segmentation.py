@@ -12,7 +12,7 @@ forward GFLOPs of one 128x128 image counted by ``torch.utils.flop_counter``.
 ``--encoders``: instead, SRCRN-8s (64 score channels, the strong recipe's) on each encoder of
 ``srcrn.models.encoders`` beside smp's ``Unet`` and ``FPN`` on the same encoder (issue 30).
 
-    .venv/bin/python benchmarks/segmentation.py [--steps 10] [--size 128] [--encoders]
+    .venv/bin/python benchmarks/segmentation.py [--steps 10] [--size 128 | --size 192x256] [--encoders]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from srcrn.models import SRCRN, build_segmenter
 from srcrn.models.encoders import ENCODERS
+from srcrn.shapes import ImageSize, as_image_size, height_width, size_text
 
 
 class FirstOutput(torch.nn.Module):
@@ -66,13 +67,13 @@ def encoder_peers() -> dict[str, callable]:
     return builds
 
 
-def train_speed(model, size: int, steps: int, batch: int = 8, bf16: bool = False) -> float:
+def train_speed(model, size: ImageSize, steps: int, batch: int = 8, bf16: bool = False) -> float:
     """Images/s of Adam + BCE steps; ``bf16``: the forward pass under CPU bfloat16 autocast
     (what Lightning's ``--precision bf16-mixed`` does on a CPU)."""
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.randn(batch, 3, size, size)
-    y = (torch.rand(batch, 1, size, size) > 0.5).float()
+    x = torch.randn(batch, 3, *height_width(size))
+    y = (torch.rand(batch, 1, *height_width(size)) > 0.5).float()
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -90,9 +91,9 @@ def train_speed(model, size: int, steps: int, batch: int = 8, bf16: bool = False
 
 
 @torch.inference_mode()
-def inference_speed(model, size: int, batches: int, batch: int = 32, bf16: bool = False) -> float:
+def inference_speed(model, size: ImageSize, batches: int, batch: int = 32, bf16: bool = False) -> float:
     model.eval()
-    x = torch.randn(batch, 3, size, size)
+    x = torch.randn(batch, 3, *height_width(size))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         model(x)
         start = time.perf_counter()
@@ -101,11 +102,11 @@ def inference_speed(model, size: int, batches: int, batch: int = 32, bf16: bool 
     return batches * batch / (time.perf_counter() - start)
 
 
-def forward_gflops(model, size: int) -> float:
+def forward_gflops(model, size: ImageSize) -> float:
     model.eval()
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        model(torch.randn(1, 3, size, size))
+        model(torch.randn(1, 3, *height_width(size)))
     return counter.get_total_flops() / 1e9
 
 
@@ -113,13 +114,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per model")
     parser.add_argument("--batches", type=int, default=3, help="timed inference batches per model")
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--size", type=as_image_size, default=128, help="a side, or height x width (192x256)")
     parser.add_argument("--encoders", action="store_true", help="every encoder, SRCRN beside smp's Unet and FPN")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(
         f"machine: {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{args.size}px, train batch 8 x {args.steps} steps, inference batch 32 x {args.batches}"
+        f"{size_text(args.size)} px, train batch 8 x {args.steps} steps, inference batch 32 x {args.batches}"
     )
     results = {}
     for name, build in (encoder_peers() if args.encoders else peers()).items():

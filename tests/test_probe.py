@@ -100,10 +100,42 @@ def test_the_probe_recipe_and_what_it_refuses():
     from srcrn.settings import ClassifyTrainSettings, load_settings
 
     config = load_settings(ClassifyTrainSettings, flags={"recipe": "probe"})
-    assert (config.probe, config.encoder, config.backbone_size, config.input, config.tta, config.finetune) == (
-        True, "efficientnet-lite0", 224, "crop", True, False)  # fmt: skip
+    assert (config.probe, config.encoder, config.backbone_size, config.input, config.tta, config.finetune,
+            config.pooling) == (True, "efficientnet-lite0", 224, "crop", True, False, "levels")  # fmt: skip
     with pytest.raises(ConfigError, match=r"probe fits the head of a frozen backbone .* finetune, balance"):
         load_settings(ClassifyTrainSettings, flags={"recipe": "probe", "balance": "augment"})
+
+
+def test_levels_pooling_adds_each_stage_mean_and_deviation_after_the_heads_average():
+    """``pooling="levels"``: the head's global average first (the same numbers as mean pooling with
+    the same weights), then each stage of LEVELS as its maps' mean and (population) deviation,
+    checked against the stages' outputs taken by forward hooks and summarised by numpy."""
+    import torch
+
+    from srcrn.errors import ConfigError
+    from srcrn.models import MelanomaClassifier
+    from srcrn.models.encoders import LEVELS
+
+    torch.manual_seed(0)
+    levels = MelanomaClassifier(weights=None, encoder="efficientnet-lite0", pooling="levels").eval()
+    mean = MelanomaClassifier(weights=None, encoder="efficientnet-lite0").eval()
+    mean.backbone.load_state_dict(levels.backbone.state_dict())
+    maps: list[np.ndarray] = []
+    hooks = [levels.backbone.body.blocks[i].register_forward_hook(lambda m, i, o: maps.append(o.numpy()))
+             for i in LEVELS]  # fmt: skip
+    x = torch.randn(3, 3, 96, 96)
+    with torch.no_grad():
+        pooled = levels.forward_features(x).numpy()
+        plain = mean.forward_features(x).numpy()
+    for hook in hooks:
+        hook.remove()
+    per_stage = np.concatenate([np.concatenate([m.mean((2, 3)), m.std((2, 3))], 1) for m in maps], 1)
+    assert levels.features == 1280 + 2 * (40 + 80 + 112 + 192 + 320) == pooled.shape[1] and levels.head_features == 1280
+    assert np.allclose(pooled[:, :1280], plain, atol=1e-5)
+    assert np.allclose(pooled[:, 1280:], per_stage, atol=1e-4)
+    assert per_stage[:, 40:80].min() > 0  # the deviations are there, not zeros
+    with pytest.raises(ConfigError, match="levels needs an EfficientNet-Lite encoder"):
+        MelanomaClassifier(weights=None, encoder="resnet50", pooling="levels")
 
 
 @pytest.mark.slow
@@ -128,5 +160,10 @@ def test_classify_cv_runs_the_probe_and_its_model_exports_to_onnx(sample, tmp_pa
     onnx = OnnxRuntime(tmp_path / "bundle" / bundle["classifier"]["file"])
     images = np.random.default_rng(2).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
 
-    eager = load_melanoma_model(checkpoint).logits(images, tta=False)
+    model = load_melanoma_model(checkpoint)
+    eager = model.logits(images, tta=False)
     assert np.allclose(onnx(normalize_numpy(images)).reshape(-1), eager, atol=1e-3)
+    # The recipe pools the levels (2768 features into the head); the gate reads the head's 1280.
+    assert bundle["classifier"]["kind"] == "cnn" and onnx.has_features
+    features = onnx.features(normalize_numpy(images))
+    assert features.shape == (4, 1280) and np.allclose(features, model.image_features(images), atol=1e-3)

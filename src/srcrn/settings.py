@@ -260,6 +260,10 @@ class ClassifyTrainSettings(RunSettings):
     backbone_size: int | None = Field(
         None, ge=32, le=1024, description="resize the input to this side before the backbone (e.g. 224); none: as given"
     )
+    pooling: Literal["mean", "levels"] = Field(
+        "mean",
+        description="backbone features: mean (the last layer's average) or levels (a Lite's mid-level means and deviations too)",
+    )
     finetune: bool = Field(False, description="train the backbone too")
     probe: bool = Field(
         False,
@@ -393,6 +397,7 @@ RECIPES: dict[type[Settings], dict[str, dict[str, Any]]] = {
             "probe": True,
             "encoder": "efficientnet-lite0",
             "backbone_size": 224,
+            "pooling": "levels",  # the stages' texture statistics too: 0.816 against 0.795 (encoders.md)
             "input": "crop",
             "margin": 0.2,
             "select": "last",

@@ -34,6 +34,8 @@ class MelanomaClassifier(nn.Module):
         dropout: the head's dropout.
         encoder: resnet50 (the paper's) or efficientnet-lite0/1/2.
         backbone_size: resize the input to this square side (bilinear) before the backbone; None: as given.
+        pooling: ``mean`` (global average of the last layer) or ``levels`` (a Lite's mid-level
+            stages' means and deviations too: ``LitePooled``).
     """
 
     def __init__(
@@ -43,23 +45,31 @@ class MelanomaClassifier(nn.Module):
         dropout: float = 0.0,
         encoder: str = "resnet50",
         backbone_size: int | None = None,
+        pooling: str = "mean",
     ):
         """Build the backbone and head (see the class)."""
         super().__init__()
         check_encoder(encoder)
         self.encoder_name = encoder
         self.backbone_size = backbone_size
+        self.pooling = pooling
+        if pooling not in ("mean", "levels"):
+            raise ConfigError(f"--pooling {pooling}: choose mean or levels")
         if encoder == "resnet50":
+            if pooling != "mean":
+                raise ConfigError(
+                    "--pooling levels needs an EfficientNet-Lite encoder (--encoder efficientnet-lite0/1/2)"
+                )
             backbone = resnet50_backbone(weights)
             backbone.fc = nn.Identity()  # conv1 .. layer4 + global average pooling -> 2048 features
-            self.features = FEATURES
+            self.features = self.head_features = FEATURES
         else:
             if isinstance(weights, str) and weights.startswith(SRCRN_PREFIX):
                 raise ConfigError(
                     f"--weights {weights}: an SRCRN encoder is a ResNet-50's; --encoder {encoder} takes imagenet, none or a file"
                 )
-            backbone = LitePooled(encoder, weights)
-            self.features = backbone.features
+            backbone = LitePooled(encoder, weights, levels=pooling == "levels")
+            self.features, self.head_features = backbone.features, backbone.head_features
         self.backbone = backbone
         self.finetune = finetune
         self.dropout = dropout

@@ -114,6 +114,7 @@ def build_model(stored: StoredModel):
             dropout=s["dropout"],
             encoder=s["encoder"],
             backbone_size=s.get("backbone_size"),
+            pooling=s.get("pooling", "mean"),  # a checkpoint from before the option: mean
         )
     try:
         model.load_state_dict(stored.weights)
@@ -189,6 +190,8 @@ def with_features(model: Any) -> Any:
 
         def forward(self, x: Any) -> tuple[Any, Any]:
             pooled = self.inner.forward_features(x)
-            return self.inner.forward_head(pooled), pooled
+            # The gate's features: the last layer's global average (the first columns; a
+            # levels-pooled backbone's mid-level summaries follow them and stay the head's).
+            return self.inner.forward_head(pooled), pooled[:, : self.inner.head_features]
 
     return WithFeatures(model).eval()

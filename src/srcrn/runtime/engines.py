@@ -101,12 +101,15 @@ class TorchRuntime:
         return hasattr(self.model, "forward_features") and hasattr(self.model, "forward_head")
 
     def features(self, batch: np.ndarray) -> np.ndarray:
-        """The network's pooled features (a stage-2 CNN's ``forward_features``; ``has_features``)."""
+        """The network's pooled features, as its ONNX export's ``features`` output says them: the
+        last layer's global average (a stage-2 CNN's first ``head_features`` columns of
+        ``forward_features``; ``has_features``)."""
         import torch
 
         batch_on_device = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-            return self.model.forward_features(batch_on_device).float().cpu().numpy()
+            pooled = self.model.forward_features(batch_on_device)[:, : self.model.head_features]
+            return pooled.float().cpu().numpy()
 
 
 class OnnxRuntime:

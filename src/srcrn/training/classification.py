@@ -65,6 +65,7 @@ class ClassificationTask(SrcrnTask):
             dropout=config.dropout,
             encoder=config.encoder,
             backbone_size=config.backbone_size,
+            pooling=config.pooling,
         )
         for stage in STAGES:
             self.meters[f"{stage}_loss"] = MeanMetric()

@@ -46,7 +46,9 @@ _MEMO: dict[str, Any] = {"key": None, "features": {}}
 def _backbone_key(model: MelanomaClassifier, tta: bool) -> bytes:
     """The backbone by content: the digest of its weights, with the input resize and the flips
     (two random initialisations, or two files under one name, are two backbones)."""
-    digest = hashlib.blake2b(repr((model.encoder_name, model.backbone_size, tta)).encode(), digest_size=16)
+    digest = hashlib.blake2b(
+        repr((model.encoder_name, model.backbone_size, model.pooling, tta)).encode(), digest_size=16
+    )
     for name, tensor in model.backbone.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -117,6 +119,7 @@ def train_probe(
         dropout=config.dropout,
         encoder=config.encoder,
         backbone_size=config.backbone_size,
+        pooling=config.pooling,
     )
     labels = np.asarray(train[1]).astype(int)
     regression = fit_head(model, pooled_features(model, train[0], tta=config.tta, remember=True), labels)
