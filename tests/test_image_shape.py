@@ -39,6 +39,21 @@ def test_the_command_line_refuses_a_side_the_strides_cannot_take_in_one_line(cap
     assert "'wide' is not a size" in error
 
 
+@pytest.mark.parametrize("augment", ["flip", "strong"])
+def test_augmenting_a_height_by_width_input_keeps_its_shape(augment):
+    """A quarter turn would transpose it (a 192x256 batch got a 256x192 member and training
+    stopped): such inputs get flips and free rotation on their own canvas only."""
+    from srcrn.data.transforms import build_transform
+
+    image = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    mask = np.zeros((64, 96), np.uint8)
+    transform = build_transform(augment, train=True, square=False)
+    shapes = {(out["image"].shape, out["mask"].shape) for out in (transform(image=image, mask=mask) for _ in range(40))}
+    assert shapes == {((64, 96, 3), (64, 96))}
+    square = build_transform(augment, train=True)  # a square input still gets quarter turns
+    assert any(type(t).__name__ == "RandomRotate90" for t in square.transforms)
+
+
 @pytest.mark.slow
 def test_a_segmenter_at_height_by_width_trains_evaluates_exports_and_answers_alike_in_both_engines(
     sample, tmp_path, tiny_classifier, monkeypatch
@@ -52,8 +67,9 @@ def test_a_segmenter_at_height_by_width_trains_evaluates_exports_and_answers_ali
 
     monkeypatch.setattr(quantize, "TOLERANCE", {"jaccard_drop": 1.0, "auc_drop": 1.0})  # two-step model: not judged
     config = small_segmentation_config(
-        tmp_path, image_size="64x96", encoder="efficientnet-lite0", encoder_weights="none", score_channels=8
-    )
+        tmp_path, image_size="64x96", encoder="efficientnet-lite0", encoder_weights="none", score_channels=8,
+        augment="strong", steps_per_epoch=4,
+    )  # fmt: skip
     checkpoint = train_segmentation(config, sample, tmp_path / "seg", progress=False)["last_checkpoint"]
 
     cache = PreparedData.load(tmp_path / "cache")  # the images' own shape, not squeezed into a square

@@ -167,9 +167,11 @@ class IsicDataModule(L.LightningDataModule):
         self.steps_per_epoch = steps_per_epoch
         self.num_workers = num_workers
         self.seed = seed
+        square = isinstance(prepared.size, int)  # a height x width cache gets no quarter turns
         self.train_set = PreparedDataset(
-            prepared.folder, prepared.positions(split.train), build_transform(augment, train=True), with_masks
-        )
+            prepared.folder, prepared.positions(split.train), build_transform(augment, train=True, square=square),
+            with_masks,
+        )  # fmt: skip
         self.val_set = PreparedDataset(
             prepared.folder, prepared.positions(split.val), build_transform(augment, train=False), with_masks
         )

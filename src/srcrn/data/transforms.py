@@ -18,14 +18,16 @@ if TYPE_CHECKING:
 AUGMENTATIONS = get_args(SegmentationAugment)
 
 
-def build_transform(augment: str = "none", *, train: bool = True) -> A.Compose:
+def build_transform(augment: str = "none", *, train: bool = True, square: bool = True) -> A.Compose:
     """``none``: normalise only (the paper's recipe); ``flip``: flips and 90-degree turns;
-    ``strong``: flips, free rotation, scale/shift and colour jitter. Validation never augments."""
+    ``strong``: flips, free rotation, scale/shift and colour jitter. Validation never augments.
+    A quarter turn transposes an image, so a height x width input (``square`` False) gets the
+    flips (their pair is the half turn) and the free rotation on its own canvas, not quarter turns."""
     if augment not in AUGMENTATIONS:
         raise ConfigError(f"unknown augmentation '{augment}'; choose one of {', '.join(AUGMENTATIONS)}")
     steps: list = []
     if train and augment in ("flip", "strong"):
-        steps += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=0.5)]
+        steps += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)] + ([A.RandomRotate90(p=0.5)] if square else [])
     if train and augment == "strong":
         steps += [
             A.Affine(
