@@ -43,7 +43,8 @@ done
 # Stage 2 with ImageNet (issue 30): an image member on the same folds, stacked with the feature
 # model with and without the context. MEMBER=probe (the default): the frozen ImageNet encoder with
 # its head fitted as a logistic regression on the flip-averaged pooled features of the 128-px crops
-# seen at 224 px (classify cv --recipe probe; out-of-fold AUC 0.795 alone, docs/results/encoders.md);
+# seen at 224 px, the last layer's average and the mid-level stages' means and deviations (classify
+# cv --recipe probe, whose --pooling is levels; out-of-fold AUC 0.814 alone, docs/results/encoders.md);
 # MEMBER=cnn: the encoder fine-tuned on the crops (strong recipe, CNN_EPOCHS per fold; 0.780).
 # STACK=0 skips it. The card ships whichever has the higher out-of-fold AUC with the context
 # (experiments/default_model_card.py): never chosen on the validation split.

@@ -209,8 +209,13 @@ def classifier_section(runs: Path) -> dict:
     from srcrn.models.encoders import WEIGHTS_SOURCE
 
     if cnn.get("probe"):
+        pooled = (
+            "the last layer's average and each mid-level stage's mean and deviation"
+            if cnn.get("pooling") == "levels"
+            else "the pooled features"
+        )
         how = (
-            f"{cnn['encoder']} frozen (ImageNet), its head a logistic regression on the pooled features of the "
+            f"{cnn['encoder']} frozen (ImageNet), its head a logistic regression on {pooled} of the "
             f"lesion crops seen at {cnn['backbone_size']} px (classify cv --recipe probe)"
         )
     else:
