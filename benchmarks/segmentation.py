@@ -56,10 +56,10 @@ def peers() -> dict[str, callable]:
     }
 
 
-def encoder_peers() -> dict[str, callable]:
-    """SRCRN-8s and smp's Unet and FPN on every encoder (random weights: speed does not depend on them)."""
+def encoder_peers(encoders: tuple[str, ...] = ENCODERS) -> dict[str, callable]:
+    """SRCRN-8s and smp's Unet and FPN on each of ``encoders`` (random weights: speed does not depend on them)."""
     builds = {}
-    for encoder in ENCODERS:
+    for encoder in encoders:
         for arch, label in (("srcrn", "SRCRN-8s"), ("unet", "smp Unet"), ("fpn", "smp FPN")):
             builds[f"{label} ({encoder})"] = lambda arch=arch, encoder=encoder: build_segmenter(
                 arch, stride=8, score_channels=64, encoder=encoder
@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3, help="timed inference batches per model")
     parser.add_argument("--size", type=as_image_size, default=128, help="a side, or height x width (192x256)")
     parser.add_argument("--encoders", action="store_true", help="every encoder, SRCRN beside smp's Unet and FPN")
+    parser.add_argument("--only", default=",".join(ENCODERS), help="with --encoders: these encoders (comma-separated)")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(
@@ -123,7 +124,10 @@ def main() -> None:
         f"{size_text(args.size)} px, train batch 8 x {args.steps} steps, inference batch 32 x {args.batches}"
     )
     results = {}
-    for name, build in (encoder_peers() if args.encoders else peers()).items():
+    chosen = tuple(e for e in args.only.split(",") if e)
+    if unknown := set(chosen) - set(ENCODERS):
+        parser.error(f"--only: unknown encoder(s) {', '.join(sorted(unknown))}; choose from {', '.join(ENCODERS)}")
+    for name, build in (encoder_peers(chosen) if args.encoders else peers()).items():
         model = build()
         params = sum(p.numel() for p in model.parameters()) / 1e6
         results[name] = (
@@ -155,7 +159,7 @@ def main() -> None:
 
 def print_encoder_table(results: dict[str, tuple[float, float, float, float]]) -> None:
     """One row per model; the ratios against SRCRN-8s on ResNet-50 and against smp Unet on the same encoder."""
-    base = results["SRCRN-8s (resnet50)"]
+    base = results.get("SRCRN-8s (resnet50)")
     print("\n| model | params (M) | GFLOPs/img | train img/s | inference img/s | train vs SRCRN-8s (resnet50) "
           "| train vs smp Unet, same encoder |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
@@ -163,7 +167,8 @@ def print_encoder_table(results: dict[str, tuple[float, float, float, float]]) -
         encoder = name[name.index("(") + 1 : -1]
         unet = results[f"smp Unet ({encoder})"]
         print(
-            f"| {name} | {params:.1f} | {gflops:.2f} | {train:.1f} | {infer:.1f} | {train / base[2]:.2f}x | "
+            f"| {name} | {params:.1f} | {gflops:.2f} | {train:.1f} | {infer:.1f} | "
+            f"{f'{train / base[2]:.2f}x' if base else 'not run'} | "
             f"{train / unet[2]:.2f}x |"
         )
 
