@@ -36,7 +36,7 @@ from sklearn.preprocessing import StandardScaler
 
 from srcrn.data.lesion import lesion_box
 from srcrn.data.normalization import IMAGENET_MEAN, IMAGENET_STD
-from srcrn.models.encoders import LitePooled
+from srcrn.models.encoders import LEVELS, LitePooled
 from srcrn.stats import auc, auc_interval
 
 NATIVE = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
@@ -53,24 +53,6 @@ def crop(image: np.ndarray, mask: np.ndarray, margin: float, size: int) -> np.nd
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
-LEVELS = (2, 3, 4, 5, 6)  # the Lite's stages whose maps --levels pools too (strides 8 to 32)
-
-
-def levels_of(network: LitePooled, x: torch.Tensor) -> torch.Tensor:
-    """The pooled head features and, of every stage in LEVELS, its maps' mean and standard
-    deviation over the image (texture statistics of mid-level features, which ImageNet's
-    object-level head summarises away)."""
-    body = network.body
-    x = body.bn1(body.conv_stem(network.to_range(x)))
-    pooled = []
-    for index, block in enumerate(body.blocks):
-        x = block(x)
-        if index in LEVELS:
-            pooled += [x.mean((2, 3)), x.std((2, 3))]
-    head = body.bn2(body.conv_head(x)).mean((2, 3))
-    return torch.cat([head, *pooled], 1)
-
-
 @torch.inference_mode()
 def features(
     ids: list[str],
@@ -85,8 +67,10 @@ def features(
     """Flip-averaged pooled ImageNet features [len(ids), 1280] of the lesion crops (size x size,
     then bilinearly resized to ``upsample`` x ``upsample`` when given); with ``levels``, also the
     mean and deviation of each stage in LEVELS."""
-    network = LitePooled(encoder, "imagenet").eval()
-    embed = (lambda v: levels_of(network, v)) if levels else network
+    # levels: the model's own pooling (LitePooled's), the head's 1280 first. The table in
+    # docs/results/encoders.md was printed with the sample deviation, this is the population one:
+    # a constant factor per stage, which the standardised regression does not see.
+    network = LitePooled(encoder, "imagenet", levels=levels).eval()
     mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
     out = []
     for start in range(0, len(ids), 16):
@@ -100,7 +84,7 @@ def features(
             batch.append((lesion.astype(np.float32) / 255 - mean) / std)
         x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).contiguous()
         views = [x, x.flip(3), x.flip(2), x.flip(2, 3)]
-        out.append(torch.stack([embed(v) for v in views]).mean(0).numpy())
+        out.append(torch.stack([network(v) for v in views]).mean(0).numpy())
         print(f"\r{start + len(batch)}/{len(ids)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return np.concatenate(out)
