@@ -8,9 +8,11 @@ its REST API."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -231,8 +233,19 @@ def _rest(http_port: int, path: str):
         return json.loads(answer.read())
 
 
+def _dcmtk(tool: str) -> str | None:
+    """dcmtk's ``tool`` on PATH, not the same-named script pynetdicom installs into the venv (with
+    the venv activated that one comes first, and it takes other options)."""
+    venv = Path(sys.executable).parent.resolve()
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != venv)
+    return shutil.which(tool, path=path)
+
+
+STORESCU = _dcmtk("storescu")
+
+
 @pytest.mark.skipif(
-    shutil.which("Orthanc") is None or shutil.which("storescu") is None,
+    shutil.which("Orthanc") is None or STORESCU is None,
     reason="Orthanc or dcmtk's storescu not installed (Debian's orthanc, dcmtk): no PACS to test against",
 )
 def test_a_real_orthanc_receives_the_image_and_srcrns_seg_and_sr(tmp_path, pipeline):
@@ -244,7 +257,7 @@ def test_a_real_orthanc_receives_the_image_and_srcrns_seg_and_sr(tmp_path, pipel
         assert _wait(lambda: _answers(http_port), 30), (tmp_path / "orthanc.log").read_text()[-2000:]
         image = dicom_photo(tmp_path / "photo.dcm", _rgb(_sample()))
         for port, aet in ((dicom_port, "ORTHANC"), (node_port, "SRCRN")):  # the PACS's copy, then srcrn's
-            done = subprocess.run(["storescu", "-R", "-aec", aet, "127.0.0.1", str(port), str(image)], capture_output=True,
+            done = subprocess.run([STORESCU, "-R", "-aec", aet, "127.0.0.1", str(port), str(image)], capture_output=True,
                                   text=True, timeout=60)  # fmt: skip
             assert done.returncode == 0, done.stderr
         assert _wait(lambda: len(_rest(http_port, "/instances")) == 3, 90), (
