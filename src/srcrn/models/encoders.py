@@ -254,7 +254,7 @@ class LitePooled(nn.Module):
     With ``levels``, also each stage in LEVELS summarised by its maps' mean and standard deviation
     over the image: texture statistics of mid-level features (as in style descriptors), which the
     last layer's object-level average summarises away. For a frozen ImageNet Lite0 on lesion crops
-    they lift the linear probe's out-of-fold AUC from 0.795 to 0.816 (docs/results/encoders.md).
+    they lift the linear probe's out-of-fold AUC from 0.7948 to 0.8155 (docs/results/encoders.md).
     The head's 1280 come first either way (``head_features``: what the input gate reads).
     """
 

@@ -114,7 +114,7 @@ def build_model(stored: StoredModel):
             dropout=s["dropout"],
             encoder=s["encoder"],
             backbone_size=s.get("backbone_size"),
-            pooling=s.get("pooling", "mean"),  # a checkpoint from before the option: mean
+            pooling=s["pooling"],  # read_checkpoint validated the settings: an older checkpoint gets "mean"
         )
     try:
         model.load_state_dict(stored.weights)
